@@ -1,0 +1,1 @@
+"""What pure/ and flax_port/ share and do not compare: config, data, CLI plumbing, checkpoints."""

@@ -1,0 +1,95 @@
+"""Checkpoints: one .npz that both implementations read, keyed by the seed's flat names.
+
+Layout: one array per parameter (`wte`, `wpe`, `lm_head`, `l0.wq`, ...), plus `__config__` (the
+Config as JSON) and `__chars__` (the tokenizer's characters), both stored as unicode arrays so
+that nothing needs pickle. A plain dict saved by the seed's script with `numpy.savez` (no config,
+no characters) loads too. Writes are atomic; loads never execute code.
+"""
+
+import dataclasses
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from common.config import Config
+from common.errors import UserError
+
+CONFIG_KEY, CHARS_KEY = "__config__", "__chars__"
+
+
+def check_params(found: dict, expected: dict, where: str) -> None:
+    """Refuse a tree with missing, extra or mis-shaped entries, naming each with its shapes."""
+    problems = [f"missing {k} (expected {tuple(s)})" for k, s in expected.items() if k not in found]
+    problems += [f"extra {k} {tuple(np.shape(v))}" for k, v in found.items() if k not in expected]
+    problems += [
+        f"{k} has shape {tuple(np.shape(found[k]))}, expected {tuple(s)}"
+        for k, s in expected.items()
+        if k in found and tuple(np.shape(found[k])) != tuple(s)
+    ]
+    if problems:
+        raise UserError(f"{where} does not fit the model: " + "; ".join(problems))
+
+
+def writable_target(path: str) -> Path:
+    """Fail before training if `path` cannot be written: its directory must exist and be writable."""
+    p = Path(path)
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        raise UserError(f"cannot save to {path}: directory {folder} does not exist; create it first")
+    if p.is_dir():
+        raise UserError(f"cannot save to {path}: it is a directory; give a file name ending in .npz")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"cannot save to {path}: directory {folder} is not writable")
+    return p
+
+
+def save(path: str, flat_params: dict, cfg: Config, chars: str) -> None:
+    """Write atomically: a temporary file in the same directory, then a rename over `path`."""
+    p = writable_target(path)
+    arrays = {k: np.asarray(v) for k, v in flat_params.items()}
+    arrays[CONFIG_KEY] = np.array(json.dumps(dataclasses.asdict(cfg), sort_keys=True))
+    arrays[CHARS_KEY] = np.array(chars)
+    fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: str) -> tuple[dict[str, np.ndarray], dict | None, str | None]:
+    """(flat params, config fields or None, characters or None); refuses anything not a plain npz."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"checkpoint {path} does not exist: pass --load with a file written by --save")
+    if p.is_dir() or not zipfile.is_zipfile(p):
+        raise UserError(f"checkpoint {path} is not an .npz file (truncated, or another format): save it again with --save")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except ValueError as err:
+        if "pickle" in str(err):
+            raise UserError(f"checkpoint {path} contains pickled objects, which are never loaded: save plain arrays") from None
+        raise UserError(f"checkpoint {path} cannot be read ({err}): save it again with --save") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise UserError(f"checkpoint {path} is damaged ({err}): save it again with --save") from None
+    cfg_fields = chars = None
+    if CONFIG_KEY in arrays:
+        try:
+            cfg_fields = json.loads(str(arrays.pop(CONFIG_KEY)))
+        except json.JSONDecodeError:
+            raise UserError(f"checkpoint {path} has an unreadable {CONFIG_KEY}: save it again with --save") from None
+    if CHARS_KEY in arrays:
+        chars = str(arrays.pop(CHARS_KEY))
+    for k, v in arrays.items():
+        if v.dtype.kind != "f":
+            raise UserError(f"checkpoint {path}: {k} holds {v.dtype} values, expected floats")
+    return arrays, cfg_fields, chars

@@ -1,0 +1,349 @@
+"""Command-line plumbing shared by `python -m pure`, `python -m flax_port` and `python -m compare`.
+
+Everything here is the same for both implementations: flags, data, timing, printing, errors.
+What differs comes in through an `Impl` (common/impl.py).
+"""
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+
+import numpy as np
+
+from common import checkpoint
+from common.config import Config
+from common.data import Tokenizer, load_names, training_batches
+from common.errors import UserError
+
+# ----------------------------------------------------------------------------- parsing
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (plus the usage hint) and exits 2."""
+
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.exit(2)
+
+
+def add_model_flags(p: argparse.ArgumentParser, defaults: bool = True) -> None:
+    d = Config() if defaults else None
+    p.add_argument("--n-embd", type=int, default=d and d.n_embd, help="embedding width (default 16)")
+    p.add_argument("--n-head", type=int, default=d and d.n_head, help="attention heads (default 4)")
+    p.add_argument("--n-layer", type=int, default=d and d.n_layer, help="transformer blocks (default 1)")
+    p.add_argument("--block-size", type=int, default=d and d.block_size, help="context length (default 16)")
+
+
+def add_common_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=42, help="seeds init, data order and sampling (default 42)")
+    p.add_argument("--temperature", type=float, default=0.5, help="sampling temperature > 0 (default 0.5)")
+    p.add_argument("--num-samples", type=int, default=20, help="names to sample (default 20)")
+    p.add_argument("--no-jit", action="store_true", help="run everything eagerly, under jax.disable_jit()")
+    p.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
+
+
+def train_parser(prog: str, description: str) -> Parser:
+    p = Parser(prog=prog, description=description)
+    p.add_argument("--steps", type=int, default=1000, help="training steps, one name each (default 1000)")
+    p.add_argument("--lr", type=float, default=0.01, help="peak learning rate, decays linearly to 0 (default 0.01)")
+    p.add_argument(
+        "--data", default=None,
+        help="names file, one per line; 'makemore' downloads makemore's names.txt once "
+        "(default: the census names shipped in the `names` package)",
+    )
+    p.add_argument("--save", metavar="PATH", help="write the trained weights to this .npz")
+    p.add_argument("--log-every", type=int, default=100, help="print the loss every N steps (default 100)")
+    add_common_flags(p)
+    add_model_flags(p)
+    return p
+
+
+def sample_parser(prog: str) -> Parser:
+    p = Parser(prog=prog, description="Sample names from a checkpoint written by --save.")
+    p.add_argument("--load", metavar="PATH", required=True, help="checkpoint .npz to sample from")
+    p.add_argument("--prefix", default="", help="the start every name must have, e.g. 'ka'")
+    p.add_argument("--data", default=None, help="names file giving the characters, for a checkpoint without them")
+    add_common_flags(p)
+    add_model_flags(p, defaults=False)
+    return p
+
+
+def make_config(args, vocab_size: int, steps: int | None = None, lr: float | None = None) -> Config:
+    return Config(
+        vocab_size=vocab_size, n_embd=args.n_embd, n_head=args.n_head, n_layer=args.n_layer,
+        block_size=args.block_size, num_steps=steps if steps is not None else 1000,
+        learning_rate=lr if lr is not None else 0.01,
+    )
+
+
+def check_sampling_flags(args) -> None:
+    if not args.temperature > 0 or args.temperature == float("inf"):
+        raise UserError(f"temperature={args.temperature}: use a finite temperature above 0")
+    if args.num_samples < 1:
+        raise UserError(f"num-samples={args.num_samples}: sample at least 1 name")
+
+
+def setup_jax(args) -> None:
+    """Persistent compilation cache in the user cache directory (never the repo) unless --no-cache."""
+    import jax
+
+    if not args.no_cache:
+        from common.data import cache_dir
+
+        jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax-compilation-cache"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def run_cli(main, argv=None) -> int:
+    """Run `main(argv)`; a UserError becomes one line on stderr and exit code 2, no traceback."""
+    try:
+        return main(sys.argv[1:] if argv is None else argv) or 0
+    except UserError as err:
+        sys.stderr.write(f"error: {err}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: nothing was saved\n")
+        return 130
+
+
+# ----------------------------------------------------------------------------- training
+
+def chunk_size(num_steps: int, log_every: int) -> int:
+    """Steps per jitted call: the largest divisor of num_steps up to log_every, so every call has
+    the same shape and training compiles exactly once whatever the step count."""
+    target = max(1, min(log_every, num_steps))
+    return max(k for k in range(1, target + 1) if num_steps % k == 0)
+
+
+@dataclasses.dataclass
+class Timings:
+    train_compile_s: float = 0.0
+    train_s: float = 0.0
+    sample_compile_s: float = 0.0
+    sample_s: float = 0.0
+    compiles: int = 0
+
+
+def compile_steps(impl, state, batches, cfg: Config, jit: bool):
+    """The function the loop calls on (state, k names): compiled ahead of time, or eager."""
+    import jax
+
+    if not jit:
+        def eager(s, b):
+            with jax.disable_jit():
+                return impl.train_steps(s, b, cfg)
+        return eager
+    return jax.jit(impl.train_steps, static_argnames="cfg").lower(state, batches, cfg=cfg).compile()
+
+
+def first_bad_param(impl, state) -> str | None:
+    flat = impl.to_flat(impl.params_of(state))
+    return next((k for k, v in flat.items() if not np.all(np.isfinite(np.asarray(v)))), None)
+
+
+def check_finite(impl, state, losses: np.ndarray, first_step: int) -> None:
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        step = first_step + int(bad[0]) + 1
+        where = first_bad_param(impl, state) or "none yet (the loss overflowed first)"
+        raise UserError(
+            f"{impl.name}: training diverged at step {step} (loss {losses[bad[0]]}); first non-finite "
+            f"parameter: {where}; nothing was saved: lower --lr"
+        )
+
+
+def stack_slice(batches, start: int, stop: int):
+    return type(batches)(*(col[start:stop] for col in batches))
+
+
+def format_step(step: int, num_steps: int, loss: float) -> str:
+    return f"step {step:4d} / {num_steps:4d} | loss {loss:.4f}"
+
+
+# ----------------------------------------------------------------------------- sampling
+
+def prompt_tokens(tok: Tokenizer, prefix: str, cfg: Config):
+    """A block_size buffer holding BOS and the prefix, and how many of its places are given."""
+    if len(prefix) > cfg.block_size - 1:
+        raise UserError(
+            f"--prefix {prefix!r} has {len(prefix)} characters, more than block_size - 1 = "
+            f"{cfg.block_size - 1}: give a shorter start"
+        )
+    ids = [tok.bos] + tok.encode(prefix)
+    buf = np.full(cfg.block_size, tok.bos, np.int32)
+    buf[: len(ids)] = ids
+    return buf, np.int32(len(ids))
+
+
+def sample_names(impl, params, tok: Tokenizer, cfg: Config, *, key, num_samples, temperature, prefix="", jit=True):
+    """Names decoded from `impl.sample_tokens`, plus (compile seconds, sample seconds)."""
+    import jax
+
+    prompt, prompt_len = prompt_tokens(tok, prefix, cfg)
+    temperature = np.float32(temperature)
+    t0 = time.perf_counter()
+    if jit:
+        fn = jax.jit(impl.sample_tokens, static_argnames=("cfg", "num_samples"))
+        fn = fn.lower(params, prompt, prompt_len, cfg=cfg, key=key, num_samples=num_samples,
+                      temperature=temperature).compile()
+        t1 = time.perf_counter()
+        out = fn(params, prompt, prompt_len, key=key, temperature=temperature)
+    else:
+        t1 = time.perf_counter()
+        with jax.disable_jit():
+            out = impl.sample_tokens(params, prompt, prompt_len, cfg, key=key,
+                                     num_samples=num_samples, temperature=temperature)
+    out = np.asarray(out)
+    t2 = time.perf_counter()
+    names = [prefix + tok.decode(row[len(prefix):]) for row in out]
+    return names, t1 - t0, t2 - t1
+
+
+def format_sample(i: int, name: str) -> str:
+    return f"sample {i:2d}: {name}"
+
+
+# ----------------------------------------------------------------------------- the trainer's main
+
+def prepare_run(args):
+    """Data, tokenizer, config and the run's batches from parsed flags; fails early on bad input."""
+    check_sampling_flags(args)
+    if args.log_every < 1:
+        raise UserError(f"log-every={args.log_every}: use 1 or more")
+    if args.save:
+        checkpoint.writable_target(args.save)
+    docs = load_names(args.data)
+    tok = Tokenizer.from_names(docs)
+    cfg = make_config(args, tok.vocab_size, steps=args.steps, lr=args.lr)
+    batches = training_batches(docs, tok, cfg.block_size, cfg.num_steps, args.seed)
+    return docs, tok, cfg, batches
+
+
+def run_training(impl, state, cfg: Config, batches, *, jit=True, log_every=100, on_log=None):
+    """Train from `state` over the run's stacked names; returns (state, all losses, Timings).
+
+    The loop calls one compiled function on chunks of equal size, so a run compiles once
+    (`Timings.compiles` counts every XLA compilation the training triggered)."""
+    import jax
+
+    from common.compiles import count_compiles
+
+    timings = Timings()
+    k = chunk_size(cfg.num_steps, log_every)
+    all_losses = []
+    with count_compiles() as compiles:
+        t0 = time.perf_counter()
+        steps = compile_steps(impl, state, stack_slice(batches, 0, k), cfg, jit=jit)
+        timings.train_compile_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for start in range(0, cfg.num_steps, k):
+            state, losses = steps(state, stack_slice(batches, start, start + k))
+            losses = np.asarray(losses)
+            check_finite(impl, state, losses, start)
+            all_losses.append(losses)
+            for i, loss in enumerate(losses, start + 1):
+                if on_log and (i == 1 or i % log_every == 0 or i == cfg.num_steps):
+                    on_log(i, float(loss))
+        jax.block_until_ready(state)
+        timings.train_s = time.perf_counter() - t0
+        timings.compiles = len(compiles)
+    return state, np.concatenate(all_losses), timings
+
+
+def trainer_main(impl_factory, prog: str, argv) -> int:
+    if argv and argv[0] == "sample":
+        return sample_main(impl_factory, prog + " sample", argv[1:])
+    args = train_parser(prog, f"Train microgpt ({prog}) and sample names.").parse_args(argv)
+    docs, tok, cfg, batches = prepare_run(args)
+    setup_jax(args)
+    import jax
+
+    impl = impl_factory()
+    init_key, sample_key = jax.random.split(jax.random.PRNGKey(args.seed))
+    state = impl.init_state(cfg, key=init_key)
+    n_params = sum(int(np.size(v)) for v in jax.tree.leaves(impl.params_of(state)))
+    print(f"{prog}: {len(docs)} names, vocab {cfg.vocab_size}, {n_params} parameters, seed {args.seed}")
+    state, _, timings = run_training(
+        impl, state, cfg, batches, jit=not args.no_jit, log_every=args.log_every,
+        on_log=lambda i, loss: print(format_step(i, cfg.num_steps, loss)),
+    )
+    names, timings.sample_compile_s, timings.sample_s = sample_names(
+        impl, impl.params_of(state), tok, cfg, key=sample_key, num_samples=args.num_samples,
+        temperature=args.temperature, jit=not args.no_jit,
+    )
+    for i, name in enumerate(names, 1):
+        print(format_sample(i, name))
+    if args.save:
+        flat = {k2: np.asarray(v) for k2, v in impl.to_flat(impl.params_of(state)).items()}
+        checkpoint.save(args.save, flat, cfg, tok.chars)
+        print(f"saved {args.save}")
+    mode = "eager (--no-jit)" if args.no_jit else "jit"
+    print(
+        f"{prog} [{mode}]: compile {timings.train_compile_s + timings.sample_compile_s:.2f} s "
+        f"(train step {timings.train_compile_s:.2f} s, sampler {timings.sample_compile_s:.2f} s), "
+        f"train {cfg.num_steps} steps {timings.train_s:.3f} s "
+        f"({1e6 * timings.train_s / cfg.num_steps:.0f} us/step), "
+        f"sample {len(names)} names {timings.sample_s:.3f} s"
+    )
+    return 0
+
+
+# ----------------------------------------------------------------------------- the sample subcommand
+
+def config_from_checkpoint(path: str, fields: dict | None, flat: dict, args) -> Config:
+    """The checkpoint's config (or, for a seed dict without one, what its shapes imply); any model
+    flag the user gave must agree with it."""
+    if fields is None:
+        if "wte" not in flat or "wpe" not in flat or np.ndim(flat["wte"]) != 2 or np.ndim(flat["wpe"]) != 2:
+            raise UserError(f"checkpoint {path} has no wte/wpe matrices: it is not a microgpt checkpoint")
+        layers = {k.split(".")[0] for k in flat if k.startswith("l") and "." in k}
+        fields = dict(
+            vocab_size=flat["wte"].shape[0], n_embd=flat["wte"].shape[1],
+            block_size=flat["wpe"].shape[0], n_layer=max(1, len(layers)),
+            n_head=args.n_head or Config().n_head,
+        )
+    try:
+        cfg = Config(**fields)
+    except TypeError as err:
+        raise UserError(f"checkpoint {path} has an unknown config ({err}): save it again with --save") from None
+    for flag, field in [("n_embd", "n_embd"), ("n_head", "n_head"), ("n_layer", "n_layer"), ("block_size", "block_size")]:
+        given = getattr(args, flag)
+        if given is not None and given != getattr(cfg, field):
+            raise UserError(
+                f"--{flag.replace('_', '-')} {given} does not match checkpoint {path}, which has "
+                f"{field}={getattr(cfg, field)}: drop the flag or load another checkpoint"
+            )
+    return cfg
+
+
+def sample_main(impl_factory, prog: str, argv) -> int:
+    args = sample_parser(prog).parse_args(argv)
+    check_sampling_flags(args)
+    flat, fields, chars = checkpoint.load(args.load)
+    cfg = config_from_checkpoint(args.load, fields, flat, args)
+    if chars is None:  # a seed dict: the characters come from the data, as when it was trained
+        chars = Tokenizer.from_names(load_names(args.data)).chars
+    tok = Tokenizer(chars)
+    if tok.vocab_size != cfg.vocab_size:
+        raise UserError(
+            f"checkpoint {args.load} has vocab {cfg.vocab_size} but the data gives {tok.vocab_size} "
+            "characters + BOS: pass the --data it was trained on"
+        )
+    from pure.model import param_shapes  # the checkpoint layout is the seed's, which pure/ keeps
+
+    checkpoint.check_params(flat, param_shapes(cfg), f"checkpoint {args.load}")
+    prompt_tokens(tok, args.prefix, cfg)  # fail on a bad prefix before compiling anything
+    setup_jax(args)
+    import jax
+
+    impl = impl_factory()
+    params = impl.from_flat({k: np.asarray(v, np.float32) for k, v in flat.items()})
+    names, _, _ = sample_names(
+        impl, params, tok, cfg, key=jax.random.PRNGKey(args.seed), num_samples=args.num_samples,
+        temperature=args.temperature, prefix=args.prefix, jit=not args.no_jit,
+    )
+    for i, name in enumerate(names, 1):
+        print(format_sample(i, name))
+    return 0

@@ -1,0 +1,24 @@
+"""Counting XLA compilations, so tests can assert "compiled once" without timing anything."""
+
+import contextlib
+
+import jax
+from jax._src import dispatch  # BACKEND_COMPILE_EVENT names the event jax records per compile
+
+EVENT = getattr(dispatch, "BACKEND_COMPILE_EVENT", "/jax/core/compile/backend_compile_duration")
+
+
+@contextlib.contextmanager
+def count_compiles():
+    """Yields a list that grows by one entry (seconds taken) for every backend compilation."""
+    seen: list[float] = []
+
+    def listener(event, duration, **kwargs):
+        if event == EVENT:
+            seen.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield seen
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)

@@ -1,0 +1,177 @@
+"""Names data and the character tokenizer, shared by both implementations.
+
+Three sources: the default list shipped inside the `names` package (US census first names,
+works offline), a local file with one name per line (`--data PATH`), or makemore's names.txt
+downloaded once into a user cache directory and checked against its sha256 (`--data makemore`).
+"""
+
+import hashlib
+import os
+import random
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from common.errors import UserError
+
+MAKEMORE_URL = (
+    "https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.txt"
+)
+MAKEMORE_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
+
+
+def cache_dir() -> Path:
+    """Per-user cache (never inside the repo): $MICROGPT_CACHE, else $XDG_CACHE_HOME or ~/.cache."""
+    if os.environ.get("MICROGPT_CACHE"):
+        return Path(os.environ["MICROGPT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "microgpt-jax"
+
+
+# ----------------------------------------------------------------------------- sources
+
+def default_names() -> list[str]:
+    """The first names of the `names` package, lowercased and deduplicated, in a fixed order."""
+    import names  # a dependency that ships the census lists as plain files
+
+    folder = Path(names.__file__).parent
+    seen = set()
+    for fname in ("dist.female.first", "dist.male.first"):
+        for line in (folder / fname).read_text(encoding="ascii").splitlines():
+            if line.split():
+                seen.add(line.split()[0].lower())
+    return sorted(seen)
+
+
+def _parse_names(raw: bytes, where: str) -> list[str]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"{where} is not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start}): "
+            "save it as UTF-8 with one name per line"
+        ) from None
+    docs = [line.strip() for line in text.splitlines()]
+    docs = [d for d in docs if d]
+    if not raw:
+        raise UserError(f"{where} is empty: give a file with one name per line")
+    if not docs:
+        raise UserError(f"{where} has no usable names (only blank lines): give one name per line")
+    return docs
+
+
+def read_names_file(path: str) -> list[str]:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"data file {path} does not exist: pass --data with a file of names, one per line")
+    if p.is_dir():
+        raise UserError(f"data file {path} is a directory: pass --data with a file of names, one per line")
+    try:
+        raw = p.read_bytes()
+    except OSError as err:
+        raise UserError(f"data file {path} cannot be read ({err.strerror}): check its permissions") from None
+    return _parse_names(raw, f"data file {path}")
+
+
+def makemore_names(url: str | None = None) -> list[str]:
+    """makemore's names.txt, downloaded once, verified, then read from the user cache."""
+    url = url or os.environ.get("MICROGPT_MAKEMORE_URL", MAKEMORE_URL)
+    target = cache_dir() / "names.txt"
+    if target.exists() and hashlib.sha256(target.read_bytes()).hexdigest() == MAKEMORE_SHA256:
+        return _parse_names(target.read_bytes(), f"cached {target}")
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            raw = resp.read()
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise UserError(
+            f"download of makemore's names.txt from {url} failed ({reason}): "
+            "check the network or pass --data with a local copy"
+        ) from None
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != MAKEMORE_SHA256:
+        raise UserError(
+            f"download from {url} is corrupt (sha256 {digest[:12]}…, expected {MAKEMORE_SHA256[:12]}…): "
+            "nothing was cached; retry or pass --data with a local copy"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".names-", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(raw)
+    os.replace(tmp, target)  # atomic: a reader never sees half a file
+    return _parse_names(raw, f"download from {url}")
+
+
+def load_names(source: str | None) -> list[str]:
+    """`None` or "default": the offline default; "makemore": the cached download; else a path."""
+    if source in (None, "default"):
+        return default_names()
+    if source == "makemore":
+        return makemore_names()
+    return read_names_file(source)
+
+
+# ----------------------------------------------------------------------------- tokenizer
+
+class Tokenizer:
+    """Characters sorted; BOS is one past the last character, as in microgpt."""
+
+    def __init__(self, chars: str):
+        self.chars = "".join(sorted(set(chars)))
+        self.bos = len(self.chars)
+        self.vocab_size = len(self.chars) + 1
+        self._index = {c: i for i, c in enumerate(self.chars)}
+
+    @classmethod
+    def from_names(cls, docs: list[str]) -> "Tokenizer":
+        return cls("".join(docs))
+
+    def encode(self, text: str) -> list[int]:
+        bad = sorted({c for c in text if c not in self._index})
+        if bad:
+            raise UserError(
+                f"{text!r} has characters outside the vocabulary ({''.join(bad)!r}): "
+                f"use only {self.chars!r}"
+            )
+        return [self._index[c] for c in text]
+
+    def decode(self, ids) -> str:
+        out = []
+        for i in ids:
+            if int(i) == self.bos:
+                break
+            out.append(self.chars[int(i)])
+        return "".join(out)
+
+
+class Batch(NamedTuple):
+    """One name, padded to block_size so that every step has the same shapes (one compile)."""
+
+    inputs: np.ndarray  # (T,) int32 token ids, BOS first
+    targets: np.ndarray  # (T,) int32 next-token ids
+    mask: np.ndarray  # (T,) float32, 1 on the name's real positions
+
+
+def encode_name(name: str, tok: Tokenizer, block_size: int) -> Batch:
+    """[BOS] + name + [BOS], truncated to block_size positions as microgpt does, then padded."""
+    tokens = [tok.bos] + tok.encode(name) + [tok.bos]
+    n = min(block_size, len(tokens) - 1)
+    inputs = np.full(block_size, tok.bos, np.int32)
+    targets = np.zeros(block_size, np.int32)
+    mask = np.zeros(block_size, np.float32)
+    inputs[:n] = tokens[:n]
+    targets[:n] = tokens[1 : n + 1]
+    mask[:n] = 1.0
+    return Batch(inputs, targets, mask)
+
+
+def training_batches(docs: list[str], tok: Tokenizer, block_size: int, num_steps: int, seed: int) -> Batch:
+    """The names of a whole run, stacked (num_steps, T): shuffled with `seed`, one name per step."""
+    order = list(docs)
+    random.Random(seed).shuffle(order)
+    rows = [encode_name(order[i % len(order)], tok, block_size) for i in range(num_steps)]
+    return Batch(*(np.stack(col) for col in zip(*rows)))

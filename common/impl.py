@@ -1,0 +1,15 @@
+"""What the command line needs from an implementation: the same seven functions from each."""
+
+import dataclasses
+from typing import Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class Impl:
+    name: str  # "pure" or "flax_port"
+    init_state: Callable  # (cfg, *, key) -> training state
+    train_steps: Callable  # (state, batches (k, T), cfg) -> (state, losses (k,)); never jitted inside
+    params_of: Callable  # state -> params in the implementation's own tree
+    sample_tokens: Callable  # (params, prompt, prompt_len, cfg, *, key, num_samples, temperature)
+    to_flat: Callable  # params -> {seed name: array}, the checkpoint layout
+    from_flat: Callable  # {seed name: array} -> params

@@ -1,0 +1,17 @@
+"""Sampling names from the flax.linen model.
+
+Twin: pure/sample.py. The logits come from the flax module's `apply` (through model.forward).
+The loop itself lives once, in common/sampling.py; this file says where the logits come from.
+"""
+
+from common import sampling
+from common.config import Config
+from flax_port import model
+
+
+def sample_tokens(params, prompt, prompt_len, cfg: Config, *, key, num_samples: int, temperature):
+    """(num_samples, T) tokens continuing `prompt`; see common.sampling.sample_tokens."""
+    logits_fn = lambda tokens: model.GPT(cfg).apply({"params": params}, tokens)  # noqa: E731
+    return sampling.sample_tokens(
+        logits_fn, prompt, prompt_len, cfg, key=key, num_samples=num_samples, temperature=temperature
+    )

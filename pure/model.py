@@ -1,0 +1,84 @@
+"""The microgpt transformer as pure functions over a flat dict of arrays.
+
+Twin: flax_port/model.py (there flax.linen owns the parameters and their names).
+"""
+
+import jax
+import jax.numpy as jnp
+
+from common.config import Config
+
+# ----------------------------------------------------------------------------- parameters
+
+def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
+    """The seed's names and layouts: every matrix is applied as `x @ W`, lm_head as `x @ W.T`."""
+    V, T, D = cfg.vocab_size, cfg.block_size, cfg.n_embd
+    shapes = {"wte": (V, D), "wpe": (T, D), "lm_head": (V, D)}
+    for i in range(cfg.n_layer):
+        shapes |= {f"l{i}.wq": (D, D), f"l{i}.wk": (D, D), f"l{i}.wv": (D, D), f"l{i}.wo": (D, D)}
+        shapes |= {f"l{i}.fc1": (D, 4 * D), f"l{i}.fc2": (4 * D, D)}
+    return shapes
+
+
+def init_params(cfg: Config, *, key: jax.Array) -> dict[str, jax.Array]:
+    shapes = param_shapes(cfg)
+    keys = jax.random.split(key, len(shapes))  # one key per tensor, none used twice
+    return {
+        name: cfg.init_std * jax.random.normal(k, shape, jnp.float32)
+        for k, (name, shape) in zip(keys, shapes.items())
+    }
+
+
+# ----------------------------------------------------------------------------- layers
+
+def rmsnorm(x, cfg: Config):
+    """x / sqrt(mean(x²) + eps), no learnable scale."""
+    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + cfg.norm_eps)
+
+
+def attention(params, x, cfg: Config, layer: int):
+    """Causal multi-head self-attention."""
+    T, H, hd = x.shape[0], cfg.n_head, cfg.head_dim
+    q = (x @ params[f"l{layer}.wq"]).reshape(T, H, hd)  # (T, H, hd)
+    k = (x @ params[f"l{layer}.wk"]).reshape(T, H, hd)  # (T, H, hd)
+    v = (x @ params[f"l{layer}.wv"]).reshape(T, H, hd)  # (T, H, hd)
+    q = q / jnp.sqrt(hd).astype(x.dtype)
+    scores = jnp.einsum("qhd,khd->hqk", q, k)  # (H, T, T)
+    causal = jnp.tril(jnp.ones((T, T), bool))  # position t sees positions <= t
+    scores = jnp.where(causal, scores, jnp.finfo(x.dtype).min)
+    weights = jax.nn.softmax(scores, axis=-1)  # (H, T, T)
+    out = jnp.einsum("hqk,khd->qhd", weights, v).reshape(T, H * hd)  # (T, D)
+    return out @ params[f"l{layer}.wo"]
+
+
+def mlp(params, x, cfg: Config, layer: int):
+    del cfg  # the MLP's width comes from the parameters
+    return jax.nn.relu(x @ params[f"l{layer}.fc1"]) @ params[f"l{layer}.fc2"]
+
+
+def block(params, x, cfg: Config, layer: int):
+    x = x + attention(params, rmsnorm(x, cfg), cfg, layer)
+    x = x + mlp(params, rmsnorm(x, cfg), cfg, layer)
+    return x
+
+
+# ----------------------------------------------------------------------------- forward
+
+def forward(params, tokens, cfg: Config):
+    """Logits for each position of one sequence: tokens (T,) int -> (T, V)."""
+    T = tokens.shape[0]
+    x = params["wte"][tokens] + params["wpe"][jnp.arange(T)]  # (T, D)
+    x = rmsnorm(x, cfg)  # microgpt norms the embeddings too: the residual stream starts normed
+    for layer in range(cfg.n_layer):
+        x = block(params, x, cfg, layer)
+    return x @ params["lm_head"].T  # (T, V)
+
+
+# ----------------------------------------------------------------------------- loss
+
+def loss_fn(params, batch, cfg: Config):
+    """Mean next-token negative log-likelihood over the name's real (unpadded) positions."""
+    logits = forward(params, batch.inputs, cfg)  # (T, V)
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(logp, batch.targets[:, None], axis=-1)[:, 0]  # (T,)
+    return jnp.sum(nll * batch.mask) / jnp.sum(batch.mask)

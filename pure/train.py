@@ -1,0 +1,47 @@
+"""The training step: loss and gradients in one pass, then Adam, all inside one jitted function.
+
+Twin: flax_port/train.py (there a flax TrainState carries params, optimizer and step).
+None of these functions is jitted here: callers jit them where they call them.
+"""
+
+import jax
+
+from common.config import Config
+from common.data import Batch
+from pure import model, optim
+
+# ----------------------------------------------------------------------------- state
+
+def init_state(cfg: Config, *, key: jax.Array):
+    """Fresh weights and optimizer state: the pair (params, opt_state) that the step threads."""
+    params = model.init_params(cfg, key=key)
+    return params, optim.adam_init(params)
+
+
+def params_of(state):
+    return state[0]
+
+
+# ----------------------------------------------------------------------------- step
+
+def compute_grads(state, batch: Batch, cfg: Config):
+    """Loss and gradients of one name, in one forward and one backward pass."""
+    params, _ = state
+    return jax.value_and_grad(model.loss_fn)(params, batch, cfg)
+
+
+def apply_grads(state, grads, cfg: Config):
+    params, opt_state = state
+    return optim.adam_update(params, grads, opt_state, cfg)
+
+
+def train_step(state, batch: Batch, cfg: Config):
+    loss, grads = compute_grads(state, batch, cfg)
+    return apply_grads(state, grads, cfg), loss
+
+
+# ----------------------------------------------------------------------------- run
+
+def train_steps(state, batches: Batch, cfg: Config):
+    """Several steps in one call: `lax.scan` over a stack of names (k, T) -> k losses."""
+    return jax.lax.scan(lambda s, b: train_step(s, b, cfg), state, batches)

@@ -1,0 +1,58 @@
+"""Shared fixtures. Tests never time anything; they count compiles and compare numbers."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Keep the tests' downloads and compilation cache out of the user's cache directory."""
+    os.environ["MICROGPT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+
+
+@pytest.fixture(scope="session")
+def docs():
+    from common.data import default_names
+
+    return default_names()
+
+
+@pytest.fixture(scope="session")
+def tok(docs):
+    from common.data import Tokenizer
+
+    return Tokenizer.from_names(docs)
+
+
+@pytest.fixture(scope="session")
+def cfg(tok):
+    from common.config import Config
+
+    return Config(vocab_size=tok.vocab_size)
+
+
+@pytest.fixture(params=["pure", "flax_port"])
+def impl(request):
+    """Each implementation, through the same interface the command line uses."""
+    import flax_port
+    import pure
+
+    return {"pure": pure, "flax_port": flax_port}[request.param].impl()
+
+
+def run_module(module: str, *args: str, env=None, cwd=None, timeout=600):
+    """Run `python -m module args` the way a user does (extra `env` on top of ours)."""
+    import subprocess
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd or ROOT, env=env,
+        capture_output=True, text=True, timeout=timeout,
+    )

@@ -1,0 +1,135 @@
+"""The trainers' command lines as a user meets them: a run, and every bad input of the CLI."""
+
+import hashlib
+import http.server
+import threading
+
+import pytest
+
+from common import data
+from common.errors import UserError
+from conftest import run_module
+
+
+@pytest.mark.parametrize("module", ["pure", "flax_port"])
+def test_a_short_run_prints_losses_names_and_timings(module):
+    r = run_module(module, "--steps", "30", "--log-every", "10", "--num-samples", "5", "--no-cache")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith(f"{module}: 5163 names, vocab 27, 4192 parameters")
+    assert [ln[:18] for ln in lines if ln.startswith("step")] == [
+        "step    1 /   30 |", "step   10 /   30 |", "step   20 /   30 |", "step   30 /   30 |"
+    ]
+    assert sum(ln.startswith("sample ") for ln in lines) == 5
+    assert lines[-1].startswith(f"{module} [jit]: compile ") and "us/step" in lines[-1]
+
+
+def test_help_lists_the_flags():
+    r = run_module("pure", "--help")
+    assert r.returncode == 0
+    for flag in ("--steps", "--seed", "--data", "--temperature", "--num-samples", "--no-jit", "--save", "--lr"):
+        assert flag in r.stdout
+
+
+def bad_input_cases(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    blank = tmp_path / "blank.txt"
+    blank.write_bytes(b"\n \n")
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"emma\n\x80\x81\n")
+    return [
+        (["--data", str(tmp_path / "missing.txt")], "does not exist"),
+        (["--data", str(empty)], "is empty"),
+        (["--data", str(blank)], "no usable names"),
+        (["--data", str(binary)], "not UTF-8"),
+        (["--data", str(tmp_path)], "is a directory"),
+        (["--n-embd", "10", "--n-head", "4"], "not divisible by n_head"),
+        (["--block-size", "1"], "block_size=1 is below 2"),
+        (["--steps", "0"], "train for at least 1 step"),
+        (["--temperature", "0"], "temperature=0.0"),
+        (["--temperature", "-1"], "temperature=-1.0"),
+        (["--num-samples", "0"], "at least 1 name"),
+        (["--steps", "ten"], "invalid int value"),
+        (["--save", str(tmp_path / "no" / "dir" / "w.npz")], "does not exist"),
+    ]
+
+
+@pytest.mark.parametrize("module", ["pure", "flax_port"])
+def test_every_bad_input_is_one_line_and_exit_2(module, tmp_path):
+    for args, message in bad_input_cases(tmp_path):
+        r = run_module(module, *args)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert message in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not list((tmp_path).rglob("*.npz"))
+
+
+# ----------------------------------------------------------------------------- makemore download
+
+class _Server:
+    """A local HTTP server serving `body` at /names.txt (tests never touch the internet)."""
+
+    def __init__(self, body: bytes):
+        payload = body
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            hits = 0
+
+            def do_GET(self):
+                Handler.hits += 1
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *a):
+                pass
+
+        self.handler = Handler
+        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/names.txt"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_makemore_is_downloaded_once_verified_and_cached(tmp_path, monkeypatch):
+    body = b"emma\nolivia\nava\n"
+    monkeypatch.setattr(data, "MAKEMORE_SHA256", hashlib.sha256(body).hexdigest())
+    monkeypatch.setenv("MICROGPT_CACHE", str(tmp_path))
+    server = _Server(body)
+    monkeypatch.setenv("MICROGPT_MAKEMORE_URL", server.url)
+    try:
+        assert data.load_names("makemore") == ["emma", "olivia", "ava"]
+        assert data.load_names("makemore") == ["emma", "olivia", "ava"]
+        assert server.handler.hits == 1  # the second call read the cache
+        assert (tmp_path / "names.txt").read_bytes() == body
+    finally:
+        server.close()
+
+
+def test_a_corrupt_download_is_refused_and_not_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("MICROGPT_CACHE", str(tmp_path))
+    server = _Server(b"not the real list\n")
+    monkeypatch.setenv("MICROGPT_MAKEMORE_URL", server.url)
+    try:
+        with pytest.raises(UserError, match="is corrupt"):
+            data.load_names("makemore")
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        server.close()
+
+
+def test_a_failed_download_is_one_line_exit_2(tmp_path):
+    import os
+
+    env_url = "http://127.0.0.1:9/names.txt"  # port 9 (discard): nothing listens, refused at once
+    env = {"MICROGPT_MAKEMORE_URL": env_url, "MICROGPT_CACHE": str(tmp_path)}
+    r = run_module("pure", "--data", "makemore", env=env)
+    assert r.returncode == 2 and "download of makemore's names.txt" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert os.listdir(tmp_path) == []
+

@@ -1,0 +1,223 @@
+"""Both implementations on their own: sizes, names, causality, padding, compiles, Adam, determinism."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax.traverse_util import flatten_dict
+
+import flax_port.model
+import pure.model
+from common.cli import chunk_size, run_training, sample_names
+from common.compiles import count_compiles
+from common.config import Config
+from common.data import Batch, encode_name, training_batches
+from compare.tolerances import PADDED_VS_UNPADDED
+
+MODELS = {"pure": pure.model, "flax_port": flax_port.model}
+
+
+@pytest.fixture(params=sorted(MODELS))
+def model(request):
+    return MODELS[request.param]
+
+
+def flat(params):
+    """Either implementation's tree as {seed name: array} (flax's via compare/'s one mapping)."""
+    from compare.convert import flax_to_pure
+
+    return dict(params) if "wte" in params and not isinstance(params["wte"], dict) else flax_to_pure(params)
+
+
+# ----------------------------------------------------------------------------- sizes and names
+
+def test_parameter_count_is_4192_for_27_characters(model, cfg):
+    params = model.init_params(cfg, key=jax.random.PRNGKey(0))
+    assert sum(x.size for x in jax.tree.leaves(params)) == 4192
+
+
+def test_logits_have_one_row_per_position(model, cfg):
+    params = model.init_params(cfg, key=jax.random.PRNGKey(0))
+    tokens = jnp.zeros(cfg.block_size, jnp.int32)
+    assert model.forward(params, tokens, cfg).shape == (cfg.block_size, cfg.vocab_size)
+
+
+def test_init_is_normal_with_std_0_08(model):
+    cfg = Config(n_embd=64, n_head=4)  # enough numbers for a tight estimate
+    params = flat(model.init_params(cfg, key=jax.random.PRNGKey(0)))
+    for name, w in params.items():
+        assert abs(float(jnp.std(w)) - 0.08) < 0.01, name
+        assert abs(float(jnp.mean(w))) < 0.01, name
+
+
+def test_flax_variable_paths_are_exactly_these(cfg):
+    params = flax_port.model.init_params(cfg, key=jax.random.PRNGKey(0))
+    paths = {"/".join(p): v.shape for p, v in flatten_dict(params).items()}
+    assert paths == {
+        "wte/embedding": (27, 16), "wpe/embedding": (16, 16), "lm_head/embedding": (27, 16),
+        "l0/attn/wq/kernel": (16, 16), "l0/attn/wk/kernel": (16, 16),
+        "l0/attn/wv/kernel": (16, 16), "l0/attn/wo/kernel": (16, 16),
+        "l0/mlp/fc1/kernel": (16, 64), "l0/mlp/fc2/kernel": (64, 16),
+    }
+
+
+def library_defaults_in(params) -> list[str]:
+    """Paths of parameters microgpt does not have: biases, norm scales, auto-generated names."""
+    bad = []
+    for path in flatten_dict(params):
+        if path[-1] not in ("embedding", "kernel") or any("_" in p and p[-1].isdigit() for p in path):
+            bad.append("/".join(path))
+    return bad
+
+
+def test_no_library_default_slipped_into_the_flax_model(cfg):
+    assert library_defaults_in(flax_port.model.init_params(cfg, key=jax.random.PRNGKey(0))) == []
+
+
+def test_the_default_check_catches_a_bias_a_norm_scale_and_an_auto_name():
+    import flax.linen as nn
+
+    x = jnp.ones((2, 4))
+    dense = nn.Dense(3).init(jax.random.PRNGKey(0), x)["params"]  # flax's default adds a bias
+    norm = nn.RMSNorm().init(jax.random.PRNGKey(0), x)["params"]  # and a learnable scale
+
+    class Auto(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(3, use_bias=False)(x)  # no name=: flax calls it Dense_0
+
+    auto = Auto().init(jax.random.PRNGKey(0), x)["params"]
+    assert library_defaults_in(dense) == ["bias"]
+    assert library_defaults_in(norm) == ["scale"]
+    assert library_defaults_in(auto) == ["Dense_0/kernel"]
+
+
+# ----------------------------------------------------------------------------- causality
+
+def causality_violations(model, cfg, tok) -> list[tuple[int, int]]:
+    """(t, s) pairs where the loss at position t has a gradient on the position embedding s > t."""
+    params = model.init_params(cfg, key=jax.random.PRNGKey(1))
+    full = encode_name("abcdefghijklmnopq", tok, cfg.block_size)  # fills every position
+    found = []
+    for t in range(cfg.block_size - 1):
+        only_t = Batch(full.inputs, full.targets, (np.arange(cfg.block_size) == t).astype(np.float32))
+        grads = flat(jax.grad(model.loss_fn)(params, only_t, cfg))
+        wpe = np.asarray(grads["wpe"])
+        assert np.any(wpe[t] != 0)  # the check looks at live gradients
+        found += [(t, s) for s in range(t + 1, cfg.block_size) if np.any(wpe[s] != 0)]
+    return found
+
+
+def test_loss_at_t_has_no_gradient_on_later_positions(model, cfg, tok):
+    assert causality_violations(model, cfg, tok) == []
+
+
+def test_causality_check_catches_a_missing_mask(model, cfg, tok, monkeypatch):
+    T = cfg.block_size
+    monkeypatch.setattr(pure.model.jnp, "tril", lambda m: jnp.ones_like(m))
+    monkeypatch.setattr(flax_port.model.nn, "make_causal_mask", lambda x: jnp.ones((1, T, T), bool))
+    assert len(causality_violations(model, cfg, tok)) > 0
+
+
+# ----------------------------------------------------------------------------- padding
+
+@pytest.mark.parametrize("name", ["a", "emma", "abcdefghijklmnopqrstuvwxyz"])
+def test_padded_and_unpadded_loss_and_gradients_agree(model, cfg, tok, name):
+    params = model.init_params(cfg, key=jax.random.PRNGKey(2))
+    padded = encode_name(name, tok, cfg.block_size)
+    n = int(padded.mask.sum())
+    unpadded = Batch(padded.inputs[:n], padded.targets[:n], padded.mask[:n])
+    loss_p, grads_p = jax.value_and_grad(model.loss_fn)(params, padded, cfg)
+    loss_u, grads_u = jax.value_and_grad(model.loss_fn)(params, unpadded, cfg)
+    chex.assert_trees_all_close(loss_p, loss_u, **PADDED_VS_UNPADDED)
+    chex.assert_trees_all_close(grads_p, grads_u, **PADDED_VS_UNPADDED)
+
+
+# ----------------------------------------------------------------------------- compiles
+
+def test_a_whole_run_compiles_the_train_step_once(impl, tok):
+    """Names of every length 1..20 (some longer than block_size) and 60 steps: one compile."""
+    cfg = Config(vocab_size=tok.vocab_size, num_steps=60)
+    docs = ["abcdefghijklmnopqrstuvwxyz"[:n] for n in range(1, 21)]
+    batches = training_batches(docs, tok, cfg.block_size, cfg.num_steps, seed=0)
+    state = impl.init_state(cfg, key=jax.random.PRNGKey(0))
+    _, losses, timings = run_training(impl, state, cfg, batches, log_every=7)
+    assert chunk_size(60, 7) == 6 and losses.shape == (60,)
+    assert timings.compiles == 1
+
+
+def test_the_compile_counter_sees_a_recompile():
+    f = jax.jit(lambda x: x * 2)
+    with count_compiles() as seen:
+        f(jnp.ones(3))
+        f(jnp.ones(4))  # a new shape: compiled again
+        f(jnp.ones(4))
+    assert len(seen) == 2
+
+
+# ----------------------------------------------------------------------------- Adam
+
+def adam_by_the_formula(p, g, m, v, step, cfg):
+    """The seed's update for one tensor, written out in float64 numpy."""
+    lr_t = cfg.learning_rate * (1 - step / cfg.num_steps)
+    m = cfg.beta1 * m + (1 - cfg.beta1) * g
+    v = cfg.beta2 * v + (1 - cfg.beta2) * g**2
+    m_hat = m / (1 - cfg.beta1 ** (step + 1))
+    v_hat = v / (1 - cfg.beta2 ** (step + 1))
+    return p - lr_t * m_hat / (v_hat**0.5 + cfg.adam_eps), m, v
+
+
+def test_pure_adam_matches_the_formula_written_out(cfg):
+    from pure import optim
+
+    params = pure.model.init_params(cfg, key=jax.random.PRNGKey(0))
+    state = optim.adam_init(params)
+    ref = {k: (np.float64(v), np.zeros(v.shape), np.zeros(v.shape)) for k, v in params.items()}
+    for step in range(3):
+        grads = pure.model.init_params(cfg, key=jax.random.PRNGKey(10 + step))
+        params, state = optim.adam_update(params, grads, state, cfg)
+        ref = {k: adam_by_the_formula(ref[k][0], np.float64(grads[k]), *ref[k][1:], step, cfg) for k in ref}
+        assert int(state["step"]) == step + 1
+        for k in params:
+            # float32 against float64, so a few float32 ulps: of the weights (|w| < 0.5, ulp 3e-8),
+            # of m (|m| < 0.1, ulp 7e-9; relative error grows where 0.85 m and 0.15 g cancel),
+            # of v (relative, v >= 0 never cancels)
+            np.testing.assert_allclose(params[k], ref[k][0], rtol=0, atol=2e-7)
+            np.testing.assert_allclose(state["m"][k], ref[k][1], rtol=0, atol=3e-8)
+            np.testing.assert_allclose(state["v"][k], ref[k][2], rtol=1e-6, atol=1e-12)
+
+
+def test_learning_rate_decays_linearly_to_zero(cfg):
+    from pure import optim
+
+    lrs = [float(optim.learning_rate(jnp.int32(s), cfg)) for s in (0, 500, 999)]
+    assert lrs == pytest.approx([0.01, 0.005, 0.00001], rel=0, abs=1e-9)  # float32 1 - 0.999 cancels
+
+
+# ----------------------------------------------------------------------------- whole runs
+
+def short_run(impl, docs, tok, seed, steps=200):
+    cfg = Config(vocab_size=tok.vocab_size, num_steps=steps)
+    init_key, sample_key = jax.random.split(jax.random.PRNGKey(seed))
+    batches = training_batches(docs, tok, cfg.block_size, cfg.num_steps, seed)
+    state, losses, _ = run_training(impl, impl.init_state(cfg, key=init_key), cfg, batches)
+    names, _, _ = sample_names(impl, impl.params_of(state), tok, cfg, key=sample_key, num_samples=20, temperature=0.5)
+    return losses, names, impl.to_flat(impl.params_of(state))
+
+
+def test_same_seed_same_run_bitwise_and_another_seed_differs(impl, docs, tok):
+    losses_a, names_a, params_a = short_run(impl, docs, tok, seed=3)
+    losses_b, names_b, params_b = short_run(impl, docs, tok, seed=3)
+    losses_c, names_c, _ = short_run(impl, docs, tok, seed=4)
+    np.testing.assert_array_equal(losses_a, losses_b)
+    chex.assert_trees_all_equal(params_a, params_b)
+    assert names_a == names_b
+    assert not np.array_equal(losses_a, losses_c) and names_a != names_c
+
+
+def test_loss_falls_on_the_default_names(impl, docs, tok):
+    losses, names, _ = short_run(impl, docs, tok, seed=0, steps=500)
+    assert losses[:20].mean() > 3.0  # starts near ln(27) = 3.30
+    assert losses[-100:].mean() < 2.6  # measured: about 2.4 after 500 steps
+    assert len(names) == 20 and all(set(n) <= set(tok.chars) for n in names)
