@@ -79,6 +79,6 @@ def forward(params, tokens, cfg: Config):
 def loss_fn(params, batch, cfg: Config):
     """Mean next-token negative log-likelihood over the name's real (unpadded) positions."""
     logits = forward(params, batch.inputs, cfg)  # (T, V)
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    nll = -jnp.take_along_axis(logp, batch.targets[:, None], axis=-1)[:, 0]  # (T,)
+    target_logits = jnp.take_along_axis(logits, batch.targets[:, None], axis=-1)[:, 0]  # (T,)
+    nll = jax.nn.logsumexp(logits, axis=-1) - target_logits  # (T,) -log softmax(logits)[target]
     return jnp.sum(nll * batch.mask) / jnp.sum(batch.mask)
