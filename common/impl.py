@@ -1,4 +1,4 @@
-"""What the command line needs from an implementation: the same seven functions from each."""
+"""What the command line needs from an implementation: the same eight functions from each."""
 
 import dataclasses
 from typing import Callable
@@ -8,7 +8,8 @@ from typing import Callable
 class Impl:
     name: str  # "pure" or "flax_port"
     init_state: Callable  # (cfg, *, key) -> training state
-    train_steps: Callable  # (state, batches (k, T), cfg) -> (state, losses (k,)); never jitted inside
+    train_step: Callable  # (state, batch (T,), cfg) -> (state, loss); never jitted inside
+    train_steps: Callable  # (state, batches (k, T), cfg) -> (state, losses (k,)): a lax.scan of it
     params_of: Callable  # state -> params in the implementation's own tree
     sample_tokens: Callable  # (params, prompt, prompt_len, cfg, *, key, num_samples, temperature)
     to_flat: Callable  # params -> {seed name: array}, the checkpoint layout

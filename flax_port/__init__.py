@@ -8,7 +8,8 @@ def impl():
     from flax_port import sample, train
 
     return Impl(
-        name="flax_port", init_state=train.init_state, train_steps=train.train_steps,
+        name="flax_port", init_state=train.init_state, train_step=train.train_step,
+        train_steps=train.train_steps,
         params_of=train.params_of, sample_tokens=sample.sample_tokens,
         to_flat=convert.flax_to_pure, from_flat=convert.pure_to_flax,
     )

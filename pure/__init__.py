@@ -7,7 +7,8 @@ def impl():
     from pure import sample, train
 
     return Impl(
-        name="pure", init_state=train.init_state, train_steps=train.train_steps,
+        name="pure", init_state=train.init_state, train_step=train.train_step,
+        train_steps=train.train_steps,
         params_of=train.params_of, sample_tokens=sample.sample_tokens,
         to_flat=dict, from_flat=dict,  # pure's params already are the seed's flat dict
     )

@@ -31,7 +31,8 @@ def adam_update(params, grads, opt_state, cfg: Config):
 
     m = jax.tree.map(lambda g, m: (1 - b1) * g + b1 * m, grads, opt_state["m"])
     v = jax.tree.map(lambda g, v: (1 - b2) * g**2 + b2 * v, grads, opt_state["v"])
-    m_hat = jax.tree.map(lambda m: m / (1 - b1**t), m)
-    v_hat = jax.tree.map(lambda v: v / (1 - b2**t), v)
+    c1, c2 = 1 - b1**t, 1 - b2**t  # bias corrections: the moments start at 0
+    m_hat = jax.tree.map(lambda m: m / c1, m)
+    v_hat = jax.tree.map(lambda v: v / c2, v)
     params = jax.tree.map(lambda p, m, v: p - lr * (m / (jnp.sqrt(v) + eps)), params, m_hat, v_hat)
     return params, {"step": t, "m": m, "v": v}

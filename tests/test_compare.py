@@ -59,15 +59,16 @@ class EqualTest(chex.TestCase):
     @parameterized.named_parameters(*CASES[::2])
     def test_one_update_equal(self, seed, scale, name):
         pure_state, flax_state, batch = setup(seed, scale, name)
-        equivalence.assert_one_update_equal(pure_state, flax_state, batch, CFG, variant=self.variant)
+        exact = self.variant.type == chex.ChexVariantType.WITH_JIT
+        equivalence.assert_one_update_equal(pure_state, flax_state, batch, CFG, variant=self.variant, exact=exact)
 
     @chex.variants(with_jit=True, without_jit=True)
     @parameterized.named_parameters(*CASES[::2])
-    def test_ten_updates_close_over_a_sequence_of_names(self, seed, scale, name):
+    def test_ten_updates_equal_over_a_sequence_of_names(self, seed, scale, name):
         pure_state, flax_state, _ = setup(seed, scale, name)
         names = [name, "emma", "x", LONG, "olivia", "bo", "ava", "zoe", "kaelyn", "mia"]
         batches = training_batches(names, TOK, CFG.block_size, 10, seed)
-        equivalence.assert_updates_close(pure_state, flax_state, batches, CFG, variant=self.variant)
+        equivalence.assert_updates_equal(pure_state, flax_state, batches, CFG, variant=self.variant)
 
     @chex.variants(with_jit=True, without_jit=True)
     @parameterized.named_parameters(*CASES[:4])
@@ -78,7 +79,11 @@ class EqualTest(chex.TestCase):
 
 
 class FailingTwinTest(chex.TestCase):
-    """The same checks on a real difference: each must raise."""
+    """The same checks on a real difference: each must raise (with the same tolerances)."""
+
+    @property
+    def exact(self):
+        return self.variant.type == chex.ChexVariantType.WITH_JIT
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_logits_check_catches_one_weight_nudged_by_1e_4(self):
@@ -113,21 +118,21 @@ class FailingTwinTest(chex.TestCase):
         pure_state, flax_state, batch = setup(0, 1.0, "emma")
         wrong = dataclasses.replace(CFG, beta1=0.9)  # optax's default
         with pytest.raises(AssertionError):
-            equivalence.assert_one_update_equal(pure_state, flax_state, batch, CFG, wrong, variant=self.variant)
+            equivalence.assert_one_update_equal(pure_state, flax_state, batch, CFG, wrong, variant=self.variant, exact=self.exact)
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_update_check_catches_a_different_adam_epsilon(self):
         pure_state, flax_state, batch = setup(0, 1.0, "emma")
         wrong = dataclasses.replace(CFG, adam_eps=1e-3)
         with pytest.raises(AssertionError):
-            equivalence.assert_one_update_equal(pure_state, flax_state, batch, CFG, wrong, variant=self.variant)
+            equivalence.assert_one_update_equal(pure_state, flax_state, batch, CFG, wrong, variant=self.variant, exact=self.exact)
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_update_check_catches_one_weight_nudged_by_1e_4(self):
         pure_state, flax_state, batch = setup(0, 1.0, "emma")
         flax_state = flax_state.replace(params=nudged(flax_state.params))
         with pytest.raises(AssertionError):
-            equivalence.assert_one_update_equal(pure_state, flax_state, batch, CFG, variant=self.variant)
+            equivalence.assert_one_update_equal(pure_state, flax_state, batch, CFG, variant=self.variant, exact=self.exact)
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_ten_updates_check_catches_one_weight_nudged_by_1e_4(self):
@@ -135,7 +140,7 @@ class FailingTwinTest(chex.TestCase):
         flax_state = flax_state.replace(params=nudged(flax_state.params))
         batches = training_batches(["emma", "olivia", "ava"], TOK, CFG.block_size, 10, 0)
         with pytest.raises(AssertionError):
-            equivalence.assert_updates_close(pure_state, flax_state, batches, CFG, variant=self.variant)
+            equivalence.assert_updates_equal(pure_state, flax_state, batches, CFG, variant=self.variant)
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_sample_check_catches_different_weights(self):
@@ -144,6 +149,20 @@ class FailingTwinTest(chex.TestCase):
         changed = nudged(state.params, ("lm_head", "embedding"), by=-2.0)  # 'a' much less likely
         with pytest.raises(AssertionError):
             equivalence.assert_samples_equal(params, changed, prompt, n, CFG, key=jax.random.PRNGKey(0), variant=self.variant)
+
+
+# ----------------------------------------------------------------------------- truly eager
+
+@pytest.mark.parametrize("seed, scale", [(0, 1.0), (1, 10.0)])
+def test_everything_bitwise_under_disable_jit(seed, scale):
+    """chex's without_jit leaves library jits (optax's) on; jax.disable_jit() turns them off too."""
+    pure_state, flax_state, batch = setup(seed, scale, "emma")
+    batches = training_batches(["emma", "a", LONG], TOK, CFG.block_size, 3, seed)
+    with jax.disable_jit():
+        equivalence.assert_logits_equal(pure_state[0], flax_state.params, batch.inputs, CFG)
+        equivalence.assert_grads_equal(pure_state[0], flax_state.params, batch, CFG)
+        equivalence.assert_one_update_equal(pure_state, flax_state, batch, CFG, exact=True)
+        equivalence.assert_updates_equal(pure_state, flax_state, batches, CFG)
 
 
 # ----------------------------------------------------------------------------- each alone, jit vs not

@@ -1,0 +1,22 @@
+"""`python -m compare` (side by side), `python -m compare diff [topic]`, `python -m compare bench`."""
+
+import sys
+
+from common.cli import run_cli
+
+
+def main(argv):
+    if argv and argv[0] == "diff":
+        from compare import lesson
+
+        return lesson.main(argv[1:])
+    if argv and argv[0] == "bench":
+        from compare import bench
+
+        return bench.main(argv[1:])
+    from compare import run
+
+    return run.main(argv)
+
+
+sys.exit(run_cli(main))
