@@ -42,27 +42,39 @@ def writable_target(path: str) -> Path:
         raise UserError(f"cannot save to {path}: directory {folder} does not exist; create it first")
     if p.is_dir():
         raise UserError(f"cannot save to {path}: it is a directory; give a file name ending in .npz")
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"cannot save to {path}: directory {folder} is not writable")
+    try:  # try it for real: os.access says yes to root even on a read-only mount
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise UserError(f"cannot save to {path}: directory {folder} is not writable ({err.strerror})") from None
     return p
 
 
-def save(path: str, flat_params: dict, cfg: Config, chars: str) -> None:
-    """Write atomically: a temporary file in the same directory, then a rename over `path`."""
+def atomic_write(path: str, write) -> None:
+    """Call `write(file)` on a temporary file beside `path`, then rename it over `path`: a reader
+    (or an interrupted save) never sees half a file, and an old file is replaced only by a whole one."""
     p = writable_target(path)
-    arrays = {k: np.asarray(v) for k, v in flat_params.items()}
-    arrays[CONFIG_KEY] = np.array(json.dumps(dataclasses.asdict(cfg), sort_keys=True))
-    arrays[CHARS_KEY] = np.array(chars)
     fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save(path: str, flat_params: dict, cfg: Config, chars: str) -> None:
+    """Write atomically: a temporary file in the same directory, then a rename over `path`."""
+    arrays = {k: np.asarray(v) for k, v in flat_params.items()}
+    arrays[CONFIG_KEY] = np.array(json.dumps(dataclasses.asdict(cfg), sort_keys=True))
+    arrays[CHARS_KEY] = np.array(chars)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def load(path: str) -> tuple[dict[str, np.ndarray], dict | None, str | None]:

@@ -6,7 +6,6 @@ What differs comes in through an `Impl` (common/impl.py).
 
 import argparse
 import dataclasses
-import os
 import sys
 import time
 

@@ -8,7 +8,6 @@ downloaded once into a user cache directory and checked against its sha256 (`--d
 import hashlib
 import os
 import random
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -98,11 +97,10 @@ def makemore_names(url: str | None = None) -> list[str]:
             f"download from {url} is corrupt (sha256 {digest[:12]}…, expected {MAKEMORE_SHA256[:12]}…): "
             "nothing was cached; retry or pass --data with a local copy"
         )
+    from common.checkpoint import atomic_write
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".names-", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(raw)
-    os.replace(tmp, target)  # atomic: a reader never sees half a file
+    atomic_write(str(target), lambda f: f.write(raw))  # a reader never sees half a file
     return _parse_names(raw, f"download from {url}")
 
 

@@ -4,9 +4,7 @@ Each implementation runs its own compiled train step (as its trainer does), over
 after every step the parameters of both are compared in pure's layout.
 """
 
-import os
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -16,7 +14,6 @@ from common.cli import (
     chunk_size, check_finite, format_step, prepare_run, sample_names, setup_jax, stack_slice,
     train_parser,
 )
-from common.errors import UserError
 from compare.tolerances import TRAJECTORY_ATOL
 
 
@@ -77,7 +74,6 @@ def save_plot(path: str, losses_p, losses_f, divergence) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    p = checkpoint.writable_target(path)
     steps = np.arange(1, len(losses_p) + 1)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     top.plot(steps, losses_p, lw=0.8, label="pure")
@@ -90,15 +86,10 @@ def save_plot(path: str, losses_p, losses_f, divergence) -> None:
     bottom.set_xlabel("step")
     bottom.legend()
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, p)
+        checkpoint.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def main(argv) -> int:

@@ -1,0 +1,198 @@
+"""Checkpoints both implementations read, the `sample` subcommand, and every bad input around
+them: driven through the real CLI entry point, asserting exit code, message, no traceback, no
+partial file."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+import flax_port
+import pure
+from common import checkpoint
+from common.cli import run_cli, trainer_main
+
+IMPLS = {"pure": pure.impl, "flax_port": flax_port.impl}
+
+
+def cli(module, *argv):
+    """`python -m module argv` in-process: (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run_cli(lambda a: trainer_main(IMPLS[module], module, a), list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_user_error(result, *fragments):
+    code, _, err = result
+    assert code == 2, err
+    for f in fragments:
+        assert f in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def samples(stdout):
+    return [ln.split(": ", 1)[1] for ln in stdout.splitlines() if ln.startswith("sample ")]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A checkpoint from each trainer (60 steps, --no-cache keeps the test hermetic)."""
+    folder = tmp_path_factory.mktemp("ckpt")
+    paths = {}
+    for module in IMPLS:
+        paths[module] = str(folder / f"{module}.npz")
+        code, out, err = cli(module, "--steps", "60", "--num-samples", "2", "--save", paths[module], "--no-cache")
+        assert code == 0, err
+    return paths
+
+
+# ----------------------------------------------------------------------------- round trips
+
+def test_the_checkpoint_is_a_plain_npz_under_the_seeds_names(trained):
+    with np.load(trained["flax_port"], allow_pickle=False) as z:
+        names = set(z.files)
+    assert names == {"wte", "wpe", "lm_head", "l0.wq", "l0.wk", "l0.wv", "l0.wo", "l0.fc1", "l0.fc2",
+                     "__config__", "__chars__"}
+
+
+@pytest.mark.parametrize("saver, loader", [("pure", "flax_port"), ("flax_port", "pure")])
+def test_saved_by_one_sampled_by_the_other_gives_the_same_names(trained, saver, loader):
+    args = ("sample", "--load", trained[saver], "--num-samples", "8", "--seed", "5", "--no-cache")
+    code_a, out_a, _ = cli(saver, *args)
+    code_b, out_b, _ = cli(loader, *args)
+    assert code_a == code_b == 0
+    assert samples(out_a) == samples(out_b) and len(samples(out_a)) == 8
+
+
+def test_prefix_starts_every_name(trained):
+    code, out, _ = cli("pure", "sample", "--load", trained["pure"], "--prefix", "ka", "--no-cache")
+    assert code == 0 and len(samples(out)) == 20 and all(n.startswith("ka") for n in samples(out))
+
+
+def test_a_plain_dict_saved_by_the_seeds_script_loads_as_is(trained, tmp_path):
+    with np.load(trained["pure"]) as z:
+        seed_dict = {k: z[k] for k in z.files if not k.startswith("__")}
+    plain = tmp_path / "seed.npz"
+    np.savez(plain, **seed_dict)  # what the seed holds in memory, no config, no characters
+    ours = cli("pure", "sample", "--load", trained["pure"], "--no-cache")
+    theirs = cli("flax_port", "sample", "--load", str(plain), "--no-cache")  # characters from default data
+    assert ours[0] == theirs[0] == 0 and samples(ours[1]) == samples(theirs[1])
+
+
+def test_the_check_of_equal_names_can_fail(trained, tmp_path):
+    """Different weights give different names, so the cross-implementation test means something."""
+    with np.load(trained["pure"]) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["lm_head"] = arrays["lm_head"][::-1].copy()
+    other = tmp_path / "other.npz"
+    np.savez(other, **arrays)
+    a = cli("pure", "sample", "--load", trained["pure"], "--no-cache")
+    b = cli("pure", "sample", "--load", str(other), "--no-cache")
+    assert samples(a[1]) != samples(b[1])
+
+
+# ----------------------------------------------------------------------------- bad checkpoints
+
+def test_missing_checkpoint(tmp_path):
+    assert_user_error(cli("pure", "sample", "--load", str(tmp_path / "none.npz")), "does not exist")
+
+
+def test_truncated_checkpoint(trained, tmp_path):
+    data = open(trained["pure"], "rb").read()
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(data[: len(data) // 2])
+    assert_user_error(cli("pure", "sample", "--load", str(cut)), str(cut))
+
+
+def test_not_an_npz(tmp_path):
+    text = tmp_path / "weights.npz"
+    text.write_text("emma\nolivia\n")
+    assert_user_error(cli("flax_port", "sample", "--load", str(text)), "is not an .npz file")
+
+
+def test_a_pickle_is_refused_and_never_run(tmp_path):
+    bad = tmp_path / "pickle.npz"
+    np.savez(bad, wte=np.array([{"a": 1}], dtype=object))
+    assert_user_error(cli("pure", "sample", "--load", str(bad)), "pickled objects")
+    raw = tmp_path / "raw.pkl"
+    raw.write_bytes(pickle.dumps({"wte": 1}))
+    assert_user_error(cli("pure", "sample", "--load", str(raw)), "is not an .npz file")
+
+
+def test_missing_extra_and_misshaped_parameters_are_each_listed(trained, tmp_path):
+    with np.load(trained["pure"]) as z:
+        arrays = {k: z[k] for k in z.files}
+    del arrays["l0.wk"]
+    arrays["l0.bias"] = np.zeros(16, np.float32)
+    arrays["l0.fc1"] = np.zeros((16, 32), np.float32)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **arrays)
+    assert_user_error(
+        cli("pure", "sample", "--load", str(bad)),
+        "missing l0.wk (expected (16, 16))", "extra l0.bias (16,)", "l0.fc1 has shape (16, 32), expected (16, 64)",
+    )
+
+
+def test_config_that_does_not_match_the_flags(trained):
+    assert_user_error(cli("pure", "sample", "--load", trained["pure"], "--n-head", "2"),
+                      "--n-head 2 does not match checkpoint", "n_head=4")
+
+
+@pytest.mark.parametrize("prefix, message", [("KA", "outside the vocabulary"), ("a" * 16, "more than block_size - 1 = 15")])
+def test_bad_prefix(trained, prefix, message):
+    assert_user_error(cli("pure", "sample", "--load", trained["pure"], "--prefix", prefix), message)
+
+
+# ----------------------------------------------------------------------------- bad output paths, NaN, atomicity
+
+def test_save_into_a_missing_directory(tmp_path):
+    target = tmp_path / "nope" / "w.npz"
+    assert_user_error(cli("pure", "--steps", "5", "--save", str(target)), "does not exist")
+    assert not target.parent.exists()
+
+
+def test_save_into_a_directory_that_is_not_writable(tmp_path):
+    if os.geteuid() == 0:
+        folder = "/sys"  # read-only even for root
+    else:
+        folder = tmp_path / "ro"
+        folder.mkdir()
+        folder.chmod(0o555)
+    assert_user_error(cli("pure", "--steps", "5", "--save", f"{folder}/w.npz"), "is not writable")
+
+
+@pytest.mark.parametrize("module", ["pure", "flax_port"])
+def test_nan_training_names_the_step_and_parameter_and_keeps_the_old_checkpoint(trained, tmp_path, module):
+    keep = tmp_path / "good.npz"
+    keep.write_bytes(open(trained[module], "rb").read())
+    before = keep.read_bytes()
+    result = cli(module, "--lr", "1e30", "--steps", "50", "--save", str(keep), "--no-cache")
+    assert_user_error(result, "training diverged at step", "first non-finite parameter: l0.", "lower --lr")
+    assert keep.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.npz"]
+
+
+def test_an_interrupted_save_leaves_the_old_file_and_no_partial_one(tmp_path, monkeypatch):
+    target = tmp_path / "w.npz"
+    target.write_bytes(b"old")
+
+    def savez_interrupted(f, **arrays):
+        f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", savez_interrupted)
+    from common.config import Config
+
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(str(target), {"wte": np.zeros((27, 16), np.float32)}, Config(), "abc")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]
+
+
+def test_a_saved_checkpoint_has_ordinary_permissions(trained):
+    assert os.stat(trained["pure"]).st_mode & 0o644 == 0o644

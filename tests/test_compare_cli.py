@@ -1,0 +1,63 @@
+"""`python -m compare`: the side-by-side run, its verdict (and that the verdict can say no),
+the plot, and the code lesson."""
+
+import pytest
+
+import flax_port.optim
+from compare import lesson, run
+from conftest import run_module
+
+
+def test_side_by_side_run_agrees_and_draws_the_plot(tmp_path):
+    png = tmp_path / "curves.png"
+    r = run_module("compare", "--steps", "40", "--log-every", "20", "--num-samples", "4", "--plot", str(png), "--no-cache")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    rows = [ln for ln in out if ln.startswith("step ")]
+    assert [ln[:16] for ln in rows] == ["step    1 /   40", "step   20 /   40", "step   40 /   40"]
+    assert sum(ln.startswith("sample ") for ln in out) == 4
+    assert out[-1].startswith("verdict: AGREE: parameters bitwise equal at every one of 40 steps")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_verdict_names_the_first_step_and_parameter_that_differ(monkeypatch, capsys):
+    real_adam = flax_port.optim.adam
+
+    def adam_with_wrong_eps(cfg):
+        import dataclasses
+
+        return real_adam(dataclasses.replace(cfg, adam_eps=1e-7))
+
+    monkeypatch.setattr(flax_port.optim, "adam", adam_with_wrong_eps)
+    code = run.main(["--steps", "20", "--log-every", "10", "--num-samples", "2", "--no-cache"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert out[-1].startswith("verdict: DISAGREE: largest parameter difference")
+    assert "first exceeded at step 1 by " in out[-1]
+
+
+def test_diff_prints_every_concept_from_the_live_source(capsys):
+    assert lesson.main(["--width", "140"]) == 0
+    out = capsys.readouterr().out
+    for topic in lesson.TOPICS:
+        assert f"== {topic}: " in out
+    assert "def adam_update(params, grads, opt_state, cfg: Config):" in out  # pure's real source
+    assert "optax.adam(" in out and "class Attention(nn.Module):" in out
+
+
+def test_diff_of_one_topic_and_an_unknown_one():
+    r = run_module("compare", "diff", "optimizer")
+    assert r.returncode == 0 and "== optimizer:" in r.stdout and "== loss:" not in r.stdout
+    r = run_module("compare", "diff", "nonsense")
+    assert r.returncode == 2 and "unknown topic 'nonsense'" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", "0"], "at least 1 step"),
+    (["--plot", "/nonexistent-dir/x.png"], "does not exist"),
+    (["--n-embd", "15"], "not divisible"),
+])
+def test_compare_bad_input_is_one_line_exit_2(args, message):
+    r = run_module("compare", *args)
+    assert r.returncode == 2 and message in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
