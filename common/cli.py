@@ -137,6 +137,17 @@ def compile_steps(impl, state, batches, cfg: Config, jit: bool):
     return jax.jit(impl.train_steps, static_argnames="cfg").lower(state, batches, cfg=cfg).compile()
 
 
+def init_state(impl, cfg: Config, *, key, jit: bool = True):
+    """The implementation's fresh state, initialised in one compiled call (eagerly, each
+    random draw would compile on its own: measured 1.3 s against about 0.2 s)."""
+    import jax
+
+    if not jit:
+        with jax.disable_jit():
+            return impl.init_state(cfg, key=key)
+    return jax.jit(impl.init_state, static_argnums=0)(cfg, key=key)
+
+
 def first_bad_param(impl, state) -> str | None:
     flat = impl.to_flat(impl.params_of(state))
     return next((k for k, v in flat.items() if not np.all(np.isfinite(np.asarray(v)))), None)
@@ -261,7 +272,7 @@ def trainer_main(impl_factory, prog: str, argv) -> int:
 
     impl = impl_factory()
     init_key, sample_key = jax.random.split(jax.random.PRNGKey(args.seed))
-    state = impl.init_state(cfg, key=init_key)
+    state = init_state(impl, cfg, key=init_key, jit=not args.no_jit)
     n_params = sum(int(np.size(v)) for v in jax.tree.leaves(impl.params_of(state)))
     print(f"{prog}: {len(docs)} names, vocab {cfg.vocab_size}, {n_params} parameters, seed {args.seed}")
     state, _, timings = run_training(

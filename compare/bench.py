@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from common import checkpoint
-from common.cli import Parser, chunk_size, compile_steps, sample_names, stack_slice
+from common.cli import Parser, chunk_size, compile_steps, init_state, sample_names, stack_slice
 from common.config import Config
 from common.data import Tokenizer, load_names, training_batches
 from common.errors import UserError
@@ -121,7 +121,7 @@ def main(argv) -> int:
 
     impls = [pure.impl(), flax_port.impl()]
     init_key, sample_key = jax.random.split(jax.random.PRNGKey(args.seed))
-    pure_state = impls[0].init_state(cfg, key=init_key)
+    pure_state = init_state(impls[0], cfg, key=init_key)
     states = [pure_state, convert.state_pure_to_flax(pure_state, cfg)]
     results = {}
     for impl, state, pkg in zip(impls, states, ["pure", "flax_port"]):

@@ -89,15 +89,16 @@ def opt_state_flax_to_pure(opt_state, cfg: Config | None = None) -> dict:
 
 def state_pure_to_flax(state, cfg: Config):
     """pure's (params, opt_state) -> a flax TrainState holding the same numbers."""
-    from flax_port.train import init_state
+    from flax.training.train_state import TrainState
 
-    import jax
+    from flax_port import model, optim
 
     params, opt_state = state
-    template = init_state(cfg, key=jax.random.PRNGKey(0))  # supplies apply_fn and tx
-    return template.replace(
+    return TrainState(
         step=jnp.asarray(opt_state["step"], jnp.int32),
+        apply_fn=model.GPT(cfg).apply,
         params=pure_to_flax(params, cfg),
+        tx=optim.adam(cfg),
         opt_state=opt_state_pure_to_flax(opt_state, cfg),
     )
 

@@ -6,12 +6,13 @@ after every step the parameters of both are compared in pure's layout.
 
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from common import checkpoint
 from common.cli import (
-    chunk_size, check_finite, format_step, prepare_run, sample_names, setup_jax, stack_slice,
+    chunk_size, check_finite, format_step, init_state, prepare_run, sample_names, setup_jax, stack_slice,
     train_parser,
 )
 from compare.tolerances import TRAJECTORY_ATOL
@@ -109,7 +110,7 @@ def main(argv) -> int:
 
     impls = pure.impl(), flax_port.impl()
     init_key, sample_key = jax.random.split(jax.random.PRNGKey(args.seed))
-    pure_state = impls[0].init_state(cfg, key=init_key)
+    pure_state = init_state(impls[0], cfg, key=init_key, jit=not args.no_jit)
     states = [pure_state, convert.state_pure_to_flax(pure_state, cfg)]
     n_params = sum(int(np.size(v)) for v in pure_state[0].values())
     print(f"compare: {len(docs)} names, vocab {cfg.vocab_size}, {n_params} parameters in each, seed {args.seed}; "
@@ -118,7 +119,10 @@ def main(argv) -> int:
     k = chunk_size(cfg.num_steps, min(10, args.log_every))
     first = stack_slice(batches, 0, k)
     t0 = time.perf_counter()
-    runners = [compiled(trajectory_steps(impl, cfg), s, first, jit=not args.no_jit) for impl, s in zip(impls, states)]
+    with ThreadPoolExecutor(2) as pool:  # XLA compiles outside the GIL: both at once on 2 cores
+        runners = list(pool.map(
+            lambda impl, s: compiled(trajectory_steps(impl, cfg), s, first, jit=not args.no_jit), impls, states
+        ))
     compile_s = time.perf_counter() - t0
 
     print(f"{'step':>9} | {'pure loss':>9} | {'flax loss':>9} | max |pure - flax| over params")
@@ -156,11 +160,12 @@ def main(argv) -> int:
     train_s = time.perf_counter() - t0
 
     params = [impl.params_of(s) for impl, s in zip(impls, states)]
-    sampled = [
-        sample_names(impl, p, tok, cfg, key=sample_key, num_samples=args.num_samples,
-                     temperature=args.temperature, jit=not args.no_jit)[0]
-        for impl, p in zip(impls, params)
-    ]
+    with ThreadPoolExecutor(2) as pool:
+        sampled = list(pool.map(
+            lambda impl, p: sample_names(impl, p, tok, cfg, key=sample_key, num_samples=args.num_samples,
+                                         temperature=args.temperature, jit=not args.no_jit)[0],
+            impls, params,
+        ))
     width = max(len(n) for n in sampled[0] + ["pure"]) + 2
     print(f"{'':10}{'pure':<{width}}flax_port")
     for i, (a, b) in enumerate(zip(*sampled), 1):

@@ -60,6 +60,8 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
+    """D -> 4D -> D with a ReLU between."""
+
     cfg: Config
 
     @nn.compact
@@ -69,6 +71,8 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
+    """Pre-norm residual block: attention, then the MLP."""
+
     cfg: Config
 
     @nn.compact

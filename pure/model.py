@@ -52,11 +52,13 @@ def attention(params, x, cfg: Config, layer: int):
 
 
 def mlp(params, x, cfg: Config, layer: int):
+    """D -> 4D -> D with a ReLU between."""
     del cfg  # the MLP's width comes from the parameters
     return jax.nn.relu(x @ params[f"l{layer}.fc1"]) @ params[f"l{layer}.fc2"]
 
 
 def block(params, x, cfg: Config, layer: int):
+    """Pre-norm residual block: attention, then the MLP."""
     x = x + attention(params, rmsnorm(x, cfg), cfg, layer)
     x = x + mlp(params, rmsnorm(x, cfg), cfg, layer)
     return x
