@@ -84,6 +84,10 @@ def load(path: str) -> tuple[dict[str, np.ndarray], dict | None, str | None]:
         raise UserError(f"checkpoint {path} does not exist: pass --load with a file written by --save")
     if p.is_dir() or not zipfile.is_zipfile(p):
         raise UserError(f"checkpoint {path} is not an .npz file (truncated, or another format): save it again with --save")
+    with zipfile.ZipFile(p) as zf:
+        strays = [n for n in zf.namelist() if not n.endswith(".npy")]
+    if strays:
+        raise UserError(f"checkpoint {path} is a zip but not an .npz (it holds {strays[0]}): save it again with --save")
     try:
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -102,6 +106,6 @@ def load(path: str) -> tuple[dict[str, np.ndarray], dict | None, str | None]:
     if CHARS_KEY in arrays:
         chars = str(arrays.pop(CHARS_KEY))
     for k, v in arrays.items():
-        if v.dtype.kind != "f":
-            raise UserError(f"checkpoint {path}: {k} holds {v.dtype} values, expected floats")
+        if not isinstance(v, np.ndarray) or v.dtype.kind != "f":
+            raise UserError(f"checkpoint {path}: {k} holds {getattr(v, 'dtype', type(v).__name__)} values, expected floats")
     return arrays, cfg_fields, chars

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from common import checkpoint
-from common.config import Config
+from common.config import FLOAT32_MAX, Config
 from common.data import Tokenizer, load_names, training_batches
 from common.errors import UserError
 
@@ -26,6 +26,17 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def seed_value(text: str) -> int:
+    """A seed JAX accepts: an integer from 0 to 2**32 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: give an integer") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"seed {value} is out of range: use 0 to {2**32 - 1}")
+    return value
+
+
 def add_model_flags(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     d = Config() if defaults else None
     p.add_argument("--n-embd", type=int, default=d and d.n_embd, help="embedding width (default 16)")
@@ -35,7 +46,7 @@ def add_model_flags(p: argparse.ArgumentParser, defaults: bool = True) -> None:
 
 
 def add_common_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=42, help="seeds init, data order and sampling (default 42)")
+    p.add_argument("--seed", type=seed_value, default=42, help="seeds init, data order and sampling (default 42)")
     p.add_argument("--temperature", type=float, default=0.5, help="sampling temperature > 0 (default 0.5)")
     p.add_argument("--num-samples", type=int, default=20, help="names to sample (default 20)")
     p.add_argument("--no-jit", action="store_true", help="run everything eagerly, under jax.disable_jit()")
@@ -77,8 +88,8 @@ def make_config(args, vocab_size: int, steps: int | None = None, lr: float | Non
 
 
 def check_sampling_flags(args) -> None:
-    if not args.temperature > 0 or args.temperature == float("inf"):
-        raise UserError(f"temperature={args.temperature}: use a finite temperature above 0")
+    if not 0 < args.temperature <= FLOAT32_MAX:
+        raise UserError(f"temperature={args.temperature}: use a temperature above 0 that float32 can hold")
     if args.num_samples < 1:
         raise UserError(f"num-samples={args.num_samples}: sample at least 1 name")
 
@@ -161,6 +172,16 @@ def check_finite(impl, state, losses: np.ndarray, first_step: int) -> None:
         raise UserError(
             f"{impl.name}: training diverged at step {step} (loss {losses[bad[0]]}); first non-finite "
             f"parameter: {where}; nothing was saved: lower --lr"
+        )
+
+
+def check_final(impl, state, num_steps: int) -> None:
+    """The losses only see the weights before each update: check the weights the run ends with."""
+    where = first_bad_param(impl, state)
+    if where:
+        raise UserError(
+            f"{impl.name}: training diverged at step {num_steps} (its update made {where} non-finite); "
+            "nothing was saved: lower --lr"
         )
 
 
@@ -259,6 +280,7 @@ def run_training(impl, state, cfg: Config, batches, *, jit=True, log_every=100, 
         jax.block_until_ready(state)
         timings.train_s = time.perf_counter() - t0
         timings.compiles = len(compiles)
+    check_final(impl, state, cfg.num_steps)
     return state, np.concatenate(all_losses), timings
 
 

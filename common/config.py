@@ -8,6 +8,8 @@ import dataclasses
 
 from common.errors import UserError
 
+FLOAT32_MAX = 3.4028234663852886e38  # numbers above this are inf in float32, the dtype of the model
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -38,8 +40,8 @@ class Config:
             raise UserError(f"block_size={self.block_size} is below 2: a name needs room for BOS and a letter")
         if self.num_steps < 1:
             raise UserError(f"steps={self.num_steps}: train for at least 1 step")
-        if not self.learning_rate > 0 or self.learning_rate == float("inf"):
-            raise UserError(f"lr={self.learning_rate}: use a finite learning rate above 0")
+        if not 0 < self.learning_rate <= FLOAT32_MAX:
+            raise UserError(f"lr={self.learning_rate}: use a learning rate above 0 that float32 can hold")
 
     @property
     def head_dim(self) -> int:

@@ -48,7 +48,7 @@ def default_names() -> list[str]:
 
 def _parse_names(raw: bytes, where: str) -> list[str]:
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Notepad writes one) is not a letter
     except UnicodeDecodeError as err:
         raise UserError(
             f"{where} is not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start}): "
@@ -99,7 +99,10 @@ def makemore_names(url: str | None = None) -> list[str]:
         )
     from common.checkpoint import atomic_write
 
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create the cache directory {target.parent} ({err.strerror}): set MICROGPT_CACHE") from None
     atomic_write(str(target), lambda f: f.write(raw))  # a reader never sees half a file
     return _parse_names(raw, f"download from {url}")
 

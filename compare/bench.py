@@ -33,7 +33,10 @@ def import_seconds(pkg: str, repeats: int) -> float:
     times = []
     for _ in range(repeats):
         out = subprocess.run([sys.executable, "-c", IMPORT_SNIPPET.format(pkg=pkg)], env=env, cwd=root,
-                             capture_output=True, text=True, check=True)
+                             capture_output=True, text=True)
+        if out.returncode:
+            last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+            raise UserError(f"importing {pkg} in a fresh interpreter failed ({last}): run `uv sync` first")
         times.append(float(out.stdout.strip().splitlines()[-1]))
     return statistics.median(times)
 
@@ -86,8 +89,8 @@ ROWS = [
     ("import_s", "import (fresh interpreter, jax included)", "{:.2f} s"),
     ("compile_train_s", "compile the train step", "{:.2f} s"),
     ("compile_sampler_s", "compile the sampler", "{:.2f} s"),
-    ("first_run_s", "first 1000-step run (incl. first-call warm-up)", "{:.3f} s"),
-    ("run_s", "1000-step run, steady (median)", "{:.3f} s"),
+    ("first_run_s", "first {steps}-step run (incl. first-call warm-up)", "{:.3f} s"),
+    ("run_s", "{steps}-step run, steady (median)", "{:.3f} s"),
     ("step_us", "per step, steady", "{:.1f} us"),
     ("sample_20_s", "sample 20 names after compile (median)", "{:.4f} s"),
     ("eager_step_ms", "per step with jit disabled", "{:.1f} ms"),
@@ -136,7 +139,7 @@ def main(argv) -> int:
     for key, label, fmt in ROWS:
         a, b = results["pure"][key], results["flax_port"][key]
         ratio = f"{b / a:.2f}" if a else "-"
-        print(f"{label:48} {fmt.format(a):>12} {fmt.format(b):>12} {ratio:>10}")
+        print(f"{label.format(steps=cfg.num_steps):48} {fmt.format(a):>12} {fmt.format(b):>12} {ratio:>10}")
     if args.json:
         payload = {"machine": machine, "steps": cfg.num_steps, "repeats": args.repeats, "results": results}
         checkpoint.atomic_write(args.json, lambda f: f.write(json.dumps(payload, indent=2).encode()))

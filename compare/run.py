@@ -12,7 +12,7 @@ import numpy as np
 
 from common import checkpoint
 from common.cli import (
-    chunk_size, check_finite, format_step, init_state, prepare_run, sample_names, setup_jax, stack_slice,
+    chunk_size, check_final, check_finite, format_step, init_state, prepare_run, sample_names, setup_jax, stack_slice,
     train_parser,
 )
 from compare.tolerances import TRAJECTORY_ATOL
@@ -145,9 +145,9 @@ def main(argv) -> int:
             step = start + j + 1
             col = int(np.argmax(row))
             divergence.append(float(row[col]))
-            if row[col] > worst[0]:
+            if not np.isnan(worst[0]) and (np.isnan(row[col]) or row[col] > worst[0]):
                 worst = (float(row[col]), step, names[col])
-            if first_over is None and row[col] > TRAJECTORY_ATOL:
+            if first_over is None and not row[col] <= TRAJECTORY_ATOL:  # NaN counts as over
                 first_over = (step, names[col], float(row[col]))
             if step == 1 or step % args.log_every == 0 or step == cfg.num_steps:
                 progress.clear()
@@ -157,6 +157,8 @@ def main(argv) -> int:
         progress.show(start + k)
     progress.clear()
     jax.block_until_ready(states)
+    for impl, s in zip(impls, states):
+        check_final(impl, s, cfg.num_steps)
     train_s = time.perf_counter() - t0
 
     params = [impl.params_of(s) for impl, s in zip(impls, states)]

@@ -10,7 +10,7 @@ from common.config import Config
 # ----------------------------------------------------------------------------- schedule
 
 def learning_rate(cfg: Config) -> optax.Schedule:
-    """lr * (1 - step / num_steps): the rate for 0-based `step`, reaching 0 after the last step."""
+    """lr * (1 - step / num_steps) as an optax schedule: optax passes the 0-based `step`."""
     return optax.linear_schedule(init_value=cfg.learning_rate, end_value=0.0, transition_steps=cfg.num_steps)
 
 

@@ -11,7 +11,7 @@ from flax_port import model
 
 def sample_tokens(params, prompt, prompt_len, cfg: Config, *, key, num_samples: int, temperature):
     """(num_samples, T) tokens continuing `prompt`; see common.sampling.sample_tokens."""
-    logits_fn = lambda tokens: model.GPT(cfg).apply({"params": params}, tokens)  # noqa: E731
+    logits_fn = lambda tokens: model.forward(params, tokens, cfg)  # noqa: E731
     return sampling.sample_tokens(
         logits_fn, prompt, prompt_len, cfg, key=key, num_samples=num_samples, temperature=temperature
     )

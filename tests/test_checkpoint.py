@@ -74,6 +74,30 @@ def test_prefix_starts_every_name(trained):
     assert code == 0 and len(samples(out)) == 20 and all(n.startswith("ka") for n in samples(out))
 
 
+@pytest.mark.parametrize("module", ["pure", "flax_port"])
+def test_the_sampler_copies_the_prompt_and_continues_from_it(trained, module):
+    """On the raw tokens (the CLI prepends the prefix when decoding, so look beneath it): the
+    prompt is copied, and at a tiny temperature the next token is the model's argmax after it."""
+    import jax
+    import jax.numpy as jnp
+
+    from common.cli import prompt_tokens
+    from common.config import Config
+    from common.data import Tokenizer
+
+    flat, fields, chars = checkpoint.load(trained[module])
+    cfg, tok, impl = Config(**fields), Tokenizer(chars), IMPLS[module]()
+    params = impl.from_flat({k: jnp.asarray(v) for k, v in flat.items()})
+    forward = pure.model.forward if module == "pure" else flax_port.model.forward
+    for prefix in ("ka", "z", "abcdefghijklmn"):
+        prompt, n = prompt_tokens(tok, prefix, cfg)
+        out = np.asarray(impl.sample_tokens(params, prompt, n, cfg, key=jax.random.PRNGKey(0),
+                                            num_samples=4, temperature=jnp.float32(1e-4)))
+        assert (out[:, : len(prefix)] == tok.encode(prefix)).all()  # row[p] follows position p
+        greedy = int(jnp.argmax(forward(params, jnp.asarray(prompt), cfg)[len(prefix)]))
+        assert (out[:, len(prefix)] == greedy).all()
+
+
 def test_a_plain_dict_saved_by_the_seeds_script_loads_as_is(trained, tmp_path):
     with np.load(trained["pure"]) as z:
         seed_dict = {k: z[k] for k in z.files if not k.startswith("__")}
@@ -195,4 +219,35 @@ def test_an_interrupted_save_leaves_the_old_file_and_no_partial_one(tmp_path, mo
 
 
 def test_a_saved_checkpoint_has_ordinary_permissions(trained):
-    assert os.stat(trained["pure"]).st_mode & 0o644 == 0o644
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(trained["pure"]).st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+
+
+def test_a_zip_that_is_not_an_npz(tmp_path):
+    import zipfile
+
+    bad = tmp_path / "renamed.npz"
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("notes.txt", "hello")
+    assert_user_error(cli("pure", "sample", "--load", str(bad)), "is a zip but not an .npz")
+
+
+@pytest.mark.parametrize("module", ["pure", "flax_port"])
+def test_weights_made_non_finite_by_the_last_update_are_caught(module):
+    """The losses see the weights before each update, so the runner checks the final weights too."""
+    import jax
+    import jax.numpy as jnp
+
+    from common.cli import check_final
+    from common.config import Config
+    from common.errors import UserError
+
+    impl = IMPLS[module]()
+    state = impl.init_state(Config(), key=jax.random.PRNGKey(0))
+    check_final(impl, state, 7)  # finite: no complaint
+    flat = dict(impl.to_flat(impl.params_of(state)))
+    flat["l0.fc2"] = flat["l0.fc2"].at[3, 3].set(jnp.inf)
+    broken = (impl.from_flat(flat), state[1]) if module == "pure" else state.replace(params=impl.from_flat(flat))
+    with pytest.raises(UserError, match="diverged at step 7 .*l0.fc2 non-finite"):
+        check_final(impl, broken, 7)

@@ -51,6 +51,11 @@ def bad_input_cases(tmp_path):
         (["--temperature", "-1"], "temperature=-1.0"),
         (["--num-samples", "0"], "at least 1 name"),
         (["--steps", "ten"], "invalid int value"),
+        (["--seed", "99999999999999999999"], "out of range"),
+        (["--seed", "-1"], "out of range"),
+        (["--lr", "1e39"], "float32 can hold"),
+        (["--lr", "nan"], "lr=nan"),
+        (["--temperature", "1e39"], "float32 can hold"),
         (["--save", str(tmp_path / "no" / "dir" / "w.npz")], "does not exist"),
     ]
 

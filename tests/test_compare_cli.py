@@ -61,3 +61,25 @@ def test_compare_bad_input_is_one_line_exit_2(args, message):
     r = run_module("compare", *args)
     assert r.returncode == 2 and message in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_side_by_side_without_jit_agrees_too():
+    r = run_module("compare", "--no-jit", "--steps", "3", "--num-samples", "2", "--no-cache")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1].startswith("verdict: AGREE: parameters bitwise equal at every one of 3 steps")
+    assert "compare [eager (--no-jit)]" in r.stdout
+
+
+def test_bench_prints_every_row_and_writes_json(tmp_path):
+    """Runs the benchmark tiny, for its output's shape only: no duration is asserted."""
+    import json
+
+    out = tmp_path / "bench.json"
+    r = run_module("compare", "bench", "--steps", "20", "--repeats", "1", "--eager-steps", "1", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    for _, label, _ in __import__("compare.bench").bench.ROWS:
+        assert label.format(steps=20) in r.stdout
+    figures = json.loads(out.read_text())
+    assert set(figures["results"]) == {"pure", "flax_port"}
+    assert figures["results"]["pure"]["compiles_during_training"] == 1
+    assert figures["results"]["flax_port"]["compiles_during_training"] == 1
