@@ -64,13 +64,12 @@ def _parse_names(raw: bytes, where: str) -> list[str]:
 
 
 def read_names_file(path: str) -> list[str]:
-    p = Path(path)
-    if not p.exists():
-        raise UserError(f"data file {path} does not exist: pass --data with a file of names, one per line")
-    if p.is_dir():
-        raise UserError(f"data file {path} is a directory: pass --data with a file of names, one per line")
-    try:
-        raw = p.read_bytes()
+    try:  # one read, and its error says which problem it is (no race between a check and the read)
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"data file {path} does not exist: pass --data with a file of names, one per line") from None
+    except IsADirectoryError:
+        raise UserError(f"data file {path} is a directory: pass --data with a file of names, one per line") from None
     except OSError as err:
         raise UserError(f"data file {path} cannot be read ({err.strerror}): check its permissions") from None
     return _parse_names(raw, f"data file {path}")
@@ -102,7 +101,9 @@ def makemore_names(url: str | None = None) -> list[str]:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UserError(f"cannot create the cache directory {target.parent} ({err.strerror}): set MICROGPT_CACHE") from None
+        raise UserError(
+            f"cannot create the cache directory {target.parent} ({err.strerror}): set MICROGPT_CACHE"
+        ) from None
     atomic_write(str(target), lambda f: f.write(raw))  # a reader never sees half a file
     return _parse_names(raw, f"download from {url}")
 

@@ -56,3 +56,30 @@ def run_module(module: str, *args: str, env=None, cwd=None, timeout=600):
         [sys.executable, "-m", module, *args], cwd=cwd or ROOT, env=env,
         capture_output=True, text=True, timeout=timeout,
     )
+
+
+def cli(module: str, *argv: str):
+    """`python -m module argv` run in-process through the real entry point: (exit code, stdout, stderr).
+
+    In-process so that a test can monkeypatch what no file permission can fake for root."""
+    import contextlib
+    import io
+
+    import flax_port
+    import pure
+    from common.cli import run_cli, trainer_main
+
+    impl_factory = {"pure": pure.impl, "flax_port": flax_port.impl}[module]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run_cli(lambda a: trainer_main(impl_factory, module, a), list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_user_error(result, *fragments: str) -> None:
+    """Exit code 2, every fragment in the message, one line, no traceback."""
+    code, _, err = result
+    assert code == 2, err
+    for f in fragments:
+        assert f in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err

@@ -11,28 +11,9 @@ import pytest
 import flax_port
 import pure
 from common import checkpoint
-from common.cli import run_cli, trainer_main
+from conftest import assert_user_error, cli
 
 IMPLS = {"pure": pure.impl, "flax_port": flax_port.impl}
-
-
-def cli(module, *argv):
-    """`python -m module argv` in-process: (exit code, stdout, stderr)."""
-    import contextlib
-    import io
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = run_cli(lambda a: trainer_main(IMPLS[module], module, a), list(argv))
-    return code, out.getvalue(), err.getvalue()
-
-
-def assert_user_error(result, *fragments):
-    code, _, err = result
-    assert code == 2, err
-    for f in fragments:
-        assert f in err, err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
 
 
 def samples(stdout):
@@ -167,7 +148,9 @@ def test_config_that_does_not_match_the_flags(trained):
                       "--n-head 2 does not match checkpoint", "n_head=4")
 
 
-@pytest.mark.parametrize("prefix, message", [("KA", "outside the vocabulary"), ("a" * 16, "more than block_size - 1 = 15")])
+@pytest.mark.parametrize(
+    "prefix, message", [("KA", "outside the vocabulary"), ("a" * 16, "more than block_size - 1 = 15")]
+)
 def test_bad_prefix(trained, prefix, message):
     assert_user_error(cli("pure", "sample", "--load", trained["pure"], "--prefix", prefix), message)
 

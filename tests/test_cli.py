@@ -7,8 +7,7 @@ import threading
 import pytest
 
 from common import data
-from common.errors import UserError
-from conftest import run_module
+from conftest import assert_user_error, cli, run_module
 
 
 @pytest.mark.parametrize("module", ["pure", "flax_port"])
@@ -70,6 +69,31 @@ def test_every_bad_input_is_one_line_and_exit_2(module, tmp_path):
     assert not list((tmp_path).rglob("*.npz"))
 
 
+@pytest.mark.parametrize("module", ["pure", "flax_port"])
+def test_an_unreadable_data_file_is_one_line_and_exit_2(module, tmp_path, monkeypatch):
+    """chmod 0 makes the file unreadable; root reads it anyway, so there the read is made to fail
+    as the kernel would (EACCES), through the same CLI entry point."""
+    import errno
+    import os
+    from pathlib import Path
+
+    names = tmp_path / "names.txt"
+    names.write_text("emma\n")
+    names.chmod(0)
+    if os.geteuid() == 0:
+        real = Path.read_bytes
+
+        def denied(self):
+            if self == names:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+            return real(self)
+
+        monkeypatch.setattr(Path, "read_bytes", denied)
+    result = cli(module, "--data", str(names), "--save", str(tmp_path / "w.npz"))
+    assert_user_error(result, f"data file {names} cannot be read (Permission denied)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["names.txt"]
+
+
 # ----------------------------------------------------------------------------- makemore download
 
 class _Server:
@@ -121,9 +145,9 @@ def test_a_corrupt_download_is_refused_and_not_cached(tmp_path, monkeypatch):
     server = _Server(b"not the real list\n")
     monkeypatch.setenv("MICROGPT_MAKEMORE_URL", server.url)
     try:
-        with pytest.raises(UserError, match="is corrupt"):
-            data.load_names("makemore")
-        assert list(tmp_path.iterdir()) == []
+        result = cli("pure", "--data", "makemore")
+        assert_user_error(result, f"download from {server.url} is corrupt (sha256 ")
+        assert list(tmp_path.iterdir()) == []  # nothing cached, not even a temporary file
     finally:
         server.close()
 

@@ -78,18 +78,6 @@ def test_tokenizer_from_a_file_with_other_characters():
     assert tok.chars == "Zanoë" and tok.vocab_size == 6
 
 
-def test_an_unreadable_names_file_gives_a_user_error(tmp_path):
-    import os
-
-    if os.geteuid() == 0:
-        pytest.skip("root reads any file: permissions cannot make one unreadable")
-    f = tmp_path / "names.txt"
-    f.write_text("emma\n")
-    f.chmod(0)
-    with pytest.raises(UserError, match="cannot be read"):
-        load_names(str(f))
-
-
 def test_a_byte_order_mark_is_not_a_letter(tmp_path):
     f = tmp_path / "bom.txt"
     f.write_bytes(b"\xef\xbb\xbfemma\nava\n")
