@@ -12,7 +12,14 @@ import numpy as np
 
 from common import checkpoint
 from common.cli import (
-    chunk_size, check_final, check_finite, format_step, init_state, prepare_run, sample_names, setup_jax, stack_slice,
+    check_final,
+    check_finite,
+    chunk_size,
+    init_state,
+    prepare_run,
+    sample_names,
+    setup_jax,
+    stack_slice,
     train_parser,
 )
 from compare.tolerances import TRAJECTORY_ATOL
@@ -47,8 +54,8 @@ def step_differences(flat_p: dict, flat_f: dict) -> tuple[np.ndarray, list[str]]
     """(k, n_params) largest |pure - flax| per step and parameter, and the parameter names."""
     names = sorted(flat_p)
     k = len(next(iter(flat_p.values())))
-    diffs = np.stack([np.abs(np.asarray(flat_p[n]) - np.asarray(flat_f[n])).reshape(k, -1).max(axis=1) for n in names], axis=1)
-    return diffs, names
+    diffs = [np.abs(np.asarray(flat_p[n]) - np.asarray(flat_f[n])).reshape(k, -1).max(axis=1) for n in names]
+    return np.stack(diffs, axis=1), names
 
 
 class Progress:
@@ -125,7 +132,7 @@ def main(argv) -> int:
         ))
     compile_s = time.perf_counter() - t0
 
-    print(f"{'step':>9} | {'pure loss':>9} | {'flax loss':>9} | max |pure - flax| over params")
+    print(f"{'step':<16} | {'pure loss':>9} | {'flax loss':>9} | largest |pure - flax| over params (which)")
     losses = [[], []]
     divergence, worst = [], (0.0, 0, "")
     first_over = None
@@ -151,9 +158,9 @@ def main(argv) -> int:
                 first_over = (step, names[col], float(row[col]))
             if step == 1 or step % args.log_every == 0 or step == cfg.num_steps:
                 progress.clear()
-                print(f"{format_step(step, cfg.num_steps, float(losses[0][-1][j]))[:16]} | "
-                      f"{float(losses[0][-1][j]):9.4f} | {float(losses[1][-1][j]):9.4f} | "
-                      f"{row[col]:.2e} ({names[col]})")
+                where = f"{row[col]:.2e} ({names[col]})" if row[col] else "0 (all bitwise equal)"
+                print(f"step {step:4d} / {cfg.num_steps:4d} | "
+                      f"{float(losses[0][-1][j]):9.4f} | {float(losses[1][-1][j]):9.4f} | {where}")
         progress.show(start + k)
     progress.clear()
     jax.block_until_ready(states)
@@ -169,7 +176,7 @@ def main(argv) -> int:
             impls, params,
         ))
     width = max(len(n) for n in sampled[0] + ["pure"]) + 2
-    print(f"{'':10}{'pure':<{width}}flax_port")
+    print(f"{'':11}{'pure':<{width}}flax_port")
     for i, (a, b) in enumerate(zip(*sampled), 1):
         print(f"sample {i:2d}: {a:<{width}}{b}{'' if a == b else '   <- differs'}")
     same_names = sampled[0] == sampled[1]

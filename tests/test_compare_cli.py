@@ -1,6 +1,8 @@
 """`python -m compare`: the side-by-side run, its verdict (and that the verdict can say no),
 the plot, and the code lesson."""
 
+import re
+
 import pytest
 
 import flax_port.optim
@@ -10,11 +12,14 @@ from conftest import run_module
 
 def test_side_by_side_run_agrees_and_draws_the_plot(tmp_path):
     png = tmp_path / "curves.png"
-    r = run_module("compare", "--steps", "40", "--log-every", "20", "--num-samples", "4", "--plot", str(png), "--no-cache")
+    r = run_module(
+        "compare", "--steps", "40", "--log-every", "20", "--num-samples", "4", "--plot", str(png), "--no-cache"
+    )
     assert r.returncode == 0, r.stderr
     out = r.stdout.splitlines()
-    rows = [ln for ln in out if ln.startswith("step ")]
+    rows = [ln for ln in out if ln.startswith("step ") and " / " in ln]
     assert [ln[:16] for ln in rows] == ["step    1 /   40", "step   20 /   40", "step   40 /   40"]
+    assert all(ln.endswith("| 0 (all bitwise equal)") for ln in rows)
     assert sum(ln.startswith("sample ") for ln in out) == 4
     assert out[-1].startswith("verdict: AGREE: parameters bitwise equal at every one of 40 steps")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -34,6 +39,8 @@ def test_the_verdict_names_the_first_step_and_parameter_that_differ(monkeypatch,
     assert code == 1
     assert out[-1].startswith("verdict: DISAGREE: largest parameter difference")
     assert "first exceeded at step 1 by " in out[-1]
+    rows = [ln for ln in out if ln.startswith("step ") and " / " in ln]
+    assert len(rows) == 3 and all(re.search(r"\| \d\.\d\de-\d\d \((wte|wpe|lm_head|l0\.\w+)\)$", ln) for ln in rows)
 
 
 def test_diff_prints_every_concept_from_the_live_source(capsys):
