@@ -83,7 +83,9 @@ def load(path: str) -> tuple[dict[str, np.ndarray], dict | None, str | None]:
     if not p.exists():
         raise UserError(f"checkpoint {path} does not exist: pass --load with a file written by --save")
     if p.is_dir() or not zipfile.is_zipfile(p):
-        raise UserError(f"checkpoint {path} is not an .npz file (truncated, or another format): save it again with --save")
+        raise UserError(
+            f"checkpoint {path} is not an .npz file (truncated, or another format): save it again with --save"
+        )
     with zipfile.ZipFile(p) as zf:
         strays = [n for n in zf.namelist() if not n.endswith(".npy")]
     if strays:
@@ -93,7 +95,9 @@ def load(path: str) -> tuple[dict[str, np.ndarray], dict | None, str | None]:
             arrays = {k: z[k] for k in z.files}
     except ValueError as err:
         if "pickle" in str(err):
-            raise UserError(f"checkpoint {path} contains pickled objects, which are never loaded: save plain arrays") from None
+            raise UserError(
+                f"checkpoint {path} contains pickled objects, which are never loaded: save plain arrays"
+            ) from None
         raise UserError(f"checkpoint {path} cannot be read ({err}): save it again with --save") from None
     except (OSError, zipfile.BadZipFile, EOFError) as err:
         raise UserError(f"checkpoint {path} is damaged ({err}): save it again with --save") from None
@@ -107,5 +111,6 @@ def load(path: str) -> tuple[dict[str, np.ndarray], dict | None, str | None]:
         chars = str(arrays.pop(CHARS_KEY))
     for k, v in arrays.items():
         if not isinstance(v, np.ndarray) or v.dtype.kind != "f":
-            raise UserError(f"checkpoint {path}: {k} holds {getattr(v, 'dtype', type(v).__name__)} values, expected floats")
+            kind = getattr(v, "dtype", type(v).__name__)
+            raise UserError(f"checkpoint {path}: {k} holds {kind} values, expected floats")
     return arrays, cfg_fields, chars

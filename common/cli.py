@@ -340,11 +340,11 @@ def config_from_checkpoint(path: str, fields: dict | None, flat: dict, args) -> 
         cfg = Config(**fields)
     except TypeError as err:
         raise UserError(f"checkpoint {path} has an unknown config ({err}): save it again with --save") from None
-    for flag, field in [("n_embd", "n_embd"), ("n_head", "n_head"), ("n_layer", "n_layer"), ("block_size", "block_size")]:
-        given = getattr(args, flag)
+    for field in ("n_embd", "n_head", "n_layer", "block_size"):
+        given = getattr(args, field)
         if given is not None and given != getattr(cfg, field):
             raise UserError(
-                f"--{flag.replace('_', '-')} {given} does not match checkpoint {path}, which has "
+                f"--{field.replace('_', '-')} {given} does not match checkpoint {path}, which has "
                 f"{field}={getattr(cfg, field)}: drop the flag or load another checkpoint"
             )
     return cfg

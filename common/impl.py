@@ -1,7 +1,7 @@
 """What the command line needs from an implementation: the same eight functions from each."""
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 
 @dataclasses.dataclass(frozen=True)

@@ -129,11 +129,16 @@ def main(argv) -> int:
     results = {}
     for impl, state, pkg in zip(impls, states, ["pure", "flax_port"]):
         print(f"timing {impl.name} ...", file=sys.stderr)
-        row = bench_one(impl, state, cfg, batches, tok, repeats=args.repeats, eager_steps=args.eager_steps, key=sample_key)
+        row = bench_one(
+            impl, state, cfg, batches, tok, repeats=args.repeats, eager_steps=args.eager_steps, key=sample_key
+        )
         row["import_s"] = import_seconds(pkg, repeats=3)
         results[impl.name] = row
 
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, jax {jax.__version__}, {jax.devices()[0].device_kind}"
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"jax {jax.__version__}, {jax.devices()[0].device_kind}"
+    )
     print(f"bench: {len(docs)} names, {cfg.num_steps} steps, {args.repeats} repeats; {machine}")
     print(f"{'':48} {'pure':>12} {'flax_port':>12} {'flax/pure':>10}")
     for key, label, fmt in ROWS:

@@ -31,7 +31,9 @@ def pure_and_flax_states(cfg: Config, *, key, scale: float = 1.0):
     return (params, opt_state), convert.state_pure_to_flax((params, opt_state), cfg)
 
 
-def assert_logits_equal(pure_params, flax_params, tokens, cfg_pure: Config, cfg_flax: Config | None = None, variant=identity):
+def assert_logits_equal(
+    pure_params, flax_params, tokens, cfg_pure: Config, cfg_flax: Config | None = None, variant=identity
+):
     """Bitwise. `cfg_flax` lets a test give the port a different config and watch this fail."""
     cfg_flax = cfg_flax or cfg_pure
     logits_p = variant(lambda p, t: pure_model.forward(p, t, cfg_pure))(pure_params, tokens)

@@ -75,7 +75,8 @@ class EqualTest(chex.TestCase):
     def test_sampled_names_equal_for_the_same_key(self, seed, scale, name):
         (params, _), state, _ = setup(seed, scale, name)
         prompt, n = prompt_tokens(TOK, "ka", CFG)
-        equivalence.assert_samples_equal(params, state.params, prompt, n, CFG, key=jax.random.PRNGKey(seed), variant=self.variant)
+        key = jax.random.PRNGKey(seed)
+        equivalence.assert_samples_equal(params, state.params, prompt, n, CFG, key=key, variant=self.variant)
 
 
 class FailingTwinTest(chex.TestCase):
@@ -118,21 +119,27 @@ class FailingTwinTest(chex.TestCase):
         pure_state, flax_state, batch = setup(0, 1.0, "emma")
         wrong = dataclasses.replace(CFG, beta1=0.9)  # optax's default
         with pytest.raises(AssertionError):
-            equivalence.assert_one_update_equal(pure_state, flax_state, batch, CFG, wrong, variant=self.variant, exact=self.exact)
+            equivalence.assert_one_update_equal(
+                pure_state, flax_state, batch, CFG, wrong, variant=self.variant, exact=self.exact
+            )
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_update_check_catches_a_different_adam_epsilon(self):
         pure_state, flax_state, batch = setup(0, 1.0, "emma")
         wrong = dataclasses.replace(CFG, adam_eps=1e-3)
         with pytest.raises(AssertionError):
-            equivalence.assert_one_update_equal(pure_state, flax_state, batch, CFG, wrong, variant=self.variant, exact=self.exact)
+            equivalence.assert_one_update_equal(
+                pure_state, flax_state, batch, CFG, wrong, variant=self.variant, exact=self.exact
+            )
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_update_check_catches_one_weight_nudged_by_1e_4(self):
         pure_state, flax_state, batch = setup(0, 1.0, "emma")
         flax_state = flax_state.replace(params=nudged(flax_state.params))
         with pytest.raises(AssertionError):
-            equivalence.assert_one_update_equal(pure_state, flax_state, batch, CFG, variant=self.variant, exact=self.exact)
+            equivalence.assert_one_update_equal(
+                pure_state, flax_state, batch, CFG, variant=self.variant, exact=self.exact
+            )
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_ten_updates_check_catches_one_weight_nudged_by_1e_4(self):
@@ -148,7 +155,8 @@ class FailingTwinTest(chex.TestCase):
         prompt, n = prompt_tokens(TOK, "", CFG)
         changed = nudged(state.params, ("lm_head", "embedding"), by=-2.0)  # 'a' much less likely
         with pytest.raises(AssertionError):
-            equivalence.assert_samples_equal(params, changed, prompt, n, CFG, key=jax.random.PRNGKey(0), variant=self.variant)
+            key = jax.random.PRNGKey(0)
+            equivalence.assert_samples_equal(params, changed, prompt, n, CFG, key=key, variant=self.variant)
 
 
 # ----------------------------------------------------------------------------- truly eager
