@@ -234,3 +234,28 @@ def test_weights_made_non_finite_by_the_last_update_are_caught(module):
     broken = (impl.from_flat(flat), state[1]) if module == "pure" else state.replace(params=impl.from_flat(flat))
     with pytest.raises(UserError, match="diverged at step 7 .*l0.fc2 non-finite"):
         check_final(impl, broken, 7)
+
+
+# ----------------------------------------------------------------------------- reproducible
+
+def run_and_load(module, tmp_path, name, seed):
+    """One whole trainer run through the CLI: (its printed losses and names, the saved weights)."""
+    path = tmp_path / name
+    code, out, err = cli(module, "--steps", "40", "--log-every", "1", "--num-samples", "5", "--seed", str(seed),
+                         "--save", str(path), "--no-cache")
+    assert code == 0, err
+    printed = [ln for ln in out.splitlines() if ln.startswith(("step ", "sample "))]
+    with np.load(path, allow_pickle=False) as z:
+        return printed, {k: z[k] for k in z.files}
+
+
+@pytest.mark.parametrize("module", ["pure", "flax_port"])
+def test_two_runs_of_a_trainer_with_one_seed_are_bitwise_identical(module, tmp_path):
+    printed_a, weights_a = run_and_load(module, tmp_path, "a.npz", seed=7)
+    printed_b, weights_b = run_and_load(module, tmp_path, "b.npz", seed=7)
+    printed_c, weights_c = run_and_load(module, tmp_path, "c.npz", seed=8)
+    assert len(printed_a) == 45 and printed_a == printed_b  # every loss (4 decimals) and every name
+    assert weights_a.keys() == weights_b.keys()
+    for k in weights_a:
+        np.testing.assert_array_equal(weights_a[k], weights_b[k], err_msg=k)  # bitwise: no tolerance
+    assert printed_c != printed_a and not np.array_equal(weights_c["wte"], weights_a["wte"])
