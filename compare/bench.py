@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from common import checkpoint
-from common.cli import Parser, chunk_size, compile_steps, init_state, sample_names, stack_slice
+from common.cli import Parser, chunk_size, compile_steps, init_state, sample_names, seed_value, stack_slice
 from common.config import Config
 from common.data import Tokenizer, load_names, training_batches
 from common.errors import UserError
@@ -41,57 +41,108 @@ def import_seconds(pkg: str, repeats: int) -> float:
     return statistics.median(times)
 
 
-def bench_one(impl, state0, cfg: Config, batches, tok, *, repeats: int, eager_steps: int, key):
-    import jax
+class Timed:
+    """One implementation, compiled and warmed up, with its timed runs; `main` alternates the
+    repeats of both implementations so that a slow spell of the machine hits both alike."""
 
-    from common.compiles import count_compiles
+    def __init__(self, impl, state0, cfg: Config, batches, tok, *, key):
+        import jax
 
-    row = {}
-    k = chunk_size(cfg.num_steps, 100)
-    with count_compiles() as compiles:
-        t0 = time.perf_counter()
-        steps = compile_steps(impl, state0, stack_slice(batches, 0, k), cfg, jit=True)
-        row["compile_train_s"] = time.perf_counter() - t0
+        from common.compiles import count_compiles
 
-        def whole_run():
-            state = state0
+        self.impl, self.state0, self.cfg, self.batches, self.tok, self.key = impl, state0, cfg, batches, tok, key
+        self.row = {"compiles_during_training": 0}
+        self.samples = {"run_s": [], "loop_s": [], "sample_20_s": []}
+        self.k = chunk_size(cfg.num_steps, 100)
+        with count_compiles() as compiles:
+            t0 = time.perf_counter()
+            self.steps = compile_steps(impl, state0, stack_slice(batches, 0, self.k), cfg, jit=True)
+            self.row["compile_train_s"] = time.perf_counter() - t0
+        self.row["compiles_during_training"] += len(compiles)
+        # A first call pays one-off costs, more for the first executable of the process: whichever
+        # implementation ran first looked 25 ms slower (measured both ways round). Not timed.
+        self.whole_run()
+
+        # The alternative to the scan: a Python loop around the jitted single step, reading each
+        # loss back as a printing loop would. Timed so that the choice of lax.scan stays measured.
+        one_step = jax.jit(impl.train_step, static_argnames="cfg")
+        self.one_step = one_step.lower(state0, self.name_at(0), cfg=cfg).compile()
+        self.loop_run()  # first-call warm-up
+
+        params = impl.params_of(self.state)
+        _, self.row["compile_sampler_s"], _ = sample_names(
+            impl, params, tok, cfg, key=key, num_samples=20, temperature=0.5
+        )
+
+    def name_at(self, i: int):
+        return type(self.batches)(*(col[i] for col in self.batches))
+
+    def whole_run(self) -> float:
+        """The trainers' loop: the compiled scan over chunks, losses read back after each."""
+        import jax
+
+        from common.compiles import count_compiles
+
+        state = self.state0
+        with count_compiles() as compiles:
             t = time.perf_counter()
-            for start in range(0, cfg.num_steps, k):
-                state, losses = steps(state, stack_slice(batches, start, start + k))
-                np.asarray(losses)  # the trainers read the losses back every chunk too
+            for start in range(0, self.cfg.num_steps, self.k):
+                state, losses = self.steps(state, stack_slice(self.batches, start, start + self.k))
+                np.asarray(losses)
             jax.block_until_ready(state)
-            return time.perf_counter() - t, state
+            elapsed = time.perf_counter() - t
+        self.row["compiles_during_training"] += len(compiles)
+        self.state = state
+        return elapsed
 
-        row["first_run_s"], state = whole_run()  # includes the executable's first-call warm-up
-        runs = [whole_run()[0] for _ in range(repeats)]
-        row["compiles_during_training"] = len(compiles)
-    row["run_s"] = statistics.median(runs)
-    row["step_us"] = 1e6 * row["run_s"] / cfg.num_steps
+    def loop_run(self) -> float:
+        import jax
 
-    params = impl.params_of(state)
-    _, row["compile_sampler_s"], _ = sample_names(impl, params, tok, cfg, key=key, num_samples=20, temperature=0.5)
-    row["sample_20_s"] = statistics.median(
-        sample_names(impl, params, tok, cfg, key=key, num_samples=20, temperature=0.5)[2] for _ in range(repeats)
-    )
+        state = self.state0
+        t = time.perf_counter()
+        for i in range(self.cfg.num_steps):
+            state, loss = self.one_step(state, self.name_at(i))
+            float(loss)
+        jax.block_until_ready(state)
+        return time.perf_counter() - t
 
-    eager = compile_steps(impl, state0, stack_slice(batches, 0, 1), cfg, jit=False)
-    eager(state0, stack_slice(batches, 0, 1))  # first eager call compiles each primitive once
-    t0 = time.perf_counter()
-    state = state0
-    for i in range(1, 1 + eager_steps):
-        state, _ = eager(state, stack_slice(batches, i, i + 1))
-    jax.block_until_ready(state)
-    row["eager_step_ms"] = 1e3 * (time.perf_counter() - t0) / eager_steps
-    return row
+    def repeat(self) -> None:
+        """One timed repeat of each measurement."""
+        self.samples["run_s"].append(self.whole_run())
+        self.samples["loop_s"].append(self.loop_run())
+        params = self.impl.params_of(self.state)
+        self.samples["sample_20_s"].append(
+            sample_names(self.impl, params, self.tok, self.cfg, key=self.key, num_samples=20, temperature=0.5)[2]
+        )
+
+    def eager_step_ms(self, eager_steps: int) -> float:
+        import jax
+
+        eager = compile_steps(self.impl, self.state0, stack_slice(self.batches, 0, 1), self.cfg, jit=False)
+        eager(self.state0, stack_slice(self.batches, 0, 1))  # the first eager call compiles each primitive
+        t0 = time.perf_counter()
+        state = self.state0
+        for i in range(1, 1 + eager_steps):
+            state, _ = eager(state, stack_slice(self.batches, i, i + 1))
+        jax.block_until_ready(state)
+        return 1e3 * (time.perf_counter() - t0) / eager_steps
+
+    def result(self) -> dict:
+        row, n = dict(self.row), self.cfg.num_steps
+        row["run_s"] = statistics.median(self.samples["run_s"])
+        row["step_us"] = 1e6 * row["run_s"] / n
+        row["loop_step_us"] = 1e6 * statistics.median(self.samples["loop_s"]) / n
+        row["sample_20_s"] = statistics.median(self.samples["sample_20_s"])
+        return row
 
 
 ROWS = [
     ("import_s", "import (fresh interpreter, jax included)", "{:.2f} s"),
     ("compile_train_s", "compile the train step", "{:.2f} s"),
     ("compile_sampler_s", "compile the sampler", "{:.2f} s"),
-    ("first_run_s", "first {steps}-step run (incl. first-call warm-up)", "{:.3f} s"),
     ("run_s", "{steps}-step run, steady (median)", "{:.3f} s"),
-    ("step_us", "per step, steady", "{:.1f} us"),
+    ("step_us", "per step, steady (lax.scan, as the trainers run)", "{:.1f} us"),
+    ("loop_step_us", "per step, Python loop around a jitted step", "{:.1f} us"),
     ("sample_20_s", "sample 20 names after compile (median)", "{:.4f} s"),
     ("eager_step_ms", "per step with jit disabled", "{:.1f} ms"),
     ("compiles_during_training", "compilations while training", "{:d}"),
@@ -104,7 +155,7 @@ def main(argv) -> int:
     p.add_argument("--steps", type=int, default=1000, help="steps per timed run (default 1000)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported (default 5)")
     p.add_argument("--eager-steps", type=int, default=5, help="steps timed with jit disabled (default 5)")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=seed_value, default=42, help="init, data order and sampling (default 42)")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = p.parse_args(argv)
     if args.repeats < 1 or args.eager_steps < 1 or args.steps < 1:
@@ -126,14 +177,17 @@ def main(argv) -> int:
     init_key, sample_key = jax.random.split(jax.random.PRNGKey(args.seed))
     pure_state = init_state(impls[0], cfg, key=init_key)
     states = [pure_state, convert.state_pure_to_flax(pure_state, cfg)]
+    print("compiling and warming up both ...", file=sys.stderr)
+    timed = [Timed(impl, state, cfg, batches, tok, key=sample_key) for impl, state in zip(impls, states)]
+    print(f"timing both, {args.repeats} repeats, alternating ...", file=sys.stderr)
+    for r in range(args.repeats):
+        for t in timed if r % 2 == 0 else timed[::-1]:  # each goes first in half the repeats
+            t.repeat()
     results = {}
-    for impl, state, pkg in zip(impls, states, ["pure", "flax_port"]):
-        print(f"timing {impl.name} ...", file=sys.stderr)
-        row = bench_one(
-            impl, state, cfg, batches, tok, repeats=args.repeats, eager_steps=args.eager_steps, key=sample_key
-        )
-        row["import_s"] = import_seconds(pkg, repeats=3)
-        results[impl.name] = row
+    for t, pkg in zip(timed, ["pure", "flax_port"]):
+        results[t.impl.name] = t.result()
+        results[t.impl.name]["eager_step_ms"] = t.eager_step_ms(args.eager_steps)
+        results[t.impl.name]["import_s"] = import_seconds(pkg, repeats=3)
 
     machine = (
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
