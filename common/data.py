@@ -17,9 +17,8 @@ import numpy as np
 
 from common.errors import UserError
 
-MAKEMORE_URL = (
-    "https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.txt"
-)
+# names.txt at makemore commit 988aa59, named by its full hash: a raw URL pins the file only then
+MAKEMORE_URL = "https://raw.githubusercontent.com/karpathy/makemore/988aa59e4d8fefa526d06f3b453ad116258398d4/names.txt"
 MAKEMORE_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
 
 
