@@ -162,3 +162,21 @@ def test_a_failed_download_is_one_line_exit_2(tmp_path):
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert os.listdir(tmp_path) == []
 
+
+
+def test_the_real_makemore_file_passes_the_pinned_sha256(tmp_path, monkeypatch):
+    """The constant itself, checked against the real file (the copy in ../shared/data, served
+    locally): a typo in MAKEMORE_SHA256 would refuse every real download."""
+    from conftest import ROOT
+
+    real = ROOT.parent / "shared" / "data" / "names.txt"
+    if not real.is_file():
+        pytest.skip(f"no local copy of makemore's names.txt at {real}")
+    monkeypatch.setenv("MICROGPT_CACHE", str(tmp_path))
+    server = _Server(real.read_bytes())
+    monkeypatch.setenv("MICROGPT_MAKEMORE_URL", server.url)
+    try:
+        docs = data.load_names("makemore")
+    finally:
+        server.close()
+    assert len(docs) == 32033 and docs[:3] == ["emma", "olivia", "ava"]
