@@ -136,16 +136,22 @@ class Timings:
     compiles: int = 0
 
 
-def compile_steps(impl, state, batches, cfg: Config, jit: bool):
-    """The function the loop calls on (state, k names): compiled ahead of time, or eager."""
+def compiled(fn, *example_args, jit: bool):
+    """`fn` compiled ahead of time for the shapes of `example_args` (a call with other shapes
+    raises instead of recompiling), or, with `jit=False`, `fn` run under jax.disable_jit()."""
     import jax
 
     if not jit:
-        def eager(s, b):
+        def eager(*args):
             with jax.disable_jit():
-                return impl.train_steps(s, b, cfg)
+                return fn(*args)
         return eager
-    return jax.jit(impl.train_steps, static_argnames="cfg").lower(state, batches, cfg=cfg).compile()
+    return jax.jit(fn).lower(*example_args).compile()
+
+
+def compile_steps(impl, state, batches, cfg: Config, jit: bool):
+    """The function the loop calls on (state, k names): compiled ahead of time, or eager."""
+    return compiled(lambda s, b: impl.train_steps(s, b, cfg), state, batches, jit=jit)
 
 
 def init_state(impl, cfg: Config, *, key, jit: bool = True):
@@ -159,34 +165,45 @@ def init_state(impl, cfg: Config, *, key, jit: bool = True):
     return jax.jit(impl.init_state, static_argnums=0)(cfg, key=key)
 
 
-def first_bad_param(impl, state) -> str | None:
+def nonfinite_params(impl, state, cfg: Config) -> list[str]:
+    """The seed names of the parameters holding a NaN or an inf, in the model's order."""
+    from pure.model import param_shapes  # the seed's names and their order
+
     flat = impl.to_flat(impl.params_of(state))
-    return next((k for k, v in flat.items() if not np.all(np.isfinite(np.asarray(v)))), None)
+    return [name for name in param_shapes(cfg) if not np.isfinite(np.asarray(flat[name])).all()]
 
 
-def check_finite(impl, state, losses: np.ndarray, first_step: int) -> None:
-    bad = np.flatnonzero(~np.isfinite(losses))
-    if bad.size:
-        step = first_step + int(bad[0]) + 1
-        where = first_bad_param(impl, state) or "none yet (the loss overflowed first)"
-        raise UserError(
-            f"{impl.name}: training diverged at step {step} (loss {losses[bad[0]]}); first non-finite "
-            f"parameter: {where}; nothing was saved: lower --lr"
-        )
+def check_chunk(impl, before, after, batches, losses: np.ndarray, first_step: int, cfg: Config, jit: bool) -> None:
+    """Every loss of a chunk finite, and the weights it ends with (which no loss has seen yet).
+    If not, replay the chunk from `before` one step at a time, to name the step that diverged and
+    the parameters its update made non-finite (a chunk's end state would blame them all)."""
+    import jax
 
-
-def check_final(impl, state, num_steps: int) -> None:
-    """The losses only see the weights before each update: check the weights the run ends with."""
-    where = first_bad_param(impl, state)
-    if where:
-        raise UserError(
-            f"{impl.name}: training diverged at step {num_steps} (its update made {where} non-finite); "
-            "nothing was saved: lower --lr"
-        )
+    if np.isfinite(losses).all() and all(np.isfinite(np.asarray(w)).all() for w in jax.tree.leaves(after)):
+        return
+    step = compiled(lambda s, b: impl.train_step(s, b, cfg), before, name_at(batches, 0), jit=jit)
+    state = before
+    for i in range(len(losses)):
+        state, loss = step(state, name_at(batches, i))
+        where = f"{impl.name}: training diverged at step {first_step + i + 1}"
+        if not np.isfinite(loss):
+            raise UserError(f"{where}: the loss is {float(loss)} while the weights are finite; "
+                            "nothing was saved: lower --lr")
+        bad = nonfinite_params(impl, state, cfg)
+        if bad:
+            raise UserError(f"{where}: its update made {', '.join(bad)} non-finite; nothing was saved: lower --lr")
+    raise UserError(f"{impl.name}: training diverged between steps {first_step + 1} and {first_step + len(losses)}; "
+                    "nothing was saved: lower --lr")
 
 
 def stack_slice(batches, start: int, stop: int):
+    """Names start..stop-1 of a stacked Batch, still stacked."""
     return type(batches)(*(col[start:stop] for col in batches))
+
+
+def name_at(batches, i: int):
+    """Name i of a stacked Batch, as the one-name Batch a single train step takes."""
+    return type(batches)(*(col[i] for col in batches))
 
 
 def format_step(step: int, num_steps: int, loss: float) -> str:
@@ -270,9 +287,11 @@ def run_training(impl, state, cfg: Config, batches, *, jit=True, log_every=100, 
         timings.train_compile_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         for start in range(0, cfg.num_steps, k):
-            state, losses = steps(state, stack_slice(batches, start, start + k))
+            chunk = stack_slice(batches, start, start + k)
+            before = state
+            state, losses = steps(state, chunk)
             losses = np.asarray(losses)
-            check_finite(impl, state, losses, start)
+            check_chunk(impl, before, state, chunk, losses, start, cfg, jit)
             all_losses.append(losses)
             for i, loss in enumerate(losses, start + 1):
                 if on_log and (i == 1 or i % log_every == 0 or i == cfg.num_steps):
@@ -280,7 +299,6 @@ def run_training(impl, state, cfg: Config, batches, *, jit=True, log_every=100, 
         jax.block_until_ready(state)
         timings.train_s = time.perf_counter() - t0
         timings.compiles = len(compiles)
-    check_final(impl, state, cfg.num_steps)
     return state, np.concatenate(all_losses), timings
 
 

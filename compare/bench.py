@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from common import checkpoint
-from common.cli import Parser, chunk_size, compile_steps, init_state, sample_names, seed_value, stack_slice
+from common.cli import Parser, chunk_size, compile_steps, init_state, name_at, sample_names, seed_value, stack_slice
 from common.config import Config
 from common.data import Tokenizer, load_names, training_batches
 from common.errors import UserError
@@ -66,16 +66,13 @@ class Timed:
         # The alternative to the scan: a Python loop around the jitted single step, reading each
         # loss back as a printing loop would. Timed so that the choice of lax.scan stays measured.
         one_step = jax.jit(impl.train_step, static_argnames="cfg")
-        self.one_step = one_step.lower(state0, self.name_at(0), cfg=cfg).compile()
+        self.one_step = one_step.lower(state0, name_at(batches, 0), cfg=cfg).compile()
         self.loop_run()  # first-call warm-up
 
         params = impl.params_of(self.state)
         _, self.row["compile_sampler_s"], _ = sample_names(
             impl, params, tok, cfg, key=key, num_samples=20, temperature=0.5
         )
-
-    def name_at(self, i: int):
-        return type(self.batches)(*(col[i] for col in self.batches))
 
     def whole_run(self) -> float:
         """The trainers' loop: the compiled scan over chunks, losses read back after each."""
@@ -101,7 +98,7 @@ class Timed:
         state = self.state0
         t = time.perf_counter()
         for i in range(self.cfg.num_steps):
-            state, loss = self.one_step(state, self.name_at(i))
+            state, loss = self.one_step(state, name_at(self.batches, i))
             float(loss)
         jax.block_until_ready(state)
         return time.perf_counter() - t

@@ -12,9 +12,9 @@ import numpy as np
 
 from common import checkpoint
 from common.cli import (
-    check_final,
-    check_finite,
+    check_chunk,
     chunk_size,
+    compiled,
     init_state,
     prepare_run,
     sample_names,
@@ -37,17 +37,6 @@ def trajectory_steps(impl, cfg):
         return jax.lax.scan(step, state, batches)
 
     return run
-
-
-def compiled(fn, state, batches, jit: bool):
-    import jax
-
-    if not jit:
-        def eager(s, b):
-            with jax.disable_jit():
-                return fn(s, b)
-        return eager
-    return jax.jit(fn).lower(state, batches).compile()
 
 
 def step_differences(flat_p: dict, flat_f: dict) -> tuple[np.ndarray, list[str]]:
@@ -142,9 +131,10 @@ def main(argv) -> int:
         chunk = stack_slice(batches, start, start + k)
         outs = []
         for i, (impl, run) in enumerate(zip(impls, runners)):
-            states[i], (loss, params) = run(states[i], chunk)
+            before = states[i]
+            states[i], (loss, params) = run(before, chunk)
             loss = np.asarray(loss)
-            check_finite(impl, states[i], loss, start)
+            check_chunk(impl, before, states[i], chunk, loss, start, cfg, jit=not args.no_jit)
             losses[i].append(loss)
             outs.append(impl.to_flat(params))
         diffs, names = step_differences(*outs)
@@ -164,8 +154,6 @@ def main(argv) -> int:
         progress.show(start + k)
     progress.clear()
     jax.block_until_ready(states)
-    for impl, s in zip(impls, states):
-        check_final(impl, s, cfg.num_steps)
     train_s = time.perf_counter() - t0
 
     params = [impl.params_of(s) for impl, s in zip(impls, states)]

@@ -90,3 +90,27 @@ def test_bench_prints_every_row_and_writes_json(tmp_path):
     assert set(figures["results"]) == {"pure", "flax_port"}
     assert figures["results"]["pure"]["compiles_during_training"] == 1
     assert figures["results"]["flax_port"]["compiles_during_training"] == 1
+
+
+def test_compare_save_writes_a_checkpoint_both_trainers_sample_from(tmp_path, capsys):
+    from common import checkpoint
+    from conftest import cli
+
+    target = tmp_path / "both.npz"
+    assert run.main(["--steps", "30", "--num-samples", "2", "--save", str(target), "--no-cache"]) == 0
+    flat, fields, chars = checkpoint.load(str(target))
+    assert fields["num_steps"] == 30 and chars == "abcdefghijklmnopqrstuvwxyz" and len(flat) == 9
+    a = cli("pure", "sample", "--load", str(target), "--num-samples", "4", "--no-cache")
+    b = cli("flax_port", "sample", "--load", str(target), "--num-samples", "4", "--no-cache")
+    assert a[0] == b[0] == 0 and a[1] == b[1] and a[1].count("sample ") == 4
+
+
+def test_compare_stops_on_divergence_naming_the_step_and_saves_nothing(tmp_path, capsys):
+    from common.cli import run_cli
+
+    target = tmp_path / "w.npz"
+    code = run_cli(run.main, ["--lr", "1e30", "--steps", "50", "--save", str(target), "--no-cache"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "pure: training diverged at step 2: its update made " in err and "lower --lr" in err
+    assert not target.exists()
