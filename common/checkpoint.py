@@ -7,6 +7,7 @@ no characters) loads too. Writes are atomic; loads never execute code.
 """
 
 import dataclasses
+import errno
 import json
 import os
 import tempfile
@@ -34,19 +35,28 @@ def check_params(found: dict, expected: dict, where: str) -> None:
         raise UserError(f"{where} does not fit the model: " + "; ".join(problems))
 
 
+def temporary_beside(p: Path) -> tuple[int, str]:
+    """A new temporary file in `p`'s directory, named after `p`: (fd, its path)."""
+    return tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+
+
 def writable_target(path: str) -> Path:
-    """Fail before training if `path` cannot be written: its directory must exist and be writable."""
+    """Fail before training if `path` cannot be written: its directory must exist and take the
+    very temporary file a save will create (os.access says yes to root even on a read-only mount,
+    and a name can be too long only once the temporary's prefix and suffix are added)."""
     p = Path(path)
-    folder = p.parent if str(p.parent) else Path(".")
-    if not folder.is_dir():
-        raise UserError(f"cannot save to {path}: directory {folder} does not exist; create it first")
-    if p.is_dir():
-        raise UserError(f"cannot save to {path}: it is a directory; give a file name ending in .npz")
-    try:  # try it for real: os.access says yes to root even on a read-only mount
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+    try:
+        if not p.parent.is_dir():
+            raise UserError(f"cannot save to {path}: directory {p.parent} does not exist; create it first")
+        if p.is_dir():
+            raise UserError(f"cannot save to {path}: it is a directory; give a file name")
+        fd, tmp = temporary_beside(p)
+        os.close(fd)
+        os.unlink(tmp)
     except OSError as err:
-        raise UserError(f"cannot save to {path}: directory {folder} is not writable ({err.strerror})") from None
+        if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise UserError(f"cannot save to {path}: directory {p.parent} is not writable ({err.strerror})") from None
+        raise UserError(f"cannot save to {path} ({err.strerror}): choose another path") from None
     return p
 
 
@@ -54,8 +64,9 @@ def atomic_write(path: str, write) -> None:
     """Call `write(file)` on a temporary file beside `path`, then rename it over `path`: a reader
     (or an interrupted save) never sees half a file, and an old file is replaced only by a whole one."""
     p = writable_target(path)
-    fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.", suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = temporary_beside(p)
         umask = os.umask(0)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
@@ -64,8 +75,11 @@ def atomic_write(path: str, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):  # a disk that filled up, a directory that went read-only
+            raise UserError(f"cannot save to {path} ({err.strerror or err}): nothing was written") from None
         raise
 
 
@@ -80,14 +94,17 @@ def save(path: str, flat_params: dict, cfg: Config, chars: str) -> None:
 def load(path: str) -> tuple[dict[str, np.ndarray], dict | None, str | None]:
     """(flat params, config fields or None, characters or None); refuses anything not a plain npz."""
     p = Path(path)
-    if not p.exists():
-        raise UserError(f"checkpoint {path} does not exist: pass --load with a file written by --save")
-    if p.is_dir() or not zipfile.is_zipfile(p):
-        raise UserError(
-            f"checkpoint {path} is not an .npz file (truncated, or another format): save it again with --save"
-        )
-    with zipfile.ZipFile(p) as zf:
-        strays = [n for n in zf.namelist() if not n.endswith(".npy")]
+    try:
+        if not p.exists():
+            raise UserError(f"checkpoint {path} does not exist: pass --load with a file written by --save")
+        if p.is_dir() or not zipfile.is_zipfile(p):
+            raise UserError(
+                f"checkpoint {path} is not an .npz file (truncated, or another format): save it again with --save"
+            )
+        with zipfile.ZipFile(p) as zf:
+            strays = [n for n in zf.namelist() if not n.endswith(".npy")]
+    except OSError as err:
+        raise UserError(f"checkpoint {path} cannot be read ({err.strerror or err}): check the path") from None
     if strays:
         raise UserError(f"checkpoint {path} is a zip but not an .npz (it holds {strays[0]}): save it again with --save")
     try:
@@ -113,4 +130,6 @@ def load(path: str) -> tuple[dict[str, np.ndarray], dict | None, str | None]:
         if not isinstance(v, np.ndarray) or v.dtype.kind != "f":
             kind = getattr(v, "dtype", type(v).__name__)
             raise UserError(f"checkpoint {path}: {k} holds {kind} values, expected floats")
+        if not np.isfinite(v).all():
+            raise UserError(f"checkpoint {path}: {k} holds NaN or inf (saved from a diverged run?): train it again")
     return arrays, cfg_fields, chars

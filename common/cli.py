@@ -87,11 +87,18 @@ def make_config(args, vocab_size: int, steps: int | None = None, lr: float | Non
     )
 
 
+MIN_TEMPERATURE = 1e-6  # logits / temperature must stay finite in float32; 1e-3 is already greedy
+MAX_SAMPLES = 10_000
+
+
 def check_sampling_flags(args) -> None:
-    if not 0 < args.temperature <= FLOAT32_MAX:
-        raise UserError(f"temperature={args.temperature}: use a temperature above 0 that float32 can hold")
-    if args.num_samples < 1:
-        raise UserError(f"num-samples={args.num_samples}: sample at least 1 name")
+    if not MIN_TEMPERATURE <= args.temperature <= FLOAT32_MAX:
+        raise UserError(
+            f"temperature={args.temperature}: use a temperature from {MIN_TEMPERATURE:g} (smaller ones overflow "
+            "float32 logits) up to what float32 can hold"
+        )
+    if not 1 <= args.num_samples <= MAX_SAMPLES:
+        raise UserError(f"num-samples={args.num_samples}: sample at least 1 name and at most {MAX_SAMPLES:,}")
 
 
 def setup_jax(args) -> None:
@@ -111,7 +118,8 @@ def run_cli(main, argv=None) -> int:
     try:
         return main(sys.argv[1:] if argv is None else argv) or 0
     except UserError as err:
-        sys.stderr.write(f"error: {err}\n")
+        one_line = " ".join(str(err).split())  # a server's or the OS's text may carry line breaks
+        sys.stderr.write(f"error: {one_line}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("interrupted: nothing was saved\n")
@@ -358,6 +366,8 @@ def config_from_checkpoint(path: str, fields: dict | None, flat: dict, args) -> 
         cfg = Config(**fields)
     except TypeError as err:
         raise UserError(f"checkpoint {path} has an unknown config ({err}): save it again with --save") from None
+    except UserError as err:
+        raise UserError(f"checkpoint {path} has a bad config ({err}): save it again with --save") from None
     for field in ("n_embd", "n_head", "n_layer", "block_size"):
         given = getattr(args, field)
         if given is not None and given != getattr(cfg, field):
@@ -374,13 +384,19 @@ def sample_main(impl_factory, prog: str, argv) -> int:
     flat, fields, chars = checkpoint.load(args.load)
     cfg = config_from_checkpoint(args.load, fields, flat, args)
     if chars is None:  # a seed dict: the characters come from the data, as when it was trained
-        chars = Tokenizer.from_names(load_names(args.data)).chars
-    tok = Tokenizer(chars)
-    if tok.vocab_size != cfg.vocab_size:
-        raise UserError(
-            f"checkpoint {args.load} has vocab {cfg.vocab_size} but the data gives {tok.vocab_size} "
-            "characters + BOS: pass the --data it was trained on"
-        )
+        tok = Tokenizer.from_names(load_names(args.data))
+        if tok.vocab_size != cfg.vocab_size:
+            raise UserError(
+                f"checkpoint {args.load} has vocab {cfg.vocab_size} but the data gives {tok.vocab_size} "
+                "characters + BOS: pass the --data it was trained on"
+            )
+    else:
+        tok = Tokenizer(chars)
+        if tok.vocab_size != cfg.vocab_size or len(set(chars)) != len(chars):
+            raise UserError(
+                f"checkpoint {args.load} is inconsistent: its config has vocab {cfg.vocab_size} but it stores "
+                f"{len(chars)} characters + BOS: save it again with --save"
+            )
     from pure.model import param_shapes  # the checkpoint layout is the seed's, which pure/ keeps
 
     checkpoint.check_params(flat, param_shapes(cfg), f"checkpoint {args.load}")

@@ -6,6 +6,7 @@ downloaded once into a user cache directory and checked against its sha256 (`--d
 """
 
 import hashlib
+import http.client
 import os
 import random
 import urllib.error
@@ -83,7 +84,7 @@ def makemore_names(url: str | None = None) -> list[str]:
     try:
         with urllib.request.urlopen(url, timeout=30) as resp:
             raw = resp.read()
-    except (urllib.error.URLError, OSError, ValueError) as err:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:  # a cut-off body too
         reason = getattr(err, "reason", err)
         raise UserError(
             f"download of makemore's names.txt from {url} failed ({reason}): "

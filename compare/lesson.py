@@ -96,6 +96,8 @@ def main(argv) -> int:
     p.add_argument("topic", nargs="?", help=f"one of: {', '.join(TOPICS)} (default: all)")
     p.add_argument("--width", type=int, default=0, help="total width (default: the terminal's, at least 120)")
     args = p.parse_args(argv)
+    if args.width and args.width < 60:
+        raise UserError(f"--width {args.width} is too narrow for two columns of code: use 60 or more")
     if args.topic and args.topic not in TOPICS:
         raise UserError(f"unknown topic {args.topic!r}: choose one of {', '.join(TOPICS)}")
     width = args.width or max(120, shutil.get_terminal_size((160, 40)).columns)

@@ -252,3 +252,61 @@ def test_a_zip_that_is_not_an_npz(tmp_path):
     with zipfile.ZipFile(bad, "w") as z:
         z.writestr("notes.txt", "hello")
     assert_user_error(cli("pure", "sample", "--load", str(bad)), "is a zip but not an .npz")
+
+
+# ----------------------------------------------------------------------------- what a checkpoint may hold
+
+def rewritten(trained, tmp_path, change):
+    """The pure checkpoint with `change(arrays)` applied, saved under a new name."""
+    with np.load(trained["pure"]) as z:
+        arrays = {k: z[k] for k in z.files}
+    change(arrays)
+    path = tmp_path / "changed.npz"
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def with_config(**fields):
+    import json
+
+    def change(arrays):
+        cfg = json.loads(str(arrays["__config__"]))
+        arrays["__config__"] = np.array(json.dumps(cfg | fields))
+    return change
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a["l0.wq"].__setitem__((0, 0), np.nan), "l0.wq holds NaN or inf"),
+    (with_config(block_size=16.0), "bad config (block_size=16.0 is not an integer)"),
+    (with_config(norm_eps="x"), "bad config (norm_eps='x' is not a finite number)"),
+    (with_config(norm_eps=[1e-5]), "norm_eps=[1e-05] is not a finite number"),
+    (with_config(norm_eps=-1.0), "the epsilons must be above 0"),
+    (lambda a: a.__setitem__("__chars__", np.array("abc")), "is inconsistent: its config has vocab 27"),
+])
+def test_a_checkpoint_with_bad_contents_is_refused(trained, tmp_path, change, message):
+    assert_user_error(cli("flax_port", "sample", "--load", rewritten(trained, tmp_path, change)), message)
+
+
+def test_a_load_path_too_long_to_exist_is_one_line(tmp_path):
+    assert_user_error(cli("pure", "sample", "--load", str(tmp_path / ("a" * 300 + ".npz"))), "cannot be read")
+
+
+def test_a_save_that_fails_midway_is_one_line_and_leaves_the_old_file(tmp_path, monkeypatch):
+    """A disk that fills up during the write: a one-line error, the old file whole, no temporary."""
+    import errno
+
+    from common.config import Config
+    from common.errors import UserError
+
+    target = tmp_path / "w.npz"
+    target.write_bytes(b"old")
+
+    def savez_disk_full(f, **arrays):
+        f.write(b"PK\x03\x04 part of a zip")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "savez", savez_disk_full)
+    with pytest.raises(UserError, match="No space left on device"):
+        checkpoint.save(str(target), {"wte": np.zeros((27, 16), np.float32)}, Config(), "abc")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]

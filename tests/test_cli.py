@@ -180,3 +180,62 @@ def test_the_real_makemore_file_passes_the_pinned_sha256(tmp_path, monkeypatch):
     finally:
         server.close()
     assert len(docs) == 32033 and docs[:3] == ["emma", "olivia", "ava"]
+
+
+class _RawServer:
+    """A local server that answers any request with `reply`, raw bytes, then hangs up."""
+
+    def __init__(self, reply: bytes):
+        import socketserver
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                self.rfile.readline()
+                self.wfile.write(reply)
+
+        self.server = socketserver.TCPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/names.txt"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("reply, reason", [
+    (b"HTTP/1.0 200 OK\r\nContent-Length: 1000\r\n\r\nemma\nolivia\n", "IncompleteRead"),  # cut off
+    (b"garbage\r\n\r\n", "garbage"),  # not HTTP at all
+    (b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n", "Not Found"),
+])
+def test_a_broken_download_is_one_line_exit_2(tmp_path, monkeypatch, reply, reason):
+    server = _RawServer(reply)
+    monkeypatch.setenv("MICROGPT_CACHE", str(tmp_path))
+    monkeypatch.setenv("MICROGPT_MAKEMORE_URL", server.url)
+    try:
+        result = cli("pure", "--data", "makemore")
+    finally:
+        server.close()
+    assert_user_error(result, "download of makemore's names.txt from", reason, "pass --data with a local copy")
+    assert list(tmp_path.iterdir()) == []
+
+
+def more_bad_flags(tmp_path):
+    """Flags whose values would crash, hang or exhaust memory further in; in-process, for speed."""
+    return [
+        (["--temperature", "1e-46"], "smaller ones overflow float32 logits"),
+        (["--num-samples", "1000000000"], "at most 10,000"),
+        (["--block-size", "5000"], "block_size=5000 is above 1024"),
+        (["--n-embd", "4096", "--n-head", "4"], "n_embd=4096 is above 1024"),
+        (["--n-layer", "100"], "n_layer=100 is above 32"),
+        (["--steps", "2000000000"], "positions, all held in memory"),
+        (["--save", str(tmp_path)], "it is a directory; give a file name"),
+        (["--save", str(tmp_path / ("a" * 245 + ".npz"))], "File name too long"),  # only with the temp suffix
+        (["--save", str(tmp_path / ("a" * 260 + ".npz"))], "File name too long"),
+    ]
+
+
+@pytest.mark.parametrize("module", ["pure", "flax_port"])
+def test_flags_that_would_fail_later_fail_first_in_one_line(module, tmp_path):
+    for args, message in more_bad_flags(tmp_path):
+        assert_user_error(cli(module, *args), message)
+    assert list(tmp_path.iterdir()) == []  # no checkpoint, no temporary file

@@ -59,6 +59,15 @@ def test_diff_of_one_topic_and_an_unknown_one():
     assert r.returncode == 2 and "unknown topic 'nonsense'" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("width", ["10", "-5"])
+def test_diff_refuses_a_width_too_narrow_for_two_columns(width, capsys):
+    from common.cli import run_cli
+
+    assert run_cli(lesson.main, ["--width", width]) == 2
+    err = capsys.readouterr().err
+    assert f"--width {width} is too narrow" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("args, message", [
     (["--steps", "0"], "at least 1 step"),
     (["--plot", "/nonexistent-dir/x.png"], "does not exist"),
@@ -82,10 +91,11 @@ def test_bench_prints_every_row_and_writes_json(tmp_path):
     import json
 
     out = tmp_path / "bench.json"
-    r = run_module("compare", "bench", "--steps", "20", "--repeats", "1", "--eager-steps", "1", "--json", str(out))
+    # more eager steps than names in the run: the eager timing goes round the names again
+    r = run_module("compare", "bench", "--steps", "3", "--repeats", "1", "--eager-steps", "4", "--json", str(out))
     assert r.returncode == 0, r.stderr
     for _, label, _ in __import__("compare.bench").bench.ROWS:
-        assert label.format(steps=20) in r.stdout
+        assert label.format(steps=3) in r.stdout
     figures = json.loads(out.read_text())
     assert set(figures["results"]) == {"pure", "flax_port"}
     assert figures["results"]["pure"]["compiles_during_training"] == 1
