@@ -17,6 +17,8 @@ FLOAT32_MAX = 3.4028234663852886e38  # numbers above this are inf in float32, th
 MAX_POSITIONS = 2**26
 MAX_BLOCK_SIZE, MAX_N_EMBD, MAX_N_LAYER = 1024, 1024, 32
 
+FLAG_NAMES = {"learning_rate": "lr", "num_steps": "steps"}  # the fields a flag of another name sets
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -35,11 +37,11 @@ class Config:
 
     def __post_init__(self):
         for field in dataclasses.fields(self):  # a config read from a checkpoint's JSON may hold anything
-            value = getattr(self, field.name)
+            value, name = getattr(self, field.name), FLAG_NAMES.get(field.name, field.name)
             if field.type is int and (type(value) is not int):
-                raise UserError(f"{field.name}={value!r} is not an integer")
+                raise UserError(f"{name}={value!r} is not an integer")
             if field.type is float and (type(value) not in (int, float) or not math.isfinite(value)):
-                raise UserError(f"{field.name}={value!r} is not a finite number")
+                raise UserError(f"{name}={value!r} is not a finite number")
         if self.vocab_size < 2:
             raise UserError(f"vocab_size is {self.vocab_size}: the data must use at least 1 character")
         if self.n_embd < 1 or self.n_head < 1 or self.n_embd % self.n_head:
