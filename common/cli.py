@@ -87,15 +87,17 @@ def make_config(args, vocab_size: int, steps: int | None = None, lr: float | Non
     )
 
 
-MIN_TEMPERATURE = 1e-6  # logits / temperature must stay finite in float32; 1e-3 is already greedy
+# Far below this float32 gives out (1e-40 is subnormal, 1e-46 is 0) and the sampler returned
+# "aaaa..."; at 1e-4 it already picks the argmax (tests/test_checkpoint.py checks that).
+MIN_TEMPERATURE = 1e-6
 MAX_SAMPLES = 10_000
 
 
 def check_sampling_flags(args) -> None:
     if not MIN_TEMPERATURE <= args.temperature <= FLOAT32_MAX:
         raise UserError(
-            f"temperature={args.temperature}: use a temperature from {MIN_TEMPERATURE:g} (smaller ones overflow "
-            "float32 logits) up to what float32 can hold"
+            f"temperature={args.temperature}: use a temperature from {MIN_TEMPERATURE:g} (far smaller ones reach "
+            "float32's limits and sample garbage; 1e-4 is already greedy) up to what float32 can hold"
         )
     if not 1 <= args.num_samples <= MAX_SAMPLES:
         raise UserError(f"num-samples={args.num_samples}: sample at least 1 name and at most {MAX_SAMPLES:,}")

@@ -222,7 +222,7 @@ def test_a_broken_download_is_one_line_exit_2(tmp_path, monkeypatch, reply, reas
 def more_bad_flags(tmp_path):
     """Flags whose values would crash, hang or exhaust memory further in; in-process, for speed."""
     return [
-        (["--temperature", "1e-46"], "smaller ones overflow float32 logits"),
+        (["--temperature", "1e-46"], "far smaller ones reach float32's limits"),
         (["--num-samples", "1000000000"], "at most 10,000"),
         (["--block-size", "5000"], "block_size=5000 is above 1024"),
         (["--n-embd", "4096", "--n-head", "4"], "n_embd=4096 is above 1024"),
