@@ -1,13 +1,12 @@
 """Command-line plumbing shared by `python -m pure`, `python -m flax_port` and `python -m compare`.
 
-Everything here is the same for both implementations: flags, data, timing, printing, errors.
+Everything here is the same for every implementation: flags, errors, and the two commands' mains
+(train, sample). How a run proceeds (chunks, divergence replay, sampling) is common/runner.py.
 What differs comes in through an `Impl` (common/impl.py).
 """
 
 import argparse
-import dataclasses
 import sys
-import time
 
 import numpy as np
 
@@ -15,6 +14,7 @@ from common import checkpoint
 from common.config import FLOAT32_MAX, Config
 from common.data import Tokenizer, load_names, training_batches
 from common.errors import UserError
+from common.runner import format_sample, format_step, init_state, prompt_tokens, run_training, sample_names
 
 # ----------------------------------------------------------------------------- parsing
 
@@ -128,141 +128,6 @@ def run_cli(main, argv=None) -> int:
         return 130
 
 
-# ----------------------------------------------------------------------------- training
-
-def chunk_size(num_steps: int, log_every: int) -> int:
-    """Steps per jitted call: the largest divisor of num_steps up to log_every, so every call has
-    the same shape and training compiles exactly once whatever the step count."""
-    target = max(1, min(log_every, num_steps))
-    return max(k for k in range(1, target + 1) if num_steps % k == 0)
-
-
-@dataclasses.dataclass
-class Timings:
-    train_compile_s: float = 0.0
-    train_s: float = 0.0
-    sample_compile_s: float = 0.0
-    sample_s: float = 0.0
-    compiles: int = 0
-
-
-def compiled(fn, *example_args, jit: bool):
-    """`fn` compiled ahead of time for the shapes of `example_args` (a call with other shapes
-    raises instead of recompiling), or, with `jit=False`, `fn` run under jax.disable_jit()."""
-    import jax
-
-    if not jit:
-        def eager(*args):
-            with jax.disable_jit():
-                return fn(*args)
-        return eager
-    return jax.jit(fn).lower(*example_args).compile()
-
-
-def compile_steps(impl, state, batches, cfg: Config, jit: bool):
-    """The function the loop calls on (state, k names): compiled ahead of time, or eager."""
-    return compiled(lambda s, b: impl.train_steps(s, b, cfg), state, batches, jit=jit)
-
-
-def init_state(impl, cfg: Config, *, key, jit: bool = True):
-    """The implementation's fresh state, initialised in one compiled call (eagerly, each
-    random draw would compile on its own: measured 1.3 s against about 0.2 s)."""
-    import jax
-
-    if not jit:
-        with jax.disable_jit():
-            return impl.init_state(cfg, key=key)
-    return jax.jit(impl.init_state, static_argnums=0)(cfg, key=key)
-
-
-def nonfinite_params(impl, state, cfg: Config) -> list[str]:
-    """The seed names of the parameters holding a NaN or an inf, in the model's order."""
-    from pure.model import param_shapes  # the seed's names and their order
-
-    flat = impl.to_flat(impl.params_of(state))
-    return [name for name in param_shapes(cfg) if not np.isfinite(np.asarray(flat[name])).all()]
-
-
-def check_chunk(impl, before, after, batches, losses: np.ndarray, first_step: int, cfg: Config, jit: bool) -> None:
-    """Every loss of a chunk finite, and the weights it ends with (which no loss has seen yet).
-    If not, replay the chunk from `before` one step at a time, to name the step that diverged and
-    the parameters its update made non-finite (a chunk's end state would blame them all)."""
-    import jax
-
-    if np.isfinite(losses).all() and all(np.isfinite(np.asarray(w)).all() for w in jax.tree.leaves(after)):
-        return
-    step = compiled(lambda s, b: impl.train_step(s, b, cfg), before, name_at(batches, 0), jit=jit)
-    state = before
-    for i in range(len(losses)):
-        state, loss = step(state, name_at(batches, i))
-        where = f"{impl.name}: training diverged at step {first_step + i + 1}"
-        if not np.isfinite(loss):
-            raise UserError(f"{where}: the loss is {float(loss)} while the weights are finite; "
-                            "nothing was saved: lower --lr")
-        bad = nonfinite_params(impl, state, cfg)
-        if bad:
-            raise UserError(f"{where}: its update made {', '.join(bad)} non-finite; nothing was saved: lower --lr")
-    raise UserError(f"{impl.name}: training diverged between steps {first_step + 1} and {first_step + len(losses)}; "
-                    "nothing was saved: lower --lr")
-
-
-def stack_slice(batches, start: int, stop: int):
-    """Names start..stop-1 of a stacked Batch, still stacked."""
-    return type(batches)(*(col[start:stop] for col in batches))
-
-
-def name_at(batches, i: int):
-    """Name i of a stacked Batch, as the one-name Batch a single train step takes."""
-    return type(batches)(*(col[i] for col in batches))
-
-
-def format_step(step: int, num_steps: int, loss: float) -> str:
-    return f"step {step:4d} / {num_steps:4d} | loss {loss:.4f}"
-
-
-# ----------------------------------------------------------------------------- sampling
-
-def prompt_tokens(tok: Tokenizer, prefix: str, cfg: Config):
-    """A block_size buffer holding BOS and the prefix, and how many of its places are given."""
-    if len(prefix) > cfg.block_size - 1:
-        raise UserError(
-            f"--prefix {prefix!r} has {len(prefix)} characters, more than block_size - 1 = "
-            f"{cfg.block_size - 1}: give a shorter start"
-        )
-    ids = [tok.bos] + tok.encode(prefix)
-    buf = np.full(cfg.block_size, tok.bos, np.int32)
-    buf[: len(ids)] = ids
-    return buf, np.int32(len(ids))
-
-
-def sample_names(impl, params, tok: Tokenizer, cfg: Config, *, key, num_samples, temperature, prefix="", jit=True):
-    """Names decoded from `impl.sample_tokens`, plus (compile seconds, sample seconds)."""
-    import jax
-
-    prompt, prompt_len = prompt_tokens(tok, prefix, cfg)
-    temperature = np.float32(temperature)
-    t0 = time.perf_counter()
-    if jit:
-        fn = jax.jit(impl.sample_tokens, static_argnames=("cfg", "num_samples"))
-        fn = fn.lower(params, prompt, prompt_len, cfg=cfg, key=key, num_samples=num_samples,
-                      temperature=temperature).compile()
-        t1 = time.perf_counter()
-        out = fn(params, prompt, prompt_len, key=key, temperature=temperature)
-    else:
-        t1 = time.perf_counter()
-        with jax.disable_jit():
-            out = impl.sample_tokens(params, prompt, prompt_len, cfg, key=key,
-                                     num_samples=num_samples, temperature=temperature)
-    out = np.asarray(out)
-    t2 = time.perf_counter()
-    names = [prefix + tok.decode(row[len(prefix):]) for row in out]
-    return names, t1 - t0, t2 - t1
-
-
-def format_sample(i: int, name: str) -> str:
-    return f"sample {i:2d}: {name}"
-
-
 # ----------------------------------------------------------------------------- the trainer's main
 
 def prepare_run(args):
@@ -278,38 +143,6 @@ def prepare_run(args):
     batches = training_batches(docs, tok, cfg.block_size, cfg.num_steps, args.seed)
     return docs, tok, cfg, batches
 
-
-def run_training(impl, state, cfg: Config, batches, *, jit=True, log_every=100, on_log=None):
-    """Train from `state` over the run's stacked names; returns (state, all losses, Timings).
-
-    The loop calls one compiled function on chunks of equal size, so a run compiles once
-    (`Timings.compiles` counts every XLA compilation the training triggered)."""
-    import jax
-
-    from common.compiles import count_compiles
-
-    timings = Timings()
-    k = chunk_size(cfg.num_steps, log_every)
-    all_losses = []
-    with count_compiles() as compiles:
-        t0 = time.perf_counter()
-        steps = compile_steps(impl, state, stack_slice(batches, 0, k), cfg, jit=jit)
-        timings.train_compile_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for start in range(0, cfg.num_steps, k):
-            chunk = stack_slice(batches, start, start + k)
-            before = state
-            state, losses = steps(state, chunk)
-            losses = np.asarray(losses)
-            check_chunk(impl, before, state, chunk, losses, start, cfg, jit)
-            all_losses.append(losses)
-            for i, loss in enumerate(losses, start + 1):
-                if on_log and (i == 1 or i % log_every == 0 or i == cfg.num_steps):
-                    on_log(i, float(loss))
-        jax.block_until_ready(state)
-        timings.train_s = time.perf_counter() - t0
-        timings.compiles = len(compiles)
-    return state, np.concatenate(all_losses), timings
 
 
 def trainer_main(impl_factory, prog: str, argv) -> int:

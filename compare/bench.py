@@ -15,10 +15,11 @@ import time
 import numpy as np
 
 from common import checkpoint
-from common.cli import Parser, chunk_size, compile_steps, init_state, name_at, sample_names, seed_value, stack_slice
+from common.cli import Parser, seed_value
 from common.config import Config
 from common.data import Tokenizer, load_names, training_batches
 from common.errors import UserError
+from common.runner import chunk_size, compile_steps, init_state, name_at, sample_names, stack_slice
 
 IMPORT_SNIPPET = (
     "import time; t = time.perf_counter(); import {pkg}.train, {pkg}.sample, {pkg}.model; "

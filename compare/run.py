@@ -11,17 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from common import checkpoint
-from common.cli import (
-    check_chunk,
-    chunk_size,
-    compiled,
-    init_state,
-    prepare_run,
-    sample_names,
-    setup_jax,
-    stack_slice,
-    train_parser,
-)
+from common.cli import prepare_run, setup_jax, train_parser
+from common.runner import check_chunk, chunk_size, compiled, init_state, sample_names, stack_slice
 from compare.tolerances import TRAJECTORY_ATOL
 
 

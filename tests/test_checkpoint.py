@@ -62,9 +62,9 @@ def test_the_sampler_copies_the_prompt_and_continues_from_it(trained, module):
     import jax
     import jax.numpy as jnp
 
-    from common.cli import prompt_tokens
     from common.config import Config
     from common.data import Tokenizer
+    from common.runner import prompt_tokens
 
     flat, fields, chars = checkpoint.load(trained[module])
     cfg, tok, impl = Config(**fields), Tokenizer(chars), IMPLS[module]()
@@ -178,9 +178,9 @@ def first_divergence(lr: float, steps: int):
     one step at a time; (step, parameters) of the first update that leaves a weight non-finite."""
     import jax
 
-    from common.cli import init_state
     from common.config import Config
     from common.data import Tokenizer, default_names, training_batches
+    from common.runner import init_state
 
     docs = default_names()
     tok = Tokenizer.from_names(docs)

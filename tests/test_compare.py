@@ -11,9 +11,9 @@ import pytest
 from absl.testing import parameterized
 
 import flax_port.model
-from common.cli import prompt_tokens
 from common.config import Config
 from common.data import Tokenizer, encode_name, training_batches
+from common.runner import prompt_tokens
 from compare import convert, equivalence
 from compare.tolerances import JIT_VS_EAGER, JIT_VS_EAGER_10X
 from pure import model as pure_model

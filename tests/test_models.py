@@ -9,10 +9,10 @@ from flax.traverse_util import flatten_dict
 
 import flax_port.model
 import pure.model
-from common.cli import chunk_size, run_training, sample_names
 from common.compiles import count_compiles
 from common.config import Config
 from common.data import Batch, encode_name, training_batches
+from common.runner import chunk_size, run_training, sample_names
 from compare.tolerances import ADAM_VS_FLOAT64, LEARNING_RATE, PADDED_VS_UNPADDED
 
 MODELS = {"pure": pure.model, "flax_port": flax_port.model}
