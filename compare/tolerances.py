@@ -12,6 +12,19 @@ bitwise equal, pure vs flax_port, same weights and tokens (seeds 0-2, init scale
     XLA compiled the division differently and parameters came out 1-2 ulps apart);
   - 1000 steps of lockstep training (`python -m compare`): largest difference 0.0;
   - sampled tokens from equal weights and the same key.
+Measured at every shape of the test grid (tests/test_compare.py: the default; n_embd 32; n_embd 24
+with 3 heads; 2 layers; block 8; block 32) and with `python -m compare --steps 1000` at those and at
+n_embd 48 / 6 heads / 2 layers, n_embd 64 / 8 heads, block 32 / n_embd 32 / 2 heads.
+
+The op that broke it beyond the default shape: the embedding lookup. pure read rows with plain
+indexing (`wte[tokens]`: a gather in mode promise_in_bounds), flax's nn.Embed with `jnp.take` (mode
+fill: out-of-range rows become NaN, and the gradient's scatter-add drops them). The forward values are
+the same, but the two scatter-adds that carry the gradient back into wte and wpe are different HLO,
+and at n_embd 24 and 32 XLA's CPU backend compiled them to differently ordered sums: wte and wpe
+gradients up to 6e-8 apart (1 ulp of the gradient's scale; 80 of 80 steps tried at those shapes,
+0 at the default, at 3 layers, at block 8 and at n_embd 48/64). Adam then amplified that ulp, and
+1000-step runs ended up to 0.27 apart (n_embd 32, l0.fc1). pure now uses `jnp.take` too, and every
+shape above is bitwise equal.
 The values below are for the places where the arithmetic is not the same.
 (All measured on this project's 2-core x86-64 CPU machine, jax/jaxlib 0.10.2, optax 0.2.8.)
 """

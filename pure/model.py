@@ -69,7 +69,10 @@ def block(params, x, cfg: Config, layer: int):
 def forward(params, tokens, cfg: Config):
     """Logits for each position of one sequence: tokens (T,) int -> (T, V)."""
     T = tokens.shape[0]
-    x = params["wte"][tokens] + params["wpe"][jnp.arange(T)]  # (T, D)
+    # jnp.take, as nn.Embed looks rows up: plain indexing (`wte[tokens]`) promises in-bound indices,
+    # take fills out-of-range rows, and XLA compiles the two gradients' scatter-adds differently
+    # (1 ulp apart at n_embd 24 and 32; compare/tolerances.py).
+    x = jnp.take(params["wte"], tokens, axis=0) + jnp.take(params["wpe"], jnp.arange(T), axis=0)  # (T, D)
     x = rmsnorm(x, cfg)  # microgpt norms the embeddings too: the residual stream starts normed
     for layer in range(cfg.n_layer):
         x = block(params, x, cfg, layer)
