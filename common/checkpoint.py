@@ -1,6 +1,12 @@
-"""Checkpoints: one .npz that both implementations read, keyed by the seed's flat names.
+"""Checkpoints: one .npz that every implementation reads, keyed by the seed's flat names.
 
-Layout: one array per parameter (`wte`, `wpe`, `lm_head`, `l0.wq`, ...), plus `__config__` (the
+The flat layout (`param_shapes`) is a format of its own, the hub between implementations: each
+twin converts its own tree to and from it (pure/checkpoint.py, flax_port/checkpoint.py,
+nnx_port/checkpoint.py), and compare/convert.py goes from one twin to another through it. Adam's
+state has a flat form too: {"step": int32 scalar, "m": flat, "v": flat}, the moments under the
+same names as the parameters.
+
+File: one array per parameter (`wte`, `wpe`, `lm_head`, `l0.wq`, ...), plus `__config__` (the
 Config as JSON) and `__chars__` (the tokenizer's characters), both stored as unicode arrays so
 that nothing needs pickle. A plain dict saved by the seed's script with `numpy.savez` (no config,
 no characters) loads too. Writes are atomic; loads never execute code.
@@ -20,6 +26,19 @@ from common.config import Config
 from common.errors import UserError
 
 CONFIG_KEY, CHARS_KEY = "__config__", "__chars__"
+
+# ----------------------------------------------------------------------------- the flat layout
+
+def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
+    """The seed's names and layouts, in the model's order: every matrix is applied as `x @ W`,
+    lm_head as `x @ W.T` (so it is (V, D), like wte)."""
+    V, T, D = cfg.vocab_size, cfg.block_size, cfg.n_embd
+    shapes = {"wte": (V, D), "wpe": (T, D), "lm_head": (V, D)}
+    for i in range(cfg.n_layer):
+        shapes |= {f"l{i}.wq": (D, D), f"l{i}.wk": (D, D), f"l{i}.wv": (D, D), f"l{i}.wo": (D, D)}
+        shapes |= {f"l{i}.fc1": (D, 4 * D), f"l{i}.fc2": (4 * D, D)}
+    return shapes
+
 
 
 def check_params(found: dict, expected: dict, where: str) -> None:

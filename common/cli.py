@@ -232,15 +232,13 @@ def sample_main(impl_factory, prog: str, argv) -> int:
                 f"checkpoint {args.load} is inconsistent: its config has vocab {cfg.vocab_size} but it stores "
                 f"{len(chars)} characters + BOS: save it again with --save"
             )
-    from pure.model import param_shapes  # the checkpoint layout is the seed's, which pure/ keeps
-
-    checkpoint.check_params(flat, param_shapes(cfg), f"checkpoint {args.load}")
+    checkpoint.check_params(flat, checkpoint.param_shapes(cfg), f"checkpoint {args.load}")
     prompt_tokens(tok, args.prefix, cfg)  # fail on a bad prefix before compiling anything
     setup_jax(args)
     import jax
 
     impl = impl_factory()
-    params = impl.from_flat({k: np.asarray(v, np.float32) for k, v in flat.items()})
+    params = impl.from_flat({k: np.asarray(v, np.float32) for k, v in flat.items()}, cfg)
     names, _, _ = sample_names(
         impl, params, tok, cfg, key=jax.random.PRNGKey(args.seed), num_samples=args.num_samples,
         temperature=args.temperature, prefix=args.prefix, jit=not args.no_jit,

@@ -1,4 +1,9 @@
-"""What the command line needs from an implementation: the same eight functions from each."""
+"""What the command line and compare/ need from an implementation: the same functions from each.
+
+Every implementation keeps its own trees (pure's flat dict, linen's nested params in a TrainState,
+NNX's modules); the checkpoint's flat layout (common/checkpoint.py) is the one format they all
+convert to and from, so that anything can go from one implementation to another through it.
+"""
 
 import dataclasses
 from collections.abc import Callable
@@ -6,11 +11,16 @@ from collections.abc import Callable
 
 @dataclasses.dataclass(frozen=True)
 class Impl:
-    name: str  # "pure" or "flax_port"
-    init_state: Callable  # (cfg, *, key) -> training state
+    name: str  # "pure", "flax_port" or "nnx_port"
+    init_state: Callable  # (cfg, *, key) -> training state (a pytree: jit and lax.scan carry it)
     train_step: Callable  # (state, batch (T,), cfg) -> (state, loss); never jitted inside
     train_steps: Callable  # (state, batches (k, T), cfg) -> (state, losses (k,)): a lax.scan of it
     params_of: Callable  # state -> params in the implementation's own tree
     sample_tokens: Callable  # (params, prompt, prompt_len, cfg, *, key, num_samples, temperature)
-    to_flat: Callable  # params -> {seed name: array}, the checkpoint layout
-    from_flat: Callable  # {seed name: array} -> params
+    forward: Callable  # (params, tokens (T,), cfg) -> logits (T, V): the model's own function
+    loss_fn: Callable  # (params, batch, cfg) -> scalar loss: the model's own function
+    # The hub: the checkpoint's flat layout (common/checkpoint.py), both ways.
+    to_flat: Callable  # params (or gradients of the same tree) -> {seed name: array}
+    from_flat: Callable  # ({seed name: array}, cfg=None) -> params; nnx_port needs cfg to build its modules
+    state_to_flat: Callable  # state -> (flat params, {"step": int32 scalar, "m": flat, "v": flat})
+    state_from_flat: Callable  # (flat params, flat Adam state, cfg) -> state, ready for train_step

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from common.checkpoint import param_shapes
 from common.config import Config
 from common.data import Tokenizer
 from common.errors import UserError
@@ -62,9 +63,8 @@ def init_state(impl, cfg: Config, *, key, jit: bool = True):
 
 
 def nonfinite_params(impl, state, cfg: Config) -> list[str]:
-    """The seed names of the parameters holding a NaN or an inf, in the model's order."""
-    from pure.model import param_shapes  # the seed's names and their order
-
+    """The seed names of the parameters holding a NaN or an inf, in the model's order (the
+    checkpoint's flat layout gives both)."""
     flat = impl.to_flat(impl.params_of(state))
     return [name for name in param_shapes(cfg) if not np.isfinite(np.asarray(flat[name])).all()]
 

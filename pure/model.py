@@ -6,19 +6,10 @@ Twin: flax_port/model.py (there flax.linen owns the parameters and their names).
 import jax
 import jax.numpy as jnp
 
+from common.checkpoint import param_shapes  # pure's params are the checkpoint's flat layout itself
 from common.config import Config
 
 # ----------------------------------------------------------------------------- parameters
-
-def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
-    """The seed's names and layouts: every matrix is applied as `x @ W`, lm_head as `x @ W.T`."""
-    V, T, D = cfg.vocab_size, cfg.block_size, cfg.n_embd
-    shapes = {"wte": (V, D), "wpe": (T, D), "lm_head": (V, D)}
-    for i in range(cfg.n_layer):
-        shapes |= {f"l{i}.wq": (D, D), f"l{i}.wk": (D, D), f"l{i}.wv": (D, D), f"l{i}.wo": (D, D)}
-        shapes |= {f"l{i}.fc1": (D, 4 * D), f"l{i}.fc2": (4 * D, D)}
-    return shapes
-
 
 def init_params(cfg: Config, *, key: jax.Array) -> dict[str, jax.Array]:
     shapes = param_shapes(cfg)
