@@ -4,6 +4,8 @@ Each implementation runs its own compiled train step (as its trainer does), over
 after every step the parameters of both are compared in pure's layout.
 """
 
+import dataclasses
+import json
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,8 +14,13 @@ import numpy as np
 
 from common import checkpoint
 from common.cli import prepare_run, setup_jax, train_parser
+from common.errors import UserError
 from common.runner import check_chunk, chunk_size, compiled, init_state, sample_names, stack_slice
+from compare import impls as impls_mod
 from compare.tolerances import TRAJECTORY_ATOL
+from compare.verdict import BITWISE, DIFFERENT, ROUNDING, Verdict, ulps_of_scale
+
+LEVELS = [BITWISE, ROUNDING, DIFFERENT]
 
 
 def trajectory_steps(impl, cfg):
@@ -30,12 +37,38 @@ def trajectory_steps(impl, cfg):
     return run
 
 
-def step_differences(flat_p: dict, flat_f: dict) -> tuple[np.ndarray, list[str]]:
-    """(k, n_params) largest |pure - flax| per step and parameter, and the parameter names."""
-    names = sorted(flat_p)
-    k = len(next(iter(flat_p.values())))
-    diffs = [np.abs(np.asarray(flat_p[n]) - np.asarray(flat_f[n])).reshape(k, -1).max(axis=1) for n in names]
-    return np.stack(diffs, axis=1), names
+def step_differences(flats: list[dict], names: list[str], pairs) -> tuple[np.ndarray, list[tuple]]:
+    """(k, n_pairs * n_params) largest |a - b| per step, for every pair of implementations and
+    parameter, and the (pair, parameter) each column stands for."""
+    k = len(next(iter(flats[0].values())))
+    cols, labels = [], []
+    for i, j in pairs:
+        for n in sorted(flats[0]):
+            a, b = np.asarray(flats[i][n]), np.asarray(flats[j][n])
+            cols.append(np.abs(a.astype(np.float64) - b).reshape(k, -1).max(axis=1))
+            labels.append((f"{names[i]}~{names[j]}", n))
+    return np.stack(cols, axis=1), labels
+
+
+def per_step(flat: dict, k: int) -> list[dict]:
+    """A flat dict of stacked (k, ...) arrays -> k flat dicts, one per step."""
+    return [{n: np.asarray(t[s]) for n, t in flat.items()} for s in range(k)]
+
+
+def same_state(a: tuple, b: tuple) -> bool:
+    """Two states in the flat layout (params, Adam state), every number bitwise equal."""
+    import jax
+
+    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def graft(live_state, numbers):
+    """`numbers` (a state of the same implementation) poured into `live_state`'s tree structure, so
+    the compiled step accepts it (a rebuilt flax TrainState carries a new optax object: another
+    static value, which the compiled executable would refuse)."""
+    import jax
+
+    return jax.tree.unflatten(jax.tree.structure(live_state), jax.tree.leaves(numbers))
 
 
 class Progress:
@@ -91,67 +124,97 @@ def save_plot(path: str, losses_p, losses_f, divergence) -> None:
 
 
 def main(argv) -> int:
-    parser = train_parser("compare", "Train pure/ and flax_port/ side by side from one initialisation.")
-    parser.add_argument("--plot", metavar="PATH", help="write a PNG of both loss curves and their divergence")
+    parser = train_parser("compare", "Train the implementations side by side from one initialisation.")
+    parser.add_argument("--plot", metavar="PATH", help="write a PNG of the loss curves and their divergence")
+    parser.add_argument("--impls", default=None,
+                        help=f"comma-separated, at least two of {', '.join(impls_mod.NAMES)} (default: all present)")
+    parser.add_argument("--json", metavar="PATH", help="also write the verdict of every pair as JSON")
     args = parser.parse_args(argv)
     t_start = time.perf_counter()
+    names = parse_impls(args.impls)
     docs, tok, cfg, batches = prepare_run(args)
-    if args.plot:
-        checkpoint.writable_target(args.plot)
+    for path in (args.plot, args.json):
+        if path:
+            checkpoint.writable_target(path)
     setup_jax(args)
     import jax
 
-    import flax_port
-    import pure
     from compare import convert
 
-    impls = pure.impl(), flax_port.impl()
+    impls = [impls_mod.get(n) for n in names]
+    pairs = impls_mod.pairs(range(len(impls)))
     init_key, sample_key = jax.random.split(jax.random.PRNGKey(args.seed))
-    pure_state = init_state(impls[0], cfg, key=init_key, jit=not args.no_jit)
-    states = [pure_state, convert.state_pure_to_flax(pure_state, cfg)]
-    n_params = sum(int(np.size(v)) for v in pure_state[0].values())
+    state0 = init_state(impls[0], cfg, key=init_key, jit=not args.no_jit)
+    states = [state0] + [convert.state(state0, impls[0], impl, cfg) for impl in impls[1:]]
+    n_params = sum(int(np.size(v)) for v in impls[0].to_flat(impls[0].params_of(state0)).values())
     print(f"compare: {len(docs)} names, vocab {cfg.vocab_size}, {n_params} parameters in each, seed {args.seed}; "
-          "one initialisation converted into both")
+          f"one initialisation converted into {', '.join(names)}")
 
     k = chunk_size(cfg.num_steps, min(10, args.log_every))
     first = stack_slice(batches, 0, k)
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(2) as pool:  # XLA compiles outside the GIL: both at once on 2 cores
+    with ThreadPoolExecutor(2) as pool:  # XLA compiles outside the GIL: two at once on 2 cores
         runners = list(pool.map(
             lambda impl, s: compiled(trajectory_steps(impl, cfg), s, first, jit=not args.no_jit), impls, states
         ))
     compile_s = time.perf_counter() - t0
 
-    print(f"{'step':<16} | {'pure loss':>9} | {'flax loss':>9} | largest |pure - flax| over params (which)")
-    losses = [[], []]
-    divergence, worst = [], (0.0, 0, "")
-    first_over = None
+    short = [n.split("_")[0] for n in names]  # pure, flax, nnx
+    print(f"{'step':<16} | " + " | ".join(f"{s + ' loss':>9}" for s in short)
+          + " | largest difference over params and pairs (ulps of the param's scale; which)")
+    losses = [[] for _ in impls]
+    # Two verdicts per pair. `drift` follows the two free runs, as two trainers would go; a rounding
+    # difference there grows with every step (Adam and the ReLU kinks amplify it), so it alone cannot
+    # tell rounding from a real difference. `verdicts` judges each chunk of k steps run by both from
+    # the same state (the second converted from the first): what the implementations themselves add.
+    verdicts = {pair: Verdict() for pair in pairs}
+    drift = {pair: Verdict() for pair in pairs}
+    flat0 = [impl.state_to_flat(s) for impl, s in zip(impls, states)]
+    for i, j in pairs:  # step 0: the converted initialisations themselves
+        verdicts[(i, j)].add(flat0[i][0], flat0[j][0])
+        drift[(i, j)].add(flat0[i][0], flat0[j][0])
+    divergence = []
     progress = Progress(cfg.num_steps)
     t0 = time.perf_counter()
     for start in range(0, cfg.num_steps, k):
         chunk = stack_slice(batches, start, start + k)
-        outs = []
+        flats = []
+        befores = list(states)
         for i, (impl, run) in enumerate(zip(impls, runners)):
             before = states[i]
             states[i], (loss, params) = run(before, chunk)
             loss = np.asarray(loss)
             check_chunk(impl, before, states[i], chunk, loss, start, cfg, jit=not args.no_jit)
             losses[i].append(loss)
-            outs.append(impl.to_flat(params))
-        diffs, names = step_differences(*outs)
+            flats.append(impl.to_flat(params))
+        starts = [impl.state_to_flat(s) for impl, s in zip(impls, befores)]
+        for i, j in pairs:
+            steps_i = per_step(flats[i], k)
+            for s, (a, b) in enumerate(zip(steps_i, per_step(flats[j], k))):
+                drift[(i, j)].add(a, b, step=start + s + 1)
+            if same_state(starts[i], starts[j]):  # the free runs are the same-state runs
+                synced = per_step(flats[j], k)
+            else:
+                from_i = graft(befores[j], convert.state(befores[i], impls[i], impls[j], cfg))
+                synced = per_step(impls[j].to_flat(runners[j](from_i, chunk)[1][1]), k)
+            for s, (a, b) in enumerate(zip(steps_i, synced)):
+                verdicts[(i, j)].add(a, b, step=start + s + 1)
+        diffs, labels = step_differences(flats, names, pairs)
         for j, row in enumerate(diffs):
             step = start + j + 1
-            col = int(np.argmax(row))
+            col = int(np.nanargmax(row)) if not np.isnan(row).all() else 0
             divergence.append(float(row[col]))
-            if not np.isnan(worst[0]) and (np.isnan(row[col]) or row[col] > worst[0]):
-                worst = (float(row[col]), step, names[col])
-            if first_over is None and not row[col] <= TRAJECTORY_ATOL:  # NaN counts as over
-                first_over = (step, names[col], float(row[col]))
             if step == 1 or step % args.log_every == 0 or step == cfg.num_steps:
                 progress.clear()
-                where = f"{row[col]:.2e} ({names[col]})" if row[col] else "0 (all bitwise equal)"
+                pair, param = labels[col]
+                if row[col]:
+                    i, jj = pairs[col // (len(labels) // len(pairs))]
+                    ulps, _ = ulps_of_scale(np.asarray(flats[i][param][j]), np.asarray(flats[jj][param][j]))
+                    where = f"{row[col]:.2e} = {ulps:.3g} ulps ({param}, {pair})"
+                else:
+                    where = "0 (all bitwise equal)"
                 print(f"step {step:4d} / {cfg.num_steps:4d} | "
-                      f"{float(losses[0][-1][j]):9.4f} | {float(losses[1][-1][j]):9.4f} | {where}")
+                      + " | ".join(f"{float(lo[-1][j]):9.4f}" for lo in losses) + f" | {where}")
         progress.show(start + k)
     progress.clear()
     jax.block_until_ready(states)
@@ -164,34 +227,70 @@ def main(argv) -> int:
                                          temperature=args.temperature, jit=not args.no_jit)[0],
             impls, params,
         ))
-    width = max(len(n) for n in sampled[0] + ["pure"]) + 2
-    print(f"{'':11}{'pure':<{width}}flax_port")
-    for i, (a, b) in enumerate(zip(*sampled), 1):
-        print(f"sample {i:2d}: {a:<{width}}{b}{'' if a == b else '   <- differs'}")
-    same_names = sampled[0] == sampled[1]
+    width = max(len(n) for n in sum(sampled, []) + names) + 2
+    print(f"{'':11}" + "".join(f"{n:<{width}}" for n in names).rstrip())
+    for i, row in enumerate(zip(*sampled), 1):
+        same = all(r == row[0] for r in row)
+        print(f"sample {i:2d}: " + "".join(f"{r:<{width}}" for r in row).rstrip() + ("" if same else "   <- differs"))
+    same_names = all(s == sampled[0] for s in sampled)
 
-    losses_p, losses_f = np.concatenate(losses[0]), np.concatenate(losses[1])
+    all_losses = [np.concatenate(lo) for lo in losses]
     if args.plot:
-        save_plot(args.plot, losses_p, losses_f, np.asarray(divergence))
+        save_plot(args.plot, all_losses[0], all_losses[1], np.asarray(divergence))
         print(f"plot written to {args.plot}")
     if args.save:
-        checkpoint.save(args.save, {n: np.asarray(v) for n, v in params[0].items()}, cfg, tok.chars)
-        print(f"saved {args.save} (pure's weights; flax_port's are within the tolerance of them)")
+        checkpoint.save(args.save, {n: np.asarray(v) for n, v in impls[0].to_flat(params[0]).items()},
+                        cfg, tok.chars)
+        print(f"saved {args.save} ({names[0]}'s weights)")
 
     mode = "eager (--no-jit)" if args.no_jit else "jit"
-    print(f"compare [{mode}]: compile {compile_s:.2f} s for both train steps, "
-          f"train {cfg.num_steps} steps of both {train_s:.3f} s, whole run {time.perf_counter() - t_start:.1f} s")
-    agree = first_over is None and same_names
-    verdict = "AGREE" if agree else "DISAGREE"
-    if worst[0] == 0:
-        detail = f"parameters bitwise equal at every one of {cfg.num_steps} steps (largest difference 0)"
+    print(f"compare [{mode}]: compile {compile_s:.2f} s for {len(impls)} train steps, "
+          f"train {cfg.num_steps} steps of each {train_s:.3f} s, whole run {time.perf_counter() - t_start:.1f} s")
+    names_line = "sampled names identical" if same_names else "sampled names differ"
+    lines = {pair: pair_line(verdicts[pair], drift[pair], cfg.num_steps, k) for pair in pairs}
+    if len(pairs) > 1:
+        for (i, j), line in lines.items():
+            print(f"  {names[i]} ~ {names[j]}: {line}")
+    worst = max(pairs, key=lambda pr: (LEVELS.index(verdicts[pr].level), LEVELS.index(drift[pr].level)))
+    level = verdicts[worst].level if verdicts[worst].level != BITWISE else drift[worst].level
+    code = 1 if level == DIFFERENT else 0
+    if not same_names and level == BITWISE:
+        code, level = 1, DIFFERENT  # bitwise-equal weights and one key cannot sample different names
+        names_line += " although the weights are bitwise equal"
+    if len(pairs) == 1:
+        print(f"verdict: {lines[worst]}; {names_line}")
     else:
-        detail = (f"largest parameter difference {worst[0]:.2e} ({worst[2]} at step {worst[1]}), "
-                  f"tolerance {TRAJECTORY_ATOL:g}")
-    if first_over:
-        detail += f"; first exceeded at step {first_over[0]} by {first_over[1]} ({first_over[2]:.2e})"
-    detail += "; sampled names identical" if same_names else "; sampled names differ"
-    print(f"verdict: {verdict}: {detail}")
-    return 0 if agree else 1
+        print(f"verdict: {level} (the least equal pair: {names[worst[0]]} ~ {names[worst[1]]}); {names_line}")
+    if args.json:
+        payload = {
+            "level": level, "exit_code": code, "steps": cfg.num_steps, "chunk_steps": k,
+            "config": dataclasses.asdict(cfg),
+            "sampled_names_identical": same_names,
+            "pairs": {f"{names[i]}~{names[j]}": {"same_state_chunks": verdicts[(i, j)].as_dict(),
+                                                 "free_runs": drift[(i, j)].as_dict(), "line": lines[(i, j)]}
+                      for i, j in pairs},
+        }
+        checkpoint.atomic_write(args.json, lambda f: f.write(json.dumps(payload, indent=2).encode()))
+        print(f"verdict written to {args.json}")
+    return code
 
 
+def pair_line(verdict: Verdict, drift: Verdict, num_steps: int, k: int) -> str:
+    """The verdict on one pair in one sentence: bitwise if the free runs never differed; else judged
+    on the same-state chunks, with how far the free runs drifted as information."""
+    if drift.level == BITWISE:
+        return drift.line(f"parameters at every one of {num_steps} steps")
+    line = verdict.line(f"parameters of every {k}-step chunk run from the same state")
+    why = ", rounding amplified by training" if verdict.level == ROUNDING else ""
+    return f"{line}; the free runs drifted apart (largest {drift.largest.describe()}){why}"
+
+
+def parse_impls(text: str | None) -> list[str]:
+    present = impls_mod.available()
+    if text is None:
+        return present
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in present]
+    if unknown or len(set(names)) < 2 or len(set(names)) != len(names):
+        raise UserError(f"--impls {text!r}: name two or three different implementations of {', '.join(present)}")
+    return names
