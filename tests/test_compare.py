@@ -1,226 +1,275 @@
-"""pure/ and flax_port/ compute the same thing: every check under jit and without, each with a
-twin test proving that the check fails on a real difference."""
+"""The implementations compute the same thing: every check on a grid of model shapes, for every pair,
+with jit and without, each with a failing twin proving that the check fails on a real difference.
+
+Compiled functions are shared: one per (kind of output, implementation, shape, jit or not), reused by
+every pair, seed and scale, so the grid costs a compile per function, not per case.
+"""
 
 import dataclasses
+import functools
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from absl.testing import parameterized
 
 import flax_port.model
 from common.config import Config
 from common.data import Tokenizer, encode_name, training_batches
 from common.runner import prompt_tokens
-from compare import convert, equivalence
+from compare import convert, equivalence, impls
 from compare.tolerances import JIT_VS_EAGER, JIT_VS_EAGER_10X
-from pure import model as pure_model
+from compare.verdict import BITWISE, DIFFERENT, ROUNDING, Verdict, assert_level
 
 TOK = Tokenizer("abcdefghijklmnopqrstuvwxyz")
-CFG = Config(vocab_size=TOK.vocab_size)
-LONG = "abcdefghijklmnopqrstuvwxyz"  # longer than block_size: truncated
-CASES = [
-    dict(testcase_name=f"seed{seed}_x{scale}_{len(name)}letters", seed=seed, scale=scale, name=name)
-    for seed in (0, 1, 2) for scale in (1.0, 10.0) for name in ("a", LONG)
-]
+LONG = "abcdefghijklmnopqrstuvwxyz"  # longer than every block_size of the grid: truncated
+SHAPES = {  # the default, and one change at a time around it
+    "default": {}, "n_embd32": dict(n_embd=32), "n_embd24_3heads": dict(n_embd=24, n_head=3),
+    "2layers": dict(n_layer=2), "block8": dict(block_size=8), "block32": dict(block_size=32),
+}
+NAMES = impls.available()
+PAIRS = impls.pairs(NAMES)
+MODES = ["jit", "no_jit"]
 
 
-def setup(seed, scale, name):
-    pure_state, flax_state = equivalence.pure_and_flax_states(CFG, key=jax.random.PRNGKey(seed), scale=scale)
-    return pure_state, flax_state, encode_name(name, TOK, CFG.block_size)
+def config(shape: str) -> Config:
+    return Config(vocab_size=TOK.vocab_size, **SHAPES[shape])
 
 
-def nudged(flax_params, path=("l0", "attn", "wq", "kernel"), by=1e-4):
-    """The flax tree with one weight moved by `by`."""
-    flat = dict(convert.flax_to_pure(flax_params))
-    name = convert.pure_name(path)
-    flat[name] = flat[name].at[0, 0].add(by)
-    return convert.pure_to_flax(flat)
+@functools.cache
+def impl(name: str):
+    return impls.get(name)
 
 
-class EqualTest(chex.TestCase):
-    """Same weights, same tokens: equal numbers."""
+@functools.cache
+def function(kind: str, name: str, cfg: Config, mode: str):
+    """The function under test, compiled once for its shapes (jit) or called as is (no_jit: library
+    jits inside, such as optax's, stay on, as with chex's without_jit)."""
+    fn = equivalence.raw(kind, impl(name), cfg)
+    return jax.jit(fn) if mode == "jit" else fn
 
-    @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.named_parameters(*CASES)
-    def test_logits_equal_bitwise(self, seed, scale, name):
-        (params, _), state, batch = setup(seed, scale, name)
-        equivalence.assert_logits_equal(params, state.params, batch.inputs, CFG, variant=self.variant)
 
-    @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.named_parameters(*CASES)
-    def test_gradients_equal_bitwise(self, seed, scale, name):
-        (params, _), state, batch = setup(seed, scale, name)
-        equivalence.assert_grads_equal(params, state.params, batch, CFG, variant=self.variant)
+@functools.cache
+def states(shape: str, seed: int = 0, scale: float = 1.0) -> dict:
+    cfg = config(shape)
+    made = equivalence.states_from_one_init([impl(n) for n in NAMES], cfg, key=jax.random.PRNGKey(seed), scale=scale)
+    return dict(zip(NAMES, made))
 
-    @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.named_parameters(*CASES[::2])
-    def test_one_update_equal(self, seed, scale, name):
-        pure_state, flax_state, batch = setup(seed, scale, name)
-        exact = self.variant.type == chex.ChexVariantType.WITH_JIT
-        equivalence.assert_one_update_equal(pure_state, flax_state, batch, CFG, variant=self.variant, exact=exact)
 
-    @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.named_parameters(*CASES[::2])
-    def test_ten_updates_equal_over_a_sequence_of_names(self, seed, scale, name):
-        pure_state, flax_state, _ = setup(seed, scale, name)
-        names = [name, "emma", "x", LONG, "olivia", "bo", "ava", "zoe", "kaelyn", "mia"]
-        batches = training_batches(names, TOK, CFG.block_size, 10, seed)
-        equivalence.assert_updates_equal(pure_state, flax_state, batches, CFG, variant=self.variant)
+def inputs(kind: str, name: str, shape: str, seed: int = 0, scale: float = 1.0, word: str = "kaelyn"):
+    """(x, data) for one check: params or state, and the tokens, name(s) or prompt."""
+    cfg, state = config(shape), states(shape, seed, scale)[name]
+    params = impl(name).params_of(state)
+    if kind == "logits":
+        return params, encode_name(word, TOK, cfg.block_size).inputs
+    if kind == "grads":
+        return params, encode_name(word, TOK, cfg.block_size)
+    if kind == "update":
+        return state, encode_name(word, TOK, cfg.block_size)
+    if kind == "updates":
+        words = [word, "emma", "x", LONG, "olivia", "bo", "ava", "zoe", "kaelyn", "mia"]
+        return state, training_batches(words, TOK, cfg.block_size, 10, seed)
+    prompt, n = prompt_tokens(TOK, "ka", cfg)
+    return params, (prompt, n, jax.random.PRNGKey(seed))
 
-    @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.named_parameters(*CASES[:4])
-    def test_sampled_names_equal_for_the_same_key(self, seed, scale, name):
-        (params, _), state, _ = setup(seed, scale, name)
-        prompt, n = prompt_tokens(TOK, "ka", CFG)
-        key = jax.random.PRNGKey(seed)
-        equivalence.assert_samples_equal(params, state.params, prompt, n, CFG, key=key, variant=self.variant)
+
+def outputs(kind: str, name: str, shape: str, mode: str, **kw) -> dict:
+    x, data = inputs(kind, name, shape, **kw)
+    return equivalence.flatten(kind, impl(name), function(kind, name, config(shape), mode)(x, data))
+
+
+@functools.cache
+def cached_outputs(kind: str, name: str, shape: str, mode: str) -> dict:
+    return outputs(kind, name, shape, mode)
+
+
+def pair_id(pair):
+    return "~".join(pair)
+
+
+# ----------------------------------------------------------------------------- the grid
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kind", equivalence.KINDS)
+def test_equal_on_the_shape_grid(kind, shape, pair, mode):
+    a, b = (cached_outputs(kind, name, shape, mode) for name in pair)
+    equivalence.assert_same(kind, a, b, equivalence.expected_level(kind, mode == "jit"), f"{kind} at {shape}")
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kind", ["logits", "grads", "update"])
+def test_grid_check_catches_one_weight_nudged_by_1e_4(kind, shape, pair):
+    """The same compiled functions, one weight of the second implementation moved: caught at every
+    shape. (In the logits that is only ~10 ulps: the checks demand every bit where the arithmetic is the same.)"""
+    a = cached_outputs(kind, pair[0], shape, "jit")
+    x, data = inputs(kind, pair[1], shape)
+    x = nudged(pair[1], x, shape, is_state=kind == "update")
+    b = equivalence.flatten(kind, impl(pair[1]), function(kind, pair[1], config(shape), "jit")(x, data))
+    with pytest.raises(AssertionError, match="expected bitwise equal"):
+        equivalence.assert_same(kind, a, b, equivalence.expected_level(kind, jit=True))
+
+
+def nudged(name: str, x, shape: str, is_state: bool = False, param: str = "l0.wq", by: float = 1e-4):
+    """Params or a training state of implementation `name`, one weight moved by `by` (through the flat layout)."""
+    cfg, it = config(shape), impl(name)
+    if is_state:  # move the weight, keep the Adam state
+        flat, opt = it.state_to_flat(x)
+        moved = it.state_from_flat(dict(flat, **{param: jnp.asarray(flat[param]).at[0, 0].add(by)}), opt, cfg)
+        return jax.tree.unflatten(jax.tree.structure(x), jax.tree.leaves(moved))  # the compiled step's own structure
+    flat = it.to_flat(x)
+    return it.from_flat(dict(flat, **{param: jnp.asarray(flat[param]).at[0, 0].add(by)}), cfg)
+
+
+# ----------------------------------------------------------------------------- seeds, scales, names
+
+@pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
+@pytest.mark.parametrize("seed, scale, word", [(1, 1.0, "a"), (2, 10.0, LONG), (1, 10.0, "a"), (2, 1.0, LONG)])
+@pytest.mark.parametrize("kind", ["logits", "grads", "update", "updates"])
+def test_equal_at_other_seeds_scales_and_name_lengths(kind, seed, scale, word, pair):
+    """Default shape, under jit: weights at init scale and at 10x, names of 1 letter and longer than
+    block_size; the compiled functions of the grid, fed other inputs."""
+    a, b = (outputs(kind, name, "default", "jit", seed=seed, scale=scale, word=word) for name in pair)
+    equivalence.assert_same(kind, a, b, BITWISE)
+
+
+# ----------------------------------------------------------------------------- failing twins (configs, masks)
+
+PURE, FLAX = "pure", "flax_port"
+CFG = config("default")
 
 
 class FailingTwinTest(chex.TestCase):
-    """The same checks on a real difference: each must raise (with the same tolerances)."""
+    """Real differences of another kind than a nudged weight: each must raise, with jit and without."""
 
-    @property
-    def exact(self):
-        return self.variant.type == chex.ChexVariantType.WITH_JIT
-
-    @chex.variants(with_jit=True, without_jit=True)
-    def test_logits_check_catches_one_weight_nudged_by_1e_4(self):
-        (params, _), state, batch = setup(0, 1.0, "emma")
-        with pytest.raises(AssertionError):
-            equivalence.assert_logits_equal(params, nudged(state.params), batch.inputs, CFG, variant=self.variant)
+    def check(self, kind, cfg_b=None, level=None):
+        x_a, data = inputs(kind, PURE, "default")
+        x_b, _ = inputs(kind, FLAX, "default")
+        if cfg_b is not None and kind in ("update", "updates"):
+            x_b = impl(FLAX).state_from_flat(*impl(PURE).state_to_flat(x_a), cfg_b)
+        jit = self.variant.type == chex.ChexVariantType.WITH_JIT
+        with pytest.raises(AssertionError, match=DIFFERENT):
+            equivalence.check_pair(kind, impl(PURE), impl(FLAX), x_a, x_b, data, CFG, cfg_b, variant=self.variant,
+                                   level=level or equivalence.expected_level(kind, jit))
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_logits_check_catches_a_wrong_rmsnorm_epsilon(self):
-        (params, _), state, batch = setup(0, 1.0, "emma")
-        wrong = dataclasses.replace(CFG, norm_eps=1e-6)  # flax's own default
-        with pytest.raises(AssertionError):
-            equivalence.assert_logits_equal(params, state.params, batch.inputs, CFG, wrong, variant=self.variant)
+        self.check("logits", dataclasses.replace(CFG, norm_eps=1e-6))  # flax's own default
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_logits_check_catches_a_missing_causal_mask(self):
-        (params, _), state, batch = setup(0, 1.0, "emma")
         T = CFG.block_size
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(flax_port.model.nn, "make_causal_mask", lambda x: jnp.ones((1, T, T), bool))
-            with pytest.raises(AssertionError):
-                equivalence.assert_logits_equal(params, state.params, batch.inputs, CFG, variant=self.variant)
-
-    @chex.variants(with_jit=True, without_jit=True)
-    def test_gradient_check_catches_one_weight_nudged_by_1e_4(self):
-        (params, _), state, batch = setup(0, 1.0, "emma")
-        with pytest.raises(AssertionError):
-            equivalence.assert_grads_equal(params, nudged(state.params), batch, CFG, variant=self.variant)
+            self.check("logits")
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_update_check_catches_a_different_adam_beta(self):
-        pure_state, flax_state, batch = setup(0, 1.0, "emma")
-        wrong = dataclasses.replace(CFG, beta1=0.9)  # optax's default
-        with pytest.raises(AssertionError):
-            equivalence.assert_one_update_equal(
-                pure_state, flax_state, batch, CFG, wrong, variant=self.variant, exact=self.exact
-            )
+        self.check("update", dataclasses.replace(CFG, beta1=0.9))  # optax's default
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_update_check_catches_a_different_adam_epsilon(self):
-        pure_state, flax_state, batch = setup(0, 1.0, "emma")
-        wrong = dataclasses.replace(CFG, adam_eps=1e-3)
-        with pytest.raises(AssertionError):
-            equivalence.assert_one_update_equal(
-                pure_state, flax_state, batch, CFG, wrong, variant=self.variant, exact=self.exact
-            )
+        self.check("update", dataclasses.replace(CFG, adam_eps=1.1e-8))
 
     @chex.variants(with_jit=True, without_jit=True)
-    def test_update_check_catches_one_weight_nudged_by_1e_4(self):
-        pure_state, flax_state, batch = setup(0, 1.0, "emma")
-        flax_state = flax_state.replace(params=nudged(flax_state.params))
-        with pytest.raises(AssertionError):
-            equivalence.assert_one_update_equal(
-                pure_state, flax_state, batch, CFG, variant=self.variant, exact=self.exact
-            )
-
-    @chex.variants(with_jit=True, without_jit=True)
-    def test_ten_updates_check_catches_one_weight_nudged_by_1e_4(self):
-        pure_state, flax_state, _ = setup(0, 1.0, "emma")
-        flax_state = flax_state.replace(params=nudged(flax_state.params))
-        batches = training_batches(["emma", "olivia", "ava"], TOK, CFG.block_size, 10, 0)
-        with pytest.raises(AssertionError):
-            equivalence.assert_updates_equal(pure_state, flax_state, batches, CFG, variant=self.variant)
+    def test_updates_check_catches_a_different_adam_epsilon(self):
+        self.check("updates", dataclasses.replace(CFG, adam_eps=1.1e-8))
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_sample_check_catches_different_weights(self):
-        (params, _), state, _ = setup(0, 1.0, "emma")
-        prompt, n = prompt_tokens(TOK, "", CFG)
-        changed = nudged(state.params, ("lm_head", "embedding"), by=-2.0)  # 'a' much less likely
-        with pytest.raises(AssertionError):
-            key = jax.random.PRNGKey(0)
-            equivalence.assert_samples_equal(params, changed, prompt, n, CFG, key=key, variant=self.variant)
+        x_a, data = inputs("samples", PURE, "default")
+        flat = dict(impl(PURE).to_flat(x_a))
+        flat["lm_head"] = flat["lm_head"].at[0].add(-2.0)  # 'a' much less likely
+        x_b = impl(FLAX).from_flat(flat, CFG)
+        with pytest.raises(AssertionError, match=DIFFERENT):
+            equivalence.check_pair("samples", impl(PURE), impl(FLAX), x_a, x_b, data, CFG, variant=self.variant)
 
 
 # ----------------------------------------------------------------------------- truly eager
 
-@pytest.mark.parametrize("seed, scale", [(0, 1.0), (1, 10.0)])
-def test_everything_bitwise_under_disable_jit(seed, scale):
-    """chex's without_jit leaves library jits (optax's) on; jax.disable_jit() turns them off too."""
-    pure_state, flax_state, batch = setup(seed, scale, "emma")
-    batches = training_batches(["emma", "a", LONG], TOK, CFG.block_size, 3, seed)
-    with jax.disable_jit():
-        equivalence.assert_logits_equal(pure_state[0], flax_state.params, batch.inputs, CFG)
-        equivalence.assert_grads_equal(pure_state[0], flax_state.params, batch, CFG)
-        equivalence.assert_one_update_equal(pure_state, flax_state, batch, CFG, exact=True)
-        equivalence.assert_updates_equal(pure_state, flax_state, batches, CFG)
+@pytest.mark.parametrize("shape", ["default", "n_embd32"])
+def test_everything_bitwise_under_disable_jit(shape):
+    """chex's without_jit leaves library jits (optax's) on; jax.disable_jit() turns them off too, and
+    then even one update is bitwise."""
+    for kind in ("logits", "grads", "update", "updates"):
+        with jax.disable_jit():
+            a, b = (outputs(kind, name, shape, "no_jit") for name in (PURE, FLAX))
+        equivalence.assert_same(kind, a, b, BITWISE, f"{kind} under disable_jit at {shape}")
+
+
+# ----------------------------------------------------------------------------- the verdict's levels
+
+def test_the_verdict_tells_the_three_levels_apart():
+    a = {"w": np.array([0.3, -0.1, 0.2], np.float32)}
+    one_ulp = {"w": np.array([np.nextafter(np.float32(0.3), np.float32(1)), -0.1, 0.2], np.float32)}
+    far = {"w": np.array([0.3 + 1e-4, -0.1, 0.2], np.float32)}
+    for b, level in [(a, BITWISE), (one_ulp, ROUNDING), (far, DIFFERENT)]:
+        v = Verdict()
+        v.add(a, b, step=3)
+        assert v.level == level and v.exit_code == (level == DIFFERENT)
+        assert v.line().startswith(level)
+    v = Verdict()
+    v.add(a, far, step=3)
+    assert "w[0] at step 3" in v.line() and v.first_over.ulps > 3000
+
+
+def test_assert_level_accepts_rounding_only_where_asked():
+    a = {"w": np.array([0.3], np.float32)}
+    b = {"w": np.nextafter(a["w"], np.float32(1))}
+    assert_level(a, b, ROUNDING, "w")
+    with pytest.raises(AssertionError, match="expected bitwise equal, got equal to float32 rounding"):
+        assert_level(a, b, BITWISE, "w")
 
 
 # ----------------------------------------------------------------------------- each alone, jit vs not
 
-@pytest.mark.parametrize("which", ["pure", "flax_port"])
+@pytest.mark.parametrize("which", [PURE, FLAX])
 @pytest.mark.parametrize("scale", [1.0, 10.0])
 def test_jit_and_eager_agree_for_each_implementation(which, scale):
-    (params, _), state, batch = setup(1, scale, LONG)
-    model, p = (pure_model, params) if which == "pure" else (flax_port.model, state.params)
-    grad_fn = jax.value_and_grad(model.loss_fn)
-    eager_logits = model.forward(p, batch.inputs, CFG)
-    jit_logits = jax.jit(model.forward, static_argnums=2)(p, batch.inputs, CFG)
+    params, batch = inputs("grads", which, "default", seed=1, scale=scale, word=LONG)
+    it = impl(which)
     tol = JIT_VS_EAGER if scale == 1.0 else JIT_VS_EAGER_10X
-    chex.assert_trees_all_close(eager_logits, jit_logits, **tol)
-    chex.assert_trees_all_close(grad_fn(p, batch, CFG), jax.jit(grad_fn, static_argnums=2)(p, batch, CFG), **tol)
+    chex.assert_trees_all_close(it.forward(params, batch.inputs, CFG),
+                                function("logits", which, CFG, "jit")(params, batch.inputs), **tol)
+    chex.assert_trees_all_close(equivalence.raw("grads", it, CFG)(params, batch),
+                                function("grads", which, CFG, "jit")(params, batch), **tol)
 
 
 @pytest.mark.parametrize("scale, by", [(1.0, 1e-3), (10.0, 1e-2)])
 def test_jit_vs_eager_check_catches_a_nudged_weight(scale, by):
-    (params, _), _, batch = setup(1, scale, LONG)
+    params, batch = inputs("grads", PURE, "default", seed=1, scale=scale, word=LONG)
     changed = dict(params, wte=params["wte"].at[TOK.bos].add(by))  # BOS starts every name
-    eager_logits = pure_model.forward(params, batch.inputs, CFG)
-    jit_logits = jax.jit(pure_model.forward, static_argnums=2)(changed, batch.inputs, CFG)
+    eager_logits = impl(PURE).forward(params, batch.inputs, CFG)
+    jit_logits = function("logits", PURE, CFG, "jit")(changed, batch.inputs)
     with pytest.raises(AssertionError):
         chex.assert_trees_all_close(eager_logits, jit_logits, **(JIT_VS_EAGER if scale == 1.0 else JIT_VS_EAGER_10X))
 
 
 # ----------------------------------------------------------------------------- conversion
 
-def test_round_trips_are_bitwise():
-    (params, opt_state), state, batch = setup(0, 1.0, "emma")
-    pure_state, _ = equivalence.pure_and_flax_states(CFG, key=jax.random.PRNGKey(0))
-    stepped = jax.jit(lambda s, b: __import__("pure.train").train.train_step(s, b, CFG))(pure_state, batch)[0]
-    back = convert.state_flax_to_pure(convert.state_pure_to_flax(stepped, CFG), CFG)
-    chex.assert_trees_all_equal(back, stepped)
-    again = convert.pure_to_flax(convert.flax_to_pure(state.params, CFG), CFG)
-    chex.assert_trees_all_equal(again, state.params)
+@pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
+def test_round_trips_are_bitwise(pair):
+    a, b = impl(pair[0]), impl(pair[1])
+    stepped = function("update", pair[0], CFG, "jit")(*inputs("update", pair[0], "default"))[0]
+    back = convert.state(convert.state(stepped, a, b, CFG), b, a, CFG)
+    chex.assert_trees_all_equal(a.state_to_flat(back), a.state_to_flat(stepped))
 
 
 def test_round_trip_check_catches_a_changed_leaf():
-    (params, _), _, _ = setup(0, 1.0, "emma")
-    back = convert.flax_to_pure(nudged(convert.pure_to_flax(params), by=1e-7))
+    params = impl(PURE).params_of(states("default")[PURE])
+    flat = dict(impl(FLAX).to_flat(impl(FLAX).from_flat(params, CFG)))
+    flat["l0.wq"] = flat["l0.wq"].at[0, 0].add(1e-7)
     with pytest.raises(AssertionError):
-        chex.assert_trees_all_equal(back, params)
+        chex.assert_trees_all_equal(flat, params)
 
 
 def test_a_tree_that_does_not_fit_is_refused_naming_each_path():
     from common.errors import UserError
 
-    (params, _), state, _ = setup(0, 1.0, "emma")
+    params = dict(impl(PURE).params_of(states("default")[PURE]))
     broken = dict(params)
     del broken["l0.wk"]
     broken["l0.extra"] = jnp.zeros(3)
@@ -231,15 +280,15 @@ def test_a_tree_that_does_not_fit_is_refused_naming_each_path():
     assert "missing l0.wk (expected (16, 16))" in msg
     assert "extra l0.extra (3,)" in msg
     assert "wpe has shape (8, 16), expected (16, 16)" in msg
-    flax_broken = jax.tree.map(lambda x: x, state.params)
+    flax_broken = jax.tree.map(lambda x: x, impl(FLAX).params_of(states("default")[FLAX]))
     flax_broken["l0"]["attn"]["wq"]["bias"] = jnp.zeros(16)
     with pytest.raises(UserError, match="extra l0/attn/wq/bias"):
         convert.flax_to_pure(flax_broken, CFG)
 
 
-def test_nudged_helper_really_changes_one_weight():
-    (_, _), state, _ = setup(0, 1.0, "emma")
-    a = convert.flax_to_pure(state.params)
-    b = convert.flax_to_pure(nudged(state.params))
+@pytest.mark.parametrize("name", NAMES)
+def test_nudged_helper_really_changes_one_weight(name):
+    x = impl(name).params_of(states("default")[name])
+    a, b = impl(name).to_flat(x), impl(name).to_flat(nudged(name, x, "default"))
     diffs = {k: int(np.sum(np.asarray(a[k]) != np.asarray(b[k]))) for k in a}
     assert diffs["l0.wq"] == 1 and sum(diffs.values()) == 1
