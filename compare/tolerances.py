@@ -54,3 +54,17 @@ JIT_VS_EAGER_10X = dict(rtol=1e-5, atol=5e-3)
 # differences of each update were amplified by Adam where gradients are near 0 (m / sqrt(v)
 # has size ~1 whatever the gradient's size) and the runs drifted apart from step ~260, to 0.28.
 TRAJECTORY_ATOL = 0.0
+
+# `python -m compare --against float64|eager` reports the first step at which the two runs part by
+# more than each of these fractions of a parameter's scale (max |w| of that parameter in the
+# reference run). They are report levels, not pass/fail bounds: 1e-6 is a few float32 ulps (ulp
+# 6e-8 relative), 1e-4 is past anything rounding alone makes in one step, 1e-2 is a difference one
+# can see in the weights (called the split).
+SPLIT_THRESHOLDS = (1e-6, 1e-4, 1e-2)
+
+# An Adam entry's second moment counts as near zero when sqrt(v) is below this fraction of the
+# median sqrt(v) of the same parameter: its gradients are 1000x smaller than the parameter's
+# typical ones, yet Adam's step m / (sqrt(v) + eps) is still about lr (eps 1e-8 damps it only
+# where sqrt(v) itself nears 1e-8), so a rounding difference in a gradient that is mathematically
+# 0 (e.g. the query gradient at position 0, which attends to itself alone) becomes a full step.
+NEAR_ZERO_SECOND_MOMENT = 1e-3
