@@ -55,8 +55,7 @@ class Side:
 
     @contextmanager
     def active(self):
-        """Everything this side traces or runs happens in here (x64 said explicitly either way, so
-        a JAX_ENABLE_X64=1 in the environment cannot change the float32 side)."""
+        """Everything this side traces or runs happens in here (x64 set explicitly either way)."""
         import jax
 
         with jax.enable_x64(self.x64):
@@ -71,13 +70,17 @@ def sides_for(against: str, jit: bool) -> tuple[Side, Side]:
 
 
 def cast_state(state, side: Side):
-    """The training state with every float leaf in the side's dtype (counts stay int32)."""
+    """The float32 training state as this side starts it: untouched, or for the float64 side with
+    every float leaf cast to float64 and every leaf strongly typed (flax's TrainState.step comes
+    out of the jitted init as a weakly typed int32, which x64 would trace as int64)."""
     import jax
     import jax.numpy as jnp
 
+    if not side.x64:
+        return state
     with side.active():
         return jax.tree.map(
-            lambda x: x.astype(side.dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, state
+            lambda x: jnp.asarray(x, side.dtype if jnp.issubdtype(x.dtype, jnp.floating) else x.dtype), state
         )
 
 
@@ -343,13 +346,16 @@ def split_of(outcome: Outcome) -> Crossing | None:
 def summary_lines(outcome: Outcome, sides, num_steps: int) -> list[str]:
     a, b = sides[0].label, sides[1].label
     lines = []
-    for t in SPLIT_THRESHOLDS:
-        c = next((c for c in outcome.crossings if c.threshold == t), None)
-        if c is None:
-            lines.append(f"past {t:g} of scale: never within {num_steps} steps")
+    for c in outcome.crossings:  # thresholds passed at one step share that step's causes
+        same = [d.threshold for d in outcome.crossings if d.step == c.step]
+        if c.threshold != same[0]:
             continue
-        lines.append(f"past {t:g} of scale: first at step {c.step}, {c.where} ({c.value:.2e} of scale)")
+        past = " and ".join(f"{t:g}" for t in same)
+        lines.append(f"past {past} of scale: first at step {c.step}, {c.where} ({c.value:.2e} of scale)")
         lines += [f"    {cause}" for cause in c.causes]
+    for t in SPLIT_THRESHOLDS:
+        if t not in {c.threshold for c in outcome.crossings}:
+            lines.append(f"past {t:g} of scale: never within {num_steps} steps")
     diff = outcome.difference
     worst = int(np.nanargmax(diff)) if not np.isnan(diff).all() else 0
     split = split_of(outcome)
@@ -430,7 +436,12 @@ def parser():
 
 
 def main(argv) -> int:
-    args = parser().parse_args(argv)
+    run(parser().parse_args(argv))
+    return 0
+
+
+def run(args) -> Outcome:
+    """The command, from parsed flags: prints the report, draws the plot, returns the outcome."""
     if args.save:
         raise UserError("--save is not taken with --against: it compares two runs and keeps neither")
     if args.against == "eager" and args.no_jit:
@@ -469,4 +480,4 @@ def main(argv) -> int:
         print(f"plot written to {args.plot}")
     total_s = time.perf_counter() - t_start
     print(f"compare --against {args.against}: both runs {train_s:.1f} s, whole command {total_s:.1f} s")
-    return 0
+    return outcome
