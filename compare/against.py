@@ -356,11 +356,12 @@ def summary_lines(outcome: Outcome, sides, num_steps: int) -> list[str]:
     for t in SPLIT_THRESHOLDS:
         if t not in {c.threshold for c in outcome.crossings}:
             lines.append(f"past {t:g} of scale: never within {num_steps} steps")
+    split = split_of(outcome)
     diff = outcome.difference
     worst = int(np.nanargmax(diff)) if not np.isnan(diff).all() else 0
-    split = split_of(outcome)
-    cause = next((c for c in outcome.crossings if c.found), None)
-    seen = f"; first cause seen: step {cause.step}, {cause.found[0]}" if cause else "; no cause seen at the crossings"
+    seen_before = [c for c in outcome.crossings if c.found and (split is None or c.step <= split.step)]
+    cause = max(seen_before, key=lambda c: c.step, default=None)  # the one nearest the split
+    seen = f"; last cause seen before: step {cause.step}, {cause.found[0]}" if cause else "; no cause seen"
     if split:
         lines.append(f"split: the {a} and {b} runs part at step {split.step} ({split.where}, "
                      f"{split.value:.2e} of scale){seen}")
@@ -400,7 +401,7 @@ def save_plot(path: str, outcome: Outcome, sides, title: str) -> None:
     for c in outcome.crossings:
         if c is not split and c.found:  # a step where a cause was seen, before the split
             bottom.axvline(c.step, color="C0", lw=0.8, ls="--")
-            bottom.annotate(f"step {c.step}: {c.found[0]}", (c.step, c.threshold), xytext=(5, -12),
+            bottom.annotate(f"step {c.step}: {c.found[0]}", (c.step, c.threshold), xytext=(5, 4),
                             textcoords="offset points", fontsize=8, color="C0")
     if split:
         bottom.axvline(split.step, color="k", lw=1)
@@ -415,7 +416,7 @@ def save_plot(path: str, outcome: Outcome, sides, title: str) -> None:
     bottom.set_ylabel(f"parameter difference / scale\n(scale: max |w| in the {b} run)")
     bottom.set_xlabel("step")
     if differ.any():
-        bottom.legend(loc="lower right")
+        bottom.legend(loc="upper left")
     fig.tight_layout()
     try:
         checkpoint.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))

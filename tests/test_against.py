@@ -170,7 +170,7 @@ def test_a_run_from_the_kink_parts_at_step_1_and_the_report_says_why(on_the_kink
     assert np.abs(float32["l0.fc1"][:, U] - float64["l0.fc1"][:, U]).max() > cfg.learning_rate / 2
     summary = against.summary_lines(outcome, (F32, F64), cfg.num_steps)
     assert f"split: the float32 and float64 runs part at step 1 ({first.where}" in summary[-2]
-    assert f"first cause seen: step 1, l0.fc1 unit {U} on its kink at position {P}" in summary[-2]
+    assert f"last cause seen before: step 1, l0.fc1 unit {U} on its kink at position {P}" in summary[-2]
 
 
 def test_adam_entries_with_a_second_moment_near_zero_are_named():
