@@ -208,7 +208,8 @@ def relu_flips(pre_a: np.ndarray, pre_b: np.ndarray, mask: np.ndarray, sides) ->
 def near_zero_moments(v_a: dict, v_b: dict, flat_a: dict, flat_b: dict, where_name: str, where_index: int,
                       sides) -> tuple[list[str], list[str]]:
     """The Adam entries whose second moment is near zero at this step: sqrt(v) below
-    NEAR_ZERO_SECOND_MOMENT times the median sqrt(v) of the same parameter, in either run.
+    NEAR_ZERO_SECOND_MOMENT times the median sqrt(v) of the same parameter (over its entries
+    with v > 0), in either run.
     Adam steps such an entry by about lr whatever its gradient's size, so a difference in the
     last bits of a gradient that is mathematically ~0 becomes a full-size difference in the step.
     Entries whose v is exactly 0 in both runs have never had a gradient and are left out.
@@ -217,9 +218,9 @@ def near_zero_moments(v_a: dict, v_b: dict, flat_a: dict, flat_b: dict, where_na
     lines, found = [], []
     for n in v_b:
         ra, rb = np.sqrt(np.asarray(v_a[n], np.float64)), np.sqrt(np.asarray(v_b[n], np.float64))
-        median = np.median(rb)
-        if median == 0:
+        if not (rb > 0).any():
             continue
+        median = np.median(rb[rb > 0])  # rows never used yet (wte of an unseen letter) hold v = 0
         limit = NEAR_ZERO_SECOND_MOMENT * median
         small = ((ra < limit) | (rb < limit)) & ((ra > 0) | (rb > 0))
         near += int(small.sum())
