@@ -397,23 +397,26 @@ def save_plot(path: str, outcome: Outcome, sides, title: str) -> None:
         bottom.semilogy(steps[differ], diff[differ], lw=0.8, color="C3", label=f"largest |{a} - {b}| / scale")
     for t in SPLIT_THRESHOLDS:
         bottom.axhline(t, color="k", lw=0.5, ls=":")
-        bottom.text(0.01, t, f"{t:g}", va="bottom", fontsize=8, transform=bottom.get_yaxis_transform())
+        bottom.text(0.99, t, f"{t:g}", ha="right", va="bottom", fontsize=8, transform=bottom.get_yaxis_transform())
     split = split_of(outcome)
+    marked = set()
     for c in outcome.crossings:
-        if c is not split and c.found:  # a step where a cause was seen, before the split
+        if c is not split and c.found and c.step not in marked:  # a step where a cause was seen
+            marked.add(c.step)
             bottom.axvline(c.step, color="C0", lw=0.8, ls="--")
             bottom.annotate(f"step {c.step}: {c.found[0]}", (c.step, c.threshold), xytext=(5, 4),
                             textcoords="offset points", fontsize=8, color="C0")
+    notes = []
     if split:
         bottom.axvline(split.step, color="k", lw=1)
         bottom.annotate(f"split: step {split.step}\n{split.where}", (split.step, max(SPLIT_THRESHOLDS)),
                         xytext=(5, 10), textcoords="offset points", fontsize=8)
     else:
-        bottom.text(0.5, 0.95, f"no split within {len(diff)} steps (largest {np.nanmax(diff):.2e})",
-                    transform=bottom.transAxes, ha="center", va="top")
+        notes.append(f"no split within {len(diff)} steps (largest {np.nanmax(diff):.2e})")
     if not differ.all():
-        bottom.text(0.5, 0.05, f"{int((~differ).sum())} of {len(diff)} steps bitwise equal (not drawn)",
-                    transform=bottom.transAxes, ha="center", va="bottom", fontsize=8)
+        notes.append(f"{int((~differ).sum())} of {len(diff)} steps bitwise equal (not drawn)")
+    if notes:
+        bottom.set_title("; ".join(notes), fontsize=9)
     bottom.set_ylabel(f"parameter difference / scale\n(scale: max |w| in the {b} run)")
     bottom.set_xlabel("step")
     if differ.any():
