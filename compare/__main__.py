@@ -1,4 +1,5 @@
-"""`python -m compare` (side by side), `python -m compare diff [topic]`, `python -m compare bench`."""
+"""`python -m compare` (side by side), `python -m compare diff [topic]`, `python -m compare bench`,
+`python -m compare --against float64|eager` (where two runs of one implementation part)."""
 
 import sys
 
@@ -14,6 +15,10 @@ def main(argv):
         from compare import bench
 
         return bench.main(argv[1:])
+    if any(a == "--against" or a.startswith("--against=") for a in argv):
+        from compare import against
+
+        return against.main(argv)
     from compare import run
 
     return run.main(argv)

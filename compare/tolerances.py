@@ -90,3 +90,21 @@ KNOWN_ROUNDING = (
     "none at this setting (the last one found, the embedding lookup's gather mode, was made the same: "
     "compare/tolerances.py)"
 )
+
+# `python -m compare --against float64|eager` reports the first step at which the two runs part by
+# more than each of these fractions of a parameter's scale (max |w| of that parameter in the
+# reference run). They are report levels, not pass/fail bounds: 1e-6 is a few float32 ulps (ulp
+# 6e-8 relative), 1e-4 is past anything rounding alone makes in one step, 1e-2 is a difference one
+# can see in the weights (called the split).
+SPLIT_THRESHOLDS = (1e-6, 1e-4, 1e-2)
+
+# An Adam entry's second moment counts as near zero when sqrt(v) is below this fraction of the
+# median sqrt(v) of the same parameter: its gradients are 1000x smaller than the parameter's
+# typical ones, yet Adam's step m / (sqrt(v) + eps) stays large (about lr where sqrt(v) >> eps 1e-8,
+# lr * g / eps below it), so the last bits of a gradient that nearly cancels set a visible step.
+# Measured (pure, seed 42): on makemore's names at step 1, l0.wq[0, 11] has sqrt(v) 1.3e-10, 9e-6 of
+# l0.wq's median; its float32 and float64 gradients differ by 3% and the weights by 1.2e-4 of scale
+# after that one step. Jit against eager on the census names, step 1: l0.wq[5, 8] (sqrt(v) 3.4e-9,
+# 1.4e-4 of the median) is the first entry past 1e-6 of scale. At the census split's element
+# (l0.fc1[11, 49], step 260) sqrt(v) is 1.1x the median: there the cause is a ReLU kink, not Adam.
+NEAR_ZERO_SECOND_MOMENT = 1e-3
