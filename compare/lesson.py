@@ -582,7 +582,7 @@ def topic_checks(topic: str, pair: tuple[str, str]) -> list[tuple[str, object]]:
 
     two = "2 names"
     table = {
-        "params": checks + both(f"logits from the converted weights, bitwise, {two}", logits),
+        "params": checks + both(f"logits, bitwise, {two}", logits),
         "names": checks,
         "forward": both(f"logits, bitwise, {two}", logits),
         "attention": both(f"logits, bitwise, {two}", logits) + both(f"loss and gradients, bitwise, {two}", grads),
@@ -621,14 +621,15 @@ OUTCOMES: dict[tuple[tuple[str, str], str], str] = {}
 
 
 def run_check(pair: tuple[str, str], label: str, fn) -> str:
-    """'PASS' or 'FAIL: <first line of the assertion>'; each check runs once per process."""
+    """'PASS' or 'FAIL: <how many numbers differ, and by how much>'; each runs once per process."""
     if (pair, label) not in OUTCOMES:
         try:
             fn()
             OUTCOMES[pair, label] = "PASS"
         except AssertionError as err:
-            first = (str(err).strip().splitlines() or ["assertion failed"])[0]
-            OUTCOMES[pair, label] = f"FAIL: {first[:200]}"
+            lines = [" ".join(ln.split()) for ln in str(err).splitlines() if ln.strip()] or ["assertion failed"]
+            telling = [ln for ln in lines if ln.startswith(("Mismatched elements", "Max absolute difference"))]
+            OUTCOMES[pair, label] = f"FAIL: {'; '.join(telling) or lines[0]}"[:240]
     return OUTCOMES[pair, label]
 
 
@@ -654,11 +655,17 @@ def paint(text: str, kind: str, colour: bool) -> str:
 
 
 def fit(line: Line, width: int) -> list[str]:
+    return fit_counting(line, width)[0]
+
+
+def fit_counting(line: Line, width: int) -> tuple[list[str], int]:
     """The line's physical lines, each made to fit `width` without cutting an expression: a
     trailing comment moves above its code, a docstring's words wrap, and only then does code
-    continue below after an opening bracket or a comma, as a formatter would break it."""
-    out = []
-    for text, comment_at, breaks, prose in zip(line.physical, line.comment_at, line.breaks, line.prose):
+    continue below after an opening bracket or a comma, as a formatter would break it. Also
+    returns how many comment lines now stand above the first line's code."""
+    out, lead = [], 0
+    for k, (text, comment_at, breaks, prose) in enumerate(
+            zip(line.physical, line.comment_at, line.breaks, line.prose)):
         if len(text) <= width:
             out.append(text)
             continue
@@ -671,10 +678,12 @@ def fit(line: Line, width: int) -> list[str]:
             continue
         if comment_at is not None:
             words = text[comment_at:].lstrip("#").strip()
-            out += textwrap.wrap(words, width, initial_indent=indent + "# ", subsequent_indent=indent + "# ")
+            above = textwrap.wrap(words, width, initial_indent=indent + "# ", subsequent_indent=indent + "# ")
+            out += above
             text = text[:comment_at].rstrip()
+            lead = len(above) if k == 0 and text.strip() else lead
         out += break_code(text, breaks, width, indent + "    ") if text.strip() else []
-    return out
+    return out, lead
 
 
 def break_code(text: str, breaks: list[tuple[int, int]], width: int, hanging: str) -> list[str]:
@@ -708,7 +717,8 @@ def render_topic(v: TopicView, width: int, colour: bool, outcomes: list[tuple[st
     for piece in v.pieces:
         out.append("")
         if piece.shared:
-            out.append(paint(f"  {piece.titles[0]}: the same code for both", "head", colour))
+            out += [paint(t, "head", colour) for t in textwrap.wrap(
+                f"{piece.titles[0]}: the same code for both", width - 2, initial_indent="  ", subsequent_indent="  ")]
             out += [f"  {t}" for r in piece.rows for t in fit(r.left, width - 2)]
         elif cols:
             out += two_columns(piece, cols, colour)
@@ -739,7 +749,7 @@ def render_topic(v: TopicView, width: int, colour: bool, outcomes: list[tuple[st
             out.append(f"  {paint(word, word, colour)}  {wrapped[0]}")
             out += [f"        {t}" for t in wrapped[1:]]
             if word == "FAIL":
-                out.append(f"        {outcome[6:][: width - 8]}")
+                out += textwrap.wrap(outcome[6:], width, initial_indent="        ", subsequent_indent="        ")
         out += [] if outcomes else ["  none wired for this pair yet"]
     return out
 
@@ -750,8 +760,11 @@ def two_columns(piece: Piece, cols: tuple[int, int], colour: bool) -> list[str]:
            f"  {'─' * wl}─┼─{'─' * wr}"]
     for row in piece.rows:
         kind = row.kind
-        left = fit(row.left, wl) if row.left else []
-        right = fit(row.right, wr) if row.right else []
+        left, lead_l = fit_counting(row.left, wl) if row.left else ([], 0)
+        right, lead_r = fit_counting(row.right, wr) if row.right else ([], 0)
+        if left and right:  # the two first lines of code face each other, whatever comment moved above
+            left = [""] * (lead_r - lead_l) + left
+            right = [""] * (lead_l - lead_r) + right
         for k in range(max(len(left), len(right))):
             a = left[k] if k < len(left) else ""
             b = right[k] if k < len(right) else ""
@@ -841,12 +854,14 @@ def names_rows(pair: tuple[str, str]) -> list[tuple[str, str, str, str]]:
 
 
 def names_table(pair: tuple[str, str], width: int) -> list[str]:
+    """The names table as columns, or, narrower than that, one name after the other."""
     rows = [("checkpoint", "shape", f"{pair[0]}/", f"{pair[1]}/")] + names_rows(pair)
     widths = [max(len(r[k]) for r in rows) for k in range(4)]
-    lines = ["", "The names, generated from the converters (default config, 27 characters):"]
-    for r in rows:
-        line = "  " + "  ".join(r[k].ljust(widths[k]) for k in range(4))
-        lines.append(line.rstrip() if len(line) <= width else ("  " + "  ".join(r)).rstrip()[:width])
+    lines = [""] + textwrap.wrap("The names, generated from the converters (default config, 27 characters):", width)
+    if 2 + sum(widths) + 6 <= width:
+        return lines + [("  " + "  ".join(r[k].ljust(widths[k]) for k in range(4))).rstrip() for r in rows]
+    for name, shape, a, b in rows[1:]:
+        lines += [f"  {name} ({shape})"[:width], f"    {pair[0]}/: {a}"[:width], f"    {pair[1]}/: {b}"[:width]]
     return lines
 
 
