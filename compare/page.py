@@ -24,7 +24,7 @@ CSS = """
 body { font: 15px/1.5 system-ui, "DejaVu Sans", "Liberation Sans", Arial, sans-serif; color: #1d2330;
        margin: 0; background: #fafafa; }
 main { max-width: 1800px; margin: 0 auto; padding: 24px 32px 64px; }
-h1 { font-size: 26px; margin: 8px 0 4px; }
+h1 { font-size: 26px; margin: 8px 0 4px; } h1 code { font-size: 0.9em; }
 h2 { font-size: 21px; margin: 48px 0 4px; padding-top: 12px; border-top: 3px solid #1d2330; }
 h3 { font-size: 16px; margin: 20px 0 6px; }
 p.concept { font-size: 16px; margin: 4px 0 12px; }
