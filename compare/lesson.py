@@ -52,7 +52,8 @@ class Note:
 class Topic:
     concept: str  # one sentence: what this part of microgpt does
     # implementation -> the objects shown, piece by piece ("module:object", relative to the
-    # implementation's package unless the module has a dot; "a + b" shows a and b as one piece).
+    # implementation's package unless the module has a dot; "a + b" shows a and b as one piece;
+    # "a | b" shows a, or b where a does not exist).
     # The k-th piece of one implementation faces the k-th piece of the other.
     pieces: dict[str, tuple[str, ...]]
     notes: dict[str, tuple[Note, ...]] = dataclasses.field(default_factory=dict)
@@ -137,8 +138,8 @@ TOPICS = {
         "Where each tensor lives: the checkpoint's flat names, the hub every implementation maps to and from.",
         {
             "pure": ("model:param_shapes",),
-            "flax_port": ("compare.convert:flax_path",),
-            "nnx_port": ("compare.convert:flax_path",),
+            "flax_port": ("checkpoint:flax_path | compare.convert:flax_path",),
+            "nnx_port": ("checkpoint:nnx_path",),
         },
         {"flax_port": FLAX_NOTES["names"]},
     ),
@@ -259,7 +260,14 @@ def display_path(filename: str) -> str:
 
 
 def resolve(ref: str, impl: str | None = None):
-    """'model:GPT' (in `impl`'s package) or 'common.sampling:sample_tokens' -> the live object."""
+    """'model:GPT' (in `impl`'s package) or 'common.sampling:sample_tokens' -> the live object;
+    of 'a | b', the first that exists."""
+    if " | " in ref:
+        first, rest = ref.split(" | ", 1)
+        try:
+            return resolve(first, impl)
+        except (ImportError, AttributeError):
+            return resolve(rest, impl)
     module, name = ref.split(":")
     if impl and "." not in module:
         module = f"{impl}.{module}"
@@ -338,7 +346,13 @@ def piece_title(impl: str | None, spec: str) -> str:
         where = f"{display_path(inspect.getsourcefile(obj))}:{inspect.getsourcelines(obj)[1]}"
     except (ImportError, AttributeError):
         where = f"{impl}/{refs[0].split(':')[0].replace('.', '/')}.py"
-    return f"{where} {' + '.join(r.split(':')[1] for r in refs)}"
+    names = []
+    for ref in refs:
+        try:
+            names.append(resolve(ref, impl).__qualname__)
+        except (ImportError, AttributeError):
+            names.append(ref.split(" | ")[0].split(":")[1])
+    return f"{where} {' + '.join(names)}"
 
 
 # ----------------------------------------------------------------------------- alignment
@@ -501,7 +515,15 @@ def parameter_paths(impl_name: str, cfg) -> dict[str, str]:
 
     names = list(param_shapes(cfg))
     flat = {n: np.full(shape, i, np.float32) for i, (n, shape) in enumerate(param_shapes(cfg).items())}
-    tree = importlib.import_module(impl_name).impl().from_flat(flat)
+    from_flat = importlib.import_module(impl_name).impl().from_flat
+    try:
+        tree = from_flat(flat, cfg)  # nnx_port needs cfg to build its modules
+    except TypeError:  # pure's from_flat is `dict`, which takes the flat dict alone
+        tree = from_flat(flat)
+    from flax import nnx
+
+    if isinstance(tree, nnx.Module):  # its parameters, as the nested dict of their attribute names
+        tree = nnx.to_pure_dict(nnx.state(tree, nnx.Param))
     paths = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         parts = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
@@ -800,7 +822,7 @@ def legend(pair: tuple[str, str], width: int) -> list[str]:
     a, b = pair
     text = (f"{a}/ on the left, {b}/ on the right, each line beside the line that does the same thing. "
             f"Marks: '~' the two lines differ, '<' only {a}/ has it, '>' only {b}/ has it, none: the same line. "
-            f"Narrower than {2 * MIN_COLUMN + 5} columns, {a}/ ('<') comes above {b}/ ('>'), block by block.")
+            f"Where two columns do not fit, {a}/ ('<') comes above {b}/ ('>'), block by block.")
     return textwrap.wrap(text, width)
 
 
