@@ -377,17 +377,16 @@ def pair_between(left: list[Line], right: list[Line]) -> list[tuple[int | None, 
     """Pairs (i, j) maximising the summed similarity, in order, each at least PAIR_AT (blanks
     excepted); the lines left over face a gap."""
     n, m = len(left), len(right)
-    best = [[0.0] * (m + 1) for _ in range(n + 1)]
+    score = [[2.0 if a.key and a.key == b.key else similarity(a, b) for b in right] for a in left]
+    allowed = [[score[i][j] >= PAIR_AT or not (left[i].key or right[j].key) for j in range(m)] for i in range(n)]
+    best = [[0.0] * (m + 1) for _ in range(n + 1)]  # best[i][j]: the most that left[i:], right[j:] can score
     for i in range(n - 1, -1, -1):
         for j in range(m - 1, -1, -1):
-            s = 2.0 if left[i].key == right[j].key and left[i].key else similarity(left[i], right[j])
-            take = best[i + 1][j + 1] + s if (s >= PAIR_AT or (not left[i].key and not right[j].key)) else -1.0
+            take = best[i + 1][j + 1] + score[i][j] if allowed[i][j] else -1.0
             best[i][j] = max(best[i + 1][j], best[i][j + 1], take)
     out, i, j = [], 0, 0
     while i < n and j < m:
-        s = 2.0 if left[i].key == right[j].key and left[i].key else similarity(left[i], right[j])
-        ok = s >= PAIR_AT or (not left[i].key and not right[j].key)
-        if ok and best[i][j] == best[i + 1][j + 1] + s:
+        if allowed[i][j] and best[i][j] == best[i + 1][j + 1] + score[i][j]:
             out.append((i, j))
             i, j = i + 1, j + 1
         elif best[i][j] == best[i + 1][j]:

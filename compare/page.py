@@ -187,6 +187,8 @@ def topic_section(v: TopicView, outcomes: list[tuple[str, str]], names: list[tup
         for n, note in enumerate(v.notes, 1):
             at = where(note.at, f"{v.name}-{note.impl}-{note.at.lineno}") + "<br>" if note.at else ""
             inside = "".join(f"<br>inside: {where(p)}" for p in note.inside)
+            inside += "".join(f"<br>instead of: {where(p, f'{v.name}-{other}-{p.lineno}')}" for p in note.faces
+                              for other in [v.pair[1] if note.impl == v.pair[0] else v.pair[0]])
             items.append(f'<li id="note-{v.name}-{n}">{at}{prose(note.text)}{inside}</li>')
         parts.append(f'<div class="notes"><strong>What the framework took over</strong><ol>{"".join(items)}</ol></div>')
     failed = any(o != "PASS" for _, o in outcomes)

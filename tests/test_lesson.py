@@ -274,6 +274,8 @@ def test_the_page_shows_the_checks_the_notes_and_the_marks(built_page):
     attention = sections(text)["attention"]
     assert 'class="badge" href="#note-attention-2"' in attention
     assert "flax/linen/attention.py:130" in attention
+    assert 'instead of: <span class="where"><a href="#attention-pure-45">pure/model.py:45</a>' in attention
+    assert 'id="attention-pure-45"' in attention
     assert '<tr class="left"' in attention and '<tr class="differ"' in attention
     assert "No run was asked for (--steps 0)" in text and "<img" not in text
 
