@@ -905,9 +905,9 @@ def lesson_main(argv) -> int:
     setup_jax(args)
     from compare import page
 
+    run = side_by_side_run(pair, args.steps, args.no_cache) if args.steps else None  # bad --steps fail here
     views = [view(name, pair) for name in TOPICS]
     outcomes = {v.name: check_topic(v.name, pair) for v in views}
-    run = side_by_side_run(pair, args.steps, args.no_cache) if args.steps else None
     html = page.render(views, outcomes, names_rows(pair), run, pair, args.steps)
     checkpoint.atomic_write(args.html, lambda f: f.write(html.encode("utf-8")))
     passed = sum(o == "PASS" for checks in outcomes.values() for _, o in checks)
