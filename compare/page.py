@@ -250,8 +250,8 @@ def render(views: list[TopicView], outcomes: dict, names: list, run, pair: tuple
 compute the same numbers. Each topic below shows both, read from the source files when this page was
 built. Every line sits beside the line on the other side that does the same thing; a line with no
 counterpart faces a hatched gap, which is usually where a framework took the work over. The note under
-a topic says what it took over and points (numbered badges) at the line where that happens, and
-at the library's own line. The proof under each topic lists the equivalence checks that cover it,
+a topic says what it took over, points (numbered badges) at the line where that happens and at
+the lines it replaces, and quotes the library's own line. The proof under each topic lists the equivalence checks that cover it,
 run when the page was built: {passed} of {total} passed.</p>
 {legend}
 <nav><h3>Topics</h3><ol>{toc}</ol></nav>
