@@ -160,7 +160,8 @@ def code_html(text: str) -> str:
 
 def prose(text: str) -> str:
     """A note's text, `code` in backticks set as code."""
-    return re.sub(r"`([^`]+)`", lambda m: f'<code class="hl">{code_html(m.group(1))}</code>', html.escape(text))
+    parts = re.split(r"`([^`]+)`", text)  # even places: prose, odd places: code
+    return "".join(f'<code class="hl">{code_html(p)}</code>' if k % 2 else html.escape(p) for k, p in enumerate(parts))
 
 
 def where(p: Pointer, href: str | None = None) -> str:
@@ -251,8 +252,8 @@ compute the same numbers. Each topic below shows both, read from the source file
 built. Every line sits beside the line on the other side that does the same thing; a line with no
 counterpart faces a hatched gap, which is usually where a framework took the work over. The note under
 a topic says what it took over, points (numbered badges) at the line where that happens and at
-the lines it replaces, and quotes the library's own line. The proof under each topic lists the equivalence checks that cover it,
-run when the page was built: {passed} of {total} passed.</p>
+the lines it replaces, and quotes the library's own line. The proof under each topic lists the
+equivalence checks that cover it, run when the page was built: {passed} of {total} passed.</p>
 {legend}
 <nav><h3>Topics</h3><ol>{toc}</ol></nav>
 <h2 id="training">Training side by side</h2>

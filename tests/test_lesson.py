@@ -286,6 +286,8 @@ def test_the_page_embeds_the_loss_curves_and_a_failed_check():
     text = page.render(views, {"loss": [("a check", "FAIL: numbers differ")]}, [], (png, ["verdict: AGREE"]),
                        PAIR, 300)
     assert "✗ FAIL" in text and "numbers differ" in text and 'class="proof failed"' in text
+    code = page.prose('pure\'s `x @ params["lm_head"].T`')
+    assert code.startswith('pure&#x27;s <code class="hl">') and "&amp;" not in code and "&quot;" in code
     assert text.count("<img ") == 1 and f'src="data:image/png;base64,{base64.b64encode(png).decode()}"' in text
     assert "verdict: AGREE" in text
 
