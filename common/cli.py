@@ -160,7 +160,7 @@ def trainer_main(impl_factory, prog: str, argv) -> int:
     print(f"{prog}: {len(docs)} names, vocab {cfg.vocab_size}, {n_params} parameters, seed {args.seed}")
     state, _, timings = run_training(
         impl, state, cfg, batches, jit=not args.no_jit, log_every=args.log_every,
-        on_log=lambda i, loss: print(format_step(i, cfg.num_steps, loss)),
+        on_log=lambda i, loss, mean, since: print(format_step(i, cfg.num_steps, loss, mean, since)),
     )
     names, timings.sample_compile_s, timings.sample_s = sample_names(
         impl, impl.params_of(state), tok, cfg, key=sample_key, num_samples=args.num_samples,

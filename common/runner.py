@@ -102,8 +102,11 @@ def name_at(batches, i: int):
     return type(batches)(*(col[i] for col in batches))
 
 
-def format_step(step: int, num_steps: int, loss: float) -> str:
-    return f"step {step:4d} / {num_steps:4d} | loss {loss:.4f}"
+def format_step(step: int, num_steps: int, loss: float, mean: float, since: int) -> str:
+    """The seed's line (this step's loss, one name: it jumps around) and the mean loss over steps
+    `since`..`step`, the ones since the previous line, which shows the trend."""
+    steps = f"step {since}" if since == step else f"steps {since}-{step}"
+    return f"step {step:4d} / {num_steps:4d} | loss {loss:.4f} | mean {mean:.4f} ({steps})"
 
 
 def run_training(impl, state, cfg: Config, batches, *, jit=True, log_every=100, on_log=None):
@@ -118,6 +121,7 @@ def run_training(impl, state, cfg: Config, batches, *, jit=True, log_every=100, 
     timings = Timings()
     k = chunk_size(cfg.num_steps, log_every)
     all_losses = []
+    unlogged = []  # the losses since the last line printed
     with count_compiles() as compiles:
         t0 = time.perf_counter()
         steps = compile_steps(impl, state, stack_slice(batches, 0, k), cfg, jit=jit)
@@ -131,8 +135,10 @@ def run_training(impl, state, cfg: Config, batches, *, jit=True, log_every=100, 
             check_chunk(impl, before, state, chunk, losses, start, cfg, jit)
             all_losses.append(losses)
             for i, loss in enumerate(losses, start + 1):
+                unlogged += [loss] if on_log else []
                 if on_log and (i == 1 or i % log_every == 0 or i == cfg.num_steps):
-                    on_log(i, float(loss))
+                    on_log(i, float(loss), float(np.mean(unlogged)), i - len(unlogged) + 1)
+                    unlogged = []
         jax.block_until_ready(state)
         timings.train_s = time.perf_counter() - t0
         timings.compiles = len(compiles)

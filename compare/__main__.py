@@ -1,4 +1,5 @@
-"""`python -m compare` (side by side), `python -m compare diff [topic]`, `python -m compare bench`,
+"""`python -m compare` (side by side), `python -m compare diff [topic ...]` (the lesson in the
+terminal), `python -m compare lesson --html PATH` (the lesson as a web page), `python -m compare bench`,
 `python -m compare --against float64|eager` (where two runs of one implementation part)."""
 
 import sys
@@ -11,6 +12,10 @@ def main(argv):
         from compare import lesson
 
         return lesson.main(argv[1:])
+    if argv and argv[0] == "lesson":
+        from compare import lesson
+
+        return lesson.lesson_main(argv[1:])
     if argv and argv[0] == "bench":
         from compare import bench
 

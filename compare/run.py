@@ -89,33 +89,46 @@ class Progress:
 
 
 def save_plot(path: str, losses_p, losses_f, divergence) -> None:
-    """Both loss curves and the divergence per step (log scale) in one PNG, written atomically."""
+    """Both loss curves (each step faint, their running mean bold: one name's loss jumps around) and
+    the divergence per step; the steps where both agree bitwise are drawn as such, not left out."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.transforms import blended_transform_factory
 
     steps = np.arange(1, len(losses_p) + 1)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
-    top.plot(steps, losses_p, lw=0.8, label="pure")
-    top.plot(steps, losses_f, lw=0.8, ls="--", label="flax_port")
-    top.set_ylabel("loss (one name per step)")
+    window = max(1, min(50, len(steps) // 10))  # steps in the running mean
+
+    def smooth(losses):
+        return np.convolve(losses, np.ones(window) / window, mode="valid")
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=(3, 2))
+    for losses, name, colour, style in ((losses_p, "pure", "C0", "-"), (losses_f, "flax_port", "C1", "--")):
+        top.plot(steps, losses, lw=0.5, color=colour, alpha=0.25)
+        top.plot(steps[window - 1:], smooth(losses), lw=1.8, color=colour, ls=style,
+                 label=f"{name}, mean of the last {window} steps" if window > 1 else name)
+    top.set_ylabel("loss (faint: each step's one name)")
     top.legend()
-    differ = divergence != 0  # a log scale has no 0: the steps where both agree bitwise are marked apart
+    differ = divergence != 0
+    same = int((~differ).sum())
     if differ.any():
         bottom.semilogy(steps[differ], divergence[differ], ".", ms=2, color="C3", label="steps that differ")
-    if TRAJECTORY_ATOL > 0:
-        bottom.axhline(TRAJECTORY_ATOL, color="k", lw=0.6, ls=":", label=f"tolerance {TRAJECTORY_ATOL:g}")
-    if not differ.all():
-        same = int((~differ).sum())
-        bottom.text(0.5, 0.5, f"{same} of {len(steps)} steps bitwise equal (difference 0)",
-                    transform=bottom.transAxes, ha="center", va="center")
-    if not differ.any():
-        bottom.set_yticks([])
+        if TRAJECTORY_ATOL > 0:
+            bottom.axhline(TRAJECTORY_ATOL, color="k", lw=0.6, ls=":", label=f"tolerance {TRAJECTORY_ATOL:g}")
+        if same:  # a log scale has no 0: the bitwise-equal steps are a green rug along the bottom
+            rug = blended_transform_factory(bottom.transData, bottom.transAxes)
+            bottom.plot(steps[~differ], np.full(same, 0.04), "|", ms=10, color="C2", transform=rug,
+                        label=f"bitwise equal (difference 0): {same} of {len(steps)} steps")
+    else:
+        bottom.plot(steps, np.zeros(len(steps)), color="C2", lw=3, label="bitwise equal (difference 0)")
+        bottom.set_ylim(-1, 1)
+        bottom.set_yticks([0])
+        bottom.text(0.5, 0.75, f"weights bitwise equal after every one of {len(steps)} steps",
+                    transform=bottom.transAxes, ha="center", va="center", fontsize=11, color="C2")
     bottom.set_ylabel("largest |pure - flax| over params")
     bottom.set_xlabel("step")
-    if differ.any() or TRAJECTORY_ATOL > 0:
-        bottom.legend()
+    bottom.legend(loc="upper right")
     fig.tight_layout()
     try:
         checkpoint.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))

@@ -1,12 +1,12 @@
 """`python -m compare`: the side-by-side run, its verdict (and that the verdict can say no),
-the plot, and the code lesson."""
+the plot, the benchmark. The lesson (`compare diff`, `compare lesson`) is tests/test_lesson.py."""
 
 import re
 
 import pytest
 
 import flax_port.optim
-from compare import lesson, run
+from compare import run
 from conftest import run_module
 
 
@@ -41,31 +41,6 @@ def test_the_verdict_names_the_first_step_and_parameter_that_differ(monkeypatch,
     assert "first exceeded at step 1 by " in out[-1]
     rows = [ln for ln in out if ln.startswith("step ") and " / " in ln]
     assert len(rows) == 3 and all(re.search(r"\| \d\.\d\de-\d\d \((wte|wpe|lm_head|l0\.\w+)\)$", ln) for ln in rows)
-
-
-def test_diff_prints_every_concept_from_the_live_source(capsys):
-    assert lesson.main(["--width", "140"]) == 0
-    out = capsys.readouterr().out
-    for topic in lesson.TOPICS:
-        assert f"== {topic}: " in out
-    assert "def adam_update(params, grads, opt_state, cfg: Config):" in out  # pure's real source
-    assert "optax.adam(" in out and "class Attention(nn.Module):" in out
-
-
-def test_diff_of_one_topic_and_an_unknown_one():
-    r = run_module("compare", "diff", "optimizer")
-    assert r.returncode == 0 and "== optimizer:" in r.stdout and "== loss:" not in r.stdout
-    r = run_module("compare", "diff", "nonsense")
-    assert r.returncode == 2 and "unknown topic 'nonsense'" in r.stderr and "Traceback" not in r.stderr
-
-
-@pytest.mark.parametrize("width", ["10", "-5"])
-def test_diff_refuses_a_width_too_narrow_for_two_columns(width, capsys):
-    from common.cli import run_cli
-
-    assert run_cli(lesson.main, ["--width", width]) == 2
-    err = capsys.readouterr().err
-    assert f"--width {width} is too narrow" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("args, message", [
