@@ -510,15 +510,12 @@ def parameter_paths(impl_name: str, cfg) -> dict[str, str]:
     import jax
     import numpy as np
 
-    from pure.model import param_shapes
+    from common.checkpoint import param_shapes
 
     names = list(param_shapes(cfg))
     flat = {n: np.full(shape, i, np.float32) for i, (n, shape) in enumerate(param_shapes(cfg).items())}
     from_flat = importlib.import_module(impl_name).impl().from_flat
-    try:
-        tree = from_flat(flat, cfg)  # nnx_port needs cfg to build its modules
-    except TypeError:  # pure's from_flat is `dict`, which takes the flat dict alone
-        tree = from_flat(flat)
+    tree = from_flat(flat, cfg)  # nnx_port needs cfg to build its modules
     from flax import nnx
 
     if isinstance(tree, nnx.Module):  # its parameters, as the nested dict of their attribute names
@@ -533,104 +530,94 @@ def parameter_paths(impl_name: str, cfg) -> dict[str, str]:
 
 @functools.cache
 def check_inputs():
-    """The default config, one initialisation in both layouts, two names (4 letters, and 26
-    truncated to the block), ten names for a run of updates, a prompt and a key."""
+    """The default config, one initialisation in every implementation's layout, two names (4
+    letters, and 26 truncated to the block), ten names for a run of updates, a prompt and a key."""
     import jax
 
     from common.config import Config
     from common.data import Tokenizer, encode_name, training_batches
     from common.runner import prompt_tokens
-    from compare import equivalence
+    from compare import equivalence, impls
 
     tok = Tokenizer("abcdefghijklmnopqrstuvwxyz")
     cfg = Config(vocab_size=tok.vocab_size)
-    pure_state, flax_state = equivalence.pure_and_flax_states(cfg, key=jax.random.PRNGKey(0))
-    names = [encode_name(n, tok, cfg.block_size) for n in ("emma", "abcdefghijklmnopqrstuvwxyz")]
+    names = impls.available()
+    made = [impls.get(n) for n in names]
+    states = dict(zip(names, equivalence.states_from_one_init(made, cfg, key=jax.random.PRNGKey(0))))
+    words = [encode_name(n, tok, cfg.block_size) for n in ("emma", "abcdefghijklmnopqrstuvwxyz")]
     ten = ["emma", "olivia", "ava", "x", "isabella", "mia", "bo", "zoe", "kaelyn", "abcdefghijklmnopqrstuvwxyz"]
     prompt, n = prompt_tokens(tok, "ka", cfg)
-    return dict(cfg=cfg, pure=pure_state, flax=flax_state, names=names,
-                ten=training_batches(ten, tok, cfg.block_size, 10, 0), prompt=prompt, prompt_len=n,
-                key=jax.random.PRNGKey(0))
+    return dict(cfg=cfg, impls=dict(zip(names, made)), states=states, names=words,
+                ten=training_batches(ten, tok, cfg.block_size, 10, 0), prompt=(prompt, n, jax.random.PRNGKey(0)))
 
 
 def topic_checks(topic: str, pair: tuple[str, str]) -> list[tuple[str, object]]:
-    """THE glue between the lesson and the equivalence checks: topic -> [(label, run)], where
-    run() raises AssertionError if the check fails. Today compare/equivalence.py compares pure
-    with flax_port only; repoint this one function when it takes any pair."""
+    """THE glue between the lesson and the equivalence checks (compare/equivalence.py, any pair):
+    topic -> [(label, run)], where run() raises AssertionError if the check fails."""
     import chex
     import jax
 
+    from common.checkpoint import param_shapes
     from compare import equivalence as eq
 
     def round_trip():  # the converters that the names table is generated from
-        from pure.model import param_shapes
-
         x = check_inputs()
-        flat = {name: x["pure"][0][name] for name in param_shapes(x["cfg"])}  # pure's params are the flat dict
+        first = x["impls"][pair[0]]
+        flat = first.to_flat(first.params_of(x["states"][pair[0]]))
         for impl_name in pair:
-            impl = importlib.import_module(impl_name).impl()
-            chex.assert_trees_all_equal(impl.to_flat(impl.from_flat(flat)), flat)
+            impl = x["impls"][impl_name]
+            back = impl.to_flat(impl.from_flat(flat, x["cfg"]))
+            chex.assert_trees_all_equal({k: back[k] for k in param_shapes(x["cfg"])}, flat)
 
-    checks = [("names to the tree and back, bitwise, " + " and ".join(pair), round_trip)]
-    if set(pair) != {"pure", "flax_port"}:
-        return checks if topic in ("names", "params") else []
-
-    def on_names(check):
-        def run(variant):
+    def check(kind):
+        def run(variant, jit):
             x = check_inputs()
-            for batch in x["names"]:
-                check(x, batch, variant)
+            a, b = (x["impls"][n] for n in pair)
+            takes_state = kind in ("update", "updates")
+            xs = [x["states"][n] if takes_state else x["impls"][n].params_of(x["states"][n]) for n in pair]
+            data = {"logits": [w.inputs for w in x["names"]], "grads": x["names"], "update": x["names"],
+                    "updates": [x["ten"]], "samples": [x["prompt"]]}[kind]
+            for d in data:
+                eq.check_pair(kind, a, b, xs[0], xs[1], d, x["cfg"], variant=variant,
+                              level=eq.expected_level(kind, jit))
         return run
 
-    logits = on_names(lambda x, b, v: eq.assert_logits_equal(x["pure"][0], x["flax"].params, b.inputs, x["cfg"],
-                                                             variant=v))
-    grads = on_names(lambda x, b, v: eq.assert_grads_equal(x["pure"][0], x["flax"].params, b, x["cfg"], variant=v))
-    update = on_names(lambda x, b, v: eq.assert_one_update_equal(x["pure"], x["flax"], b, x["cfg"], variant=v,
-                                                                 exact=v is jax.jit))
+    def both(label, kind, unjitted_label=None):
+        run = check(kind)
+        return [(f"{label} [jit]", lambda: run(jax.jit, True)),
+                (f"{unjitted_label or label} [no jit]", lambda: run(eq.identity, False))]
 
-    def updates(variant):
-        x = check_inputs()
-        eq.assert_updates_equal(x["pure"], x["flax"], x["ten"], x["cfg"], variant=variant)
-
-    def samples(variant):
-        x = check_inputs()
-        eq.assert_samples_equal(x["pure"][0], x["flax"].params, x["prompt"], x["prompt_len"], x["cfg"],
-                                key=x["key"], variant=variant)
-
-    def both(label, run, unjitted_label=None):
-        return [(f"{label} [jit]", lambda: run(jax.jit)),
-                (f"{unjitted_label or label} [no jit]", lambda: run(eq.identity))]
-
+    names_check = [("names to the tree and back, bitwise, " + " and ".join(pair), round_trip)]
     two = "2 names"
+    logits = both(f"logits, bitwise, {two}", "logits")
+    grads = both(f"loss and gradients, bitwise, {two}", "grads")
+    updates = both("10 updates over 10 names, bitwise", "updates")
     table = {
-        "params": checks + both(f"logits, bitwise, {two}", logits),
-        "names": checks,
-        "forward": both(f"logits, bitwise, {two}", logits),
-        "attention": both(f"logits, bitwise, {two}", logits) + both(f"loss and gradients, bitwise, {two}", grads),
-        "loss": both(f"loss and gradients, bitwise, {two}", grads),
-        "optimizer": both(f"one Adam update, bitwise, {two}", update,
-                          f"one Adam update, moments bitwise, weights within ONE_UPDATE_WITHOUT_JIT, {two}")
-        + both("10 updates over 10 names, bitwise", updates),
-        "train": both("10 updates over 10 names, bitwise", updates),
-        "sampling": both("8 names sampled with one key, bitwise", samples),
+        "params": names_check + logits,
+        "names": names_check,
+        "forward": logits,
+        "attention": logits + grads,
+        "loss": grads,
+        "optimizer": both(f"one Adam update, bitwise, {two}", "update",
+                          f"one Adam update, moments bitwise, weights equal to float32 rounding, {two}") + updates,
+        "train": updates,
+        "sampling": both("8 names sampled with one key, bitwise", "samples"),
     }
     return table[topic]
 
 
 def side_by_side_run(pair: tuple[str, str], steps: int, no_cache: bool) -> tuple[bytes, list[str]] | None:
-    """The loss curves (PNG) and the verdict of a short `python -m compare` run, or None where that
-    run does not cover the pair (today it trains pure beside flax_port)."""
+    """The loss curves (PNG) and the verdict of a short `python -m compare` run of the pair."""
     import contextlib
     import tempfile
 
     from compare import run
 
-    if set(pair) != {"pure", "flax_port"}:
-        return None
     with tempfile.TemporaryDirectory() as tmp:
         png = os.path.join(tmp, "curves.png")
         out = io.StringIO()
-        argv = ["--steps", str(steps), "--num-samples", "8", "--plot", png] + (["--no-cache"] if no_cache else [])
+        argv = ["--steps", str(steps), "--num-samples", "8", "--plot", png, "--impls", ",".join(pair)]
+        argv += ["--no-cache"] if no_cache else []
         with contextlib.redirect_stdout(out):
             run.main(argv)
         lines = out.getvalue().splitlines()
@@ -865,8 +852,8 @@ def main(argv) -> int:
 
 def names_rows(pair: tuple[str, str]) -> list[tuple[str, str, str, str]]:
     """(checkpoint name, shape, path in the first implementation, path in the second)."""
+    from common.checkpoint import param_shapes
     from common.config import Config
-    from pure.model import param_shapes
 
     cfg = Config()
     paths = [parameter_paths(impl, cfg) for impl in pair]

@@ -17,7 +17,6 @@ from common.cli import prepare_run, setup_jax, train_parser
 from common.errors import UserError
 from common.runner import check_chunk, chunk_size, compiled, init_state, sample_names, stack_slice
 from compare import impls as impls_mod
-from compare.tolerances import TRAJECTORY_ATOL
 from compare.verdict import BITWISE, DIFFERENT, ROUNDING, Verdict, ulps_of_scale
 
 LEVELS = [BITWISE, ROUNDING, DIFFERENT]
@@ -88,7 +87,7 @@ class Progress:
             sys.stderr.write("\r" + " " * 50 + "\r")
 
 
-def save_plot(path: str, losses_p, losses_f, divergence) -> None:
+def save_plot(path: str, losses: dict, divergence) -> None:
     """Both loss curves (each step faint, their running mean bold: one name's loss jumps around) and
     the divergence per step; the steps where both agree bitwise are drawn as such, not left out."""
     import matplotlib
@@ -97,16 +96,17 @@ def save_plot(path: str, losses_p, losses_f, divergence) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.transforms import blended_transform_factory
 
-    steps = np.arange(1, len(losses_p) + 1)
+    steps = np.arange(1, len(next(iter(losses.values()))) + 1)
     window = max(1, min(50, len(steps) // 10))  # steps in the running mean
 
     def smooth(losses):
         return np.convolve(losses, np.ones(window) / window, mode="valid")
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=(3, 2))
-    for losses, name, colour, style in ((losses_p, "pure", "C0", "-"), (losses_f, "flax_port", "C1", "--")):
-        top.plot(steps, losses, lw=0.5, color=colour, alpha=0.25)
-        top.plot(steps[window - 1:], smooth(losses), lw=1.8, color=colour, ls=style,
+    for i, (name, curve) in enumerate(losses.items()):
+        colour, style = f"C{i}", ["-", "--", ":"][i % 3]
+        top.plot(steps, curve, lw=0.5, color=colour, alpha=0.25)
+        top.plot(steps[window - 1:], smooth(curve), lw=1.8, color=colour, ls=style,
                  label=f"{name}, mean of the last {window} steps" if window > 1 else name)
     top.set_ylabel("loss (faint: each step's one name)")
     top.legend()
@@ -114,8 +114,6 @@ def save_plot(path: str, losses_p, losses_f, divergence) -> None:
     same = int((~differ).sum())
     if differ.any():
         bottom.semilogy(steps[differ], divergence[differ], ".", ms=2, color="C3", label="steps that differ")
-        if TRAJECTORY_ATOL > 0:
-            bottom.axhline(TRAJECTORY_ATOL, color="k", lw=0.6, ls=":", label=f"tolerance {TRAJECTORY_ATOL:g}")
         if same:  # a log scale has no 0: the bitwise-equal steps are a green rug along the bottom
             rug = blended_transform_factory(bottom.transData, bottom.transAxes)
             bottom.plot(steps[~differ], np.full(same, 0.04), "|", ms=10, color="C2", transform=rug,
@@ -126,7 +124,7 @@ def save_plot(path: str, losses_p, losses_f, divergence) -> None:
         bottom.set_yticks([0])
         bottom.text(0.5, 0.75, f"weights bitwise equal after every one of {len(steps)} steps",
                     transform=bottom.transAxes, ha="center", va="center", fontsize=11, color="C2")
-    bottom.set_ylabel("largest |pure - flax| over params")
+    bottom.set_ylabel("largest |a - b| over params, pairs")
     bottom.set_xlabel("step")
     bottom.legend(loc="upper right")
     fig.tight_layout()
@@ -249,7 +247,7 @@ def main(argv) -> int:
 
     all_losses = [np.concatenate(lo) for lo in losses]
     if args.plot:
-        save_plot(args.plot, all_losses[0], all_losses[1], np.asarray(divergence))
+        save_plot(args.plot, dict(zip(names, all_losses)), np.asarray(divergence))
         print(f"plot written to {args.plot}")
     if args.save:
         checkpoint.save(args.save, {n: np.asarray(v) for n, v in impls[0].to_flat(params[0]).items()},
