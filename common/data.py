@@ -79,13 +79,19 @@ def read_bounded(path: str, where: str) -> bytes:
         raise UserError(f"{where} does not exist: pass --data with a file of names, one per line") from None
     except OSError as err:
         raise UserError(f"{where} cannot be read ({err.strerror}): check its permissions") from None
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(fd).st_mode
+    st = os.fstat(fd)
+    mode = st.st_mode
+    if stat.S_ISREG(mode) and st.st_size > MAX_DATA_BYTES:
+        os.close(fd)
+        raise UserError(f"{where} is larger than {MAX_DATA_BYTES // 2**20} MiB, more than this exercise trains on: "
+                        "give a smaller list of names")
+    if not stat.S_ISREG(mode):
+        os.close(fd)
         if stat.S_ISDIR(mode):
             raise UserError(f"{where} is a directory: pass --data with a file of names, one per line")
-        if not stat.S_ISREG(mode):
-            raise UserError(f"{where} is not a regular file (a FIFO, pipe, terminal or device, which may never end): "
-                            "save the names to a file and pass that")
+        raise UserError(f"{where} is not a regular file (a FIFO, pipe, terminal or device, which may never end): "
+                        "save the names to a file and pass that")
+    with os.fdopen(fd, "rb") as f:
         try:
             raw = f.read(MAX_DATA_BYTES + 1)
         except OSError as err:

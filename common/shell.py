@@ -104,11 +104,16 @@ def install() -> None:
                                       line_buffering=True)
 
 
-def say(line: str) -> None:
-    """One line on stderr, written straight to the descriptor: no buffer or lock can be half-used."""
+def say(line: str, raw: bool = False) -> None:
+    """One line on stderr; `raw` writes straight to the descriptor, as a signal handler must (the
+    main thread may be halfway through a write to sys.stderr, whose buffer it would meet again)."""
     try:
-        os.write(2, (line + "\n").encode(errors="replace"))
-    except OSError:
+        if raw:
+            os.write(2, (line + "\n").encode(errors="replace"))
+        else:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+    except (OSError, ValueError):  # stderr closed too: nowhere left to say it
         pass
 
 
@@ -135,7 +140,7 @@ def on_interrupt(signum, frame) -> None:
     except Exception:  # a closed or full output, or a print that this signal interrupted halfway
         pass
     done = f"already saved: {', '.join(written)}" if written else "nothing was saved"
-    say(f"{prog}: interrupted; {done}")
+    say(f"{prog}: interrupted; {done}", raw=True)
     die(signal.SIGINT)
 
 

@@ -91,13 +91,14 @@ def save_plot(path: str, losses_p, losses_f, divergence) -> None:
 
 
 def main(argv) -> int:
-    parser = train_parser("compare", "Train pure/ and flax_port/ side by side from one initialisation.")
+    parser = train_parser("compare", "Train pure/ and flax_port/ side by side from one initialisation.", {
+        "diff": "show pure's code beside flax_port's, concept by concept (see `compare diff --help`)",
+        "bench": "time both, compile and steady state (see `compare bench --help`)",
+    })
     parser.add_argument("--plot", metavar="PATH", help="write a PNG of both loss curves and their divergence")
     args = parser.parse_args(argv)
     t_start = time.perf_counter()
-    docs, tok, cfg, batches = prepare_run(args)
-    if args.plot:
-        checkpoint.writable_target(args.plot)
+    docs, tok, cfg, batches = prepare_run(args)  # checks --save and --plot too
     setup_jax(args)
     import jax
 
