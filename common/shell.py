@@ -98,7 +98,11 @@ def install() -> None:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started with SIGINT ignored
         signal.signal(signal.SIGINT, on_interrupt)
     old = sys.stdout
-    if old is not None and getattr(old, "fileno", None) and old.fileno() == 1:
+    try:
+        is_fd_1 = old is not None and old.fileno() == 1
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both of the last two
+        is_fd_1 = False
+    if is_fd_1:
         old.flush()
         sys.stdout = io.TextIOWrapper(io.BufferedWriter(_Stdout()), encoding=old.encoding, errors=old.errors,
                                       line_buffering=True)
