@@ -9,23 +9,38 @@ same names as the parameters.
 File: one array per parameter (`wte`, `wpe`, `lm_head`, `l0.wq`, ...), plus `__config__` (the
 Config as JSON) and `__chars__` (the tokenizer's characters), both stored as unicode arrays so
 that nothing needs pickle. A plain dict saved by the seed's script with `numpy.savez` (no config,
-no characters) loads too. Writes are atomic; loads never execute code.
+no characters) loads too. Writes are atomic; loads never execute code, and read an array only
+once its declared shape is known to fit the file (and, for `sample`, the model).
+
+What a command may write over is decided before any work (`check_outputs`): a new file, or a
+regular file this project wrote (a checkpoint it can read back, a PNG, a JSON file); never the
+input data, a link, a device or FIFO, a read-only file, or one path given for two outputs.
 """
 
 import dataclasses
 import errno
 import json
+import math
 import os
-import tempfile
+import secrets
+import stat
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from common import shell
 from common.config import Config
 from common.errors import UserError
 
 CONFIG_KEY, CHARS_KEY = "__config__", "__chars__"
+MAX_META_BYTES = 2**20  # the config's JSON and the characters: a few hundred bytes in any real checkpoint
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def shape_of(v) -> tuple:
+    """A declared shape (a tuple) as is, or an array's shape."""
+    return v if isinstance(v, tuple) else tuple(np.shape(v))
 
 # ----------------------------------------------------------------------------- the flat layout
 
@@ -42,41 +57,127 @@ def param_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
 
 
 def check_params(found: dict, expected: dict, where: str) -> None:
-    """Refuse a tree with missing, extra or mis-shaped entries, naming each with its shapes."""
+    """Refuse a tree with missing, extra or mis-shaped entries, naming each with its shapes.
+    `found` holds arrays, or shapes declared by a file's headers before its arrays are read."""
     problems = [f"missing {k} (expected {tuple(s)})" for k, s in expected.items() if k not in found]
-    problems += [f"extra {k} {tuple(np.shape(v))}" for k, v in found.items() if k not in expected]
+    problems += [f"extra {k} {shape_of(v)}" for k, v in found.items() if k not in expected]
     problems += [
-        f"{k} has shape {tuple(np.shape(found[k]))}, expected {tuple(s)}"
+        f"{k} has shape {shape_of(found[k])}, expected {tuple(s)}"
         for k, s in expected.items()
-        if k in found and tuple(np.shape(found[k])) != tuple(s)
+        if k in found and shape_of(found[k]) != tuple(s)
     ]
     if problems:
         raise UserError(f"{where} does not fit the model: " + "; ".join(problems))
 
 
-def temporary_beside(p: Path) -> tuple[int, str]:
-    """A new temporary file in `p`'s directory, named after `p`: (fd, its path)."""
-    return tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+# ----------------------------------------------------------------------------- writing
+
+def temporary_name(p: Path) -> str:
+    """A fresh temporary's name beside `p`, named after it."""
+    return str(p.parent / f".{p.name}.{secrets.token_hex(4)}.tmp")
 
 
-def writable_target(path: str) -> Path:
+def create_temporary(p: Path) -> tuple[int, str]:
+    """A new temporary file beside `p` (mode 0666 less the umask): (fd, its path). Its name is
+    registered before the file exists, so that a Ctrl-C at any moment removes it (common/shell.py)."""
+    tmp = temporary_name(p)
+    shell.temporaries.add(tmp)
+    try:
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+    except BaseException:
+        shell.temporaries.discard(tmp)
+        raise
+
+
+def writable_target(path: str, flag: str = "save") -> Path:
     """Fail before training if `path` cannot be written: its directory must exist and take the
     very temporary file a save will create (os.access says yes to root even on a read-only mount,
-    and a name can be too long only once the temporary's prefix and suffix are added)."""
+    and a name can be too long only once the temporary's prefix and suffix are added), and what is
+    there must be a regular file that is not read-only (a rename would replace a link itself, and
+    a device or FIFO is no place for a file)."""
     p = Path(path)
+    if not path:
+        raise UserError(f"--{flag} '': give a file name")
     try:
         if not p.parent.is_dir():
             raise UserError(f"cannot save to {path}: directory {p.parent} does not exist; create it first")
         if p.is_dir():
             raise UserError(f"cannot save to {path}: it is a directory; give a file name")
-        fd, tmp = temporary_beside(p)
+        if p.is_symlink():
+            raise UserError(f"cannot save to {path}: it is a symbolic link, which would be replaced, not followed; "
+                            "give the path of a regular file")
+        if p.exists():
+            st = p.stat()
+            if not stat.S_ISREG(st.st_mode):
+                raise UserError(f"cannot save to {path}: it is not a regular file (a device, FIFO or socket); "
+                                "give the path of a new file")
+            if not st.st_mode & 0o222 or not os.access(p, os.W_OK):
+                raise UserError(f"cannot save to {path}: the file is read-only; make it writable or choose "
+                                "another path")
+        fd, tmp = create_temporary(p)
         os.close(fd)
         os.unlink(tmp)
+        shell.temporaries.discard(tmp)
     except OSError as err:
         if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise UserError(f"cannot save to {path}: directory {p.parent} is not writable ({err.strerror})") from None
         raise UserError(f"cannot save to {path} ({err.strerror}): choose another path") from None
     return p
+
+
+def is_checkpoint(path: str) -> bool:
+    """A checkpoint this project can read back (its layout: headers, config and characters)."""
+    try:
+        with open_checkpoint(path):
+            return True
+    except UserError:
+        return False
+
+
+def is_png(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE
+
+
+def is_json(path: str) -> bool:
+    with open(path, "rb") as f:
+        raw = f.read(MAX_META_BYTES + 1)
+    try:
+        json.loads(raw)
+    except ValueError:
+        return False
+    return len(raw) <= MAX_META_BYTES
+
+
+KINDS = {is_checkpoint: "a checkpoint", is_png: "a PNG", is_json: "a JSON file"}
+
+
+def check_outputs(outputs, inputs=()) -> None:
+    """Each (flag, path or None, recognizer) a command will write, checked before any work: the
+    path takes a file (`writable_target`), is none of the `inputs` (paths read by the command),
+    is not given twice, and an existing file there is of the kind the flag writes."""
+    seen = {}
+    for flag, path, ours in outputs:
+        if path is None:
+            continue
+        p = writable_target(path, flag.lstrip("-"))
+        key = os.path.realpath(p)
+        if key in seen:
+            raise UserError(f"{seen[key]} and {flag} both name {path}: one would overwrite the other; "
+                            "give two paths")
+        seen[key] = flag
+        if not p.exists():
+            continue
+        for source in filter(None, inputs):
+            if os.path.exists(source) and os.path.samefile(p, source):
+                raise UserError(f"{flag} {path} is the data file the run reads: choose another path")
+        try:
+            mine = ours(str(p))
+        except OSError:
+            mine = False
+        if not mine:
+            raise UserError(f"{flag} {path} exists and is not {KINDS[ours]} this program wrote; "
+                            "it is left alone: remove it or choose another path")
 
 
 def atomic_write(path: str, write) -> None:
@@ -85,21 +186,21 @@ def atomic_write(path: str, write) -> None:
     p = writable_target(path)
     tmp = None
     try:
-        fd, tmp = temporary_beside(p)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+        fd, tmp = create_temporary(p)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
+        shell.written.append(path)
     except BaseException as err:
         if tmp:
             Path(tmp).unlink(missing_ok=True)
         if isinstance(err, OSError):  # a disk that filled up, a directory that went read-only
             raise UserError(f"cannot save to {path} ({err.strerror or err}): nothing was written") from None
         raise
+    finally:
+        shell.temporaries.discard(tmp)
 
 
 def save(path: str, flat_params: dict, cfg: Config, chars: str) -> None:
@@ -110,45 +211,134 @@ def save(path: str, flat_params: dict, cfg: Config, chars: str) -> None:
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def load(path: str) -> tuple[dict[str, np.ndarray], dict | None, str | None]:
-    """(flat params, config fields or None, characters or None); refuses anything not a plain npz."""
-    p = Path(path)
+# ----------------------------------------------------------------------------- reading
+
+def open_regular(path: str, what: str):
+    """`path` opened for reading, if it is a regular file: a FIFO, a terminal or /dev/zero would
+    block or never end. Opened without blocking, so that a FIFO with no writer is refused at once."""
     try:
-        if not p.exists():
-            raise UserError(f"checkpoint {path} does not exist: pass --load with a file written by --save")
-        if p.is_dir() or not zipfile.is_zipfile(p):
-            raise UserError(
-                f"checkpoint {path} is not an .npz file (truncated, or another format): save it again with --save"
-            )
-        with zipfile.ZipFile(p) as zf:
-            strays = [n for n in zf.namelist() if not n.endswith(".npy")]
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise UserError(f"{what} {path} does not exist: pass --load with a file written by --save") from None
     except OSError as err:
-        raise UserError(f"checkpoint {path} cannot be read ({err.strerror or err}): check the path") from None
-    if strays:
-        raise UserError(f"checkpoint {path} is a zip but not an .npz (it holds {strays[0]}): save it again with --save")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except ValueError as err:
-        if "pickle" in str(err):
-            raise UserError(
-                f"checkpoint {path} contains pickled objects, which are never loaded: save plain arrays"
-            ) from None
-        raise UserError(f"checkpoint {path} cannot be read ({err}): save it again with --save") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as err:
-        raise UserError(f"checkpoint {path} is damaged ({err}): save it again with --save") from None
-    cfg_fields = chars = None
-    if CONFIG_KEY in arrays:
+        raise UserError(f"{what} {path} cannot be read ({err.strerror or err}): check the path") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, pipe, terminal or device)"
+        raise UserError(f"{what} {path} is {kind}: give a file written by --save")
+    return os.fdopen(fd, "rb")
+
+
+class open_checkpoint:
+    """A checkpoint opened and vetted, its arrays not read yet: `.shapes` (declared by each .npy
+    header), `.fields` (config or None), `.chars` (or None); `.params()` reads the arrays.
+
+    Every member's header is read first and must declare plain floats whose size is what the
+    member holds: a header that claims a far larger array than the file is refused here, where
+    numpy would allocate the claimed size first (a MemoryError)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.file = open_regular(path, "checkpoint")
         try:
-            cfg_fields = json.loads(str(arrays.pop(CONFIG_KEY)))
-        except json.JSONDecodeError:
-            raise UserError(f"checkpoint {path} has an unreadable {CONFIG_KEY}: save it again with --save") from None
-    if CHARS_KEY in arrays:
-        chars = str(arrays.pop(CHARS_KEY))
-    for k, v in arrays.items():
-        if not isinstance(v, np.ndarray) or v.dtype.kind != "f":
-            kind = getattr(v, "dtype", type(v).__name__)
-            raise UserError(f"checkpoint {path}: {k} holds {kind} values, expected floats")
-        if not np.isfinite(v).all():
-            raise UserError(f"checkpoint {path}: {k} holds NaN or inf (saved from a diverged run?): train it again")
-    return arrays, cfg_fields, chars
+            self._open()
+        except BaseException:
+            self.file.close()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if hasattr(self, "zip"):
+            self.zip.close()
+        self.file.close()
+
+    def _fail(self, what: str) -> UserError:
+        return UserError(f"checkpoint {self.path} {what}")
+
+    def _open(self):
+        try:
+            if not zipfile.is_zipfile(self.file):
+                raise self._fail("is not an .npz file (truncated, or another format): save it again with --save")
+            self.zip = zipfile.ZipFile(self.file)
+            infos = self.zip.infolist()
+        except (OSError, zipfile.BadZipFile) as err:
+            raise self._fail(f"is damaged ({err}): save it again with --save") from None
+        strays = [i.filename for i in infos if not i.filename.endswith(".npy")]
+        if strays:
+            raise self._fail(f"is a zip but not an .npz (it holds {strays[0]}): save it again with --save")
+        size = os.fstat(self.file.fileno()).st_size
+        self.members, self.shapes = {}, {}
+        for info in infos:
+            name = info.filename[: -len(".npy")]
+            shape, dtype, header_bytes = self._header(info)
+            declared = header_bytes + math.prod(shape) * dtype.itemsize
+            stored = info.compress_type == zipfile.ZIP_STORED
+            if declared != info.file_size or (stored and info.file_size > size):
+                raise self._fail(
+                    f"is damaged: {name} declares {shape} {dtype} ({declared:,} bytes) but the file holds "
+                    f"{info.file_size if not stored or info.file_size <= size else size:,}: save it again with --save"
+                )
+            if name in (CONFIG_KEY, CHARS_KEY):
+                if dtype.kind != "U" or declared > MAX_META_BYTES:
+                    raise self._fail(f"has an unreadable {name}: save it again with --save")
+            elif dtype.kind != "f":
+                raise UserError(f"checkpoint {self.path}: {name} holds {dtype} values, expected floats")
+            else:
+                self.shapes[name] = shape
+            self.members[name] = info
+        self.fields = self.chars = None
+        if CONFIG_KEY in self.members:
+            try:
+                self.fields = json.loads(str(self._read(CONFIG_KEY)))
+            except json.JSONDecodeError:
+                raise self._fail(f"has an unreadable {CONFIG_KEY}: save it again with --save") from None
+        if CHARS_KEY in self.members:
+            self.chars = str(self._read(CHARS_KEY))
+
+    def _header(self, info):
+        """(shape, dtype, header length) from a member's .npy header, reading nothing else."""
+        try:
+            with self.zip.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise ValueError(f"npy format {version} is not written by numpy.savez for plain arrays")
+                header_bytes = f.tell()
+        except ValueError as err:
+            raise self._fail(f"cannot be read ({info.filename}: {err}): save it again with --save") from None
+        except (OSError, zipfile.BadZipFile, EOFError) as err:
+            raise self._fail(f"is damaged ({err}): save it again with --save") from None
+        if dtype.hasobject:
+            raise self._fail("contains pickled objects, which are never loaded: save plain arrays")
+        return tuple(shape), dtype, header_bytes
+
+    def _read(self, name: str) -> np.ndarray:
+        try:
+            with self.zip.open(self.members[name]) as f:
+                return np.lib.format.read_array(f, allow_pickle=False)
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
+            raise self._fail(f"is damaged ({err}): save it again with --save") from None
+
+    def params(self) -> dict[str, np.ndarray]:
+        """The parameters as float32, each finite once converted (1e300 in float64 is inf in float32)."""
+        out = {}
+        for name in self.shapes:
+            with np.errstate(over="ignore"):  # the overflow is reported below, as NaN and inf are
+                v = self._read(name).astype(np.float32)
+            if not np.isfinite(v).all():
+                raise UserError(f"checkpoint {self.path}: {name} holds NaN or inf as float32 (saved from a diverged "
+                                "run, or values beyond float32's range?): train it again")
+            out[name] = v
+        return out
+
+
+def load(path: str) -> tuple[dict[str, np.ndarray], dict | None, str | None]:
+    """(flat params as float32, config fields or None, characters or None); refuses anything not a plain npz."""
+    with open_checkpoint(path) as ckpt:
+        return ckpt.params(), ckpt.fields, ckpt.chars

@@ -10,20 +10,31 @@ import sys
 
 import numpy as np
 
-from common import checkpoint
+from common import checkpoint, shell
 from common.config import FLOAT32_MAX, Config
-from common.data import Tokenizer, load_names, training_batches
+from common.data import Tokenizer, data_file, load_names, training_batches
 from common.errors import UserError
 from common.runner import format_sample, format_step, init_state, prompt_tokens, run_training, sample_names
 
 # ----------------------------------------------------------------------------- parsing
 
 class Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line (plus the usage hint) and exits 2."""
+    """argparse that reports a bad flag in one line (plus the usage hint) and exits 2; the command
+    that parsed last names every later error (`pure sample: error: ...`)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        shell.prog = self.prog
+        return super().parse_known_args(args, namespace)
 
     def error(self, message):
         sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
         sys.exit(2)
+
+
+def commands_epilog(commands: dict[str, str]) -> str:
+    """The subcommands, listed under the flags of `--help`."""
+    width = max(map(len, commands)) + 2
+    return "commands:\n" + "\n".join(f"  {name:<{width}}{text}" for name, text in commands.items())
 
 
 def seed_value(text: str) -> int:
@@ -38,11 +49,17 @@ def seed_value(text: str) -> int:
 
 
 def add_model_flags(p: argparse.ArgumentParser, defaults: bool = True) -> None:
+    """The model's sizes; with `defaults=False` (sample) they come from the checkpoint and a flag
+    given must agree with it, so the help shows no training default."""
     d = Config() if defaults else None
-    p.add_argument("--n-embd", type=int, default=d and d.n_embd, help="embedding width (default 16)")
-    p.add_argument("--n-head", type=int, default=d and d.n_head, help="attention heads (default 4)")
-    p.add_argument("--n-layer", type=int, default=d and d.n_layer, help="transformer blocks (default 1)")
-    p.add_argument("--block-size", type=int, default=d and d.block_size, help="context length (default 16)")
+
+    def say(text, value):
+        return f"{text} (default {value})" if defaults else f"{text}: must match the checkpoint (default: its own)"
+
+    p.add_argument("--n-embd", type=int, default=d and d.n_embd, help=say("embedding width", 16))
+    p.add_argument("--n-head", type=int, default=d and d.n_head, help=say("attention heads", 4))
+    p.add_argument("--n-layer", type=int, default=d and d.n_layer, help=say("transformer blocks", 1))
+    p.add_argument("--block-size", type=int, default=d and d.block_size, help=say("context length", 16))
 
 
 def add_common_flags(p: argparse.ArgumentParser) -> None:
@@ -53,8 +70,10 @@ def add_common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
 
 
-def train_parser(prog: str, description: str) -> Parser:
-    p = Parser(prog=prog, description=description)
+def train_parser(prog: str, description: str, commands: dict[str, str] | None = None) -> Parser:
+    """The trainer's flags; `commands` (name: what it does) are listed at the end of --help."""
+    p = Parser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+               epilog=commands_epilog(commands) if commands else None)
     p.add_argument("--steps", type=int, default=1000, help="training steps, one name each (default 1000)")
     p.add_argument("--lr", type=float, default=0.01, help="peak learning rate, decays linearly to 0 (default 0.01)")
     p.add_argument(
@@ -73,7 +92,8 @@ def sample_parser(prog: str) -> Parser:
     p = Parser(prog=prog, description="Sample names from a checkpoint written by --save.")
     p.add_argument("--load", metavar="PATH", required=True, help="checkpoint .npz to sample from")
     p.add_argument("--prefix", default="", help="the start every name must have, e.g. 'ka'")
-    p.add_argument("--data", default=None, help="names file giving the characters, for a checkpoint without them")
+    p.add_argument("--data", default=None, help="names file giving the characters, for a checkpoint without them "
+                   "(for one that stores them, the file must give the same characters)")
     add_common_flags(p)
     add_model_flags(p, defaults=False)
     return p
@@ -116,16 +136,45 @@ def setup_jax(args) -> None:
 
 
 def run_cli(main, argv=None) -> int:
-    """Run `main(argv)`; a UserError becomes one line on stderr and exit code 2, no traceback."""
+    """Run `main(argv)` and turn what a user may meet into an exit code, with no traceback: a
+    UserError or a failing stdout is one line on stderr (`prog: error: ...`) and 2, a closed stdout
+    ends quietly (SIGPIPE, 141), Ctrl-C is 130 (common/shell.py; in-process, as here in tests,
+    a KeyboardInterrupt)."""
+    shell.prog = shell.entry_point() or "microgpt"  # until a parser names the (sub)command
     try:
-        return main(sys.argv[1:] if argv is None else argv) or 0
+        code = main(sys.argv[1:] if argv is None else argv) or 0
+        sys.stdout.flush()  # the last lines' write errors are reported here, not at interpreter exit
+        return code
     except UserError as err:
-        one_line = " ".join(str(err).split())  # a server's or the OS's text may carry line breaks
-        sys.stderr.write(f"error: {one_line}\n")
-        return 2
+        return report(str(err))
+    except shell.OutputFailed as err:
+        return report(f"cannot write the output ({err.args[0].strerror or err.args[0]}): check the disk "
+                      "or where standard output goes")
+    except shell.OutputClosed:
+        return shell.output_closed()
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted: nothing was saved\n")
+        shell.say(f"{shell.prog}: interrupted; nothing was saved")
         return 130
+
+
+def report(message: str) -> int:
+    one_line = " ".join(message.split())  # a server's or the OS's text may carry line breaks
+    shell.say(f"{shell.prog}: error: {one_line}")
+    return 2
+
+
+def check_outputs(args, data: str | None) -> None:
+    """--save, and compare's --plot and --json where the parser has them, checked before any work (see
+    checkpoint.check_outputs)."""
+    checkpoint.check_outputs(
+        [("--save", args.save, checkpoint.is_checkpoint), ("--plot", getattr(args, "plot", None), checkpoint.is_png),
+         ("--json", getattr(args, "json", None), checkpoint.is_json)],
+        inputs=[data_file(data)],
+    )
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 # ----------------------------------------------------------------------------- the trainer's main
@@ -135,8 +184,7 @@ def prepare_run(args):
     check_sampling_flags(args)
     if args.log_every < 1:
         raise UserError(f"log-every={args.log_every}: use 1 or more")
-    if args.save:
-        checkpoint.writable_target(args.save)
+    check_outputs(args, args.data)
     docs = load_names(args.data)
     tok = Tokenizer.from_names(docs)
     cfg = make_config(args, tok.vocab_size, steps=args.steps, lr=args.lr)
@@ -148,7 +196,8 @@ def prepare_run(args):
 def trainer_main(impl_factory, prog: str, argv) -> int:
     if argv and argv[0] == "sample":
         return sample_main(impl_factory, prog + " sample", argv[1:])
-    args = train_parser(prog, f"Train microgpt ({prog}) and sample names.").parse_args(argv)
+    commands = {"sample": f"sample names from a checkpoint written by --save (see `{prog} sample --help`)"}
+    args = train_parser(prog, f"Train microgpt ({prog}) and sample names.", commands).parse_args(argv)
     docs, tok, cfg, batches = prepare_run(args)
     setup_jax(args)
     import jax
@@ -176,25 +225,25 @@ def trainer_main(impl_factory, prog: str, argv) -> int:
     print(
         f"{prog} [{mode}]: compile {timings.train_compile_s + timings.sample_compile_s:.2f} s "
         f"(train step {timings.train_compile_s:.2f} s, sampler {timings.sample_compile_s:.2f} s), "
-        f"train {cfg.num_steps} steps {timings.train_s:.3f} s "
+        f"train {plural(cfg.num_steps, 'step')} {timings.train_s:.3f} s "
         f"({1e6 * timings.train_s / cfg.num_steps:.0f} us/step), "
-        f"sample {len(names)} names {timings.sample_s:.3f} s"
+        f"sample {plural(len(names), 'name')} {timings.sample_s:.3f} s"
     )
     return 0
 
 
 # ----------------------------------------------------------------------------- the sample subcommand
 
-def config_from_checkpoint(path: str, fields: dict | None, flat: dict, args) -> Config:
+def config_from_checkpoint(path: str, fields: dict | None, shapes: dict, args) -> Config:
     """The checkpoint's config (or, for a seed dict without one, what its shapes imply); any model
-    flag the user gave must agree with it."""
+    flag the user gave must agree with it. `shapes` are the arrays' declared shapes: nothing is read yet."""
     if fields is None:
-        if "wte" not in flat or "wpe" not in flat or np.ndim(flat["wte"]) != 2 or np.ndim(flat["wpe"]) != 2:
+        if len(shapes.get("wte", ())) != 2 or len(shapes.get("wpe", ())) != 2:
             raise UserError(f"checkpoint {path} has no wte/wpe matrices: it is not a microgpt checkpoint")
-        layers = {k.split(".")[0] for k in flat if k.startswith("l") and "." in k}
+        layers = {k.split(".")[0] for k in shapes if k.startswith("l") and "." in k}
         fields = dict(
-            vocab_size=flat["wte"].shape[0], n_embd=flat["wte"].shape[1],
-            block_size=flat["wpe"].shape[0], n_layer=max(1, len(layers)),
+            vocab_size=shapes["wte"][0], n_embd=shapes["wte"][1],
+            block_size=shapes["wpe"][0], n_layer=max(1, len(layers)),
             n_head=args.n_head or Config().n_head,
         )
     try:
@@ -213,32 +262,47 @@ def config_from_checkpoint(path: str, fields: dict | None, flat: dict, args) -> 
     return cfg
 
 
-def sample_main(impl_factory, prog: str, argv) -> int:
-    args = sample_parser(prog).parse_args(argv)
-    check_sampling_flags(args)
-    flat, fields, chars = checkpoint.load(args.load)
-    cfg = config_from_checkpoint(args.load, fields, flat, args)
-    if chars is None:  # a seed dict: the characters come from the data, as when it was trained
-        tok = Tokenizer.from_names(load_names(args.data))
-        if tok.vocab_size != cfg.vocab_size:
-            raise UserError(
-                f"checkpoint {args.load} has vocab {cfg.vocab_size} but the data gives {tok.vocab_size} "
-                "characters + BOS: pass the --data it was trained on"
-            )
-    else:
+def tokenizer_for(path: str, chars: str | None, cfg: Config, data: str | None) -> Tokenizer:
+    """The checkpoint's characters; --data gives them for a seed dict that has none, and for a
+    checkpoint that has them it must give the same (it is checked, never silently ignored)."""
+    if chars is not None:
         tok = Tokenizer(chars)
         if tok.vocab_size != cfg.vocab_size or len(set(chars)) != len(chars):
             raise UserError(
-                f"checkpoint {args.load} is inconsistent: its config has vocab {cfg.vocab_size} but it stores "
+                f"checkpoint {path} is inconsistent: its config has vocab {cfg.vocab_size} but it stores "
                 f"{len(chars)} characters + BOS: save it again with --save"
             )
-    checkpoint.check_params(flat, checkpoint.param_shapes(cfg), f"checkpoint {args.load}")
-    prompt_tokens(tok, args.prefix, cfg)  # fail on a bad prefix before compiling anything
+        if data is not None:
+            given = Tokenizer.from_names(load_names(data))
+            if given.chars != tok.chars:
+                raise UserError(
+                    f"--data {data} gives the characters {given.chars!r} but checkpoint {path} was trained on "
+                    f"{tok.chars!r} (it stores them): drop --data"
+                )
+        return tok
+    tok = Tokenizer.from_names(load_names(data))  # a seed dict: the characters come from the data, as in training
+    if tok.vocab_size != cfg.vocab_size:
+        raise UserError(
+            f"checkpoint {path} has vocab {cfg.vocab_size} but the data gives {tok.vocab_size} "
+            "characters + BOS: pass the --data it was trained on"
+        )
+    return tok
+
+
+def sample_main(impl_factory, prog: str, argv) -> int:
+    args = sample_parser(prog).parse_args(argv)
+    check_sampling_flags(args)
+    with checkpoint.open_checkpoint(args.load) as ckpt:  # headers, config and characters only
+        cfg = config_from_checkpoint(args.load, ckpt.fields, ckpt.shapes, args)
+        checkpoint.check_params(ckpt.shapes, checkpoint.param_shapes(cfg), f"checkpoint {args.load}")
+        tok = tokenizer_for(args.load, ckpt.chars, cfg, args.data)
+        prompt_tokens(tok, args.prefix, cfg)  # fail on a bad prefix before reading or compiling anything
+        flat = ckpt.params()  # now that every declared shape is the expected one
     setup_jax(args)
     import jax
 
     impl = impl_factory()
-    params = impl.from_flat({k: np.asarray(v, np.float32) for k, v in flat.items()}, cfg)
+    params = impl.from_flat(flat, cfg)
     names, _, _ = sample_names(
         impl, params, tok, cfg, key=jax.random.PRNGKey(args.seed), num_samples=args.num_samples,
         temperature=args.temperature, prefix=args.prefix, jit=not args.no_jit,

@@ -9,6 +9,7 @@ import hashlib
 import http.client
 import os
 import random
+import stat
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -63,24 +64,56 @@ def _parse_names(raw: bytes, where: str) -> list[str]:
     return docs
 
 
-def read_names_file(path: str) -> list[str]:
-    try:  # one read, and its error says which problem it is (no race between a check and the read)
-        raw = Path(path).read_bytes()
+# A data file is read whole into memory: makemore's names.txt is 228 KB, and a file 280 times its
+# size is still accepted; anything larger is far more than this exercise trains on.
+MAX_DATA_BYTES = 64 * 2**20
+
+
+def read_bounded(path: str, where: str) -> bytes:
+    """The bytes of a regular file of at most MAX_DATA_BYTES, in one open (no race between a check
+    and the read). A FIFO, a terminal or /dev/zero would block or never end: refused, and opened
+    without blocking so that a FIFO with no writer is refused at once."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
-        raise UserError(f"data file {path} does not exist: pass --data with a file of names, one per line") from None
-    except IsADirectoryError:
-        raise UserError(f"data file {path} is a directory: pass --data with a file of names, one per line") from None
+        raise UserError(f"{where} does not exist: pass --data with a file of names, one per line") from None
     except OSError as err:
-        raise UserError(f"data file {path} cannot be read ({err.strerror}): check its permissions") from None
-    return _parse_names(raw, f"data file {path}")
+        raise UserError(f"{where} cannot be read ({err.strerror}): check its permissions") from None
+    st = os.fstat(fd)
+    mode = st.st_mode
+    if stat.S_ISREG(mode) and st.st_size > MAX_DATA_BYTES:
+        os.close(fd)
+        raise UserError(f"{where} is larger than {MAX_DATA_BYTES // 2**20} MiB, more than this exercise trains on: "
+                        "give a smaller list of names")
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise UserError(f"{where} is a directory: pass --data with a file of names, one per line")
+        raise UserError(f"{where} is not a regular file (a FIFO, pipe, terminal or device, which may never end): "
+                        "save the names to a file and pass that")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            raw = f.read(MAX_DATA_BYTES + 1)
+        except OSError as err:
+            raise UserError(f"{where} cannot be read ({err.strerror}): check the file") from None
+    if len(raw) > MAX_DATA_BYTES:
+        raise UserError(f"{where} is larger than {MAX_DATA_BYTES // 2**20} MiB, more than this exercise trains on: "
+                        "give a smaller list of names")
+    return raw
+
+
+def read_names_file(path: str) -> list[str]:
+    return _parse_names(read_bounded(path, f"data file {path}"), f"data file {path}")
 
 
 def makemore_names(url: str | None = None) -> list[str]:
     """makemore's names.txt, downloaded once, verified, then read from the user cache."""
     url = url or os.environ.get("MICROGPT_MAKEMORE_URL", MAKEMORE_URL)
     target = cache_dir() / "names.txt"
-    if target.exists() and hashlib.sha256(target.read_bytes()).hexdigest() == MAKEMORE_SHA256:
-        return _parse_names(target.read_bytes(), f"cached {target}")
+    if target.is_file():
+        cached = read_bounded(str(target), f"cached {target}")
+        if hashlib.sha256(cached).hexdigest() == MAKEMORE_SHA256:
+            return _parse_names(cached, f"cached {target}")
     try:
         with urllib.request.urlopen(url, timeout=30) as resp:
             raw = resp.read()
@@ -106,6 +139,13 @@ def makemore_names(url: str | None = None) -> list[str]:
         ) from None
     atomic_write(str(target), lambda f: f.write(raw))  # a reader never sees half a file
     return _parse_names(raw, f"download from {url}")
+
+
+def data_file(source: str | None) -> str | None:
+    """The file a `--data` value reads, if any (the default list lives inside a package)."""
+    if source in (None, "default"):
+        return None
+    return str(cache_dir() / "names.txt") if source == "makemore" else source
 
 
 def load_names(source: str | None) -> list[str]:

@@ -17,7 +17,7 @@ import numpy as np
 from common import checkpoint
 from common.cli import Parser, seed_value
 from common.config import Config
-from common.data import Tokenizer, load_names, training_batches
+from common.data import Tokenizer, data_file, load_names, training_batches
 from common.errors import UserError
 from common.runner import chunk_size, compile_steps, init_state, name_at, sample_names, stack_slice
 
@@ -159,8 +159,7 @@ def main(argv) -> int:
     args = p.parse_args(argv)
     if args.repeats < 1 or args.eager_steps < 1 or args.steps < 1:
         raise UserError("--steps, --repeats and --eager-steps must each be at least 1")
-    if args.json:
-        checkpoint.writable_target(args.json)
+    checkpoint.check_outputs([("--json", args.json, checkpoint.is_json)], inputs=[data_file(args.data)])
     docs = load_names(args.data)
     tok = Tokenizer.from_names(docs)
     cfg = Config(vocab_size=tok.vocab_size, num_steps=args.steps)

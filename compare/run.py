@@ -135,7 +135,11 @@ def save_plot(path: str, losses: dict, divergence) -> None:
 
 
 def main(argv) -> int:
-    parser = train_parser("compare", "Train the implementations side by side from one initialisation.")
+    parser = train_parser("compare", "Train the implementations side by side from one initialisation.", {
+        "diff": "show one implementation's code beside another's, concept by concept (see `compare diff --help`)",
+        "lesson": "write the lesson as one web page (see `compare lesson --help`)",
+        "bench": "time them, compile and steady state (see `compare bench --help`)",
+    })
     parser.add_argument("--plot", metavar="PATH", help="write a PNG of the loss curves and their divergence")
     parser.add_argument("--impls", default=None,
                         help=f"comma-separated, at least two of {', '.join(impls_mod.NAMES)} (default: all present)")
@@ -143,10 +147,7 @@ def main(argv) -> int:
     args = parser.parse_args(argv)
     t_start = time.perf_counter()
     names = parse_impls(args.impls)
-    docs, tok, cfg, batches = prepare_run(args)
-    for path in (args.plot, args.json):
-        if path:
-            checkpoint.writable_target(path)
+    docs, tok, cfg, batches = prepare_run(args)  # checks --save, --plot and --json too
     setup_jax(args)
     import jax
 

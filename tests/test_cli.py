@@ -81,14 +81,14 @@ def test_an_unreadable_data_file_is_one_line_and_exit_2(module, tmp_path, monkey
     names.write_text("emma\n")
     names.chmod(0)
     if os.geteuid() == 0:
-        real = Path.read_bytes
+        real = os.open
 
-        def denied(self):
-            if self == names:
-                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
-            return real(self)
+        def denied(path, *args, **kwargs):
+            if Path(path) == names:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+            return real(path, *args, **kwargs)
 
-        monkeypatch.setattr(Path, "read_bytes", denied)
+        monkeypatch.setattr(os, "open", denied)
     result = cli(module, "--data", str(names), "--save", str(tmp_path / "w.npz"))
     assert_user_error(result, f"data file {names} cannot be read (Permission denied)")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["names.txt"]

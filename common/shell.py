@@ -1,0 +1,157 @@
+"""How a program of this project behaves in a shell: Ctrl-C, a closed pipe, a failing standard output.
+
+`install()` runs from common/__init__.py, before numpy or jax load, and only when the running program
+is one of this project's `python -m` entry points (never inside pytest or a program that imports
+`common`), so that even a Ctrl-C during the imports ends in one line.
+
+- Ctrl-C ends the program at once: any file being written is removed (the old one was never
+  touched, see checkpoint.atomic_write), stdout is flushed, one line goes to stderr, and the
+  process ends by SIGINT itself, so the shell reports 130 and a script running it stops too.
+  Why not Python's default KeyboardInterrupt: it is raised in whatever Python code runs next in
+  the main thread, and two places of JAX lose it.
+  (1) jax runs `_xla_gc_callback` from `gc.callbacks` at every garbage collection; an exception
+      raised inside a gc callback cannot propagate, Python prints "Exception ignored in:
+      <function _xla_gc_callback>" and drops it, and the run went on to the end with exit 0.
+  (2) jaxlib waits for an XLA compilation in C++ while checking for signals: the
+      KeyboardInterrupt leaves that wait, but the compilation goes on in XLA's thread pool.
+      Python then finalizes, destroys the CPU client, and joins the pool: the interrupted
+      program first waited for the compilation to finish (seconds, minutes for a large one),
+      then the compile thread built its executable on the freed client's devices and crashed
+      (SIGSEGV in xla::ifrt::SingleDeviceSharding::Create, seen in a core dump).
+  So the handler does not raise: it ends the process from wherever it runs, without unwinding
+  or finalizing, which neither a gc callback nor a running XLA thread can get in the way of.
+- A closed pipe (`python -m pure | head -1`) ends the program quietly, by SIGPIPE as `cat` or
+  `yes` do: the shell reports 141. Standard output is line-buffered, so a run stops at the next
+  line it prints once the reader is gone.
+- Any other failure to write standard output (`> /dev/full`) is one line on stderr and exit 2.
+"""
+
+import io
+import os
+import signal
+import sys
+
+# Files being written right now (checkpoint.atomic_write adds its temporary before creating it),
+# removed by an interrupt; and the files written whole, which the interrupt's line names.
+temporaries: set[str] = set()
+written: list[str] = []
+prog = None  # the program's name for the interrupt's line; common.cli updates it per subcommand
+installed = False
+
+
+class OutputClosed(Exception):
+    """Standard output's reader has gone (EPIPE)."""
+
+
+class OutputFailed(Exception):
+    """Standard output cannot be written (a full disk, an I/O error); carries the OSError."""
+
+
+def entry_point() -> str | None:
+    """The package name when the running program is `python -m <package>` of this project, else None."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is None or not spec.name.endswith(".__main__") or not getattr(main, "__file__", None):
+        return None
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.dirname(os.path.dirname(os.path.abspath(main.__file__))) != root:
+        return None
+    return spec.parent
+
+
+class _Stdout(io.RawIOBase):
+    """File descriptor 1, with its failures told apart from any other OSError."""
+
+    def __init__(self):
+        super().__init__()
+        self.failed = False
+
+    def writable(self):
+        return True
+
+    def fileno(self):
+        return 1
+
+    def isatty(self):
+        return os.isatty(1)
+
+    def write(self, b):
+        if self.failed:  # the error was reported once; what is left in the buffer is dropped
+            return len(b)
+        try:
+            return os.write(1, b)
+        except BrokenPipeError:
+            self.failed = True
+            raise OutputClosed() from None
+        except OSError as err:
+            self.failed = True
+            raise OutputFailed(err) from None
+
+
+def install() -> None:
+    """Take over SIGINT and standard output for an entry point of this project (see the docstring)."""
+    global prog, installed
+    name = entry_point()
+    if name is None or installed:
+        return
+    prog, installed = name, True
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started with SIGINT ignored
+        signal.signal(signal.SIGINT, on_interrupt)
+    old = sys.stdout
+    try:
+        is_fd_1 = old is not None and old.fileno() == 1
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both of the last two
+        is_fd_1 = False
+    if is_fd_1:
+        old.flush()
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(_Stdout()), encoding=old.encoding, errors=old.errors,
+                                      line_buffering=True)
+
+
+def say(line: str, raw: bool = False) -> None:
+    """One line on stderr; `raw` writes straight to the descriptor, as a signal handler must (the
+    main thread may be halfway through a write to sys.stderr, whose buffer it would meet again)."""
+    try:
+        if raw:
+            os.write(2, (line + "\n").encode(errors="replace"))
+        else:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+    except (OSError, ValueError):  # stderr closed too: nowhere left to say it
+        pass
+
+
+def remove_temporaries() -> None:
+    for tmp in list(temporaries):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def die(sig: int) -> None:
+    """End the process by `sig`, as a program without a handler would, without finalizing anything."""
+    signal.signal(sig, signal.SIG_DFL)
+    os.kill(os.getpid(), sig)
+    os._exit(128 + sig)  # only if the signal were blocked
+
+
+def on_interrupt(signum, frame) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C ends it at once, whatever this is doing
+    remove_temporaries()
+    try:
+        sys.stdout.flush()
+    except Exception:  # a closed or full output, or a print that this signal interrupted halfway
+        pass
+    done = f"already saved: {', '.join(written)}" if written else "nothing was saved"
+    say(f"{prog}: interrupted; {done}", raw=True)
+    die(signal.SIGINT)
+
+
+def output_closed() -> int:
+    """The reader of stdout has gone: end quietly by SIGPIPE (in-process, as in tests: return 141)."""
+    if not installed:
+        return 128 + signal.SIGPIPE
+    remove_temporaries()
+    die(signal.SIGPIPE)
+    return 128 + signal.SIGPIPE

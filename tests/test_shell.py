@@ -1,0 +1,362 @@
+"""The programs as a shell runs them: a closed pipe, a full disk, Ctrl-C at several moments, and
+what `--save`, `--plot` and `--json` may write over. Real subprocesses wherever the shell is the
+point (signals, pipes, descriptors); in-process `cli()` where only the message is."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from common import checkpoint
+from common.config import Config
+from conftest import ROOT, assert_user_error, cli, run_module
+
+
+def start(module: str, *args: str, **popen):
+    """`python -m module args` as a user starts it, unbuffered pipes of our own."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env, **popen)
+
+
+def one_line(err: str) -> str:
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err.strip()
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """A checkpoint of the default model with random weights (no training needed to read one back)."""
+    from pure.model import param_shapes
+
+    cfg = Config(vocab_size=27)
+    rng = np.random.default_rng(0)
+    flat = {k: (0.08 * rng.standard_normal(s)).astype(np.float32) for k, s in param_shapes(cfg).items()}
+    path = tmp_path_factory.mktemp("ckpt") / "w.npz"
+    checkpoint.save(str(path), flat, cfg, "abcdefghijklmnopqrstuvwxyz")
+    return path
+
+
+# ----------------------------------------------------------------------------- standard output
+
+@pytest.mark.parametrize("args", [
+    ["pure", "--steps", "3000", "--save", "{tmp}/w.npz"],
+    ["flax_port", "sample", "--load", "{ckpt}"],
+    ["compare", "--steps", "20", "--no-jit"],
+    ["compare", "diff"],
+])
+def test_a_closed_pipe_ends_quietly_by_sigpipe(args, tmp_path, ckpt):
+    """`... | head -1` once head has gone: no traceback, nothing on stderr, the end of a process
+    killed by SIGPIPE (a shell reports 141, as for `yes | head -1`). stdout is line-buffered, so
+    the trainer stops at its first line instead of training 3000 steps and saving."""
+    args = [a.format(tmp=tmp_path, ckpt=ckpt) for a in args]
+    p = start(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # the reader is gone before the first line
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=300) == -signal.SIGPIPE, err
+    assert err == ""
+    assert not (tmp_path / "w.npz").exists()
+
+
+@pytest.mark.parametrize("args", [["pure", "--steps", "20"], ["compare", "diff", "loss"]])
+def test_a_full_disk_on_stdout_is_one_line_and_exit_2(args):
+    with open("/dev/full", "w") as full:
+        p = start(*args, stdout=full, stderr=subprocess.PIPE)
+        err = p.stderr.read().decode()
+    assert p.wait(timeout=300) == 2, err
+    assert one_line(err) == (f"{' '.join(args[:2]) if args[0] == 'compare' else args[0]}: error: cannot write the "
+                             "output (No space left on device): check the disk or where standard output goes")
+
+
+# ----------------------------------------------------------------------------- Ctrl-C
+
+def interrupt(p, *, wait_for: str | None = None, after_s: float = 0.0, maps: str | None = None) -> tuple[str, str]:
+    """Send SIGINT to `p` once its stdout shows a line starting with `wait_for` (or once a shared
+    object named `maps` is loaded: an import in progress), `after_s` later; (stdout, stderr)."""
+    out = []
+    if wait_for:
+        for line in p.stdout:
+            out.append(line.decode())
+            if line.decode().startswith(wait_for):
+                break
+        else:
+            pytest.fail(f"never printed {wait_for!r}: {''.join(out)}")
+    if maps:
+        for _ in range(3000):
+            with open(f"/proc/{p.pid}/maps") as f:
+                if maps in f.read():
+                    break
+            time.sleep(0.01)
+    time.sleep(after_s)
+    p.send_signal(signal.SIGINT)
+    rest, err = p.communicate(timeout=30)
+    return "".join(out) + rest.decode(), err.decode()
+
+
+@pytest.mark.parametrize("moment, module, args, wait_for, after_s, maps", [
+    ("importing jax", "pure", ["--steps", "20"], None, 0.0, "jaxlib"),
+    ("compiling (no cache: XLA's compile thread is busy)", "pure", ["--steps", "3000", "--no-cache"], "pure: ", 0.4,
+     None),
+    ("training", "flax_port", ["--steps", "3000", "--log-every", "1"], "step    2 /", 0.0, None),
+    ("compiling the sampler and sampling", "pure", ["--steps", "20", "--log-every", "20", "--no-cache"],
+     "step   20 /", 0.0, None),
+    ("compiling both in compare's two threads", "compare", ["--steps", "3000", "--no-cache"], "compare: ", 0.4, None),
+])
+def test_ctrl_c_at_any_moment_ends_in_one_line_by_sigint(moment, module, args, wait_for, after_s, maps, tmp_path):
+    """Exit by SIGINT (a shell reports 130), one line, nothing saved, never the segfault (-11) of
+    exiting while XLA compiles, never an interrupt lost in JAX's gc callback (exit 0)."""
+    target = tmp_path / "w.npz"
+    p = start(module, *args, "--save", str(target), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = interrupt(p, wait_for=wait_for, after_s=after_s, maps=maps)
+    assert p.returncode == -signal.SIGINT, (moment, p.returncode, err)
+    assert one_line(err) == f"{module}: interrupted; nothing was saved", moment
+    assert list(tmp_path.iterdir()) == [], moment
+    assert "saved" not in out
+
+
+SAVE_SCRIPT = """
+import os, signal, sys, time
+from common import checkpoint, shell
+signal.signal(signal.SIGINT, shell.on_interrupt if sys.argv[2] == "ours" else signal.default_int_handler)
+shell.prog = "save"
+def write(f):
+    f.write(b"PK half a new checkpoint")
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(30)
+checkpoint.atomic_write(sys.argv[1], write)
+"""
+
+
+def test_ctrl_c_while_saving_leaves_the_old_file_whole_and_no_temporary(tmp_path):
+    """The handler removes the temporary it finds registered; the old file was never opened."""
+    target = tmp_path / "w.npz"
+    target.write_bytes(b"the old checkpoint")
+    p = subprocess.Popen([sys.executable, "-c", SAVE_SCRIPT, str(target), "ours"], cwd=ROOT,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, err = interrupt(p, wait_for="writing")
+    assert p.returncode == -signal.SIGINT and one_line(err) == "save: interrupted; nothing was saved"
+    assert target.read_bytes() == b"the old checkpoint"
+    assert [x.name for x in tmp_path.iterdir()] == ["w.npz"]
+
+
+GC_SCRIPT = """
+import gc, os, signal, sys
+import jax  # registers _xla_gc_callback in gc.callbacks
+from common import shell
+assert any(getattr(cb, "__name__", "") == "_xla_gc_callback" for cb in gc.callbacks)
+signal.signal(signal.SIGINT, shell.on_interrupt if sys.argv[1] == "ours" else signal.default_int_handler)
+shell.prog = "gc"
+def interrupted_inside(phase, info):  # a gc callback, as jax's is, receiving the Ctrl-C
+    if phase == "start":
+        os.kill(os.getpid(), signal.SIGINT)
+        sum(range(1000))  # the handler runs here, between two bytecodes of the callback
+gc.callbacks.append(interrupted_inside)
+gc.collect()
+gc.callbacks.remove(interrupted_inside)
+print("the run went on")
+"""
+
+
+@pytest.mark.parametrize("handler", ["default", "ours"])
+def test_an_interrupt_inside_a_gc_callback_is_lost_by_python_but_not_by_the_handler(handler):
+    """The cause of the swallowed Ctrl-C: a KeyboardInterrupt raised inside a gc callback (jax runs
+    one at every collection) is "ignored" by Python and the program goes on; the handler ends it."""
+    r = subprocess.run([sys.executable, "-c", GC_SCRIPT, handler], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                       capture_output=True, text=True, timeout=120)
+    if handler == "default":
+        assert r.returncode == 0 and "the run went on" in r.stdout
+        assert "Exception ignored" in r.stderr and "KeyboardInterrupt" in r.stderr
+    else:
+        assert r.returncode == -signal.SIGINT and r.stdout == ""
+        assert one_line(r.stderr) == "gc: interrupted; nothing was saved"
+
+
+# ----------------------------------------------------------------------------- what may be written over
+
+def refusals(tmp_path, ckpt):
+    """(argv, message) of outputs refused before any work, and the files that must stay as they are."""
+    names = tmp_path / "names.txt"
+    names.write_text("emma\nolivia\nava\n")
+    twin = tmp_path / "hardlink.txt"
+    os.link(names, twin)
+    notes = tmp_path / "notes.npz"
+    notes.write_text("my notes, not a checkpoint")
+    link = tmp_path / "link.npz"
+    link.symlink_to(ckpt)
+    fifo = tmp_path / "fifo.npz"
+    os.mkfifo(fifo)
+    readonly = tmp_path / "readonly.npz"
+    readonly.write_bytes(ckpt.read_bytes())
+    readonly.chmod(0o444)
+    text_png = tmp_path / "plot.png"
+    text_png.write_text("not a png")
+    d = ["--data", str(names)]
+    cases = [
+        (["pure", *d, "--save", str(names)], "is the data file the run reads"),
+        (["pure", *d, "--save", str(twin)], "is the data file the run reads"),  # another name, same file
+        (["pure", "--save", str(notes)], "exists and is not a checkpoint this program wrote"),
+        (["pure", "--save", str(link)], "is a symbolic link"),
+        (["pure", "--save", str(fifo)], "not a regular file"),
+        (["pure", "--save", "/dev/null"], "not a regular file"),
+        (["pure", "--save", str(readonly)], "is read-only"),
+        (["pure", "--save", ""], "--save '': give a file name"),
+        (["compare", "--save", str(tmp_path / "a"), "--plot", str(tmp_path / "a")], "--save and --plot both name"),
+        (["compare", "--plot", str(text_png)], "--plot " + str(text_png) + " exists and is not a PNG"),
+        (["compare", "--plot", ""], "--plot '': give a file name"),
+        (["compare", "bench", *d, "--json", str(names)], "is the data file the run reads"),
+        (["compare", "bench", "--json", str(ckpt)], "exists and is not a JSON file"),
+    ]
+    keep = {p: p.read_bytes() for p in (names, notes, readonly, text_png, ckpt)}
+    return cases, keep
+
+
+def test_outputs_that_would_destroy_a_file_are_refused_before_any_work(tmp_path, ckpt):
+    cases, keep = refusals(tmp_path, ckpt)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for argv, message in cases:
+        r = run_module(*argv, timeout=120)
+        assert r.returncode == 2 and message in r.stderr, (argv, r.stderr)
+        one_line(r.stderr)
+        assert r.stdout == "", argv  # refused before the first line of work
+    assert {p: p.read_bytes() for p in keep} == keep
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no temporary left behind
+
+
+def test_a_checkpoint_this_program_wrote_is_replaced(tmp_path, ckpt):
+    """The other side of the rule: re-saving over one's own checkpoint still works."""
+    target = tmp_path / "w.npz"
+    target.write_bytes(ckpt.read_bytes())
+    code, out, err = cli("pure", "--steps", "5", "--num-samples", "1", "--save", str(target))
+    assert code == 0, err
+    assert checkpoint.load(str(target))[1]["num_steps"] == 5
+
+
+# ----------------------------------------------------------------------------- what is read
+
+def test_inputs_that_never_end_are_refused_at_once(tmp_path, ckpt):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # nobody writes it: opening it for reading would wait forever
+    for argv in (["pure", "--data", str(fifo)], ["pure", "--data", "/dev/zero"],
+                 ["pure", "sample", "--load", str(fifo)], ["pure", "sample", "--load", "/dev/zero"]):
+        r = run_module(*argv, timeout=60)
+        assert r.returncode == 2 and "is not a regular file" in r.stderr, (argv, r.stderr)
+        one_line(r.stderr)
+    p = start("pure", "--data", "/dev/stdin", stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, err = p.communicate(b"emma\n" * 1000, timeout=60)
+    assert p.returncode == 2 and "data file /dev/stdin is not a regular file" in one_line(err.decode())
+
+
+def test_a_data_file_above_the_bound_is_refused_unread(tmp_path):
+    from common.data import MAX_DATA_BYTES
+
+    big = tmp_path / "big.txt"
+    with open(big, "wb") as f:
+        f.truncate(MAX_DATA_BYTES + 1)  # sparse: nothing is written, and nothing must be read
+    assert_user_error(cli("pure", "--data", str(big)), f"is larger than {MAX_DATA_BYTES // 2**20} MiB")
+    with open(big, "wb") as f:
+        f.truncate(MAX_DATA_BYTES)
+        f.seek(0)
+        f.write(b"emma\n")
+    # exactly at the bound: read, then refused only for the flag
+    assert_user_error(cli("pure", "--data", str(big), "--steps", "0"), "train for at least 1 step")
+
+
+def npz_with(tmp_path, name: str, header: dict, data: bytes):
+    """The checkpoint of `ckpt` with member `name` replaced by a hand-made .npy (header, data)."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    path = tmp_path / "crafted.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{name}.npy", buf.getvalue() + data)
+    return path
+
+
+def test_a_header_declaring_more_than_the_file_holds_is_refused_before_reading(tmp_path):
+    """4 TB declared in a few bytes: numpy would allocate the declared size first (a MemoryError)."""
+    path = npz_with(tmp_path, "wte", {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10**6)}, b"\0" * 64)
+    r = run_module("pure", "sample", "--load", str(path))
+    assert r.returncode == 2, r.stderr
+    assert "wte declares (1000000, 1000000) float32 (4,000,000,000,128 bytes) but the file holds 192" in one_line(
+        r.stderr)
+
+
+def test_a_member_whose_shape_is_not_the_models_is_refused_before_reading(ckpt, tmp_path, monkeypatch):
+    with np.load(ckpt) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["l0.fc1"] = np.zeros((300, 300), np.float32)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **arrays)
+    read = []
+    real = np.lib.format.read_array
+    monkeypatch.setattr(np.lib.format, "read_array", lambda f, **kw: read.append(1) or real(f, **kw))
+    assert_user_error(cli("pure", "sample", "--load", str(bad)), "l0.fc1 has shape (300, 300), expected (16, 64)")
+    assert len(read) == 2  # the config and the characters, no parameter
+
+
+def test_weights_beyond_float32_are_refused_like_nan(ckpt, tmp_path):
+    with np.load(ckpt) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["lm_head"] = arrays["lm_head"].astype(np.float64)
+    arrays["lm_head"][3, 4] = 1e300  # finite in float64, inf in float32
+    bad = tmp_path / "big.npz"
+    np.savez(bad, **arrays)
+    r = run_module("pure", "sample", "--load", str(bad))
+    assert r.returncode == 2 and "lm_head holds NaN or inf as float32" in one_line(r.stderr)
+    assert "RuntimeWarning" not in r.stderr
+
+
+# ----------------------------------------------------------------------------- small things
+
+@pytest.mark.parametrize("argv, commands", [
+    (["pure", "--help"], ["sample"]), (["flax_port", "--help"], ["sample"]), (["compare", "--help"], ["diff", "bench"]),
+])
+def test_help_lists_the_subcommands(argv, commands):
+    r = run_module(*argv)
+    assert r.returncode == 0
+    listed = r.stdout.split("commands:\n", 1)[1].splitlines()
+    assert [line.split()[0] for line in listed] == commands
+
+
+def test_sample_help_shows_no_training_defaults_for_what_the_checkpoint_sets():
+    r = run_module("pure", "sample", "--help")
+    assert r.returncode == 0
+    for flag in ("--n-embd", "--n-head", "--n-layer", "--block-size"):
+        assert flag in r.stdout
+    text = " ".join(r.stdout.split())
+    assert "(default 16)" not in text and "(default 4)" not in text and "(default 1)" not in text
+    assert text.count("must match the checkpoint") == 4
+
+
+def test_sample_data_is_checked_against_the_characters_a_checkpoint_stores(ckpt, tmp_path):
+    same = tmp_path / "same.txt"
+    same.write_text("abcdefghijklm\nnopqrstuvwxyz\n")
+    other = tmp_path / "other.txt"
+    other.write_text("emma\nolivia\n")
+    code, out, err = cli("pure", "sample", "--load", str(ckpt), "--data", str(same), "--num-samples", "2")
+    assert code == 0 and out.count("sample ") == 2, err
+    assert_user_error(cli("pure", "sample", "--load", str(ckpt), "--data", str(other)),
+                      f"--data {other} gives the characters 'aeilmov' but checkpoint", "drop --data")
+
+
+def test_every_error_names_its_command():
+    r = run_module("pure", "--steps", "0")
+    assert one_line(r.stderr).startswith("pure: error: steps=0: train for at least 1 step")
+    r = run_module("pure", "sample", "--load", "/nonexistent.npz")
+    assert one_line(r.stderr).startswith("pure sample: error: checkpoint /nonexistent.npz does not exist")
+    r = run_module("compare", "diff", "nonsense")
+    assert one_line(r.stderr).startswith("compare diff: error: unknown topic 'nonsense'")
+    r = run_module("flax_port", "--bogus")
+    assert one_line(r.stderr).startswith("flax_port: error: unrecognized arguments: --bogus")
+
+
+def test_one_step_and_one_name_are_singular():
+    code, out, err = cli("pure", "--steps", "1", "--num-samples", "1")
+    assert code == 0, err
+    assert " train 1 step " in out.splitlines()[-1] and " sample 1 name " in out.splitlines()[-1]
