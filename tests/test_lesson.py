@@ -233,7 +233,8 @@ def test_check_fails_when_the_flax_mask_is_gone(fresh_outcomes, capsys, monkeypa
     assert lesson.main(["forward", "--check", "--width", "100"]) == 1
     out = capsys.readouterr().out.splitlines()
     assert [ln[:6] for ln in out if ln.startswith(("  PASS  ", "  FAIL  "))] == ["  FAIL", "  FAIL"]
-    assert any(ln.startswith("        logits, pure vs flax_port: expected bitwise equal, got different: ") for ln in out)
+    failed = "        logits, pure vs flax_port: expected bitwise equal, got different: "
+    assert any(ln.startswith(failed) for ln in out)
 
 
 def test_the_names_table_comes_from_the_converters():
