@@ -38,13 +38,14 @@ def cfg(tok):
     return Config(vocab_size=tok.vocab_size)
 
 
-@pytest.fixture(params=["pure", "flax_port"])
+@pytest.fixture(params=["pure", "flax_port", "nnx_port"])
 def impl(request):
     """Each implementation, through the same interface the command line uses."""
     import flax_port
+    import nnx_port
     import pure
 
-    return {"pure": pure, "flax_port": flax_port}[request.param].impl()
+    return {"pure": pure, "flax_port": flax_port, "nnx_port": nnx_port}[request.param].impl()
 
 
 def run_module(module: str, *args: str, env=None, cwd=None, timeout=600):
@@ -66,10 +67,11 @@ def cli(module: str, *argv: str):
     import io
 
     import flax_port
+    import nnx_port
     import pure
     from common.cli import run_cli, trainer_main
 
-    impl_factory = {"pure": pure.impl, "flax_port": flax_port.impl}[module]
+    impl_factory = {"pure": pure.impl, "flax_port": flax_port.impl, "nnx_port": nnx_port.impl}[module]
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = run_cli(lambda a: trainer_main(impl_factory, module, a), list(argv))
