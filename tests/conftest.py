@@ -48,6 +48,19 @@ def impl(request):
     return {"pure": pure, "flax_port": flax_port, "nnx_port": nnx_port}[request.param].impl()
 
 
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A checkpoint from each trainer (60 steps, --no-cache keeps the test hermetic), shared by
+    every test file that loads one."""
+    folder = tmp_path_factory.mktemp("ckpt")
+    paths = {}
+    for module in ("pure", "flax_port", "nnx_port"):
+        paths[module] = str(folder / f"{module}.npz")
+        code, out, err = cli(module, "--steps", "60", "--num-samples", "2", "--save", paths[module], "--no-cache")
+        assert code == 0, err
+    return paths
+
+
 def run_module(module: str, *args: str, env=None, cwd=None, timeout=600):
     """Run `python -m module args` the way a user does (extra `env` on top of ours)."""
     import subprocess
