@@ -6,10 +6,10 @@ The state this file threads is `nnx.split((model, optimizer))`: (graphdef, varia
 graphdef is static (the modules' structure, the optax transformation); the variables are a plain
 pytree of arrays, so the common runner's `jax.jit(...).lower(state, ...)` and `lax.scan` carry
 it like the other twins' states. Each step merges them back into live modules, runs NNX code,
-and splits again: the merge and split cost nothing at run time, they happen while tracing. (The
-merge copies the Variables, `copy=True`: by default it reuses them, and the in-place update would
-then change the caller's state whenever the step runs without jit.) (An
-NNX user can also call `nnx.jit` on the modules every step; README says what that costs.)
+and splits again: under jit the merge and split happen while tracing and cost nothing per step
+(README compares this with `nnx.jit` called on the modules every step). apply_grads merges with
+`copy=True`: by default merge reuses the state's Variables, and the in-place update would then
+change the caller's state whenever the step runs without jit.
 None of these functions is jitted here: callers jit them where they call them.
 """
 
