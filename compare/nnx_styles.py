@@ -1,8 +1,8 @@
-"""`python -m nnx_port.styles`: what each way of running an NNX train step costs per step.
+"""`python -m compare.nnx_styles`: what each way of running an NNX train step costs per step.
 
-Not a twin file: it measures the choice nnx_port/train.py makes. The same 1000 names, the same
-model and optimizer, run four ways (each compiled and warmed up first, then timed in alternating
-repeats; the median is printed):
+It measures the choice nnx_port/train.py makes (it lives in compare/ as it runs pure/ beside it).
+The same 1000 names, the same model and optimizer, run four ways (each compiled and warmed up
+first, then timed in alternating repeats; the median is printed):
   nnx.jit per step          `step(model, optimizer, batch)` with step = nnx.jit(fn): NNX splits
                             and merges the modules in Python on every call;
   nnx.jit + cached_partial  the same through nnx.cached_partial, which caches that graph traversal;
