@@ -38,13 +38,27 @@ def cfg(tok):
     return Config(vocab_size=tok.vocab_size)
 
 
-@pytest.fixture(params=["pure", "flax_port"])
+@pytest.fixture(params=["pure", "flax_port", "nnx_port"])
 def impl(request):
     """Each implementation, through the same interface the command line uses."""
     import flax_port
+    import nnx_port
     import pure
 
-    return {"pure": pure, "flax_port": flax_port}[request.param].impl()
+    return {"pure": pure, "flax_port": flax_port, "nnx_port": nnx_port}[request.param].impl()
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A checkpoint from each trainer (60 steps, --no-cache keeps the test hermetic), shared by
+    every test file that loads one."""
+    folder = tmp_path_factory.mktemp("ckpt")
+    paths = {}
+    for module in ("pure", "flax_port", "nnx_port"):
+        paths[module] = str(folder / f"{module}.npz")
+        code, out, err = cli(module, "--steps", "60", "--num-samples", "2", "--save", paths[module], "--no-cache")
+        assert code == 0, err
+    return paths
 
 
 def run_module(module: str, *args: str, env=None, cwd=None, timeout=600):
@@ -66,10 +80,11 @@ def cli(module: str, *argv: str):
     import io
 
     import flax_port
+    import nnx_port
     import pure
     from common.cli import run_cli, trainer_main
 
-    impl_factory = {"pure": pure.impl, "flax_port": flax_port.impl}[module]
+    impl_factory = {"pure": pure.impl, "flax_port": flax_port.impl, "nnx_port": nnx_port.impl}[module]
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = run_cli(lambda a: trainer_main(impl_factory, module, a), list(argv))

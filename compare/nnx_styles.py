@@ -1,0 +1,97 @@
+"""`python -m compare.nnx_styles`: what each way of running an NNX train step costs per step.
+
+It measures the choice nnx_port/train.py makes (it lives in compare/ as it runs pure/ beside it).
+The same 1000 names, the same model and optimizer, run four ways (each compiled and warmed up
+first, then timed in alternating repeats; the median is printed):
+  nnx.jit per step          `step(model, optimizer, batch)` with step = nnx.jit(fn): NNX splits
+                            and merges the modules in Python on every call;
+  nnx.jit + cached_partial  the same through nnx.cached_partial, which caches that graph traversal;
+  split/merge + jax.jit     nnx_port's train_step on (graphdef, variables), one jax.jit call per step;
+  lax.scan (nnx_port)       nnx_port's train_steps: 100 steps per call, as the trainer runs them;
+and pure/'s train_step, jitted per step and scanned, for reference.
+"""
+
+import statistics
+import sys
+import time
+
+import jax
+from flax import nnx
+
+from common.config import Config
+from common.data import Tokenizer, default_names, training_batches
+from common.runner import name_at, stack_slice
+
+
+def per_step_us(run, steps: int) -> float:
+    t0 = time.perf_counter()
+    jax.block_until_ready(run())
+    return 1e6 * (time.perf_counter() - t0) / steps
+
+
+def main(argv) -> int:
+    from nnx_port import model, optim, train
+    from pure import train as pure_train
+
+    repeats = int(argv[0]) if argv else 5
+    docs = default_names()
+    tok = Tokenizer.from_names(docs)
+    cfg = Config(vocab_size=tok.vocab_size)
+    batches = training_batches(docs, tok, cfg.block_size, cfg.num_steps, seed=0)
+    names = [name_at(batches, i) for i in range(cfg.num_steps)]
+    key = jax.random.PRNGKey(0)
+
+    def nnx_step(gpt, optimizer, batch):
+        loss, grads = nnx.value_and_grad(model.loss_fn, argnums=0)(gpt, batch, cfg)
+        optimizer.update(gpt, grads)
+        return loss
+
+    gpt = model.init_params(cfg, key=key)
+    optimizer = nnx.Optimizer(gpt, optim.adam(cfg), wrt=nnx.Param)
+    nnx_jit = nnx.jit(nnx_step)
+    cached = nnx.cached_partial(nnx_jit, gpt, optimizer)
+
+    state = train.init_state(cfg, key=key)
+    split_step = jax.jit(lambda s, b: train.train_step(s, b, cfg))
+    k = 100
+    scan_steps = jax.jit(lambda s, b: train.train_steps(s, b, cfg))
+    chunks = [stack_slice(batches, i, i + k) for i in range(0, cfg.num_steps, k)]
+
+    pure_state = pure_train.init_state(cfg, key=key)
+    pure_step = jax.jit(lambda s, b: pure_train.train_step(s, b, cfg))
+    pure_scan = jax.jit(lambda s, b: pure_train.train_steps(s, b, cfg))
+
+    def loop(step, s):
+        """One call per name."""
+        for b in names:
+            s, _ = step(s, b)
+        return s
+
+    def scan_loop(steps, s):
+        """One call per chunk of k names."""
+        for c in chunks:
+            s, _ = steps(s, c)
+        return s
+
+    runs = {
+        "nnx.jit per step": lambda: [nnx_jit(gpt, optimizer, b) for b in names][-1],
+        "nnx.jit + cached_partial": lambda: [cached(b) for b in names][-1],
+        "split/merge + jax.jit": lambda: loop(split_step, state),
+        "lax.scan (nnx_port)": lambda: scan_loop(scan_steps, state),
+        "pure: jax.jit per step": lambda: loop(pure_step, pure_state),
+        "pure: lax.scan": lambda: scan_loop(pure_scan, pure_state),
+    }
+    for run in runs.values():  # compile and warm up
+        run()
+    times = {name: [] for name in runs}
+    for r in range(repeats):
+        for name in runs if r % 2 == 0 else reversed(list(runs)):
+            times[name].append(per_step_us(runs[name], cfg.num_steps))
+    print(f"{cfg.num_steps} steps, median of {repeats} repeats, {jax.devices()[0].platform}")
+    for name, ts in times.items():
+        print(f"{name:<26} {statistics.median(ts):8.1f} us/step  (min {min(ts):.1f}, max {max(ts):.1f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

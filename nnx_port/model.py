@@ -1,0 +1,132 @@
+"""The microgpt transformer as flax.nnx modules.
+
+Twins: pure/model.py and flax_port/model.py (linen). NNX takes over creating and initialising the
+parameters and holding them: each module keeps its weights as attributes (nnx.Param), built
+eagerly in `__init__` from an `nnx.Rngs`, so the module *is* its parameters (no params tree
+beside it, no `init`/`apply`) and a weight's name is the attribute path to it. Every library
+default that differs from microgpt is spelled out: no biases, no norm scale, RMSNorm epsilon
+1e-5; blocks sit in an `nnx.List` (NNX refuses a plain list of submodules).
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from flax.nnx.nn.attention import dot_product_attention_weights  # not re-exported as nnx.<name>
+
+from common.config import Config
+
+# ----------------------------------------------------------------------------- parameters
+
+def embed(num: int, cfg: Config, rngs: nnx.Rngs) -> nnx.Embed:
+    """A (num, D) table looked up by index, like pure's `wte` and `wpe`."""
+    init = nnx.initializers.normal(stddev=cfg.init_std)
+    return nnx.Embed(num, cfg.n_embd, embedding_init=init, param_dtype=jnp.float32, rngs=rngs)
+
+
+def dense(features_in: int, features: int, cfg: Config, rngs: nnx.Rngs) -> nnx.Linear:
+    """x @ kernel with kernel (in, out), the layout of pure's matrices; NNX adds a bias unless told."""
+    init = nnx.initializers.normal(stddev=cfg.init_std)
+    return nnx.Linear(features_in, features, use_bias=False, kernel_init=init, param_dtype=jnp.float32, rngs=rngs)
+
+
+def init_params(cfg: Config, *, key: jax.Array) -> "GPT":
+    return GPT(cfg, rngs=nnx.Rngs(params=key))
+
+
+# ----------------------------------------------------------------------------- layers
+
+def rmsnorm(cfg: Config, rngs: nnx.Rngs) -> nnx.RMSNorm:
+    """x / sqrt(mean(x²) + eps), no learnable scale (NNX's defaults: a scale and eps 1e-6)."""
+    return nnx.RMSNorm(
+        cfg.n_embd, epsilon=cfg.norm_eps, use_scale=False, reduction_axes=-1, feature_axes=-1, rngs=rngs
+    )
+
+
+class Attention(nnx.Module):
+    """Causal multi-head self-attention."""
+
+    def __init__(self, cfg: Config, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.wq = dense(cfg.n_embd, cfg.n_embd, cfg, rngs)
+        self.wk = dense(cfg.n_embd, cfg.n_embd, cfg, rngs)
+        self.wv = dense(cfg.n_embd, cfg.n_embd, cfg, rngs)
+        self.wo = dense(cfg.n_embd, cfg.n_embd, cfg, rngs)
+
+    def __call__(self, x):
+        cfg = self.cfg
+        T, H, hd = x.shape[0], cfg.n_head, cfg.head_dim
+        q = self.wq(x).reshape(T, H, hd)  # (T, H, hd)
+        k = self.wk(x).reshape(T, H, hd)  # (T, H, hd)
+        v = self.wv(x).reshape(T, H, hd)  # (T, H, hd)
+        causal = nnx.make_causal_mask(jnp.ones(T))  # (1, T, T) position t sees positions <= t
+        # The weights, then an einsum: what linen's nn.dot_product_attention does inside.
+        # nnx.dot_product_attention (no dropout) hands off to jax.nn.dot_product_attention, whose
+        # backward sums in another order: logits and loss stayed bitwise, but the wk, wte and wpe
+        # gradients came out up to 1.5e-8 apart from pure's (1 to 9 ulps of the element; seeds 0-2).
+        weights = dot_product_attention_weights(
+            q, k, mask=causal, dropout_rate=0.0, deterministic=True
+        )  # (H, T, T)
+        out = jnp.einsum("hqk,khd->qhd", weights, v).reshape(T, H * hd)  # (T, D)
+        return self.wo(out)
+
+
+class MLP(nnx.Module):
+    """D -> 4D -> D with a ReLU between."""
+
+    def __init__(self, cfg: Config, *, rngs: nnx.Rngs):
+        self.fc1 = dense(cfg.n_embd, 4 * cfg.n_embd, cfg, rngs)
+        self.fc2 = dense(4 * cfg.n_embd, cfg.n_embd, cfg, rngs)
+
+    def __call__(self, x):
+        return self.fc2(nnx.relu(self.fc1(x)))
+
+
+class Block(nnx.Module):
+    """Pre-norm residual block: attention, then the MLP."""
+
+    def __init__(self, cfg: Config, *, rngs: nnx.Rngs):
+        self.norm_attn, self.attn = rmsnorm(cfg, rngs), Attention(cfg, rngs=rngs)
+        self.norm_mlp, self.mlp = rmsnorm(cfg, rngs), MLP(cfg, rngs=rngs)
+
+    def __call__(self, x):
+        x = x + self.attn(self.norm_attn(x))
+        x = x + self.mlp(self.norm_mlp(x))
+        return x
+
+
+# ----------------------------------------------------------------------------- forward
+
+class GPT(nnx.Module):
+    """Logits for each position of one sequence: tokens (T,) int -> (T, V)."""
+
+    def __init__(self, cfg: Config, *, rngs: nnx.Rngs):
+        self.wte = embed(cfg.vocab_size, cfg, rngs)
+        self.wpe = embed(cfg.block_size, cfg, rngs)
+        self.norm_in = rmsnorm(cfg, rngs)
+        self.blocks = nnx.List([Block(cfg, rngs=rngs) for layer in range(cfg.n_layer)])
+        # An untied nnx.Embed read through `attend` (x @ table.T), as in flax_port: pure's (V, D)
+        # layout, and the lm_head gradient's sums in the same order.
+        self.lm_head = embed(cfg.vocab_size, cfg, rngs)
+
+    def __call__(self, tokens):
+        T = tokens.shape[0]
+        x = self.wte(tokens) + self.wpe(jnp.arange(T))  # (T, D)
+        x = self.norm_in(x)  # microgpt norms the embeddings too: the residual stream starts normed
+        for block in self.blocks:
+            x = block(x)
+        return self.lm_head.attend(x)  # (T, V)
+
+
+def forward(gpt: GPT, tokens, cfg: Config):
+    del cfg  # the module was built from it
+    return gpt(tokens)
+
+
+# ----------------------------------------------------------------------------- loss
+
+def loss_fn(gpt: GPT, batch, cfg: Config):
+    """Mean next-token negative log-likelihood over the name's real (unpadded) positions."""
+    logits = forward(gpt, batch.inputs, cfg)  # (T, V)
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch.targets)  # (T,)
+    return jnp.sum(nll * batch.mask) / jnp.sum(batch.mask)
