@@ -7,6 +7,7 @@ What differs comes in through an `Impl` (common/impl.py).
 
 import argparse
 import sys
+import textwrap
 
 import numpy as np
 
@@ -197,7 +198,13 @@ def trainer_main(impl_factory, prog: str, argv) -> int:
     if argv and argv[0] == "sample":
         return sample_main(impl_factory, prog + " sample", argv[1:])
     commands = {"sample": f"sample names from a checkpoint written by --save (see `{prog} sample --help`)"}
-    args = train_parser(prog, f"Train microgpt ({prog}) and sample names.", commands).parse_args(argv)
+    description = (
+        f"Train microgpt ({prog}) and sample names. Each implementation draws its initial weights its own "
+        "way (pure splits the key in order, flax and nnx derive a key from each module's path), so one --seed "
+        "gives each trainer different weights, losses and names; `python -m compare` trains all of them from "
+        "one initialisation, and there they agree bit for bit."
+    )
+    args = train_parser(prog, textwrap.fill(description, 78), commands).parse_args(argv)
     docs, tok, cfg, batches = prepare_run(args)
     setup_jax(args)
     import jax

@@ -32,7 +32,17 @@ from compare.tolerances import NEAR_ZERO_SECOND_MOMENT, SPLIT_THRESHOLDS
 IMPLS = {
     "pure": ("pure", lambda state: state[1]["v"]),
     "flax_port": ("flax_port", lambda state: flax_moment(state)),
+    "nnx_port": ("nnx_port", lambda state: nnx_moment(state)),
 }
+
+
+def nnx_moment(state):
+    from flax import nnx
+
+    from nnx_port import checkpoint
+
+    _, optimizer = nnx.merge(*state)
+    return checkpoint.to_flat(optimizer.opt_state[0].nu)  # optax's chain: (ScaleByAdamState, schedule)
 
 
 def flax_moment(state):

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from common import checkpoint
-from common.cli import prepare_run, setup_jax, train_parser
+from common.cli import plural, prepare_run, setup_jax, train_parser
 from common.errors import UserError
 from common.runner import check_chunk, chunk_size, compiled, init_state, sample_names, stack_slice
 from compare import impls as impls_mod
@@ -122,7 +122,7 @@ def save_plot(path: str, losses: dict, divergence) -> None:
         bottom.plot(steps, np.zeros(len(steps)), color="C2", lw=3, label="bitwise equal (difference 0)")
         bottom.set_ylim(-1, 1)
         bottom.set_yticks([0])
-        bottom.text(0.5, 0.75, f"weights bitwise equal after every one of {len(steps)} steps",
+        bottom.text(0.5, 0.75, f"weights bitwise equal after each of {plural(len(steps), 'step')}",
                     transform=bottom.transAxes, ha="center", va="center", fontsize=11, color="C2")
     bottom.set_ylabel("largest |a - b| over params, pairs")
     bottom.set_xlabel("step")
@@ -257,7 +257,8 @@ def main(argv) -> int:
 
     mode = "eager (--no-jit)" if args.no_jit else "jit"
     print(f"compare [{mode}]: compile {compile_s:.2f} s for {len(impls)} train steps, "
-          f"train {cfg.num_steps} steps of each {train_s:.3f} s, whole run {time.perf_counter() - t_start:.1f} s")
+          f"train {plural(cfg.num_steps, 'step')} of each {train_s:.3f} s, "
+          f"whole run {time.perf_counter() - t_start:.1f} s")
     names_line = "sampled names identical" if same_names else "sampled names differ"
     lines = {pair: pair_line(verdicts[pair], drift[pair], cfg.num_steps, k) for pair in pairs}
     if len(pairs) > 1:
@@ -291,7 +292,8 @@ def pair_line(verdict: Verdict, drift: Verdict, num_steps: int, k: int) -> str:
     """The verdict on one pair in one sentence: bitwise if the free runs never differed; else judged
     on the same-state chunks, with how far the free runs drifted as information."""
     if drift.level == BITWISE:
-        return drift.line(f"parameters at every one of {num_steps} steps")
+        return drift.line(f"parameters after every one of {plural(num_steps, 'step')}" if num_steps > 1
+                          else "parameters after the one step")
     line = verdict.line(f"parameters of every {k}-step chunk run from the same state")
     why = ", rounding amplified by training" if verdict.level == ROUNDING else ""
     return f"{line}; the free runs drifted apart (largest {drift.largest.describe()}){why}"
