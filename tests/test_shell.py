@@ -315,7 +315,8 @@ def test_weights_beyond_float32_are_refused_like_nan(ckpt, tmp_path):
 # ----------------------------------------------------------------------------- small things
 
 @pytest.mark.parametrize("argv, commands", [
-    (["pure", "--help"], ["sample"]), (["flax_port", "--help"], ["sample"]), (["compare", "--help"], ["diff", "bench"]),
+    (["pure", "--help"], ["sample"]), (["flax_port", "--help"], ["sample"]), (["nnx_port", "--help"], ["sample"]),
+    (["compare", "--help"], ["diff", "lesson", "bench"]),
 ])
 def test_help_lists_the_subcommands(argv, commands):
     r = run_module(*argv)
