@@ -30,12 +30,14 @@ from pure import train as pure_train
 
 def ulps_apart(a, b) -> float:
     """The largest |a - b| over two trees of the same structure, in float32 ulps of each leaf's
-    largest |value| (on side a); 0.0 means bitwise equal, inf a difference where a is all 0."""
+    largest |value| (on side a); 0.0 means bitwise equal, inf a difference where a is all 0, NaN a NaN."""
     worst = 0.0
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
         chex.assert_equal_shape((x, y))
         diff = float(np.max(np.abs(x.astype(np.float64) - y))) if x.size else 0.0
+        if np.isnan(diff):
+            return float("nan")  # max() would pass a NaN over
         if diff:
             worst = max(worst, diff / float(np.spacing(np.max(np.abs(x)))))
     return worst
