@@ -73,7 +73,7 @@ def psum_twice(model, params, batch: Batch, cfg: Config, mesh, variant=batch_che
 class DevicesTest(chex.TestCase):
 
     @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.parameters(4)
+    @parameterized.parameters((4,))
     def test_pure_and_flax_bitwise_under_the_same_sharding(self, n):
         pure_state, flax_state = states(0)
         batch_checks.assert_sharded_pure_flax_equal(pure_state, flax_state, steps_of(8, 2), CFG, mesh(n),
@@ -105,7 +105,7 @@ class DevicesTest(chex.TestCase):
                                               variant=self.variant, grads_fn=grads_fn)
 
     @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.parameters(4)
+    @parameterized.parameters((4,))
     def test_the_devices_check_catches_gradients_summed_twice(self, n):
         (params, _), _ = states(1)
         with pytest.raises(AssertionError, match="ulps apart"):

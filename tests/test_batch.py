@@ -232,7 +232,8 @@ def test_device_checks_pass_on_4_forced_host_devices():
     env = dict(os.environ, PYTHONPATH=str(ROOT),
                XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip())
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "batch_devices.py")],
+        [sys.executable, "-m", "pytest", "-o", "addopts=", "-q", "-p", "no:cacheprovider",
+         str(ROOT / "tests" / "batch_devices.py")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )
     summary = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-2000:]
