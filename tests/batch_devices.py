@@ -103,6 +103,11 @@ class DevicesTest(chex.TestCase):
         grads_fn = functools.partial(psum_twice, psum_grads=False)
         batch_checks.assert_devices_match_one(pure.model, params, first(steps_of(32)), CFG, mesh(4), DEVICES_ULPS,
                                               variant=self.variant, grads_fn=grads_fn)
+        # and with the psum on top, 4 times the one-device gradients
+        batch = first(steps_of(32))
+        _, grads_one = batch_checks.sharded_value_and_grad(pure.model, params, batch, CFG, mesh(1), self.variant)
+        _, grads_twice = psum_twice(pure.model, params, batch, CFG, mesh(4), self.variant)
+        np.testing.assert_allclose(grads_twice["wte"], 4 * np.asarray(grads_one["wte"]), rtol=1e-5, atol=1e-7)
 
     @chex.variants(with_jit=True, without_jit=True)
     @parameterized.parameters((4,))
@@ -111,9 +116,6 @@ class DevicesTest(chex.TestCase):
         with pytest.raises(AssertionError, match="ulps apart"):
             batch_checks.assert_devices_match_one(pure.model, params, first(steps_of(32)), CFG, mesh(n),
                                                   DEVICES_ULPS, variant=self.variant, grads_fn=psum_twice)
-        _, grads_one = batch_checks.sharded_value_and_grad(pure.model, params, first(steps_of(32)), CFG, mesh(1))
-        _, grads_twice = psum_twice(pure.model, params, first(steps_of(32)), CFG, mesh(n))
-        np.testing.assert_allclose(grads_twice["wte"], n * np.asarray(grads_one["wte"]), rtol=1e-5, atol=1e-7)
 
 
 def test_a_run_on_4_devices_compiles_once_and_prints_its_layout():
