@@ -5,6 +5,7 @@ cache off so that compile times are real. Prints one table, then the scaling tab
 step, B = 1, 8, 32, 128, and B = 32 on 1, 2 and 4 devices); `--json PATH` writes the figures.
 """
 
+import argparse
 import json
 import os
 import platform
@@ -157,12 +158,25 @@ DEVICES_BATCH = 32
 FORCED_DEVICES = "--xla_force_host_platform_device_count=4"
 
 
-def force_host_devices() -> None:
-    """4 host devices for the devices rows, when JAX has not started yet and nobody chose a count.
-    On this CPU they are 4 views of the same cores: no speed-up is to be expected from them."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "jax" not in sys.modules and "xla_force_host_platform_device_count" not in flags:
-        os.environ["XLA_FLAGS"] = (flags + " " + FORCED_DEVICES).strip()
+def forced_devices_rows(args) -> list[dict]:
+    """The devices rows measured in a fresh interpreter with 4 forced host devices (XLA reads the
+    count when JAX starts). Not in this process: forcing host devices made the one-name step
+    slower (measured 77 against 52-57 us), which would skew the other rows."""
+    import tempfile
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + FORCED_DEVICES).strip())
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "rows.json")
+        argv = ["--data", args.data or "default", "--seed", str(args.seed), "--repeats", str(args.repeats),
+                "--scaling-steps", str(args.scaling_steps), "--devices-rows-json", path]
+        out = subprocess.run([sys.executable, "-m", "compare", "bench", *argv], env=env, cwd=root,
+                             capture_output=True, text=True)
+        if out.returncode:
+            last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+            raise UserError(f"the devices rows failed in a fresh interpreter ({last})")
+        with open(path) as f:
+            return json.load(f)
 
 
 def scaling_timer(impl, state, cfg: Config, batches, mesh):
@@ -190,15 +204,11 @@ def scaling_timer(impl, state, cfg: Config, batches, mesh):
     return run
 
 
-def scaling_rows(impls, states, docs, tok, cfg: Config, seed: int, repeats: int) -> list[dict]:
-    """µs per step and per name, both implementations' repeats alternating: B = 1, 8, 32, 128 on
-    one device, then B = 32 on 1, 2 and 4 devices (those that exist)."""
-    import jax
-
+def scaling_rows(impls, states, docs, tok, cfg: Config, seed: int, repeats: int, layouts) -> list[dict]:
+    """µs per step and per name for each (B, devices) of `layouts`, both implementations'
+    repeats alternating."""
     from common.devices import data_mesh
 
-    layouts = [(b, 1) for b in SCALING_BATCHES]
-    layouts += [(DEVICES_BATCH, n) for n in SCALING_DEVICES if 1 < n <= jax.device_count()]
     rows = []
     for batch_size, n in layouts:
         batches = training_batches(docs, tok, cfg.block_size, cfg.num_steps, seed, batch_size)
@@ -228,8 +238,8 @@ def print_scaling(rows: list[dict], names: list[str]) -> None:
         spread = max(row[n]["spread"] for n in names)
         print(f"{row['batch_size']:>5} {row['devices']:>8}{cells} {ratio:10.2f} {spread:6.0%}")
     if any(row["devices"] > 1 for row in rows):
-        print("devices > 1 are host devices forced by XLA_FLAGS: they share this machine's cores, so these rows "
-              "show the cost of splitting and summing, not a speed-up")
+        print("devices > 1 on a CPU host: host devices forced by XLA_FLAGS (timed in a fresh interpreter, with its own "
+              "B = 32 row on 1 device); they share this machine's cores: the cost of splitting, not a speed-up")
 
 
 def main(argv) -> int:
@@ -242,6 +252,7 @@ def main(argv) -> int:
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.add_argument("--scaling-steps", type=int, default=200, help="steps per timed run of the scaling table "
                    "(default 200)")
+    p.add_argument("--devices-rows-json", help=argparse.SUPPRESS)  # how bench calls itself for the devices rows
     args = p.parse_args(argv)
     if args.repeats < 1 or args.eager_steps < 1 or args.steps < 1 or args.scaling_steps < 1:
         raise UserError("--steps, --scaling-steps, --repeats and --eager-steps must each be at least 1")
@@ -252,7 +263,6 @@ def main(argv) -> int:
     cfg = Config(vocab_size=tok.vocab_size, num_steps=args.steps)
     batches = training_batches(docs, tok, cfg.block_size, cfg.num_steps, args.seed)
 
-    force_host_devices()
     import jax
 
     import flax_port
@@ -263,6 +273,13 @@ def main(argv) -> int:
     init_key, sample_key = jax.random.split(jax.random.PRNGKey(args.seed))
     pure_state = init_state(impls[0], cfg, key=init_key)
     states = [pure_state, convert.state_pure_to_flax(pure_state, cfg)]
+    scaling_cfg = Config(vocab_size=tok.vocab_size, num_steps=args.scaling_steps)
+    scaling_states = [pure_state, convert.state_pure_to_flax(pure_state, scaling_cfg)]  # optax's schedule length
+    if args.devices_rows_json:  # the child of forced_devices_rows
+        rows = scaling_rows(impls, scaling_states, docs, tok, scaling_cfg, args.seed, args.repeats,
+                            [(DEVICES_BATCH, n) for n in SCALING_DEVICES])
+        checkpoint.atomic_write(args.devices_rows_json, lambda f: f.write(json.dumps(rows).encode()))
+        return 0
     print("compiling and warming up both ...", file=sys.stderr)
     timed = [Timed(impl, state, cfg, batches, tok, key=sample_key) for impl, state in zip(impls, states)]
     print(f"timing both, {args.repeats} repeats, alternating ...", file=sys.stderr)
@@ -285,10 +302,14 @@ def main(argv) -> int:
         a, b = results["pure"][key], results["flax_port"][key]
         ratio = f"{b / a:.2f}" if a else "-"
         print(f"{label.format(steps=cfg.num_steps):48} {fmt.format(a):>12} {fmt.format(b):>12} {ratio:>10}")
-    scaling_cfg = Config(vocab_size=tok.vocab_size, num_steps=args.scaling_steps)
     print("timing the scaling table ...", file=sys.stderr)
-    scaling_states = [pure_state, convert.state_pure_to_flax(pure_state, scaling_cfg)]  # optax's schedule length
-    scaling = scaling_rows(impls, scaling_states, docs, tok, scaling_cfg, args.seed, args.repeats)
+    scaling = scaling_rows(impls, scaling_states, docs, tok, scaling_cfg, args.seed, args.repeats,
+                           [(b, 1) for b in SCALING_BATCHES])
+    if jax.device_count() >= max(SCALING_DEVICES):  # the devices are there already (a GPU host, or XLA_FLAGS)
+        scaling += scaling_rows(impls, scaling_states, docs, tok, scaling_cfg, args.seed, args.repeats,
+                                [(DEVICES_BATCH, n) for n in SCALING_DEVICES])
+    else:
+        scaling += forced_devices_rows(args)
     print_scaling(scaling, [impl.name for impl in impls])
     if args.json:
         payload = {"machine": machine, "steps": cfg.num_steps, "repeats": args.repeats, "results": results,
