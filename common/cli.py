@@ -14,6 +14,7 @@ import numpy as np
 from common import checkpoint, shell
 from common.config import FLOAT32_MAX, Config
 from common.data import Tokenizer, data_file, load_names, training_batches
+from common.devices import check_batch_flags, data_mesh
 from common.errors import UserError
 from common.runner import format_sample, format_step, init_state, prompt_tokens, run_training, sample_names
 
@@ -86,7 +87,16 @@ def train_parser(prog: str, description: str, commands: dict[str, str] | None = 
     p.add_argument("--log-every", type=int, default=100, help="print the loss every N steps (default 100)")
     add_common_flags(p)
     add_model_flags(p)
+    add_batch_flags(p)
     return p
+
+
+def add_batch_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="names a step, the loss the mean over all their tokens (default 1, as microgpt)")
+    p.add_argument("--devices", type=int, default=1,
+                   help="split each step's names over this many devices, data parallel (default 1; on CPU "
+                   "set XLA_FLAGS=--xla_force_host_platform_device_count=N first)")
 
 
 def sample_parser(prog: str) -> Parser:
@@ -189,9 +199,17 @@ def prepare_run(args):
     docs = load_names(args.data)
     tok = Tokenizer.from_names(docs)
     cfg = make_config(args, tok.vocab_size, steps=args.steps, lr=args.lr)
-    batches = training_batches(docs, tok, cfg.block_size, cfg.num_steps, args.seed)
+    check_batch_flags(args.batch_size, args.devices, cfg.num_steps, cfg.block_size)
+    batches = training_batches(docs, tok, cfg.block_size, cfg.num_steps, args.seed, args.batch_size)
     return docs, tok, cfg, batches
 
+
+
+def batch_note(args) -> str:
+    """Nothing for microgpt's one name a step on one device (its output stays as it was)."""
+    if args.batch_size == 1 and args.devices == 1:
+        return ""
+    return f", {args.batch_size} names a step on {args.devices} device{'s' if args.devices > 1 else ''}"
 
 
 def trainer_main(impl_factory, prog: str, argv) -> int:
@@ -209,14 +227,16 @@ def trainer_main(impl_factory, prog: str, argv) -> int:
     setup_jax(args)
     import jax
 
+    mesh = data_mesh(args.devices)
     impl = impl_factory()
     init_key, sample_key = jax.random.split(jax.random.PRNGKey(args.seed))
     state = init_state(impl, cfg, key=init_key, jit=not args.no_jit)
     n_params = sum(int(np.size(v)) for v in jax.tree.leaves(impl.params_of(state)))
-    print(f"{prog}: {len(docs)} names, vocab {cfg.vocab_size}, {n_params} parameters, seed {args.seed}")
+    print(f"{prog}: {len(docs)} names, vocab {cfg.vocab_size}, {n_params} parameters, seed {args.seed}"
+          + batch_note(args))
     state, _, timings = run_training(
         impl, state, cfg, batches, jit=not args.no_jit, log_every=args.log_every,
-        on_log=lambda i, loss, mean, since: print(format_step(i, cfg.num_steps, loss, mean, since)),
+        on_log=lambda i, loss, mean, since: print(format_step(i, cfg.num_steps, loss, mean, since)), mesh=mesh,
     )
     names, timings.sample_compile_s, timings.sample_s = sample_names(
         impl, impl.params_of(state), tok, cfg, key=sample_key, num_samples=args.num_samples,

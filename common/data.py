@@ -191,7 +191,8 @@ class Tokenizer:
 
 
 class Batch(NamedTuple):
-    """One name, padded to block_size so that every step has the same shapes (one compile)."""
+    """One name, padded to block_size so that every step has the same shapes (one compile).
+    Stacked, the same fields hold B names (B, T), or a run's steps (num_steps, T) or (num_steps, B, T)."""
 
     inputs: np.ndarray  # (T,) int32 token ids, BOS first
     targets: np.ndarray  # (T,) int32 next-token ids
@@ -211,9 +212,16 @@ def encode_name(name: str, tok: Tokenizer, block_size: int) -> Batch:
     return Batch(inputs, targets, mask)
 
 
-def training_batches(docs: list[str], tok: Tokenizer, block_size: int, num_steps: int, seed: int) -> Batch:
-    """The names of a whole run, stacked (num_steps, T): shuffled with `seed`, one name per step."""
+def training_batches(docs: list[str], tok: Tokenizer, block_size: int, num_steps: int, seed: int,
+                     batch_size: int = 1) -> Batch:
+    """The names of a whole run, stacked: shuffled with `seed`, then taken in that order,
+    `batch_size` names a step (the list starts over when it runs out). One name a step is
+    (num_steps, T), as microgpt trains; B names a step are (num_steps, B, T), and with B = 1
+    the names and arrays are exactly those of one name a step."""
     order = list(docs)
     random.Random(seed).shuffle(order)
-    rows = [encode_name(order[i % len(order)], tok, block_size) for i in range(num_steps)]
-    return Batch(*(np.stack(col) for col in zip(*rows)))
+    rows = [encode_name(order[i % len(order)], tok, block_size) for i in range(num_steps * batch_size)]
+    batches = Batch(*(np.stack(col) for col in zip(*rows)))  # (num_steps * B, T)
+    if batch_size == 1:
+        return batches
+    return Batch(*(col.reshape(num_steps, batch_size, block_size) for col in batches))

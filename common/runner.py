@@ -98,7 +98,7 @@ def stack_slice(batches, start: int, stop: int):
 
 
 def name_at(batches, i: int):
-    """Name i of a stacked Batch, as the one-name Batch a single train step takes."""
+    """Step i of a stacked Batch, as the Batch a single train step takes: one name (T,) or B names (B, T)."""
     return type(batches)(*(col[i] for col in batches))
 
 
@@ -109,26 +109,33 @@ def format_step(step: int, num_steps: int, loss: float, mean: float, since: int)
     return f"step {step:4d} / {num_steps:4d} | loss {loss:.4f} | mean {mean:.4f} ({steps})"
 
 
-def run_training(impl, state, cfg: Config, batches, *, jit=True, log_every=100, on_log=None):
-    """Train from `state` over the run's stacked names; returns (state, all losses, Timings).
+def run_training(impl, state, cfg: Config, batches, *, jit=True, log_every=100, on_log=None, mesh=None):
+    """Train from `state` over the run's stacked names, (num_steps, T) or (num_steps, B, T);
+    returns (state, all losses, Timings).
 
     The loop calls one compiled function on chunks of equal size, so a run compiles once
-    (`Timings.compiles` counts every XLA compilation the training triggered)."""
+    (`Timings.compiles` counts every XLA compilation the training triggered). With a `mesh`
+    (common/devices.py) the state is replicated over its devices and each step's names split
+    across them; jit inserts the cross-device sum of the gradients."""
     import jax
 
     from common.compiles import count_compiles
+    from common.devices import place_batches, place_state
 
     timings = Timings()
     k = chunk_size(cfg.num_steps, log_every)
+    place = (lambda chunk: place_batches(chunk, mesh)) if mesh is not None else (lambda chunk: chunk)
+    if mesh is not None:
+        state = place_state(state, mesh)
     all_losses = []
     unlogged = []  # the losses since the last line printed
     with count_compiles() as compiles:
         t0 = time.perf_counter()
-        steps = compile_steps(impl, state, stack_slice(batches, 0, k), cfg, jit=jit)
+        steps = compile_steps(impl, state, place(stack_slice(batches, 0, k)), cfg, jit=jit)
         timings.train_compile_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         for start in range(0, cfg.num_steps, k):
-            chunk = stack_slice(batches, start, start + k)
+            chunk = place(stack_slice(batches, start, start + k))
             before = state
             state, losses = steps(state, chunk)
             losses = np.asarray(losses)

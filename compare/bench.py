@@ -1,9 +1,11 @@
 """`python -m compare bench`: where the time goes, pure/ and flax_port/ side by side.
 
 Same data, same weights (one initialisation converted into both), the persistent compilation
-cache off so that compile times are real. Prints one table; `--json PATH` writes the figures.
+cache off so that compile times are real. Prints one table, then the scaling table (B names a
+step, B = 1, 8, 32, 128, and B = 32 on 1, 2 and 4 devices); `--json PATH` writes the figures.
 """
 
+import argparse
 import json
 import os
 import platform
@@ -148,6 +150,98 @@ ROWS = [
 ]
 
 
+# ----------------------------------------------------------------------------- scaling
+
+SCALING_BATCHES = (1, 8, 32, 128)
+SCALING_DEVICES = (1, 2, 4)
+DEVICES_BATCH = 32
+FORCED_DEVICES = "--xla_force_host_platform_device_count=4"
+
+
+def forced_devices_rows(args) -> list[dict]:
+    """The devices rows measured in a fresh interpreter with 4 forced host devices (XLA reads the
+    count when JAX starts). Not in this process: forcing host devices made the one-name step
+    slower (measured 77 against 52-57 us), which would skew the other rows."""
+    import tempfile
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + FORCED_DEVICES).strip())
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "rows.json")
+        argv = ["--data", args.data or "default", "--seed", str(args.seed), "--repeats", str(args.repeats),
+                "--scaling-steps", str(args.scaling_steps), "--devices-rows-json", path]
+        out = subprocess.run([sys.executable, "-m", "compare", "bench", *argv], env=env, cwd=root,
+                             capture_output=True, text=True)
+        if out.returncode:
+            last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+            raise UserError(f"the devices rows failed in a fresh interpreter ({last})")
+        with open(path) as f:
+            return json.load(f)
+
+
+def scaling_timer(impl, state, cfg: Config, batches, mesh):
+    """A function timing one pass over `batches` (steps, B, T) or (steps, T) in compiled chunks,
+    as the trainers run them, with the chunks already placed on `mesh`."""
+    import jax
+
+    from common.devices import place_batches, place_state
+
+    k = chunk_size(cfg.num_steps, 100)
+    state = place_state(state, mesh)
+    chunks = [place_batches(stack_slice(batches, i, i + k), mesh) for i in range(0, cfg.num_steps, k)]
+    steps = compile_steps(impl, state, chunks[0], cfg, jit=True)
+
+    def run() -> float:
+        s = state
+        t = time.perf_counter()
+        for chunk in chunks:
+            s, losses = steps(s, chunk)
+            np.asarray(losses)
+        jax.block_until_ready(s)
+        return time.perf_counter() - t
+
+    run()  # the first call pays one-off costs
+    return run
+
+
+def scaling_rows(impls, states, docs, tok, cfg: Config, seed: int, repeats: int, layouts) -> list[dict]:
+    """µs per step and per name for each (B, devices) of `layouts`, both implementations'
+    repeats alternating."""
+    from common.devices import data_mesh
+
+    rows = []
+    for batch_size, n in layouts:
+        batches = training_batches(docs, tok, cfg.block_size, cfg.num_steps, seed, batch_size)
+        mesh = data_mesh(n)
+        timers = [scaling_timer(impl, state, cfg, batches, mesh) for impl, state in zip(impls, states)]
+        samples = [[], []]
+        for r in range(repeats):
+            for i in (0, 1) if r % 2 == 0 else (1, 0):
+                samples[i].append(timers[i]())
+        row = {"batch_size": batch_size, "devices": n}
+        for impl, times in zip(impls, samples):
+            step_us = 1e6 * statistics.median(times) / cfg.num_steps
+            spread = (max(times) - min(times)) / statistics.median(times)
+            row[impl.name] = {"step_us": step_us, "name_us": step_us / batch_size, "spread": spread}
+        rows.append(row)
+    return rows
+
+
+def print_scaling(rows: list[dict], names: list[str]) -> None:
+    print()
+    print("scaling: us per step and per name (median; spread = (max - min) / median of the repeats)")
+    head = "".join(f" {n + ' step':>15} {n + ' name':>15}" for n in names)
+    print(f"{'B':>5} {'devices':>8}{head} {'flax/pure':>10} {'spread':>7}")
+    for row in rows:
+        cells = "".join(f" {row[n]['step_us']:15.1f} {row[n]['name_us']:15.2f}" for n in names)
+        ratio = row[names[1]]["step_us"] / row[names[0]]["step_us"]
+        spread = max(row[n]["spread"] for n in names)
+        print(f"{row['batch_size']:>5} {row['devices']:>8}{cells} {ratio:10.2f} {spread:6.0%}")
+    if any(row["devices"] > 1 for row in rows):
+        print("devices > 1 on a CPU host: host devices forced by XLA_FLAGS (timed in a fresh interpreter, with its own "
+              "B = 32 row on 1 device); they share this machine's cores: the cost of splitting, not a speed-up")
+
+
 def main(argv) -> int:
     p = Parser(prog="compare bench", description="Time pure/ and flax_port/ side by side.")
     p.add_argument("--data", default=None, help="names file (default: the census names of the `names` package)")
@@ -156,9 +250,12 @@ def main(argv) -> int:
     p.add_argument("--eager-steps", type=int, default=5, help="steps timed with jit disabled (default 5)")
     p.add_argument("--seed", type=seed_value, default=42, help="init, data order and sampling (default 42)")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    p.add_argument("--scaling-steps", type=int, default=200, help="steps per timed run of the scaling table "
+                   "(default 200)")
+    p.add_argument("--devices-rows-json", help=argparse.SUPPRESS)  # how bench calls itself for the devices rows
     args = p.parse_args(argv)
-    if args.repeats < 1 or args.eager_steps < 1 or args.steps < 1:
-        raise UserError("--steps, --repeats and --eager-steps must each be at least 1")
+    if args.repeats < 1 or args.eager_steps < 1 or args.steps < 1 or args.scaling_steps < 1:
+        raise UserError("--steps, --scaling-steps, --repeats and --eager-steps must each be at least 1")
     checkpoint.check_outputs([("--json", args.json, checkpoint.is_json)], inputs=[data_file(args.data)])
     docs = load_names(args.data)
     tok = Tokenizer.from_names(docs)
@@ -175,6 +272,13 @@ def main(argv) -> int:
     init_key, sample_key = jax.random.split(jax.random.PRNGKey(args.seed))
     pure_state = init_state(impls[0], cfg, key=init_key)
     states = [pure_state, convert.state_pure_to_flax(pure_state, cfg)]
+    scaling_cfg = Config(vocab_size=tok.vocab_size, num_steps=args.scaling_steps)
+    scaling_states = [pure_state, convert.state_pure_to_flax(pure_state, scaling_cfg)]  # optax's schedule length
+    if args.devices_rows_json:  # the child of forced_devices_rows
+        rows = scaling_rows(impls, scaling_states, docs, tok, scaling_cfg, args.seed, args.repeats,
+                            [(DEVICES_BATCH, n) for n in SCALING_DEVICES])
+        checkpoint.atomic_write(args.devices_rows_json, lambda f: f.write(json.dumps(rows).encode()))
+        return 0
     print("compiling and warming up both ...", file=sys.stderr)
     timed = [Timed(impl, state, cfg, batches, tok, key=sample_key) for impl, state in zip(impls, states)]
     print(f"timing both, {args.repeats} repeats, alternating ...", file=sys.stderr)
@@ -197,8 +301,18 @@ def main(argv) -> int:
         a, b = results["pure"][key], results["flax_port"][key]
         ratio = f"{b / a:.2f}" if a else "-"
         print(f"{label.format(steps=cfg.num_steps):48} {fmt.format(a):>12} {fmt.format(b):>12} {ratio:>10}")
+    print("timing the scaling table ...", file=sys.stderr)
+    scaling = scaling_rows(impls, scaling_states, docs, tok, scaling_cfg, args.seed, args.repeats,
+                           [(b, 1) for b in SCALING_BATCHES])
+    if jax.device_count() >= max(SCALING_DEVICES):  # the devices are there already (a GPU host, or XLA_FLAGS)
+        scaling += scaling_rows(impls, scaling_states, docs, tok, scaling_cfg, args.seed, args.repeats,
+                                [(DEVICES_BATCH, n) for n in SCALING_DEVICES])
+    else:
+        scaling += forced_devices_rows(args)
+    print_scaling(scaling, [impl.name for impl in impls])
     if args.json:
-        payload = {"machine": machine, "steps": cfg.num_steps, "repeats": args.repeats, "results": results}
+        payload = {"machine": machine, "steps": cfg.num_steps, "repeats": args.repeats, "results": results,
+                   "scaling_steps": scaling_cfg.num_steps, "scaling": scaling}
         checkpoint.atomic_write(args.json, lambda f: f.write(json.dumps(payload, indent=2).encode()))
         print(f"figures written to {args.json}")
     return 0

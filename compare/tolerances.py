@@ -102,3 +102,34 @@ SPLIT_THRESHOLDS = (1e-6, 1e-4, 1e-2)
 # 1.4e-4 of the median) is the first entry past 1e-6 of scale. At the census split's element
 # (l0.fc1[11, 49], step 260) sqrt(v) is 1.1x the median: there the cause is a ReLU kink, not Adam.
 NEAR_ZERO_SECOND_MOMENT = 1e-3
+
+# The side-by-side run (`python -m compare`) expects bitwise agreement at every step: measured
+# 0.0 over 1000 steps. Before the bias correction was computed once (see above), the 1-ulp
+# differences of each update were amplified by Adam where gradients are near 0 (m / sqrt(v)
+# has size ~1 whatever the gradient's size) and the runs drifted apart from step ~260, to 0.28.
+TRAJECTORY_ATOL = 0.0
+
+# ----------------------------------------------------------------------------- batches and devices
+# (compare/batch_checks.py.) Bounds in float32 ulps at each leaf's largest |value|: a gradient
+# entry near 0 that comes out of a cancellation has no meaningful relative error. pure and
+# flax_port stay bitwise equal to each other at every batch size and under the same sharding
+# (measured at B = 1, 8, 32, on 1, 2 and 4 forced host devices, jit and eager, seeds 0-1, init
+# scale and 10x; also 1000 steps of `python -m compare --batch-size 32`, 1 and 4 devices).
+
+# One name through the batched path (a batch of one, jax.vmap'd forward) against the unbatched
+# loss: under vmap the weight gradients' contraction runs over batch and time together and XLA
+# orders that sum differently even at B = 1. Measured: losses at most 2 ulps, gradients 1-2
+# ulps under jit and 4 without (seeds 0-1, init scale and 10x, names of 3-11 letters).
+BATCH_OF_ONE_ULPS = 8
+
+# B names through the batched loss against each name's own loss and gradients, weighted by its
+# real tokens and summed in float64. Measured at B = 8: at most 4.75 ulps at init scale and 6.5
+# at 10x; at B = 32: 4.5 and 13.5 (the float32 sum over more names rounds more). A loss that
+# counts the padding or takes the mean over names is off by percents, millions of ulps.
+BATCH_VS_NAMES_ULPS = 32
+
+# B = 32 names split over N forced host devices against one device: the cross-device sum adds
+# per-device partial sums, another order. Measured: 2 devices at most 7 ulps, 4 devices 8 at
+# init scale and 32.5 at 10x (seeds 0-1, jit and eager). Gradients summed twice across devices
+# (a manual psum where jit or shard_map already sums) are N times too large: caught by far.
+DEVICES_ULPS = 64

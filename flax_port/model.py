@@ -117,3 +117,11 @@ def loss_fn(params, batch, cfg: Config):
     logits = forward(params, batch.inputs, cfg)  # (T, V)
     nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch.targets)  # (T,)
     return jnp.sum(nll * batch.mask) / jnp.sum(batch.mask)
+
+
+def batch_loss_fn(params, batch, cfg: Config):
+    """The same mean over the real positions of B names (B, T) together: every token weighs the
+    same, whatever the length of its name. The single-sequence `apply`, batched with jax.vmap."""
+    logits = jax.vmap(forward, in_axes=(None, 0, None))(params, batch.inputs, cfg)  # (B, T, V)
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch.targets)  # (B, T)
+    return jnp.sum(nll * batch.mask) / jnp.sum(batch.mask)

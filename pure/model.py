@@ -78,3 +78,12 @@ def loss_fn(params, batch, cfg: Config):
     target_logits = jnp.take_along_axis(logits, batch.targets[:, None], axis=-1)[:, 0]  # (T,)
     nll = jax.nn.logsumexp(logits, axis=-1) - target_logits  # (T,) -log softmax(logits)[target]
     return jnp.sum(nll * batch.mask) / jnp.sum(batch.mask)
+
+
+def batch_loss_fn(params, batch, cfg: Config):
+    """The same mean over the real positions of B names (B, T) together: every token weighs the
+    same, whatever the length of its name. The single-sequence forward, batched with jax.vmap."""
+    logits = jax.vmap(forward, in_axes=(None, 0, None))(params, batch.inputs, cfg)  # (B, T, V)
+    target_logits = jnp.take_along_axis(logits, batch.targets[..., None], axis=-1)[..., 0]  # (B, T)
+    nll = jax.nn.logsumexp(logits, axis=-1) - target_logits  # (B, T) -log softmax(logits)[target]
+    return jnp.sum(nll * batch.mask) / jnp.sum(batch.mask)

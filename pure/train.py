@@ -25,9 +25,10 @@ def params_of(state):
 # ----------------------------------------------------------------------------- step
 
 def compute_grads(state, batch: Batch, cfg: Config):
-    """Loss and gradients of one name, in one forward and one backward pass."""
+    """Loss and gradients of one name (T,) or of B names (B, T), in one forward and one backward pass."""
     params, _ = state
-    return jax.value_and_grad(model.loss_fn)(params, batch, cfg)
+    loss_fn = model.loss_fn if batch.inputs.ndim == 1 else model.batch_loss_fn  # the shape is static under jit
+    return jax.value_and_grad(loss_fn)(params, batch, cfg)
 
 
 def apply_grads(state, grads, cfg: Config):
@@ -43,5 +44,5 @@ def train_step(state, batch: Batch, cfg: Config):
 # ----------------------------------------------------------------------------- run
 
 def train_steps(state, batches: Batch, cfg: Config):
-    """Several steps in one call: `lax.scan` over a stack of names (k, T) -> k losses."""
+    """Several steps in one call: `lax.scan` over a stack of names (k, T) or (k, B, T) -> k losses."""
     return jax.lax.scan(lambda s, b: train_step(s, b, cfg), state, batches)

@@ -1,0 +1,130 @@
+"""The checks that need several devices. Not collected by a plain `pytest` (the name does not
+start with test_): tests/test_batch.py runs this file in a fresh interpreter with
+XLA_FLAGS=--xla_force_host_platform_device_count=4, which XLA reads only when JAX starts.
+By hand: XLA_FLAGS=--xla_force_host_platform_device_count=4 uv run pytest tests/batch_devices.py"""
+
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl.testing import parameterized
+
+import flax_port.model
+import pure.model
+from common.config import Config
+from common.data import Batch, Tokenizer, training_batches
+from common.devices import data_mesh, place_batches, place_state
+from compare import batch_checks, convert, equivalence
+from compare.tolerances import DEVICES_ULPS
+from conftest import assert_user_error, cli
+
+TOK = Tokenizer("abcdefghijklmnopqrstuvwxyz")
+CFG = Config(vocab_size=TOK.vocab_size)
+NAMES = ["emma", "a", "abcdefghijklmnopqrstuvwxyz", "olivia", "bo", "kaelyn", "zoe", "ava", "mia", "x", "noah", "li"]
+MODELS = {"pure": pure.model, "flax_port": flax_port.model}
+
+
+def test_four_devices_are_there():
+    assert jax.device_count() == 4, "run with XLA_FLAGS=--xla_force_host_platform_device_count=4"
+
+
+@functools.cache
+def states(seed: int = 0, scale: float = 1.0):
+    return equivalence.pure_and_flax_states(CFG, key=jax.random.PRNGKey(seed), scale=scale)
+
+
+@functools.cache
+def mesh(n: int):
+    return data_mesh(n)
+
+
+def steps_of(batch_size: int, num_steps: int = 3, seed: int = 0) -> Batch:
+    return training_batches(NAMES, TOK, CFG.block_size, num_steps, seed, batch_size=batch_size)
+
+
+def first(batches: Batch) -> Batch:
+    return Batch(*(col[0] for col in batches))
+
+
+def psum_twice(model, params, batch: Batch, cfg: Config, mesh, variant=batch_checks.identity, psum_grads=True):
+    """Data parallel written by hand with jax.shard_map, each device's share of the token mean.
+    Under shard_map's default check_vma=True the gradient of the replicated parameters is already
+    summed over devices; `psum_grads` adds the lax.psum a pmap-era step would write: N times too large."""
+    from jax.sharding import PartitionSpec
+
+    params = place_state(params, mesh)
+    batch = first(place_batches(Batch(*(np.asarray(c)[None] for c in batch)), mesh))
+
+    def local(p, b):
+        share = jnp.sum(b.mask) / jax.lax.psum(jnp.sum(b.mask), "data")  # this device's fraction of the tokens
+        loss, grads = jax.value_and_grad(lambda p: model.batch_loss_fn(p, b, cfg) * share)(p)
+        if psum_grads:
+            grads = jax.lax.psum(grads, "data")
+        return jax.lax.psum(loss, "data"), grads
+
+    step = jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec("data")),
+                         out_specs=(PartitionSpec(), PartitionSpec()))
+    return variant(step)(params, batch)
+
+
+class DevicesTest(chex.TestCase):
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters((4,))
+    def test_pure_and_flax_bitwise_under_the_same_sharding(self, n):
+        pure_state, flax_state = states(0)
+        batch_checks.assert_sharded_pure_flax_equal(pure_state, flax_state, steps_of(8, 2), CFG, mesh(n),
+                                                    variant=self.variant)
+
+    @chex.variants(with_jit=True)
+    def test_sharded_check_catches_one_weight_nudged_by_1e_4(self):
+        pure_state, flax_state = states(0)
+        flat = dict(convert.flax_to_pure(flax_state.params))
+        flat["l0.wq"] = flat["l0.wq"].at[0, 0].add(1e-4)
+        flax_state = flax_state.replace(params=convert.pure_to_flax(flat))
+        with pytest.raises(AssertionError):
+            batch_checks.assert_sharded_pure_flax_equal(pure_state, flax_state, steps_of(8, 2), CFG, mesh(4),
+                                                        variant=self.variant)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(("pure", 4, 10.0), ("flax_port", 2, 1.0))
+    def test_n_devices_match_one_within_the_bound(self, which, n, scale):
+        pure_state, flax_state = states(1, scale)
+        params = pure_state[0] if which == "pure" else flax_state.params
+        batch_checks.assert_devices_match_one(MODELS[which], params, first(steps_of(32)), CFG, mesh(n),
+                                              DEVICES_ULPS, variant=self.variant)
+
+    @chex.variants(with_jit=True)
+    def test_shard_map_without_a_psum_already_sums_the_gradients(self):
+        (params, _), _ = states(1)
+        grads_fn = functools.partial(psum_twice, psum_grads=False)
+        batch_checks.assert_devices_match_one(pure.model, params, first(steps_of(32)), CFG, mesh(4), DEVICES_ULPS,
+                                              variant=self.variant, grads_fn=grads_fn)
+        # and with the psum on top, 4 times the one-device gradients
+        batch = first(steps_of(32))
+        _, grads_one = batch_checks.sharded_value_and_grad(pure.model, params, batch, CFG, mesh(1), self.variant)
+        _, grads_twice = psum_twice(pure.model, params, batch, CFG, mesh(4), self.variant)
+        np.testing.assert_allclose(grads_twice["wte"], 4 * np.asarray(grads_one["wte"]), rtol=1e-5, atol=1e-7)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters((4,))
+    def test_the_devices_check_catches_gradients_summed_twice(self, n):
+        (params, _), _ = states(1)
+        with pytest.raises(AssertionError, match="ulps apart"):
+            batch_checks.assert_devices_match_one(pure.model, params, first(steps_of(32)), CFG, mesh(n),
+                                                  DEVICES_ULPS, variant=self.variant, grads_fn=psum_twice)
+
+
+def test_a_run_on_4_devices_compiles_once_and_prints_its_layout():
+    code, out, err = cli("flax_port", "--steps", "4", "--log-every", "2", "--batch-size", "8", "--devices", "4",
+                         "--num-samples", "2")
+    assert code == 0, err
+    assert "8 names a step on 4 devices" in out and "step    4 /    4" in out
+
+
+def test_a_batch_that_does_not_split_over_the_devices_is_refused():
+    assert_user_error(cli("pure", "--steps", "2", "--batch-size", "6", "--devices", "4"),
+                      "batch-size=6 does not split over devices=4")
