@@ -14,6 +14,7 @@ import numpy as np
 
 from common import checkpoint
 from common.cli import plural, prepare_run, setup_jax, train_parser
+from common.devices import data_mesh, place_batches, place_state
 from common.errors import UserError
 from common.runner import check_chunk, chunk_size, compiled, init_state, sample_names, stack_slice
 from compare import impls as impls_mod
@@ -158,12 +159,14 @@ def main(argv) -> int:
     init_key, sample_key = jax.random.split(jax.random.PRNGKey(args.seed))
     state0 = init_state(impls[0], cfg, key=init_key, jit=not args.no_jit)
     states = [state0] + [convert.state(state0, impls[0], impl, cfg) for impl in impls[1:]]
+    mesh = data_mesh(args.devices)  # one device too: the same code path; the batch split along "data"
+    states = [place_state(s, mesh) for s in states]
     n_params = sum(int(np.size(v)) for v in impls[0].to_flat(impls[0].params_of(state0)).values())
     print(f"compare: {len(docs)} names, vocab {cfg.vocab_size}, {n_params} parameters in each, seed {args.seed}; "
           f"one initialisation converted into {', '.join(names)}")
 
     k = chunk_size(cfg.num_steps, min(10, args.log_every))
-    first = stack_slice(batches, 0, k)
+    first = place_batches(stack_slice(batches, 0, k), mesh)
     t0 = time.perf_counter()
     with ThreadPoolExecutor(2) as pool:  # XLA compiles outside the GIL: two at once on 2 cores
         runners = list(pool.map(
@@ -189,7 +192,7 @@ def main(argv) -> int:
     progress = Progress(cfg.num_steps)
     t0 = time.perf_counter()
     for start in range(0, cfg.num_steps, k):
-        chunk = stack_slice(batches, start, start + k)
+        chunk = place_batches(stack_slice(batches, start, start + k), mesh)
         flats = []
         befores = list(states)
         for i, (impl, run) in enumerate(zip(impls, runners)):
@@ -207,7 +210,7 @@ def main(argv) -> int:
             if same_state(starts[i], starts[j]):  # the free runs are the same-state runs
                 synced = per_step(flats[j], k)
             else:
-                from_i = graft(befores[j], convert.state(befores[i], impls[i], impls[j], cfg))
+                from_i = place_state(graft(befores[j], convert.state(befores[i], impls[i], impls[j], cfg)), mesh)
                 synced = per_step(impls[j].to_flat(runners[j](from_i, chunk)[1][1]), k)
             for s, (a, b) in enumerate(zip(steps_i, synced)):
                 verdicts[(i, j)].add(a, b, step=start + s + 1)
@@ -272,6 +275,9 @@ def main(argv) -> int:
         names_line += " although the weights are bitwise equal"
     if len(pairs) == 1:
         print(f"verdict: {lines[worst]}; {names_line}")
+    elif level == BITWISE:
+        print(f"verdict: {BITWISE}: every pair, parameters after every one of {plural(cfg.num_steps, 'step')}; "
+              f"{names_line}")
     else:
         print(f"verdict: {level} (the least equal pair: {names[worst[0]]} ~ {names[worst[1]]}); {names_line}")
     if args.json:

@@ -130,3 +130,12 @@ def loss_fn(gpt: GPT, batch, cfg: Config):
     logits = forward(gpt, batch.inputs, cfg)  # (T, V)
     nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch.targets)  # (T,)
     return jnp.sum(nll * batch.mask) / jnp.sum(batch.mask)
+
+
+def batch_loss_fn(gpt: GPT, batch, cfg: Config):
+    """The same mean over the real positions of B names (B, T) together: every token weighs the
+    same, whatever the length of its name. The single-sequence module call, batched with nnx.vmap
+    (the module is shared by every name: in_axes None)."""
+    logits = nnx.vmap(forward, in_axes=(None, 0, None))(gpt, batch.inputs, cfg)  # (B, T, V)
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch.targets)  # (B, T)
+    return jnp.sum(nll * batch.mask) / jnp.sum(batch.mask)

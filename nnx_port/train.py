@@ -37,9 +37,10 @@ def params_of(state):
 # ----------------------------------------------------------------------------- step
 
 def compute_grads(state, batch: Batch, cfg: Config):
-    """Loss and gradients of one name, in one forward and one backward pass."""
+    """Loss and gradients of one name (T,) or of B names (B, T), in one forward and one backward pass."""
     gpt, _ = nnx.merge(*state)
-    return nnx.value_and_grad(model.loss_fn, argnums=0)(gpt, batch, cfg)  # grads: an nnx.State of the Params
+    loss_fn = model.loss_fn if batch.inputs.ndim == 1 else model.batch_loss_fn  # the shape is static under jit
+    return nnx.value_and_grad(loss_fn, argnums=0)(gpt, batch, cfg)  # grads: an nnx.State of the Params
 
 
 def apply_grads(state, grads, cfg: Config):
