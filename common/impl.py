@@ -13,8 +13,8 @@ from collections.abc import Callable
 class Impl:
     name: str  # "pure", "flax_port" or "nnx_port"
     init_state: Callable  # (cfg, *, key) -> training state (a pytree: jit and lax.scan carry it)
-    train_step: Callable  # (state, batch (T,), cfg) -> (state, loss); never jitted inside
-    train_steps: Callable  # (state, batches (k, T), cfg) -> (state, losses (k,)): a lax.scan of it
+    train_step: Callable  # (state, batch (T,) or (B, T), cfg) -> (state, loss); never jitted inside
+    train_steps: Callable  # (state, batches (k, T) or (k, B, T), cfg) -> (state, losses (k,)): a lax.scan of it
     params_of: Callable  # state -> params in the implementation's own tree
     sample_tokens: Callable  # (params, prompt, prompt_len, cfg, *, key, num_samples, temperature)
     forward: Callable  # (params, tokens (T,), cfg) -> logits (T, V): the model's own function
@@ -24,3 +24,4 @@ class Impl:
     from_flat: Callable  # ({seed name: array}, cfg=None) -> params; nnx_port needs cfg to build its modules
     state_to_flat: Callable  # state -> (flat params, {"step": int32 scalar, "m": flat, "v": flat})
     state_from_flat: Callable  # (flat params, flat Adam state, cfg) -> state, ready for train_step
+    batch_loss_fn: Callable | None = None  # (params, batch (B, T), cfg) -> the mean over the real tokens of B names

@@ -205,8 +205,8 @@ def scaling_timer(impl, state, cfg: Config, batches, mesh):
 
 
 def scaling_rows(impls, states, docs, tok, cfg: Config, seed: int, repeats: int, layouts) -> list[dict]:
-    """µs per step and per name for each (B, devices) of `layouts`, both implementations'
-    repeats alternating."""
+    """µs per step and per name for each (B, devices) of `layouts`, every implementation's repeats
+    in turn, each going first in its share of them."""
     from common.devices import data_mesh
 
     rows = []
@@ -214,9 +214,10 @@ def scaling_rows(impls, states, docs, tok, cfg: Config, seed: int, repeats: int,
         batches = training_batches(docs, tok, cfg.block_size, cfg.num_steps, seed, batch_size)
         mesh = data_mesh(n)
         timers = [scaling_timer(impl, state, cfg, batches, mesh) for impl, state in zip(impls, states)]
-        samples = [[], []]
+        samples = [[] for _ in timers]
         for r in range(repeats):
-            for i in (0, 1) if r % 2 == 0 else (1, 0):
+            order = list(range(len(timers)))
+            for i in order[r % len(order):] + order[:r % len(order)]:
                 samples[i].append(timers[i]())
         row = {"batch_size": batch_size, "devices": n}
         for impl, times in zip(impls, samples):
@@ -227,23 +228,28 @@ def scaling_rows(impls, states, docs, tok, cfg: Config, seed: int, repeats: int,
     return rows
 
 
+def short(name: str) -> str:
+    return name.split("_")[0]  # pure, flax, nnx
+
+
 def print_scaling(rows: list[dict], names: list[str]) -> None:
     print()
     print("scaling: us per step and per name (median; spread = (max - min) / median of the repeats)")
     head = "".join(f" {n + ' step':>15} {n + ' name':>15}" for n in names)
-    print(f"{'B':>5} {'devices':>8}{head} {'flax/pure':>10} {'spread':>7}")
+    ratios = "".join(f" {short(n) + '/' + short(names[0]):>10}" for n in names[1:])
+    print(f"{'B':>5} {'devices':>8}{head}{ratios} {'spread':>7}")
     for row in rows:
         cells = "".join(f" {row[n]['step_us']:15.1f} {row[n]['name_us']:15.2f}" for n in names)
-        ratio = row[names[1]]["step_us"] / row[names[0]]["step_us"]
+        cells += "".join(f" {row[n]['step_us'] / row[names[0]]['step_us']:10.2f}" for n in names[1:])
         spread = max(row[n]["spread"] for n in names)
-        print(f"{row['batch_size']:>5} {row['devices']:>8}{cells} {ratio:10.2f} {spread:6.0%}")
+        print(f"{row['batch_size']:>5} {row['devices']:>8}{cells} {spread:6.0%}")
     if any(row["devices"] > 1 for row in rows):
         print("devices > 1 on a CPU host: host devices forced by XLA_FLAGS (timed in a fresh interpreter, with its own "
               "B = 32 row on 1 device); they share this machine's cores: the cost of splitting, not a speed-up")
 
 
 def main(argv) -> int:
-    p = Parser(prog="compare bench", description="Time pure/ and flax_port/ side by side.")
+    p = Parser(prog="compare bench", description="Time the implementations side by side.")
     p.add_argument("--data", default=None, help="names file (default: the census names of the `names` package)")
     p.add_argument("--steps", type=int, default=1000, help="steps per timed run (default 1000)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported (default 5)")
@@ -264,29 +270,30 @@ def main(argv) -> int:
 
     import jax
 
-    import flax_port
-    import pure
     from compare import convert
+    from compare import impls as impls_mod
 
-    impls = [pure.impl(), flax_port.impl()]
+    names = impls_mod.available()
+    impls = [impls_mod.get(n) for n in names]
     init_key, sample_key = jax.random.split(jax.random.PRNGKey(args.seed))
     pure_state = init_state(impls[0], cfg, key=init_key)
-    states = [pure_state, convert.state_pure_to_flax(pure_state, cfg)]
+    states = [pure_state] + [convert.state(pure_state, impls[0], impl, cfg) for impl in impls[1:]]
     scaling_cfg = Config(vocab_size=tok.vocab_size, num_steps=args.scaling_steps)
-    scaling_states = [pure_state, convert.state_pure_to_flax(pure_state, scaling_cfg)]  # optax's schedule length
+    scaling_states = [pure_state] + [convert.state(pure_state, impls[0], impl, scaling_cfg)  # optax's schedule length
+                                     for impl in impls[1:]]
     if args.devices_rows_json:  # the child of forced_devices_rows
         rows = scaling_rows(impls, scaling_states, docs, tok, scaling_cfg, args.seed, args.repeats,
                             [(DEVICES_BATCH, n) for n in SCALING_DEVICES])
         checkpoint.atomic_write(args.devices_rows_json, lambda f: f.write(json.dumps(rows).encode()))
         return 0
-    print("compiling and warming up both ...", file=sys.stderr)
+    print(f"compiling and warming up {', '.join(names)} ...", file=sys.stderr)
     timed = [Timed(impl, state, cfg, batches, tok, key=sample_key) for impl, state in zip(impls, states)]
-    print(f"timing both, {args.repeats} repeats, alternating ...", file=sys.stderr)
+    print(f"timing them, {args.repeats} repeats, the order rotating ...", file=sys.stderr)
     for r in range(args.repeats):
-        for t in timed if r % 2 == 0 else timed[::-1]:  # each goes first in half the repeats
+        for t in timed[r % len(timed):] + timed[:r % len(timed)]:  # each goes first in turn
             t.repeat()
     results = {}
-    for t, pkg in zip(timed, ["pure", "flax_port"]):
+    for t, pkg in zip(timed, names):
         results[t.impl.name] = t.result()
         results[t.impl.name]["eager_step_ms"] = t.eager_step_ms(args.eager_steps)
         results[t.impl.name]["import_s"] = import_seconds(pkg, repeats=3)
@@ -296,11 +303,13 @@ def main(argv) -> int:
         f"jax {jax.__version__}, {jax.devices()[0].device_kind}"
     )
     print(f"bench: {len(docs)} names, {cfg.num_steps} steps, {args.repeats} repeats; {machine}")
-    print(f"{'':48} {'pure':>12} {'flax_port':>12} {'flax/pure':>10}")
+    ratios = [f"{short(n)}/{short(names[0])}" for n in names[1:]]
+    print(f"{'':48}" + "".join(f" {n:>12}" for n in names) + "".join(f" {r:>10}" for r in ratios))
     for key, label, fmt in ROWS:
-        a, b = results["pure"][key], results["flax_port"][key]
-        ratio = f"{b / a:.2f}" if a else "-"
-        print(f"{label.format(steps=cfg.num_steps):48} {fmt.format(a):>12} {fmt.format(b):>12} {ratio:>10}")
+        values = [results[n][key] for n in names]
+        cells = "".join(f" {fmt.format(v):>12}" for v in values)
+        cells += "".join(f" {v / values[0]:10.2f}" if values[0] else f" {'-':>10}" for v in values[1:])
+        print(f"{label.format(steps=cfg.num_steps):48}{cells}")
     print("timing the scaling table ...", file=sys.stderr)
     scaling = scaling_rows(impls, scaling_states, docs, tok, scaling_cfg, args.seed, args.repeats,
                            [(b, 1) for b in SCALING_BATCHES])

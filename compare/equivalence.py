@@ -2,7 +2,7 @@
 
 Any two implementations (their `Impl`, common/impl.py), five kinds of output:
   logits   forward(params, tokens)                 -> {"logits"}
-  grads    value_and_grad(loss_fn)(params, batch)  -> {"loss", "grads/wte", ...}
+  grads    value_and_grad(loss_fn)(params, batch)  -> {"loss", "grads/wte", ...} (batch_loss_fn for (B, T))
   update   train_step(state, batch)                -> {"loss", "params/...", "m/...", "v/...", "step"}
   updates  train_steps(state, names (k, T))        -> the same after k steps, with "loss" (k,)
   samples  sample_tokens(params, prompt, key)      -> {"tokens"}
@@ -32,8 +32,9 @@ def raw(kind: str, impl: Impl, cfg: Config):
     params (logits, grads, samples) or a training state (update, updates)."""
     if kind == "logits":
         return lambda params, tokens: impl.forward(params, tokens, cfg)
-    if kind == "grads":
-        return lambda params, batch: jax.value_and_grad(impl.loss_fn)(params, batch, cfg)
+    if kind == "grads":  # one name (T,) or B names (B, T), as the train step chooses
+        return lambda params, batch: jax.value_and_grad(impl.loss_fn if batch.inputs.ndim == 1 else impl.batch_loss_fn)(
+            params, batch, cfg)
     if kind == "update":
         return lambda state, batch: impl.train_step(state, batch, cfg)
     if kind == "updates":
@@ -97,3 +98,11 @@ def states_from_one_init(impls: list[Impl], cfg: Config, *, key, scale: float = 
     params, opt = impls[0].state_to_flat(first)
     params = {k: v * scale for k, v in params.items()}
     return [impl.state_from_flat(params, opt, cfg) for impl in impls]
+
+
+def pure_and_flax_states(cfg: Config, *, key, scale: float = 1.0):
+    """The pair most checks start from: (pure's (params, opt_state), flax_port's TrainState)."""
+    import flax_port
+    import pure
+
+    return tuple(states_from_one_init([pure.impl(), flax_port.impl()], cfg, key=key, scale=scale))

@@ -72,12 +72,7 @@ def psum_twice(model, params, batch: Batch, cfg: Config, mesh, variant=batch_che
 
 class DevicesTest(chex.TestCase):
 
-    @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.parameters((4,))
-    def test_pure_and_flax_bitwise_under_the_same_sharding(self, n):
-        pure_state, flax_state = states(0)
-        batch_checks.assert_sharded_pure_flax_equal(pure_state, flax_state, steps_of(8, 2), CFG, mesh(n),
-                                                    variant=self.variant)
+    # Every pair's equality under the same sharding: test_every_pair_under_the_same_sharding_of_4_devices below.
 
     @chex.variants(with_jit=True)
     def test_sharded_check_catches_one_weight_nudged_by_1e_4(self):
@@ -90,8 +85,16 @@ class DevicesTest(chex.TestCase):
                                                         variant=self.variant)
 
     @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.parameters(("pure", 4, 10.0), ("flax_port", 2, 1.0))
+    @parameterized.parameters(("pure", 4, 10.0))
     def test_n_devices_match_one_within_the_bound(self, which, n, scale):
+        self.check_devices_match_one(which, n, scale)
+
+    @chex.variants(with_jit=True)
+    @parameterized.parameters(("flax_port", 2, 1.0))
+    def test_n_devices_match_one_within_the_bound_jit(self, which, n, scale):
+        self.check_devices_match_one(which, n, scale)
+
+    def check_devices_match_one(self, which, n, scale):
         pure_state, flax_state = states(1, scale)
         params = pure_state[0] if which == "pure" else flax_state.params
         batch_checks.assert_devices_match_one(MODELS[which], params, first(steps_of(32)), CFG, mesh(n),
@@ -109,13 +112,45 @@ class DevicesTest(chex.TestCase):
         _, grads_twice = psum_twice(pure.model, params, batch, CFG, mesh(4), self.variant)
         np.testing.assert_allclose(grads_twice["wte"], 4 * np.asarray(grads_one["wte"]), rtol=1e-5, atol=1e-7)
 
-    @chex.variants(with_jit=True, without_jit=True)
+    @chex.variants(with_jit=True)
     @parameterized.parameters((4,))
     def test_the_devices_check_catches_gradients_summed_twice(self, n):
         (params, _), _ = states(1)
         with pytest.raises(AssertionError, match="ulps apart"):
             batch_checks.assert_devices_match_one(pure.model, params, first(steps_of(32)), CFG, mesh(n),
                                                   DEVICES_ULPS, variant=self.variant, grads_fn=psum_twice)
+
+
+@functools.cache
+def every_state():
+    from compare import impls
+
+    names = impls.available()
+    made = equivalence.states_from_one_init([impls.get(n) for n in names], CFG, key=jax.random.PRNGKey(0))
+    return {n: (impls.get(n), place_state(s, mesh(4))) for n, s in zip(names, made)}
+
+
+def every_pair():
+    from compare import impls
+
+    return impls.pairs(impls.available())
+
+
+@pytest.mark.parametrize("kind, mode", [("grads", "jit"), ("update", "jit"), ("updates", "jit"), ("grads", "no_jit"),
+                                        ("updates", "no_jit")])
+@pytest.mark.parametrize("pair", every_pair(), ids="~".join)
+def test_every_pair_under_the_same_sharding_of_4_devices(kind, pair, mode):
+    """8 names a step split over 4 devices, state replicated: every pair as on one device (bitwise,
+    one update without an outer jit equal to rounding), nnx_port included."""
+    batches = place_batches(steps_of(8, 2), mesh(4))
+    data = batches if kind == "updates" else first(batches)
+    out = []
+    for name in pair:
+        it, state = every_state()[name]
+        fn = equivalence.raw(kind, it, CFG)
+        x = state if kind != "grads" else it.params_of(state)
+        out.append(equivalence.flatten(kind, it, (jax.jit(fn) if mode == "jit" else fn)(x, data)))
+    equivalence.assert_same(kind, *out, equivalence.expected_level(kind, mode == "jit"), f"{kind} on 4 devices")
 
 
 def test_a_run_on_4_devices_compiles_once_and_prints_its_layout():

@@ -98,3 +98,44 @@ def assert_user_error(result, *fragments: str) -> None:
     for f in fragments:
         assert f in err, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+# ----------------------------------------------------------------------------- the device checks, alongside
+
+DEVICE_TEST = "test_device_checks_pass_on_4_forced_host_devices"
+
+
+def device_checks_command():
+    """tests/batch_devices.py in a fresh interpreter with 4 forced host devices (XLA reads the
+    device count when JAX starts, so it cannot run in this process)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT),
+               XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip())
+    argv = [sys.executable, "-m", "pytest", "-o", "addopts=", "-q", "-p", "no:cacheprovider",
+            str(ROOT / "tests" / "batch_devices.py")]
+    return argv, env
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """When the device checks are selected, start them now, beside the rest of the suite: this
+    process keeps about one of the machine's cores busy, and the child uses the other."""
+    import subprocess
+
+    if any(item.name == DEVICE_TEST for item in items):
+        argv, env = device_checks_command()
+        config.device_checks = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                                stderr=subprocess.PIPE, text=True)
+
+
+def pytest_unconfigure(config):
+    proc = getattr(config, "device_checks", None)
+    if proc is not None and proc.poll() is None:  # a run stopped early (-x, Ctrl-C): leave nothing behind
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def device_checks(request):
+    """(exit code, stdout, stderr) of the device checks started at collection."""
+    proc = request.config.device_checks
+    out, err = proc.communicate(timeout=900)
+    return proc.returncode, out, err

@@ -131,6 +131,45 @@ def nudged(name: str, x, shape: str, is_state: bool = False, param: str = "l0.wq
     return it.from_flat(dict(flat, **{param: jnp.asarray(flat[param]).at[0, 0].add(by)}), cfg)
 
 
+# ----------------------------------------------------------------------------- batches of names
+
+@functools.cache
+def batch_function(kind: str, name: str, mode: str):
+    fn = equivalence.raw(kind, impl(name), CFG)
+    return jax.jit(fn) if mode == "jit" else fn
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
+@pytest.mark.parametrize("kind", ["grads", "update", "updates"])
+def test_equal_on_batches_of_8_names(kind, pair, mode):
+    """B names a step (each twin's batch_loss_fn: a vmap of its one-name forward, the mean over real
+    tokens), the default shape: the same levels as one name a step."""
+    words = ["emma", "a", LONG, "olivia", "bo", "kaelyn", "zoe", "ava", "mia", "x", "noah", "li"]
+    batches = training_batches(words, TOK, CFG.block_size, 2, 0, batch_size=8)  # (2, 8, T)
+    data = batches if kind == "updates" else type(batches)(*(col[0] for col in batches))
+    out = []
+    for name in pair:
+        state = states("default")[name]
+        x = state if kind != "grads" else impl(name).params_of(state)
+        out.append(equivalence.flatten(kind, impl(name), batch_function(kind, name, mode)(x, data)))
+    equivalence.assert_same(kind, *out, equivalence.expected_level(kind, mode == "jit"), f"{kind}, 8 names a step")
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
+def test_batch_check_catches_one_weight_nudged_by_1e_4(pair):
+    words = ["emma", "a", LONG, "olivia", "bo", "kaelyn", "zoe", "ava"]
+    batches = training_batches(words, TOK, CFG.block_size, 1, 0, batch_size=8)
+    batch = type(batches)(*(col[0] for col in batches))  # (8, T)
+    out = []
+    for name, move in zip(pair, (False, True)):
+        params = impl(name).params_of(states("default")[name])
+        params = nudged(name, params, "default") if move else params
+        out.append(equivalence.flatten("grads", impl(name), batch_function("grads", name, "jit")(params, batch)))
+    with pytest.raises(AssertionError, match="expected bitwise equal"):
+        equivalence.assert_same("grads", *out, BITWISE)
+
+
 # ----------------------------------------------------------------------------- seeds, scales, names
 
 @pytest.mark.parametrize("pair", PAIRS, ids=pair_id)

@@ -89,26 +89,44 @@ def test_compare_bad_input_is_one_line_exit_2(args, message):
 
 
 def test_side_by_side_without_jit_agrees_too():
-    r = run_module("compare", "--no-jit", "--steps", "3", "--num-samples", "2", "--no-cache")
+    r = run_module("compare", "--no-jit", "--steps", "2", "--num-samples", "2", "--no-cache", "--impls", "pure,nnx_port")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[-1].startswith("verdict: bitwise equal")
     assert "compare [eager (--no-jit)]" in r.stdout
 
 
-def test_bench_prints_every_row_and_writes_json(tmp_path):
-    """Runs the benchmark tiny, for its output's shape only: no duration is asserted."""
+def test_bench_prints_every_row_and_writes_json(tmp_path, capsys, monkeypatch):
+    """Runs the benchmark tiny, for its output's shape only: no duration is asserted. In-process, with
+    two scaling batch sizes and the fresh interpreters (imports, forced devices) left out: they are
+    the same code as the rows that run, and each would add seconds of start-up and compiles."""
     import json
 
+    from compare import bench
+
+    children = []
+    monkeypatch.setattr(bench, "SCALING_BATCHES", (1, 8))
+    monkeypatch.setattr(bench, "import_seconds", lambda pkg, repeats: children.append(pkg) or 1.0)
+    monkeypatch.setattr(bench, "forced_devices_rows", lambda args: children.append("devices") or [])
     out = tmp_path / "bench.json"
     # more eager steps than names in the run: the eager timing goes round the names again
-    r = run_module("compare", "bench", "--steps", "3", "--repeats", "1", "--eager-steps", "4", "--json", str(out))
-    assert r.returncode == 0, r.stderr
-    for _, label, _ in __import__("compare.bench").bench.ROWS:
-        assert label.format(steps=3) in r.stdout
+    code = bench.main(["--steps", "3", "--repeats", "1", "--eager-steps", "4", "--scaling-steps", "2",
+                       "--json", str(out)])
+    stdout = capsys.readouterr().out
+    assert code == 0
+    for _, label, _ in bench.ROWS:
+        assert label.format(steps=3) in stdout
+    assert "nnx/pure" in stdout and "flax/pure" in stdout
     figures = json.loads(out.read_text())
-    assert set(figures["results"]) == {"pure", "flax_port"}
-    assert figures["results"]["pure"]["compiles_during_training"] == 1
-    assert figures["results"]["flax_port"]["compiles_during_training"] == 1
+    assert set(figures["results"]) == {"pure", "flax_port", "nnx_port"}
+    assert all(figures["results"][n]["compiles_during_training"] == 1 for n in figures["results"])
+    assert [(row["batch_size"], row["devices"]) for row in figures["scaling"]] == [(1, 1), (8, 1)]
+    assert sorted(children) == ["devices", "flax_port", "nnx_port", "pure"]
+
+
+def test_bench_imports_in_a_fresh_interpreter():
+    from compare import bench
+
+    assert bench.import_seconds("nnx_port", repeats=1) > 0  # it ran, and its figure parsed
 
 
 def test_compare_save_writes_a_checkpoint_both_trainers_sample_from(tmp_path, capsys):
