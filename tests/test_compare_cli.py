@@ -89,7 +89,8 @@ def test_compare_bad_input_is_one_line_exit_2(args, message):
 
 
 def test_side_by_side_without_jit_agrees_too():
-    r = run_module("compare", "--no-jit", "--steps", "2", "--num-samples", "2", "--no-cache", "--impls", "pure,nnx_port")
+    r = run_module("compare", "--no-jit", "--steps", "2", "--num-samples", "2", "--no-cache",
+                   "--impls", "pure,nnx_port")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[-1].startswith("verdict: bitwise equal")
     assert "compare [eager (--no-jit)]" in r.stdout
