@@ -21,6 +21,7 @@ from common.config import Config
 from common.data import Batch
 from compare import convert
 from compare.equivalence import identity
+from compare.verdict import ulps_of_scale
 from flax_port import model as flax_model
 from flax_port import train as flax_train
 from pure import model as pure_model
@@ -30,16 +31,11 @@ from pure import train as pure_train
 
 def ulps_apart(a, b) -> float:
     """The largest |a - b| over two trees of the same structure, in float32 ulps of each leaf's
-    largest |value| (on side a); 0.0 means bitwise equal, inf a difference where a is all 0, NaN a NaN."""
+    largest |value| on side a (compare/verdict.py's measure); 0.0 means bitwise equal, inf a NaN."""
     worst = 0.0
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
         chex.assert_equal_shape((x, y))
-        diff = float(np.max(np.abs(x.astype(np.float64) - y))) if x.size else 0.0
-        if np.isnan(diff):
-            return float("nan")  # max() would pass a NaN over
-        if diff:
-            worst = max(worst, diff / float(np.spacing(np.max(np.abs(x)))))
+        worst = max(worst, ulps_of_scale(x, y)[0])
     return worst
 
 

@@ -123,6 +123,59 @@ FLAX_NOTES = {
     ),
 }
 
+NNX_NOTES = {
+    "params": (
+        Note("nnx.Linear(", "nnx.Linear creates its kernel at once, in __init__, from the rngs it is given: it "
+             "needs the input width too (linen's nn.Dense waits for the first call to see it); use_bias=False, "
+             "or it would add a bias.", faces=(("flax_port", "nn.Dense("),)),
+        Note("GPT(cfg, rngs=nnx.Rngs(params=key))", "building the module draws every weight: no dummy forward "
+             "pass, no separate params tree; the module object is the model and its weights.",
+             faces=(("flax_port", "GPT(cfg).init("), ("pure", "keys = jax.random.split(")),),
+    ),
+    "names": (
+        Note('return ("blocks", index,', "an NNX path is the chain of attribute names: the layers sit in "
+             "self.blocks (an nnx.List), so l0.wq is blocks/0/attn/wq/kernel, where linen says l0/attn/wq/kernel.",
+             faces=(("flax_port", "return (layer,"),)),
+    ),
+    "forward": (
+        Note("nnx.RMSNorm(", "the same normalisation as nn.RMSNorm; NNX modules take their feature count up "
+             "front (cfg.n_embd) and an rngs, even with no scale to draw.", faces=(("flax_port", "nn.RMSNorm("),)),
+        Note("self.blocks = nnx.List(", "submodules are attributes set in __init__; a plain Python list of them is "
+             "refused, nnx.List holds the layers.", faces=(("flax_port", "x = Block(cfg, name="),)),
+        Note("return gpt(tokens)", "the module holds its weights: forward is a plain call, where linen binds a "
+             "params tree with GPT(cfg).apply({'params': ...}).", faces=(("flax_port", "GPT(cfg).apply("),)),
+    ),
+    "attention": (
+        Note("dot_product_attention_weights(", "the scaled, masked softmax of q·k from flax's own attention code, "
+             "then the einsum with v written out: nnx.dot_product_attention hands off to "
+             "jax.nn.dot_product_attention, whose backward sums in another order (gradients up to 9 ulps "
+             "from pure's); this pair of lines is what linen's nn.dot_product_attention does, and stays bitwise.",
+             ATTENTION_INSIDE, faces=(("flax_port", "nn.dot_product_attention("), ("pure", "q = q / jnp.sqrt(hd)"))),
+    ),
+    "loss": (
+        Note("optax.softmax_cross_entropy_with_integer_labels(", "the same optax loss as linen's port: NNX "
+             "changes how weights are held, not the maths.", faces=(("pure", "nll = jax.nn.logsumexp("),)),
+    ),
+    "optimizer": (
+        Note("optax.adam(", "the same optax transformation as linen's port; nnx.Optimizer (train.py) carries "
+             "it and its state beside the model.", faces=(("pure", "c1, c2 = 1 - b1**t"),)),
+    ),
+    "train": (
+        Note("nnx.Optimizer(", "holds the optax transformation, its state (mu, nu, count) and the step; "
+             "wrt=nnx.Param says which variables it updates.", faces=(("flax_port", "TrainState.create("),)),
+        Note("return nnx.split((gpt, optimizer))", "split turns live modules into a static graphdef and a pytree "
+             "of arrays, which jax.jit and lax.scan carry like any other state; merge turns them back inside "
+             "the step, while tracing, so it costs nothing per step."),
+        Note("optimizer.update(gpt, grads)", "updates the model's Params and the moments in place: linen's "
+             "apply_gradients returns a new TrainState, pure returns new dicts.",
+             faces=(("flax_port", "state.apply_gradients("), ("pure", "return optim.adam_update("))),
+    ),
+    "sampling": (
+        Note("model.forward(gpt, tokens, cfg)", "the logits function calls the module itself; the loop around "
+             "it is the same code for all three."),
+    ),
+}
+
 TOPICS = {
     "params": Topic(
         "The weights: nine tensors in the seed's names, 4,192 numbers for 27 characters, each drawn from "
@@ -132,7 +185,7 @@ TOPICS = {
             "flax_port": ("model:embed + model:dense", "model:init_params"),
             "nnx_port": ("model:embed + model:dense", "model:init_params"),
         },
-        {"flax_port": FLAX_NOTES["params"]},
+        {"flax_port": FLAX_NOTES["params"], "nnx_port": NNX_NOTES["params"]},
     ),
     "names": Topic(
         "Where each tensor lives: the checkpoint's flat names, the hub every implementation maps to and from.",
@@ -141,7 +194,7 @@ TOPICS = {
             "flax_port": ("checkpoint:flax_path | compare.convert:flax_path",),
             "nnx_port": ("checkpoint:nnx_path",),
         },
-        {"flax_port": FLAX_NOTES["names"]},
+        {"flax_port": FLAX_NOTES["names"], "nnx_port": NNX_NOTES["names"]},
     ),
     "forward": Topic(
         "Tokens to logits: embeddings, RMSNorm, a pre-norm block (attention, then the MLP, each added to the "
@@ -151,18 +204,18 @@ TOPICS = {
             "flax_port": ("model:rmsnorm", "model:MLP", "model:Block", "model:GPT + model:forward"),
             "nnx_port": ("model:rmsnorm", "model:MLP", "model:Block", "model:GPT + model:forward"),
         },
-        {"flax_port": FLAX_NOTES["forward"]},
+        {"flax_port": FLAX_NOTES["forward"], "nnx_port": NNX_NOTES["forward"]},
     ),
     "attention": Topic(
         "Causal self-attention: each position mixes the values of itself and the positions before it, "
         "weighted by softmax(q·k / sqrt(hd)).",
         {"pure": ("model:attention",), "flax_port": ("model:Attention",), "nnx_port": ("model:Attention",)},
-        {"flax_port": FLAX_NOTES["attention"]},
+        {"flax_port": FLAX_NOTES["attention"], "nnx_port": NNX_NOTES["attention"]},
     ),
     "loss": Topic(
         "The loss: mean next-token cross-entropy over the name's real positions (the padding is masked out).",
         {"pure": ("model:loss_fn",), "flax_port": ("model:loss_fn",), "nnx_port": ("model:loss_fn",)},
-        {"flax_port": FLAX_NOTES["loss"]},
+        {"flax_port": FLAX_NOTES["loss"], "nnx_port": NNX_NOTES["loss"]},
     ),
     "optimizer": Topic(
         "Adam (b1 0.85, b2 0.99, eps 1e-8), its learning rate decaying linearly from 0.01 to 0.",
@@ -171,7 +224,7 @@ TOPICS = {
             "flax_port": ("optim:learning_rate", "optim:adam"),
             "nnx_port": ("optim:learning_rate", "optim:adam"),
         },
-        {"flax_port": FLAX_NOTES["optimizer"]},
+        {"flax_port": FLAX_NOTES["optimizer"], "nnx_port": NNX_NOTES["optimizer"]},
     ),
     "train": Topic(
         "One training step: loss and gradients in one pass, then the update, threaded through lax.scan.",
@@ -179,12 +232,12 @@ TOPICS = {
             impl: ("train:init_state", "train:compute_grads", "train:apply_grads", "train:train_step")
             for impl in IMPLS
         },
-        {"flax_port": FLAX_NOTES["train"]},
+        {"flax_port": FLAX_NOTES["train"], "nnx_port": NNX_NOTES["train"]},
     ),
     "sampling": Topic(
         "Sampling: the loop is shared; each implementation says only where its logits come from.",
         {impl: ("sample:sample_tokens", "model:forward") for impl in IMPLS},
-        {"flax_port": FLAX_NOTES["sampling"]},
+        {"flax_port": FLAX_NOTES["sampling"], "nnx_port": NNX_NOTES["sampling"]},
         shared=("common.sampling:sample_tokens",),
     ),
 }

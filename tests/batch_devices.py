@@ -136,8 +136,7 @@ def every_pair():
     return impls.pairs(impls.available())
 
 
-@pytest.mark.parametrize("kind, mode", [("grads", "jit"), ("update", "jit"), ("updates", "jit"), ("grads", "no_jit"),
-                                        ("updates", "no_jit")])
+@pytest.mark.parametrize("kind, mode", [("grads", "jit"), ("update", "jit"), ("updates", "jit"), ("grads", "no_jit")])
 @pytest.mark.parametrize("pair", every_pair(), ids="~".join)
 def test_every_pair_under_the_same_sharding_of_4_devices(kind, pair, mode):
     """8 names a step split over 4 devices, state replicated: every pair as on one device (bitwise,

@@ -115,15 +115,19 @@ def device_checks_command():
     return argv, env
 
 
-def pytest_collection_modifyitems(session, config, items):
-    """When the device checks are selected, start them now, beside the rest of the suite: this
-    process keeps about one of the machine's cores busy, and the child uses the other."""
+def start_device_checks():
     import subprocess
 
-    if any(item.name == DEVICE_TEST for item in items):
-        argv, env = device_checks_command()
-        config.device_checks = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                                stderr=subprocess.PIPE, text=True)
+    argv, env = device_checks_command()
+    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """When the device checks are selected in a single-process run, start them now, beside the rest
+    of the suite: this process keeps about one core busy, and the child uses the other. (Under
+    pytest-xdist the other worker does that, and the test starts them itself.)"""
+    if "PYTEST_XDIST_WORKER" not in os.environ and any(item.name == DEVICE_TEST for item in items):
+        config.device_checks = start_device_checks()
 
 
 def pytest_unconfigure(config):
@@ -135,7 +139,8 @@ def pytest_unconfigure(config):
 
 @pytest.fixture
 def device_checks(request):
-    """(exit code, stdout, stderr) of the device checks started at collection."""
-    proc = request.config.device_checks
+    """(exit code, stdout, stderr) of the device checks, started at collection or now."""
+    proc = getattr(request.config, "device_checks", None) or start_device_checks()
+    request.config.device_checks = proc
     out, err = proc.communicate(timeout=900)
     return proc.returncode, out, err

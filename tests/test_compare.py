@@ -97,10 +97,16 @@ def pair_id(pair):
 
 # ----------------------------------------------------------------------------- the grid
 
-@pytest.mark.parametrize("mode", MODES)
+# Without an outer jit, a lax.scan is still compiled whole: for `updates` (a scan of train steps)
+# and `samples` (a scan over positions) the no_jit variant compiles the very program the jit one
+# does, so it runs at the default shape only; logits, gradients and one update run op by op there,
+# at every shape.
+GRID = [(kind, shape, mode) for kind in equivalence.KINDS for shape in SHAPES for mode in MODES
+        if mode == "jit" or kind not in ("updates", "samples") or shape == "default"]
+
+
 @pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("kind", equivalence.KINDS)
+@pytest.mark.parametrize("kind, shape, mode", GRID)
 def test_equal_on_the_shape_grid(kind, shape, pair, mode):
     a, b = (cached_outputs(kind, name, shape, mode) for name in pair)
     equivalence.assert_same(kind, a, b, equivalence.expected_level(kind, mode == "jit"), f"{kind} at {shape}")
@@ -236,11 +242,11 @@ class FailingTwinTest(chex.TestCase):
 
 # ----------------------------------------------------------------------------- truly eager
 
-@pytest.mark.parametrize("shape", ["default", "n_embd32"])
+@pytest.mark.parametrize("shape", ["n_embd32"])
 def test_everything_bitwise_under_disable_jit(shape):
     """chex's without_jit leaves library jits (optax's) on; jax.disable_jit() turns them off too, and
     then even one update is bitwise."""
-    for kind in ("logits", "grads", "update", "updates"):
+    for kind in ("logits", "grads", "update"):  # a sequence of updates is one update after another
         with jax.disable_jit():
             a, b = (outputs(kind, name, shape, "no_jit") for name in (PURE, FLAX))
         equivalence.assert_same(kind, a, b, BITWISE, f"{kind} under disable_jit at {shape}")

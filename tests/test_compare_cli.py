@@ -52,6 +52,29 @@ def test_the_verdict_names_the_first_step_and_parameter_that_differ(monkeypatch,
     assert payload["pairs"]["pure~flax_port"]["same_state_chunks"]["first_over"]["step"] == 1
 
 
+def test_a_nudged_weight_ends_different_at_step_0(monkeypatch, capsys):
+    """A converter that moves one weight by 1e-4 on its way into nnx_port: caught before any step."""
+    import jax.numpy as jnp
+
+    from compare import convert
+
+    real_state = convert.state
+
+    def nudging_state(train_state, src, dst, cfg):
+        if dst.name != "nnx_port":
+            return real_state(train_state, src, dst, cfg)
+        params, opt = src.state_to_flat(train_state)
+        params = dict(params, **{"l0.wq": jnp.asarray(params["l0.wq"]).at[0, 0].add(1e-4)})
+        return dst.state_from_flat(params, opt, cfg)
+
+    monkeypatch.setattr(convert, "state", nudging_state)
+    code = run.main(["--steps", "10", "--num-samples", "2", "--no-cache", "--impls", "pure,nnx_port"])
+    last = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("verdict:")][0]
+    assert code == 1
+    assert last.startswith("verdict: different: parameters of every 10-step chunk run from the same state beyond "
+                           "16 ulps of their scale, first at l0.wq[0, 0]: 0.0001 apart"), last
+
+
 def test_rounding_alone_is_the_middle_level_and_exits_0(monkeypatch, capsys):
     """pure's old embedding lookup (plain indexing: the op found to differ, compare/tolerances.py)
     put back at n_embd 24: the free runs drift apart, each same-state chunk stays within the bound."""
@@ -89,8 +112,8 @@ def test_compare_bad_input_is_one_line_exit_2(args, message):
 
 
 def test_side_by_side_without_jit_agrees_too():
-    r = run_module("compare", "--no-jit", "--steps", "2", "--num-samples", "2", "--no-cache",
-                   "--impls", "pure,nnx_port")
+    r = run_module("compare", "--no-jit", "--steps", "2", "--num-samples", "1", "--block-size", "8", "--no-cache",
+                   "--impls", "pure,flax_port")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[-1].startswith("verdict: bitwise equal")
     assert "compare [eager (--no-jit)]" in r.stdout
