@@ -139,6 +139,13 @@ def is_png(path: str) -> bool:
         return f.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE
 
 
+def is_lesson_page(path: str) -> bool:
+    """A page `compare lesson --html` wrote: its generator tag is in the first lines."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    return b'<meta name="generator" content="microgpt-jax compare lesson">' in head
+
+
 def is_json(path: str) -> bool:
     with open(path, "rb") as f:
         raw = f.read(MAX_META_BYTES + 1)
@@ -149,7 +156,7 @@ def is_json(path: str) -> bool:
     return len(raw) <= MAX_META_BYTES
 
 
-KINDS = {is_checkpoint: "a checkpoint", is_png: "a PNG", is_json: "a JSON file"}
+KINDS = {is_checkpoint: "a checkpoint", is_png: "a PNG", is_json: "a JSON file", is_lesson_page: "a lesson page"}
 
 
 def check_outputs(outputs, inputs=()) -> None:

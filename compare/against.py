@@ -21,7 +21,6 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from common import checkpoint
 from common.cli import prepare_run, setup_jax, train_parser
 from common.errors import UserError
 from common.runner import check_chunk, chunk_size, compiled, init_state, name_at, stack_slice
@@ -431,11 +430,9 @@ def save_plot(path: str, outcome: Outcome, sides, title: str) -> None:
     bottom.set_xlabel("step")
     if differ.any():
         bottom.legend(loc="upper left")
-    fig.tight_layout()
-    try:
-        checkpoint.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    finally:
-        plt.close(fig)
+    from compare.run import write_figure
+
+    write_figure(path, fig)
 
 
 # ----------------------------------------------------------------------------- main
@@ -462,9 +459,7 @@ def run(args) -> Outcome:
     if args.against == "eager" and args.no_jit:
         raise UserError("--no-jit with --against eager: that comparison is jit against eager already; drop --no-jit")
     t_start = time.perf_counter()
-    docs, tok, cfg, batches = prepare_run(args)
-    if args.plot:
-        checkpoint.writable_target(args.plot)
+    docs, tok, cfg, batches = prepare_run(args)  # checks --plot too: a new file, or a PNG this program wrote
     setup_jax(args)
     import jax
 

@@ -940,7 +940,7 @@ def lesson_main(argv) -> int:
     if args.steps < 0:
         raise UserError(f"--steps {args.steps}: give 0 (no run) or more")
     pair = parse_pair(args.pair)
-    checkpoint.writable_target(args.html)
+    checkpoint.check_outputs([("--html", args.html, checkpoint.is_lesson_page)])  # a new file or a page we wrote
     setup_jax(args)
     from compare import page
 

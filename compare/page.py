@@ -216,6 +216,9 @@ def versions() -> str:
     return ", ".join(found)
 
 
+GENERATOR = "microgpt-jax compare lesson"  # how `lesson --html` knows a page it may replace
+
+
 def render(views: list[TopicView], outcomes: dict, names: list, run, pair: tuple[str, str], steps: int) -> str:
     a, b = pair
     passed = sum(o == "PASS" for checks in outcomes.values() for _, o in checks)
@@ -243,6 +246,7 @@ def render(views: list[TopicView], outcomes: dict, names: list, run, pair: tuple
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="{GENERATOR}">
 <title>microgpt: {a}/ beside {b}/</title>
 <style>{style}</style></head>
 <body><main>

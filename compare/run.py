@@ -133,6 +133,13 @@ def save_plot(path: str, losses: dict, divergence) -> None:
     bottom.set_ylabel("largest |a - b| over params, pairs")
     bottom.set_xlabel("step")
     bottom.legend(loc="upper right")
+    write_figure(path, fig)
+
+
+def write_figure(path: str, fig) -> None:
+    """Lay a matplotlib figure out and write it as a PNG, atomically; the figure is closed either way."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     try:
         checkpoint.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))

@@ -141,15 +141,19 @@ def every_pair():
 def test_every_pair_under_the_same_sharding_of_4_devices(kind, pair, mode):
     """8 names a step split over 4 devices, state replicated: every pair as on one device (bitwise,
     one update without an outer jit equal to rounding), nnx_port included."""
+    out = [sharded_outputs(kind, name, mode) for name in pair]
+    equivalence.assert_same(kind, *out, equivalence.expected_level(kind, mode == "jit"), f"{kind} on 4 devices")
+
+
+@functools.cache
+def sharded_outputs(kind: str, name: str, mode: str) -> dict:
+    """One implementation's outputs on 4 devices, computed once and compared in every pair it is in."""
     batches = place_batches(steps_of(8, 2), mesh(4))
     data = batches if kind == "updates" else first(batches)
-    out = []
-    for name in pair:
-        it, state = every_state()[name]
-        fn = equivalence.raw(kind, it, CFG)
-        x = state if kind != "grads" else it.params_of(state)
-        out.append(equivalence.flatten(kind, it, (jax.jit(fn) if mode == "jit" else fn)(x, data)))
-    equivalence.assert_same(kind, *out, equivalence.expected_level(kind, mode == "jit"), f"{kind} on 4 devices")
+    it, state = every_state()[name]
+    fn = equivalence.raw(kind, it, CFG)
+    x = state if kind != "grads" else it.params_of(state)
+    return equivalence.flatten(kind, it, (jax.jit(fn) if mode == "jit" else fn)(x, data))
 
 
 def test_a_run_on_4_devices_compiles_once_and_prints_its_layout():

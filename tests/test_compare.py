@@ -151,15 +151,18 @@ def batch_function(kind: str, name: str, mode: str):
 def test_equal_on_batches_of_8_names(kind, pair, mode):
     """B names a step (each twin's batch_loss_fn: a vmap of its one-name forward, the mean over real
     tokens), the default shape: the same levels as one name a step."""
+    out = [batch_outputs(kind, name, mode) for name in pair]
+    equivalence.assert_same(kind, *out, equivalence.expected_level(kind, mode == "jit"), f"{kind}, 8 names a step")
+
+
+@functools.cache
+def batch_outputs(kind: str, name: str, mode: str) -> dict:
     words = ["emma", "a", LONG, "olivia", "bo", "kaelyn", "zoe", "ava", "mia", "x", "noah", "li"]
     batches = training_batches(words, TOK, CFG.block_size, 2, 0, batch_size=8)  # (2, 8, T)
     data = batches if kind == "updates" else type(batches)(*(col[0] for col in batches))
-    out = []
-    for name in pair:
-        state = states("default")[name]
-        x = state if kind != "grads" else impl(name).params_of(state)
-        out.append(equivalence.flatten(kind, impl(name), batch_function(kind, name, mode)(x, data)))
-    equivalence.assert_same(kind, *out, equivalence.expected_level(kind, mode == "jit"), f"{kind}, 8 names a step")
+    state = states("default")[name]
+    x = state if kind != "grads" else impl(name).params_of(state)
+    return equivalence.flatten(kind, impl(name), batch_function(kind, name, mode)(x, data))
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=pair_id)

@@ -112,7 +112,7 @@ def test_compare_bad_input_is_one_line_exit_2(args, message):
 
 
 def test_side_by_side_without_jit_agrees_too():
-    r = run_module("compare", "--no-jit", "--steps", "2", "--num-samples", "1", "--block-size", "8", "--no-cache",
+    r = run_module("compare", "--no-jit", "--steps", "1", "--num-samples", "1", "--block-size", "8", "--no-cache",
                    "--impls", "pure,flax_port")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[-1].startswith("verdict: bitwise equal")

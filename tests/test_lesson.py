@@ -211,6 +211,19 @@ def test_lesson_refuses_a_page_it_cannot_write_and_writes_nothing(capsys, tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_lesson_replaces_only_a_page_it_wrote(capsys, tmp_path, built_page):
+    from common import checkpoint
+
+    mine = tmp_path / "notes.html"
+    mine.write_text("<html><body>my own notes</body></html>")
+    message = one_line_error(capsys, ["--html", str(mine), "--steps", "0"], lesson.lesson_main)
+    assert "exists and is not a lesson page this program wrote" in message
+    assert mine.read_text() == "<html><body>my own notes</body></html>"
+    ours = tmp_path / "lesson.html"
+    ours.write_text(built_page[1], encoding="utf-8")
+    assert checkpoint.is_lesson_page(str(ours)) and not checkpoint.is_lesson_page(str(mine))
+
+
 # ----------------------------------------------------------------------------- the proof
 
 
