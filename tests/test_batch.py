@@ -76,6 +76,18 @@ WRONG_LOSSES = {"counts_padding": loss_counting_padding, "mean_over_names": loss
 
 # ----------------------------------------------------------------------------- data
 
+# First in this file: under pytest-xdist the worker that takes this file waits here on the child
+# (tests/batch_devices.py in a fresh interpreter) while the other worker uses the second core.
+def test_device_checks_pass_on_4_forced_host_devices(device_checks):
+    """tests/batch_devices.py in a fresh interpreter, started when the suite was collected (conftest.py)."""
+    code, stdout, stderr = device_checks
+    out = subprocess.CompletedProcess([], code, stdout, stderr)
+    summary = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-2000:]
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    passed = re.search(r"(\d+) passed", summary)
+    assert passed and int(passed.group(1)) >= 10 and "skipped" not in summary and "failed" not in summary, summary
+
+
 def test_batch_size_1_keeps_the_arrays_of_one_name_a_step(docs, tok):
     a = training_batches(docs, tok, 16, 20, seed=3)
     b = training_batches(docs, tok, 16, 20, seed=3, batch_size=1)
@@ -205,12 +217,3 @@ def test_bad_batch_flags_are_one_line_errors(flags, fragments):
 
 
 # ----------------------------------------------------------------------------- several devices
-
-def test_device_checks_pass_on_4_forced_host_devices(device_checks):
-    """tests/batch_devices.py in a fresh interpreter, started when the suite was collected (conftest.py)."""
-    code, stdout, stderr = device_checks
-    out = subprocess.CompletedProcess([], code, stdout, stderr)
-    summary = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-2000:]
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-    passed = re.search(r"(\d+) passed", summary)
-    assert passed and int(passed.group(1)) >= 10 and "skipped" not in summary and "failed" not in summary, summary

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl.testing import parameterized
 
 import flax_port.model
 from common.config import Config
@@ -197,50 +198,69 @@ PURE, FLAX = "pure", "flax_port"
 CFG = config("default")
 
 
-class FailingTwinTest(chex.TestCase):
-    """Real differences of another kind than a nudged weight: each must raise, with jit and without."""
+PORTS = [(name, name) for name in NAMES if name != PURE]  # each port against pure
 
-    def check(self, kind, cfg_b=None, level=None):
+
+class FailingTwinTest(chex.TestCase):
+    """Real differences of another kind than a nudged weight, in each port against pure: each must
+    raise, with jit and without."""
+
+    def check(self, port, kind, cfg_b=None, level=None):
         x_a, data = inputs(kind, PURE, "default")
-        x_b, _ = inputs(kind, FLAX, "default")
-        if cfg_b is not None and kind in ("update", "updates"):
-            x_b = impl(FLAX).state_from_flat(*impl(PURE).state_to_flat(x_a), cfg_b)
+        x_b, _ = inputs(kind, port, "default")
+        if cfg_b is not None:  # the port built or stepped with another config (NNX builds its norms from it)
+            flat, opt = impl(PURE).state_to_flat(states("default")[PURE])
+            if kind in ("update", "updates"):
+                x_b = impl(port).state_from_flat(flat, opt, cfg_b)
+            else:
+                x_b = impl(port).from_flat(flat, cfg_b)
         jit = self.variant.type == chex.ChexVariantType.WITH_JIT
         with pytest.raises(AssertionError, match=DIFFERENT):
-            equivalence.check_pair(kind, impl(PURE), impl(FLAX), x_a, x_b, data, CFG, cfg_b, variant=self.variant,
+            equivalence.check_pair(kind, impl(PURE), impl(port), x_a, x_b, data, CFG, cfg_b, variant=self.variant,
                                    level=level or equivalence.expected_level(kind, jit))
 
     @chex.variants(with_jit=True, without_jit=True)
-    def test_logits_check_catches_a_wrong_rmsnorm_epsilon(self):
-        self.check("logits", dataclasses.replace(CFG, norm_eps=1e-6))  # flax's own default
+    @parameterized.named_parameters(*PORTS)
+    def test_logits_check_catches_a_wrong_rmsnorm_epsilon(self, port):
+        self.check(port, "logits", dataclasses.replace(CFG, norm_eps=1e-6))  # flax's own default
 
     @chex.variants(with_jit=True, without_jit=True)
-    def test_logits_check_catches_a_missing_causal_mask(self):
+    @parameterized.named_parameters(*PORTS)
+    def test_logits_check_catches_a_missing_causal_mask(self, port):
         T = CFG.block_size
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(flax_port.model.nn, "make_causal_mask", lambda x: jnp.ones((1, T, T), bool))
-            self.check("logits")
+            no_mask = lambda x: jnp.ones((1, T, T), bool)  # noqa: E731
+            mp.setattr(flax_port.model.nn, "make_causal_mask", no_mask)
+            if port == "nnx_port":
+                import nnx_port.model
+
+                mp.setattr(nnx_port.model.nnx, "make_causal_mask", no_mask)
+            self.check(port, "logits")
 
     @chex.variants(with_jit=True, without_jit=True)
-    def test_update_check_catches_a_different_adam_beta(self):
-        self.check("update", dataclasses.replace(CFG, beta1=0.9))  # optax's default
+    @parameterized.named_parameters(*PORTS)
+    def test_update_check_catches_a_different_adam_beta(self, port):
+        self.check(port, "update", dataclasses.replace(CFG, beta1=0.9))  # optax's default
 
     @chex.variants(with_jit=True, without_jit=True)
-    def test_update_check_catches_a_different_adam_epsilon(self):
-        self.check("update", dataclasses.replace(CFG, adam_eps=1.1e-8))
+    @parameterized.named_parameters(*PORTS)
+    def test_update_check_catches_a_different_adam_epsilon(self, port):
+        self.check(port, "update", dataclasses.replace(CFG, adam_eps=1.1e-8))
+
+    @chex.variants(with_jit=True)
+    @parameterized.named_parameters(*PORTS)
+    def test_updates_check_catches_a_different_adam_epsilon(self, port):
+        self.check(port, "updates", dataclasses.replace(CFG, adam_eps=1.1e-8))
 
     @chex.variants(with_jit=True, without_jit=True)
-    def test_updates_check_catches_a_different_adam_epsilon(self):
-        self.check("updates", dataclasses.replace(CFG, adam_eps=1.1e-8))
-
-    @chex.variants(with_jit=True, without_jit=True)
-    def test_sample_check_catches_different_weights(self):
+    @parameterized.named_parameters(*PORTS)
+    def test_sample_check_catches_different_weights(self, port):
         x_a, data = inputs("samples", PURE, "default")
         flat = dict(impl(PURE).to_flat(x_a))
         flat["lm_head"] = flat["lm_head"].at[0].add(-2.0)  # 'a' much less likely
-        x_b = impl(FLAX).from_flat(flat, CFG)
+        x_b = impl(port).from_flat(flat, CFG)
         with pytest.raises(AssertionError, match=DIFFERENT):
-            equivalence.check_pair("samples", impl(PURE), impl(FLAX), x_a, x_b, data, CFG, variant=self.variant)
+            equivalence.check_pair("samples", impl(PURE), impl(port), x_a, x_b, data, CFG, variant=self.variant)
 
 
 # ----------------------------------------------------------------------------- truly eager
