@@ -1,4 +1,4 @@
-"""What pure/ and flax_port/ share and do not compare: config, data, CLI plumbing, checkpoints."""
+"""What pure/, flax_port/ and nnx_port/ share and do not compare: config, data, CLI plumbing, checkpoints."""
 
 from common import shell
 

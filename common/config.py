@@ -1,6 +1,6 @@
-"""Hyperparameters of microgpt, defined once for both implementations.
+"""Hyperparameters of microgpt, defined once for every implementation.
 
-The config is a frozen dataclass so that it is hashable: both implementations pass it to
+The config is a frozen dataclass so that it is hashable: every implementation passes it to
 `jax.jit` as a static argument, and nothing reads hyperparameters from a global.
 """
 

@@ -1,4 +1,4 @@
-"""Names data and the character tokenizer, shared by both implementations.
+"""Names data and the character tokenizer, shared by every implementation.
 
 Three sources: the default list shipped inside the `names` package (US census first names,
 works offline), a local file with one name per line (`--data PATH`), or makemore's names.txt

@@ -1,4 +1,4 @@
-"""The sampling loop both implementations share: they differ only in how logits are computed.
+"""The sampling loop every implementation shares: they differ only in how logits are computed.
 
 Fixed shapes throughout (a block_size buffer, a traced prompt length and temperature), so the
 sampler compiles once whatever the prompt; one PRNG key split per token.

@@ -1,1 +1,1 @@
-"""Both implementations side by side: weight conversion, equivalence checks, the lockstep run."""
+"""The implementations side by side: weight conversion, equivalence checks, the lockstep run."""

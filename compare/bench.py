@@ -1,6 +1,6 @@
 """`python -m compare bench`: where the time goes, pure/ and flax_port/ side by side.
 
-Same data, same weights (one initialisation converted into both), the persistent compilation
+Same data, same weights (one initialisation converted into each), the persistent compilation
 cache off so that compile times are real. Prints one table, then the scaling table (B names a
 step, B = 1, 8, 32, 128, and B = 32 on 1, 2 and 4 devices); `--json PATH` writes the figures.
 """
@@ -46,8 +46,8 @@ def import_seconds(pkg: str, repeats: int) -> float:
 
 
 class Timed:
-    """One implementation, compiled and warmed up, with its timed runs; `main` alternates the
-    repeats of both implementations so that a slow spell of the machine hits both alike."""
+    """One implementation, compiled and warmed up, with its timed runs; `main` rotates the
+    repeats of every implementation in turn, so that a slow spell of the machine hits them alike."""
 
     def __init__(self, impl, state0, cfg: Config, batches, tok, *, key):
         import jax

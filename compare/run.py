@@ -1,7 +1,7 @@
-"""`python -m compare`: one initialisation converted into both, trained in lockstep, compared.
+"""`python -m compare`: one initialisation converted into each implementation, trained in lockstep, compared.
 
 Each implementation runs its own compiled train step (as its trainer does), over the same names;
-after every step the parameters of both are compared in pure's layout.
+after every step the parameters of every pair are compared in the checkpoint's flat layout.
 """
 
 import dataclasses
@@ -94,7 +94,7 @@ class Progress:
 
 
 def save_plot(path: str, losses: dict, divergence) -> None:
-    """Both loss curves (each step faint, their running mean bold: one name's loss jumps around) and
+    """The loss curves (each step faint, their running mean bold: one name's loss jumps around) and
     the divergence per step; the steps where both agree bitwise are drawn as such, not left out."""
     import matplotlib
 
@@ -216,7 +216,7 @@ def main(argv) -> int:
             flats.append(impl.to_flat(params))
         for i, j in pairs:
             if drift[(i, j)].first is None and bitwise_equal(flats[i], flats[j]):
-                # never apart so far: the two started this chunk from the same state, and every step agreed
+                # parameters never apart so far, and every step of this chunk agreed: judged as run from one state
                 drift[(i, j)].compared += k
                 verdicts[(i, j)].compared += k
                 continue

@@ -1,6 +1,6 @@
 """flax_port's trees in the checkpoint's flat layout, both ways: linen's nested paths <-> the seed's names.
 
-Twin: pure/checkpoint.py (there the tree already is the flat dict).
+Twins: pure/checkpoint.py and nnx_port/checkpoint.py (there the tree already is the flat dict).
 A file of its own rather than a part of model.py: the mapping is about the checkpoint format, not
 about the model, and model.py stays a line-by-line twin of pure/model.py. It lives in flax_port/
 rather than compare/ so that a reader (and the trainer's --save) never needs compare/ to see how

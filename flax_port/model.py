@@ -1,6 +1,6 @@
 """The microgpt transformer as flax.linen modules.
 
-Twin: pure/model.py. Flax takes over creating, naming and initialising the parameters.
+Twins: pure/model.py and nnx_port/model.py. Flax takes over creating, naming and initialising the parameters.
 Every library default that differs from microgpt is spelled out: no biases, no norm scale,
 RMSNorm epsilon 1e-5, explicit `name=` on every submodule.
 """

@@ -1,6 +1,6 @@
 """Adam from optax, with optax's linear schedule from lr to 0.
 
-Twin: pure/optim.py. optax takes over the moments, the bias correction and the schedule.
+Twins: pure/optim.py and nnx_port/optim.py. optax takes over the moments, the bias correction and the schedule.
 """
 
 import optax

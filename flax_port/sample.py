@@ -1,6 +1,6 @@
 """Sampling names from the flax.linen model.
 
-Twin: pure/sample.py. The logits come from the flax module's `apply` (through model.forward).
+Twins: pure/sample.py and nnx_port/sample.py. The logits come from the flax module's `apply` (through model.forward).
 The loop itself lives once, in common/sampling.py; this file says where the logits come from.
 """
 

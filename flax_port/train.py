@@ -1,6 +1,6 @@
 """The training step: loss and gradients in one pass, then Adam, all inside one jitted function.
 
-Twin: pure/train.py. A flax TrainState carries params, the optax transformation and its state.
+Twins: pure/train.py and nnx_port/train.py. A flax TrainState carries params, the optax transformation and its state.
 TrainState rather than a bare (params, opt_state) pair because that is what Flax users reach
 for; compare/ reads `state.params` and `state.opt_state` out of it.
 None of these functions is jitted here: callers jit them where they call them.

@@ -59,5 +59,5 @@ def train_step(state, batch: Batch, cfg: Config):
 # ----------------------------------------------------------------------------- run
 
 def train_steps(state, batches: Batch, cfg: Config):
-    """Several steps in one call: `lax.scan` over a stack of names (k, T) -> k losses."""
+    """Several steps in one call: `lax.scan` over a stack of names (k, T) or (k, B, T) -> k losses."""
     return jax.lax.scan(lambda s, b: train_step(s, b, cfg), state, batches)

@@ -1,6 +1,6 @@
 """pure's trees in the checkpoint's flat layout, both ways: nothing to rename.
 
-Twin: flax_port/checkpoint.py (there linen's nested paths are mapped to the flat names).
+Twins: flax_port/checkpoint.py and nnx_port/checkpoint.py (there linen's nested paths are mapped to the flat names).
 pure's params already are the seed's flat dict and its Adam state already is
 {"step", "m", "v"}, so each conversion is a copy of the dict, and a check of its shapes if a
 config is given.

@@ -1,6 +1,6 @@
 """The microgpt transformer as pure functions over a flat dict of arrays.
 
-Twin: flax_port/model.py (there flax.linen owns the parameters and their names).
+Twins: flax_port/model.py and nnx_port/model.py (there flax.linen and flax.nnx own the parameters and their names).
 """
 
 import jax

@@ -1,6 +1,6 @@
 """Adam, written out: state in, state out, with the learning rate decaying linearly to 0.
 
-Twin: flax_port/optim.py (there optax builds the same optimizer from a schedule and adam).
+Twins: flax_port/optim.py and nnx_port/optim.py (there optax builds the same optimizer from a schedule and adam).
 """
 
 import jax

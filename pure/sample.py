@@ -1,6 +1,6 @@
 """Sampling names from the dict-of-arrays model.
 
-Twin: flax_port/sample.py (there the logits come from the flax module's `apply`).
+Twins: flax_port/sample.py and nnx_port/sample.py (there the logits come from the flax module's `apply`).
 The loop itself lives once, in common/sampling.py; this file says where the logits come from.
 """
 

@@ -1,6 +1,6 @@
 """The training step: loss and gradients in one pass, then Adam, all inside one jitted function.
 
-Twin: flax_port/train.py (there a flax TrainState carries params, optimizer and step).
+Twins: flax_port/train.py and nnx_port/train.py (there a flax TrainState carries params, optimizer and step).
 None of these functions is jitted here: callers jit them where they call them.
 """
 

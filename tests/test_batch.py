@@ -79,7 +79,8 @@ WRONG_LOSSES = {"counts_padding": loss_counting_padding, "mean_over_names": loss
 # First in this file: under pytest-xdist the worker that takes this file waits here on the child
 # (tests/batch_devices.py in a fresh interpreter) while the other worker uses the second core.
 def test_device_checks_pass_on_4_forced_host_devices(device_checks):
-    """tests/batch_devices.py in a fresh interpreter, started when the suite was collected (conftest.py)."""
+    """tests/batch_devices.py in a fresh interpreter, started when the suite was collected, or by this
+    test under pytest-xdist (conftest.py)."""
     code, stdout, stderr = device_checks
     out = subprocess.CompletedProcess([], code, stdout, stderr)
     summary = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-2000:]

@@ -265,7 +265,7 @@ class FailingTwinTest(chex.TestCase):
 
 # ----------------------------------------------------------------------------- truly eager
 
-@pytest.mark.parametrize("shape", ["n_embd32"])
+@pytest.mark.parametrize("shape", ["default"])
 def test_everything_bitwise_under_disable_jit(shape):
     """chex's without_jit leaves library jits (optax's) on; jax.disable_jit() turns them off too, and
     then even one update is bitwise."""

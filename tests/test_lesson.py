@@ -299,13 +299,13 @@ def test_the_page_shows_the_checks_the_notes_and_the_marks(built_page):
 def test_the_page_embeds_the_loss_curves_and_a_failed_check():
     views = [lesson.view("loss", PAIR)]
     png = b"\x89PNG\r\n\x1a\n not really"
-    text = page.render(views, {"loss": [("a check", "FAIL: numbers differ")]}, [], (png, ["verdict: AGREE"]),
+    text = page.render(views, {"loss": [("a check", "FAIL: numbers differ")]}, [], (png, ["verdict: bitwise equal"]),
                        PAIR, 300)
     assert "✗ FAIL" in text and "numbers differ" in text and 'class="proof failed"' in text
     code = page.prose('pure\'s `x @ params["lm_head"].T`')
     assert code.startswith('pure&#x27;s <code class="hl">') and "&amp;" not in code and "&quot;" in code
     assert text.count("<img ") == 1 and f'src="data:image/png;base64,{base64.b64encode(png).decode()}"' in text
-    assert "verdict: AGREE" in text
+    assert "verdict: bitwise equal" in text
 
 
 # ----------------------------------------------------------------------------- what a learner watches
