@@ -122,10 +122,15 @@ def start_device_checks():
     return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+FIRST = ("test_compare.py", "test_batch.py")  # the longest files start first, so none is left running alone at the end
+
+
 def pytest_collection_modifyitems(session, config, items):
-    """When the device checks are selected in a single-process run, start them now, beside the rest
-    of the suite: this process keeps about one core busy, and the child uses the other. (Under
-    pytest-xdist the other worker does that, and the test starts them itself.)"""
+    """The longest files first (pytest-xdist hands out files in this order). When the device checks
+    are selected in a single-process run, start them now, beside the rest of the suite: this
+    process keeps about one core busy, and the child uses the other. (Under pytest-xdist the other
+    worker does that, and the test starts them itself.)"""
+    items.sort(key=lambda item: FIRST.index(item.path.name) if item.path.name in FIRST else len(FIRST))
     if "PYTEST_XDIST_WORKER" not in os.environ and any(item.name == DEVICE_TEST for item in items):
         config.device_checks = start_device_checks()
 

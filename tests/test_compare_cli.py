@@ -113,7 +113,8 @@ def test_compare_bad_input_is_one_line_exit_2(args, message):
 
 def test_side_by_side_without_jit_agrees_too(capsys):
     """In-process: the eager ops of the default shape are compiled once per process, and shared."""
-    code = run.main(["--no-jit", "--steps", "1", "--num-samples", "1", "--no-cache", "--impls", "pure,flax_port"])
+    code = run.main(["--no-jit", "--steps", "1", "--num-samples", "1", "--block-size", "4", "--no-cache",
+                     "--impls", "pure,flax_port"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.splitlines()[-1].startswith("verdict: bitwise equal")
