@@ -100,10 +100,12 @@ def pair_id(pair):
 
 # Without an outer jit, a lax.scan is still compiled whole: for `updates` (a scan of train steps)
 # and `samples` (a scan over positions) the no_jit variant compiles the very program the jit one
-# does, so it runs at the default shape only; logits, gradients and one update run op by op there,
-# at every shape.
+# does, so it runs at the default shape only. Logits, gradients and one update run op by op there,
+# each op compiled alone, so the shape-dependent choices of whole-program compilation (which broke
+# bitwise equality at n_embd 24 and 32 under jit) do not arise; they run at three shapes.
+NO_JIT_SHAPES = ("default", "n_embd24_3heads", "block32")
 GRID = [(kind, shape, mode) for kind in equivalence.KINDS for shape in SHAPES for mode in MODES
-        if mode == "jit" or kind not in ("updates", "samples") or shape == "default"]
+        if mode == "jit" or (shape in NO_JIT_SHAPES and (kind not in ("updates", "samples") or shape == "default"))]
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
@@ -266,10 +268,10 @@ class FailingTwinTest(chex.TestCase):
 # ----------------------------------------------------------------------------- truly eager
 
 @pytest.mark.parametrize("shape", ["default"])
-def test_everything_bitwise_under_disable_jit(shape):
+def test_one_update_bitwise_under_disable_jit(shape):
     """chex's without_jit leaves library jits (optax's) on; jax.disable_jit() turns them off too, and
     then even one update is bitwise."""
-    for kind in ("logits", "grads", "update"):  # a sequence of updates is one update after another
+    for kind in ("update",):  # logits and gradients run op by op without jit in the grid already
         with jax.disable_jit():
             a, b = (outputs(kind, name, shape, "no_jit") for name in (PURE, FLAX))
         equivalence.assert_same(kind, a, b, BITWISE, f"{kind} under disable_jit at {shape}")

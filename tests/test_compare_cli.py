@@ -111,16 +111,6 @@ def test_compare_bad_input_is_one_line_exit_2(args, message):
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-def test_side_by_side_without_jit_agrees_too(capsys):
-    """In-process: the eager ops of the default shape are compiled once per process, and shared."""
-    code = run.main(["--no-jit", "--steps", "1", "--num-samples", "1", "--block-size", "4", "--no-cache",
-                     "--impls", "pure,flax_port"])
-    out = capsys.readouterr().out
-    assert code == 0, out
-    assert out.splitlines()[-1].startswith("verdict: bitwise equal")
-    assert "compare [eager (--no-jit)]" in out
-
-
 def test_bench_prints_every_row_and_writes_json(tmp_path, capsys, monkeypatch):
     """Runs the benchmark tiny, for its output's shape only: no duration is asserted. In-process, with
     two scaling batch sizes and the fresh interpreters (imports, forced devices) left out: they are
