@@ -25,3 +25,10 @@ class Impl:
     state_to_flat: Callable  # state -> (flat params, {"step": int32 scalar, "m": flat, "v": flat})
     state_from_flat: Callable  # (flat params, flat Adam state, cfg) -> state, ready for train_step
     batch_loss_fn: Callable | None = None  # (params, batch (B, T), cfg) -> the mean over the real tokens of B names
+    # The taps (common/taps.py): (params, batch (T,) or (B, T), cfg, perturbations) -> (loss, taps).
+    # `perturbations` maps every tap name to an array of the tap's shape (zeros, or what a test
+    # adds); each tap's value enters the rest of the pass plus its perturbation, so that
+    # jax.grad with respect to `perturbations` is the gradient of the loss with respect to each
+    # tap. `taps` maps every tap name to its value (before the perturbation is added); the loss
+    # is loss_fn's (or batch_loss_fn's) bit for bit. Nothing of this runs in the trainers' step.
+    tapped_loss: Callable | None = None
