@@ -660,14 +660,14 @@ def topic_checks(topic: str, pair: tuple[str, str]) -> list[tuple[str, object]]:
 
 
 def side_by_side_run(pair: tuple[str, str], steps: int, no_cache: bool) -> tuple[bytes, list[str]] | None:
-    """The loss curves (PNG) and the verdict of a short `python -m compare` run of the pair."""
+    """The loss curves (SVG) and the verdict of a short `python -m compare` run of the pair."""
     import contextlib
     import tempfile
 
     from compare import run
 
     with tempfile.TemporaryDirectory() as tmp:
-        png = os.path.join(tmp, "curves.png")
+        png = os.path.join(tmp, "curves.svg")
         out = io.StringIO()
         argv = ["--steps", str(steps), "--num-samples", "8", "--plot", png, "--impls", ",".join(pair)]
         argv += ["--no-cache"] if no_cache else []
