@@ -2,7 +2,7 @@
 differing lines marked, the notes, the checks' outcomes, the loss curves of a side-by-side run.
 
 Everything is inline (styles, the PNG as base64): the file opens from disk and asks the network
-for nothing. The page is built from compare/lesson.py's views; nothing here reads source itself.
+for nothing. The page is built from the lesson's views (compare/lesson/view.py); nothing here reads source itself.
 """
 
 import base64
@@ -14,7 +14,10 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 from pygments.token import STANDARD_TYPES
 
-from compare.lesson import MARKS, TOPICS, Line, Piece, Pointer, TopicView
+from compare.lesson.align import MARKS
+from compare.lesson.content import TOPICS
+from compare.lesson.source import Line
+from compare.lesson.view import Piece, Pointer, TopicView
 
 KIND_WORDS = {"same": "the same on both sides", "differ": "differs", "left": "only on the left",
               "right": "only on the right"}
