@@ -12,7 +12,8 @@ import pytest
 
 import flax_port.model
 from common.cli import run_cli
-from compare import lesson, page
+from compare import lesson
+from compare.lesson import page
 from conftest import run_module
 
 PAIR = lesson.DEFAULT_PAIR

@@ -1,8 +1,8 @@
 """The lesson as one static web page: every topic's code highlighted (Pygments) and aligned, the
 differing lines marked, the notes, the checks' outcomes, the loss curves of a side-by-side run.
 
-Everything is inline (styles, the PNG as base64): the file opens from disk and asks the network
-for nothing. The page is built from compare/lesson.py's views; nothing here reads source itself.
+Everything is inline (styles, the plot as SVG): the file opens from disk and asks the network
+for nothing. The page is built from the lesson's views (compare/lesson/view.py); nothing here reads source itself.
 """
 
 import html
@@ -12,7 +12,10 @@ from importlib import metadata
 from pygments.lexers import PythonLexer
 from pygments.token import STANDARD_TYPES
 
-from compare.lesson import MARKS, TOPICS, Line, Piece, Pointer, TopicView
+from compare.lesson.align import MARKS
+from compare.lesson.content import TOPICS
+from compare.lesson.source import Line
+from compare.lesson.view import Piece, Pointer, TopicView
 
 KIND_WORDS = {"same": "the same on both sides", "differ": "differs", "left": "only on the left",
               "right": "only on the right"}
