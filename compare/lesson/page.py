@@ -124,7 +124,7 @@ a.badge { display: inline-block; min-width: 1.3em; padding: 0 2px; margin-right:
 tr.sep td { height: 8px; }
 .notes { background: var(--notes-bg); border-left: 4px solid var(--accent); padding: 8px 14px; margin: 10px 0; }
 .notes ol { margin: 4px 0; padding-left: 22px; }
-.notes li { margin: 6px 0; }
+.notes li { margin: 6px 0; overflow-x: auto; }  /* a token longer than the line scrolls, never breaks */
 .notes .where { font-family: var(--mono); font-size: 12.5px; background: var(--code-bg); padding: 1px 5px;
                 border-radius: 3px; }
 .notes code.hl { white-space: pre-wrap; }
