@@ -124,7 +124,8 @@ a.badge { display: inline-block; min-width: 1.3em; padding: 0 2px; margin-right:
 tr.sep td { height: 8px; }
 .notes { background: var(--notes-bg); border-left: 4px solid var(--accent); padding: 8px 14px; margin: 10px 0; }
 .notes ol { margin: 4px 0; padding-left: 22px; }
-.notes li { margin: 6px 0; overflow-x: auto; }  /* a token longer than the line scrolls, never breaks */
+.notes li { margin: 6px 0; }
+.notes li > div { overflow-x: auto; }  /* a token longer than the line scrolls, never breaks */
 .notes .where { font-family: var(--mono); font-size: 12.5px; background: var(--code-bg); padding: 1px 5px;
                 border-radius: 3px; }
 .notes code.hl { white-space: pre-wrap; }
@@ -155,6 +156,8 @@ footer { margin-top: 48px; color: var(--muted); font-size: 13px; }
   .piece.two table.code tr.head { display: none; }
   .show-l:checked ~ .scroll .r, .show-r:checked ~ .scroll .l { display: none; }
   .piece.two table.code td.src { width: 100%; }
+  /* the rows where only the hidden side's line goes on (it is taller) */
+  .show-l:checked ~ .scroll tr:has(td.src.l.pad), .show-r:checked ~ .scroll tr:has(td.src.r.pad) { display: none; }
   /* a line only the hidden side has: a thin hatched strip says something happens there */
   .show-l:checked ~ .scroll tr.right td, .show-r:checked ~ .scroll tr.left td {
                 font-size: 0; line-height: 0; height: 4px; padding: 0; }
@@ -208,7 +211,7 @@ def cell_pair(line: Line | None, k: int, code: list[str] | None, side: str, topi
     if line is None:
         return f'<td class="ln {side} gap"></td><td class="src {side} gap"></td>'
     if k >= len(line.physical):
-        return f'<td class="ln {side}"></td><td class="src {side}"></td>'
+        return f'<td class="ln {side} pad"></td><td class="src {side} pad"></td>'
     number = line.lineno + k if line.lineno else ""
     badge = "".join(f'<a class="badge" href="#note-{topic}-{n}">{n}</a>'
                     for n in badges.get((line.path, number), []))
@@ -298,7 +301,7 @@ def topic_section(v: TopicView, outcomes: list[tuple[str, str]], names: list[tup
             inside = "".join(f"<br>inside: {where(p)}" for p in note.inside)
             inside += "".join(f"<br>instead of: {where(p, f'{v.name}-{other}-{p.lineno}')}" for p in note.faces
                               for other in [v.pair[1] if note.impl == v.pair[0] else v.pair[0]])
-            items.append(f'<li id="note-{v.name}-{n}">{at}{prose(note.text)}{inside}</li>')
+            items.append(f'<li id="note-{v.name}-{n}"><div>{at}{prose(note.text)}{inside}</div></li>')
         parts.append(f'<div class="notes"><strong>What the framework took over</strong><ol>{"".join(items)}</ol></div>')
     failed = any(o != "PASS" for _, o in outcomes)
     checks = []
