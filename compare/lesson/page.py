@@ -152,7 +152,7 @@ footer { margin-top: 48px; color: var(--muted); font-size: 13px; }
   .piece > input:focus-visible + input + .tabs label, .piece > input + input:focus-visible + .tabs label {
                 outline: 2px solid var(--accent); }
   .show-l:checked ~ .tabs label.l, .show-r:checked ~ .tabs label.r { background: var(--tab-on);
-                border-bottom-color: var(--tab-on); }
+                border-bottom-color: var(--tab-on); box-shadow: inset 0 3px 0 var(--accent); cursor: default; }
   .piece.two table.code tr.head { display: none; }
   .show-l:checked ~ .scroll .r, .show-r:checked ~ .scroll .l { display: none; }
   .piece.two table.code td.src { width: 100%; }
