@@ -324,6 +324,8 @@ def test_the_page_embeds_the_loss_curves_and_a_failed_check():
     assert code.startswith('pure&#x27;s <code class="hl">') and "&amp;" not in code and "&quot;" in code
     assert svg.startswith(b"<?xml") and text.count("<svg ") == 1 and "<?xml" not in text and "<img" not in text
     assert text.count("<text ") == svg.count(b"<text ") > 10  # the plot's words are text, not paths
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.I)  # the plot fetches nothing
+    assert "anywhere" not in text  # no overflow-wrap that cuts a name to fit a line
     assert "verdict: bitwise equal" in text
 
 
