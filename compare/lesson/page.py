@@ -2,7 +2,7 @@
 differing lines marked, the notes, the checks' outcomes, the loss curves of a side-by-side run.
 
 Everything is inline (styles, the PNG as base64): the file opens from disk and asks the network
-for nothing. The page is built from the lesson's views (compare/lesson/view.py); nothing here reads source itself.
+for nothing. The page is built from the lesson's views (compare/lesson/views.py); nothing here reads source itself.
 """
 
 import base64
@@ -14,10 +14,10 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 from pygments.token import STANDARD_TYPES
 
-from compare.lesson.align import MARKS
-from compare.lesson.content import TOPICS
+from compare.lesson.align import row_mark
+from compare.lesson.content import TOPICS, opening
 from compare.lesson.source import Line
-from compare.lesson.view import Piece, Pointer, TopicView
+from compare.lesson.views import Piece, Pointer, TopicView
 
 KIND_WORDS = {"same": "the same on both sides", "differ": "differs", "left": "only on the left",
               "right": "only on the right"}
@@ -131,9 +131,11 @@ def piece_table(piece: Piece, v: TopicView, badges: dict) -> str:
             for k in range(len(line.physical)):
                 rows.append(f'<tr class="same"><td class="mk"></td>'
                             f'{cell_pair(line, k, hl, "l", v.name, "shared", badges)}</tr>')
-        return (f'<table class="code shared"><colgroup><col class="mk"><col class="ln"><col></colgroup>'
-                f'<tr><th colspan="3">{html.escape(piece.titles[0])}: the same code for both</th></tr>'
-                + "".join(rows) + "</table>")
+        head = (f"{html.escape(piece.titles[0])}" if piece.aside else
+                f"{html.escape(piece.titles[0])}: {html.escape(piece.caption)}")
+        about = f'<p class="aside">{prose(piece.caption)}</p>' if piece.aside else ""
+        return (f'{about}<table class="code shared"><colgroup><col class="mk"><col class="ln"><col></colgroup>'
+                f'<tr><th colspan="3">{head}</th></tr>' + "".join(rows) + "</table>")
     left = highlight([r.left for r in piece.rows if r.left])
     right = highlight([r.right for r in piece.rows if r.right])
     li = ri = 0
@@ -147,7 +149,7 @@ def piece_table(piece: Piece, v: TopicView, badges: dict) -> str:
         height = max(len(row.left.physical) if row.left else 0, len(row.right.physical) if row.right else 0)
         blank = not (row.left or row.right).key
         for k in range(height):
-            mark = "" if blank or row.kind == "same" else MARKS[row.kind]
+            mark = "" if blank else row_mark(row, k).strip()
             rows.append(f'<tr class="{row.kind}" title="{KIND_WORDS[row.kind]}"><td class="mk">{mark}</td>'
                         f'{cell_pair(row.left, k, hl_l, "l", v.name, v.pair[0], badges)}'
                         f'{cell_pair(row.right, k, hl_r, "r", v.name, v.pair[1], badges)}</tr>')
@@ -193,7 +195,9 @@ def topic_section(v: TopicView, outcomes: list[tuple[str, str]], names: list[tup
             inside = "".join(f"<br>inside: {where(p)}" for p in note.inside)
             inside += "".join(f"<br>instead of: {where(p, f'{v.name}-{other}-{p.lineno}')}" for p in note.faces
                               for other in [v.pair[1] if note.impl == v.pair[0] else v.pair[0]])
-            items.append(f'<li id="note-{v.name}-{n}">{at}{prose(note.text)}{inside}</li>')
+            idiom = (f'<br><span class="bitwise">written so only to stay bitwise; the idiomatic line:</span> '
+                     f'<code class="hl">{code_html(note.idiom)}</code>' if note.idiom else "")
+            items.append(f'<li id="note-{v.name}-{n}">{at}{prose(note.text)}{idiom}{inside}</li>')
         parts.append(f'<div class="notes"><strong>What the framework took over</strong><ol>{"".join(items)}</ol></div>')
     failed = any(o != "PASS" for _, o in outcomes)
     checks = []
@@ -245,6 +249,8 @@ def render(views: list[TopicView], outcomes: dict, names: list, run, pair: tuple
               '<span class="sw" style="background:#dcf5dc"></span>&gt; only on the right'
               '<span class="sw" style="background:#e7e9ee"></span>a gap: nothing on that side does it'
               '<span class="sw" style="background:#fff"></span>unmarked: the same line</p>')
+    opening_html = "".join(f"<p>{prose(t)}</p>" for t in opening(pair))
+    opening_html = f'<section id="opening"><h3>What changes between the two</h3>{opening_html}</section>'
     style = HtmlFormatter(style="friendly").get_style_defs([".hl", "td.src"]) + CSS
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -262,6 +268,7 @@ a topic says what it took over, points (numbered badges) at the line where that 
 the lines it replaces, and quotes the library's own line. The proof under each topic lists the
 equivalence checks that cover it, run when the page was built: {passed} of {total} passed.</p>
 {legend}
+{opening_html}
 <nav><h3>Topics</h3><ol>{toc}</ol></nav>
 <h2 id="training">Training side by side</h2>
 <p class="concept">One initialisation, converted into both, trained in lockstep on the same names
