@@ -147,7 +147,7 @@ PURE_NOTES = {
              "compiles the two gradients' scatter-adds differently: wte and wpe gradients 1-2 ulps of scale "
              "apart for 74-77 of 80 names at n_embd 24 and 32 (none at the default shape), and a 1000-step "
              "run at n_embd 32 ended 0.27 apart (compare/tolerances.py, README).",
-             idiom='x = params["wte"][tokens] + params["wpe"][:T]  # (T, D)'),
+             idiom='x = params["wte"][tokens] + params["wpe"][:T]'),
     ),
     "optimizer": (
         Note("c1, c2 = 1 - b1**t", "each bias correction is computed once and divided into every leaf, as "
@@ -180,7 +180,7 @@ FLAX_NOTES = {
              faces=(("pure", "x = x + attention("),)),
         Note(".attend(x)", "lm_head is an nn.Embed read with attend: x @ table.T, the (V, D) table's "
              "transpose. " + DENSE_LM_HEAD_COST, faces=(("pure", 'x @ params["lm_head"].T'),),
-             idiom='return nn.Dense(cfg.vocab_size, use_bias=False, name="lm_head")(x)  # (T, V)'),
+             idiom='return nn.Dense(cfg.vocab_size, use_bias=False, name="lm_head")(x)'),
         Note("GPT(cfg).apply(", "the module holds no weights: apply binds the params tree to it for one call. "
              "This is where linen's weights meet its code; everything else calls forward."),
     ),
@@ -247,7 +247,7 @@ NNX_NOTES = {
         Note("self.lm_head.attend(x)", "lm_head is an nnx.Embed read with attend: x @ table.T, the (V, D) "
              "table's transpose. " + DENSE_LM_HEAD_COST,
              faces=(("pure", 'x @ params["lm_head"].T'),),
-             idiom="return nnx.Linear(cfg.n_embd, cfg.vocab_size, use_bias=False, rngs=rngs)(x)  # in __init__"),
+             idiom="self.lm_head = nnx.Linear(cfg.n_embd, cfg.vocab_size, use_bias=False, rngs=rngs)"),
         Note("return gpt(tokens)", "the module holds its weights: forward is a plain call.",
              more=(("flax_port", "linen binds a params tree with GPT(cfg).apply({'params': ...})."),),
              faces=(("flax_port", "GPT(cfg).apply("),)),
@@ -261,7 +261,7 @@ NNX_NOTES = {
              ((NNX_ATTENTION, "query = query / jnp.sqrt(depth)"), (NNX_ATTENTION, "big_neg = jnp.finfo(dtype).min")),
              faces=(("flax_port", "nn.dot_product_attention("), ("pure", "q = q / jnp.sqrt(hd)")),
              more=(("flax_port", "The two lines are what linen's nn.dot_product_attention does inside."),),
-             idiom="out = nnx.dot_product_attention(q, k, v, mask=causal).reshape(T, H * hd)  # (T, D)"),
+             idiom="out = nnx.dot_product_attention(q, k, v, mask=causal).reshape(T, H * hd)"),
     ),
     "loss": (
         Note("optax.softmax_cross_entropy_with_integer_labels(", "computes logsumexp(logits) - logits[target], "

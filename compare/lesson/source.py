@@ -27,6 +27,7 @@ class Break:
     column: int  # the code before it stays on this line, the rest goes to the next
     kind: int  # AFTER_COMMA ... BEFORE_TOKEN
     backslash: bool  # outside any bracket: the line needs a backslash to go on
+    depth: int = 0  # how many brackets are open there: a formatter breaks at the outermost comma first
 
 
 @dataclasses.dataclass
@@ -123,7 +124,7 @@ def scan(physical: list[str]):
             elif tok.type == tokenize.OP and tok.string in ")]}":
                 depth -= 1
             elif tok.type == tokenize.OP and tok.string == "," and not fstring:
-                breaks[r0 - 1].append(Break(c1, AFTER_COMMA, depth == 0))
+                breaks[r0 - 1].append(Break(c1, AFTER_COMMA, depth == 0, depth))
             elif tok.type == tokenize.COMMENT and physical[r0 - 1][:c0].strip():
                 comment_at[r0 - 1] = c0
             elif tok.type == tokenize.STRING and tok.string.lstrip("rbuRBUfF")[:3] in ('"""', "'''"):

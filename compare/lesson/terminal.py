@@ -78,7 +78,7 @@ def break_code(text: str, breaks: list[Break], width: int, hanging: str) -> list
         ahead = [b for b in breaks if done < b.column < len(text) and text[done:b.column].strip()]
         fits = [b for b in ahead if len(prefix) + len(text[done:b.column].rstrip()) + 2 * b.backslash <= width]
         if fits:
-            cut = min(fits, key=lambda b: (b.kind, -b.column))
+            cut = min(fits, key=lambda b: (b.kind, b.depth, -b.column))
         elif ahead:
             cut = min(ahead, key=lambda b: b.column)  # the token alone is wider than the line
         else:
