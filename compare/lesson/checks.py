@@ -36,9 +36,10 @@ def parameter_paths(impl_name: str, cfg) -> dict[str, str]:
 
 
 @functools.cache
-def check_inputs():
-    """The default config, one initialisation in every implementation's layout, two names (4
-    letters, and 26 truncated to the block), ten names for a run of updates, a prompt and a key."""
+def check_inputs(pair: tuple[str, ...] = ()):
+    """The default config, one initialisation (the first implementation's) in the layout of each of
+    `pair` (all if empty), two names (4 letters, and 26 truncated to the block), ten names for a run
+    of updates, a prompt and a key."""
     import jax
 
     from common.config import Config
@@ -48,7 +49,7 @@ def check_inputs():
 
     tok = Tokenizer("abcdefghijklmnopqrstuvwxyz")
     cfg = Config(vocab_size=tok.vocab_size)
-    names = impls.available()
+    names = list(dict.fromkeys([impls.available()[0], *(pair or impls.available())]))
     made = [impls.get(n) for n in names]
     states = dict(zip(names, equivalence.states_from_one_init(made, cfg, key=jax.random.PRNGKey(0))))
     words = [encode_name(n, tok, cfg.block_size) for n in ("emma", "abcdefghijklmnopqrstuvwxyz")]
@@ -68,7 +69,7 @@ def topic_checks(topic: str, pair: tuple[str, str]) -> list[tuple[str, object]]:
     from compare import equivalence as eq
 
     def round_trip():  # the converters that the names table is generated from
-        x = check_inputs()
+        x = check_inputs(pair)
         first = x["impls"][pair[0]]
         flat = first.to_flat(first.params_of(x["states"][pair[0]]))
         for impl_name in pair:
@@ -78,15 +79,17 @@ def topic_checks(topic: str, pair: tuple[str, str]) -> list[tuple[str, object]]:
 
     def check(kind):
         def run(variant, jit):
-            x = check_inputs()
+            x = check_inputs(pair)
             a, b = (x["impls"][n] for n in pair)
             takes_state = kind in ("update", "updates")
             xs = [x["states"][n] if takes_state else x["impls"][n].params_of(x["states"][n]) for n in pair]
             data = {"logits": [w.inputs for w in x["names"]], "grads": x["names"], "update": x["names"],
                     "updates": [x["ten"]], "samples": [x["prompt"]]}[kind]
+            # one function per side for all the data (same shapes): compiled once, not once per name
+            fa, fb = (variant(eq.raw(kind, impl, x["cfg"])) for impl in (a, b))
             for d in data:
-                eq.check_pair(kind, a, b, xs[0], xs[1], d, x["cfg"], variant=variant,
-                              level=eq.expected_level(kind, jit))
+                eq.assert_same(kind, eq.flatten(kind, a, fa(xs[0], d)), eq.flatten(kind, b, fb(xs[1], d)),
+                               eq.expected_level(kind, jit), f"{kind}, {a.name} vs {b.name}")
         return run
 
     def both(label, kind, unjitted_label=None):
@@ -114,14 +117,14 @@ def topic_checks(topic: str, pair: tuple[str, str]) -> list[tuple[str, object]]:
 
 
 def side_by_side_run(pair: tuple[str, str], steps: int, no_cache: bool) -> tuple[bytes, list[str]] | None:
-    """The loss curves (PNG) and the verdict of a short `python -m compare` run of the pair."""
+    """The loss curves (SVG) and the verdict of a short `python -m compare` run of the pair."""
     import contextlib
     import tempfile
 
     from compare import run
 
     with tempfile.TemporaryDirectory() as tmp:
-        png = os.path.join(tmp, "curves.png")
+        png = os.path.join(tmp, "curves.svg")
         out = io.StringIO()
         argv = ["--steps", str(steps), "--num-samples", "8", "--plot", png, "--impls", ",".join(pair)]
         argv += ["--no-cache"] if no_cache else []
