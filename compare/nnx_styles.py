@@ -23,6 +23,18 @@ from common.data import Tokenizer, default_names, training_batches
 from common.runner import name_at, stack_slice
 
 
+def idiomatic_step(gpt, optimizer, batch, cfg: Config):
+    """One training step as Flax's own guides write NNX, run as nnx.jit(idiomatic_step) on the
+    live modules: nnx.value_and_grad takes the gradients with respect to the model's Params,
+    optimizer.update changes the weights and Adam's moments in place, only the loss comes out.
+    The lesson shows it beside nnx_port's split/merge step (compare diff train --pair pure,nnx_port)."""
+    from nnx_port import model  # a port, imported where it is used (as main does)
+
+    loss, grads = nnx.value_and_grad(model.loss_fn, argnums=0)(gpt, batch, cfg)
+    optimizer.update(gpt, grads)  # in place
+    return loss
+
+
 def per_step_us(run, steps: int) -> float:
     t0 = time.perf_counter()
     jax.block_until_ready(run())
@@ -42,9 +54,7 @@ def main(argv) -> int:
     key = jax.random.PRNGKey(0)
 
     def nnx_step(gpt, optimizer, batch):
-        loss, grads = nnx.value_and_grad(model.loss_fn, argnums=0)(gpt, batch, cfg)
-        optimizer.update(gpt, grads)
-        return loss
+        return idiomatic_step(gpt, optimizer, batch, cfg)
 
     gpt = model.init_params(cfg, key=key)
     optimizer = nnx.Optimizer(gpt, optim.adam(cfg), wrt=nnx.Param)

@@ -2,19 +2,25 @@
 their counterparts, nothing is wider than the terminal, colour obeys NO_COLOR, the checks beside
 each topic run and can fail, and the page holds every line of the live source and no URL."""
 
+import ast
+import contextlib
 import functools
 import html
 import inspect
+import io
 import re
 import sys
+import tokenize
+from pathlib import Path
 
+import browser
 import pytest
 
 import flax_port.model
 from common.cli import run_cli
 from compare import lesson
-from compare.lesson import page
-import browser
+from compare.lesson import page, terminal
+from compare.lesson import views as views_module
 from conftest import run_module
 
 PAIR = lesson.DEFAULT_PAIR
@@ -66,14 +72,89 @@ def test_every_topic_names_each_implementation_with_pieces_that_face_each_other(
                 assert inspect.getsource(lesson.resolve(ref, impl)), (name, ref)
 
 
-def test_every_note_points_at_a_line_of_code_that_is_shown():
-    for name in lesson.TOPICS:
-        v = lesson.view(name, PAIR)
-        expected = lesson.TOPICS[name].notes.get("flax_port", ())
-        assert len(v.notes) == len(expected)
+PAIRS = [("pure", "flax_port"), ("pure", "nnx_port"), ("flax_port", "nnx_port")]
+
+
+@functools.cache
+def views(pair: tuple[str, str]) -> dict[str, lesson.TopicView]:
+    """Every topic's view of a pair, made once for the whole module."""
+    return {name: lesson.view(name, pair) for name in lesson.TOPICS}
+
+
+def notes_for(name: str, pair: tuple[str, str]) -> list[lesson.Note]:
+    """The content's notes a pair's page shows: each side's, less those for another partner."""
+    return [note for impl in pair for other in pair if other != impl
+            for note in lesson.TOPICS[name].notes.get(impl, ()) if not note.against or other in note.against]
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_every_note_points_at_a_line_of_code_that_is_shown(pair):
+    for name, v in views(pair).items():
+        expected = notes_for(name, pair)
+        assert len(v.notes) == len(expected), name
         for note, spec in zip(v.notes, expected):
-            assert note.at is not None and spec.at in note.at.text, (name, spec.at)
-            assert len(note.inside) == len(spec.inside) and len(note.faces) == len(spec.faces), (name, spec.at)
+            assert note.at is not None and spec.at in note.at.text, (pair, name, spec.at)
+            assert len(note.faces) == sum(who in pair for who, _ in spec.faces), (pair, name, spec.at)
+
+
+# ----------------------------------------------------------------------------- notes
+
+
+def library_file(path: str) -> list[str]:
+    """A library file as the lesson names it (relative to site-packages), read from disk."""
+    import flax
+
+    site = Path(flax.__file__).resolve().parent.parent
+    return (site / path).read_text(encoding="utf-8").splitlines()
+
+
+def test_every_inside_citation_quotes_that_line_of_the_installed_library():
+    cited = 0
+    for name, topic in lesson.TOPICS.items():
+        for impl, notes in topic.notes.items():
+            for note in notes:
+                for ref, text in note.inside:
+                    p = views_module.library_line(ref, text)
+                    assert p is not None, (name, impl, ref, text)  # the quoted text is in that object
+                    assert text in library_file(p.path)[p.lineno - 1], (name, impl, p)  # at that file and line
+                    cited += 1
+    assert cited >= 8
+
+
+def test_a_citation_that_is_not_in_the_library_is_caught(monkeypatch):
+    assert views_module.library_line("flax.nnx.nn.attention:dot_product_attention_weights",
+                                     "query = query * jnp.sqrt(depth)") is None
+
+
+def test_the_nnx_attention_note_cites_the_file_nnx_port_calls():
+    from flax.nnx.nn import attention
+
+    import nnx_port.model
+
+    assert nnx_port.model.dot_product_attention_weights is attention.dot_product_attention_weights
+    for pair in [("pure", "nnx_port"), ("flax_port", "nnx_port")]:
+        note = next(n for n in views(pair)["attention"].notes if n.impl == "nnx_port")
+        assert [p.path for p in note.inside] == ["flax/nnx/nn/attention.py"] * 2, pair
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_notes_speak_only_of_the_two_implementations_on_the_page(pair):
+    others = {"pure": r"\bpure\b", "flax_port": r"\bflax_port\b|\blinen\b", "nnx_port": r"\bnnx_port\b|\bNNX\b"}
+    absent = "|".join(others[impl] for impl in lesson.IMPLS if impl not in pair)
+    for name, v in views(pair).items():
+        for note in v.notes:
+            assert not re.search(absent, note.text), (pair, name, note.text)
+        quoted = [(p.path, p.lineno) for note in v.notes for p in note.inside]
+        assert len(quoted) == len(set(quoted)), (pair, name)  # no library line quoted twice
+
+
+def test_on_the_flax_and_nnx_page_pure_is_not_named_and_no_line_is_quoted_twice(capsys):
+    assert lesson.main(["attention", "--width", "160", "--pair", "flax_port,nnx_port"]) == 0
+    out = capsys.readouterr().out
+    notes = out[out.index("━━ attention"):][out[out.index("━━ attention"):].index("Notes: "):]
+    assert not re.search(r"\bpure\b", notes)
+    inside = [ln.strip() for ln in notes.splitlines() if ln.strip().startswith("inside:")]
+    assert len(inside) == 4 and len(set(inside)) == 4  # linen's two lines, NNX's two lines
 
 
 # ----------------------------------------------------------------------------- alignment
@@ -125,10 +206,13 @@ def test_diff_attention_at_80_and_160_columns_puts_counterparts_together(width, 
             assert flax_text in row and row.startswith("~ ") and row.index(" │ ") < row.index(flax_text)
         assert out[at("q = q / jnp.sqrt(hd)")].startswith("< ")
         assert out[at("q = q / jnp.sqrt(hd)")].rstrip().endswith("│")
-    else:  # one above the other, block by block: pure's q, k, v, then flax's q, k, v
-        assert at('q = dense(cfg.n_embd, cfg, "wq")', ">") - at('q = (x @ params[f"l{layer}.wq"])', "<") == 3
-        between = out[at("causal = jnp.tril(", "<") + 1: at("causal = nn.make_causal_mask(", ">")]
-        assert all(ln.startswith(">") for ln in between) and len(between) <= 2  # at most flax's comment
+    else:  # one above the other, block by block: every changed line of pure's, then flax's, never interleaved
+        assert out[at("T, H, hd = x.shape[0]", "<")].startswith("<     T, H, hd")  # the same line, each side's depth
+        assert out[at("T, H, hd = x.shape[0]", "<") + 1].startswith(">         T, H, hd")
+        assert at('q = (x @ params[f"l{layer}.wq"])', "<") < at('return out @ params[f"l{layer}.wo"]', "<")
+        assert at('return out @ params[f"l{layer}.wo"]', "<") < at('q = dense(cfg.n_embd, cfg, "wq")', ">")
+        between = out[at('q = (x @ params[f"l{layer}.wq"])', "<"): at('q = dense(cfg.n_embd, cfg, "wq")', ">")]
+        assert all(ln.startswith("<") for ln in between)
     assert max(len(ln) for ln in out) <= width
 
 
@@ -136,7 +220,7 @@ def test_diff_attention_at_80_and_160_columns_puts_counterparts_together(width, 
 def test_no_line_is_wider_than_the_width(width, capsys):
     assert lesson.main(["--width", str(width)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert max(len(ln) for ln in out) <= width
+    assert all(len(ln) <= width or single_token(ln) for ln in out)  # a token wider than the line: alone
     assert "━━ names " in "\n".join(out) and "l0/attn/wq/kernel" in "\n".join(out)
 
 
@@ -148,6 +232,276 @@ def test_diff_prints_every_topic_from_the_live_source(capsys):
     assert "def adam_update(params, grads, opt_state, cfg: Config):" in out  # pure's real source
     assert "optax.adam(" in out and "class Attention(nn.Module):" in out
     assert out.count("common/sampling.py:") == 1  # the shared loop, once
+
+
+def faces_in(pair, topic: str, text: str, side: int = 0) -> str | None:
+    """What faces the line (of side 0, the left, or 1) holding `text` in a pair's topic: the first
+    line of its counterpart, or None for a gap."""
+    for piece in views(pair)[topic].pieces:
+        for row in piece.rows:
+            mine, theirs = (row.left, row.right) if side == 0 else (row.right, row.left)
+            if mine and text in mine.key and not mine.prose[0]:
+                return theirs.key if theirs and theirs.key else None
+    raise AssertionError(f"{text!r} is not shown in {topic} for {pair}")
+
+
+def test_the_same_call_under_another_name_faces_itself():
+    """pure,nnx_port train: the weights made at the start, read out of the state, updated."""
+    pair = ("pure", "nnx_port")
+    assert faces_in(pair, "train", "params = model.init_params(").startswith("gpt = model.init_params(")
+    assert faces_in(pair, "train", "params, _ = state") == "gpt, _ = nnx.merge(*state)"
+    assert faces_in(pair, "train", "params, opt_state = state").startswith(
+        "gpt, optimizer = nnx.merge(*state, copy=True)")
+    assert faces_in(pair, "train", "return optim.adam_update(").startswith("optimizer.update(gpt, grads)")
+    assert faces_in(("flax_port", "nnx_port"), "train", "return state.apply_gradients(").startswith(
+        "optimizer.update(gpt, grads)")
+
+
+def test_the_output_matrix_and_the_model_call_pair_the_same_way_in_every_pair():
+    for topic in ("forward", "sampling"):
+        for pair in [("pure", "flax_port"), ("pure", "nnx_port")]:  # pure's forward has no "call the model" line
+            call = "return GPT(cfg).apply(" if pair[1] == "flax_port" else "return gpt(tokens)"
+            assert faces_in(pair, topic, call, side=1) is None, (pair, topic)
+        assert faces_in(("flax_port", "nnx_port"), topic, "return GPT(cfg).apply(") == "return gpt(tokens)", topic
+    assert faces_in(("pure", "flax_port"), "sampling", 'return x @ params["lm_head"].T') is None
+    assert faces_in(("pure", "nnx_port"), "sampling", 'return x @ params["lm_head"].T') is None
+    assert "attend(x)" in faces_in(("pure", "flax_port"), "forward", 'return x @ params["lm_head"].T')
+    assert faces_in(("pure", "nnx_port"), "forward", 'return x @ params["lm_head"].T').startswith(
+        "return self.lm_head.attend(x)")
+
+
+def test_names_returns_face_only_their_counterparts():
+    for pair in [("pure", "flax_port"), ("pure", "nnx_port")]:
+        assert faces_in(pair, "names", "return shapes") is None, pair
+        assert faces_in(pair, "names", 'return (name, "embedding")', side=1) is None, pair
+    assert faces_in(("flax_port", "nnx_port"), "names", 'return (name, "embedding")').startswith(
+        'return (name, "embedding")')
+
+
+def pairing_disagreements(made: dict) -> list:
+    """Lines a, b, c of three implementations where a faces b and a faces c (or a gap) in two
+    pairs, but b does not face c (or a gap) in the third: the same code paired two ways."""
+    faces = {}
+    for pair, by_topic in made.items():
+        for name, v in by_topic.items():
+            for piece in v.pieces:
+                for row in piece.rows[1:] if not piece.shared else []:  # a piece's first lines always face
+                    ends = [(impl, ln) for impl, ln in zip(pair, (row.left, row.right))]
+                    for (impl, ln), (other, them) in (ends, ends[::-1]):
+                        if ln and ln.key and ln.lineno:
+                            there = (them.path, them.lineno) if them and them.key else None
+                            faces[name, impl, (ln.path, ln.lineno), other] = there
+    found = []
+    for (name, impl, line, other), there in faces.items():
+        third = next(i for i in lesson.IMPLS if i not in (impl, other))
+        beyond = faces.get((name, impl, line, third), "not shown")
+        if there is not None and beyond != "not shown":
+            back = faces.get((name, other, there, third), "not shown")
+            if back != beyond:
+                found.append((name, impl, line, other, there, third, beyond, back))
+    return found
+
+
+def test_every_pair_pairs_the_same_code_the_same_way():
+    assert pairing_disagreements({pair: views(pair) for pair in PAIRS}) == []
+
+
+def test_without_the_named_counterparts_the_pairs_disagree(monkeypatch):
+    monkeypatch.setattr(views_module, "COUNTERPARTS", ())
+    made = {pair: {name: lesson.view(name, pair) for name in ("sampling", "train")} for pair in PAIRS}
+    assert pairing_disagreements(made)
+
+
+# ----------------------------------------------------------------------------- the terminal's wrapping
+
+WORDS = re.compile(r"\S+")
+
+
+def shown_whole(line: lesson.Line, shown: list[str]) -> list[str]:
+    """The names, strings and numbers of `line` (the words of a docstring or comment) that are
+    not found whole, in order, in the display lines `shown`."""
+    code = [t for t in shown if not t.lstrip().startswith("#")] or shown
+    if line.prose[0] or line.key.startswith("#"):
+        wanted, where = WORDS.findall(line.key), shown
+    else:
+        text = "\n".join(line.physical)
+        wanted, where = [], code
+        try:
+            for tok in tokenize.generate_tokens(io.StringIO(text + "\n").readline):
+                if tok.type in (tokenize.NAME, tokenize.STRING, tokenize.NUMBER):
+                    wanted.append(tok.string)
+        except tokenize.TokenError:
+            pass
+    missing, k, at = [], 0, 0
+    for token in wanted:
+        while k < len(where) and token not in where[k][at:]:
+            k, at = k + 1, 0
+        if k == len(where):
+            missing.append(token)
+            k, at = 0, 0
+            continue
+        at = where[k].index(token, at) + len(token)
+    return missing
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_fitting_a_line_never_cuts_a_name_or_a_string(pair):
+    checked = 0
+    for v in views(pair).values():
+        for piece in v.pieces:
+            for row in piece.rows:
+                for line in (row.left, row.right):
+                    if line is None or not line.key:
+                        continue
+                    for width in (38, 36, 78, 158):  # the columns of --width 40, 80 (stacked) and 160
+                        assert shown_whole(line, terminal.fit(line, width)) == [], (pair, v.name, line.key, width)
+                        checked += 1
+    assert checked > 400
+
+
+def test_the_wrapping_check_catches_a_cut_name():
+    line = lesson.logical_lines(["x = model.batch_loss_fn(params)"], "x.py", 1)[0]
+    assert shown_whole(line, ["x = model.batch_loss_", "fn(params)"]) == ["batch_loss_fn"]
+    assert shown_whole(line, ["x = model \\", "    .batch_loss_fn(params)"]) == []
+
+
+def single_token(ln: str) -> bool:
+    """A display line holding one token only (after its mark, indentation and comment sign)."""
+    return len(ln[2:].strip().removeprefix("# ").split()) == 1
+
+
+@functools.cache
+def diff_output(pair: tuple[str, str], width: int) -> list[str]:
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert lesson.main(["--width", str(width), "--pair", ",".join(pair)]) == 0
+    return out.getvalue().splitlines()
+
+
+@pytest.mark.parametrize("width", [40, 80, 160])
+@pytest.mark.parametrize("pair", PAIRS)
+def test_diff_cuts_nothing_and_fits_the_width(pair, width):
+    out = diff_output(pair, width)
+    text = "\n".join(out)
+    assert "↩" not in text and "…" not in text
+    assert all(len(ln) <= width or single_token(ln) for ln in out), [ln for ln in out if len(ln) > width]
+    for v in views(pair).values():  # every quoted library line is shown whole, wrapped as code
+        for note in v.notes:
+            for p in note.inside:
+                k = next(i for i, ln in enumerate(out) if f"{p.path}:{p.lineno}" in ln)
+                assert "inside:" in out[k - 1] + out[k], (p.path, p.lineno)
+                if width >= 80:  # on its line, or whole on the next
+                    assert out[k].endswith(f"  {p.text}") or out[k + 1].strip() == p.text, (width, p)
+                else:
+                    assert shown_whole(lesson.logical_lines([p.text], p.path, 1)[0], out[k + 1: k + 6]) == [], p
+    if width == 160 and pair == ("pure", "flax_port"):  # the name the old wrapping cut in two
+        assert any("model.batch_loss_fn" in ln for ln in out)
+    noqa = [ln for ln in out if "# noqa: E731" in ln]
+    assert noqa and all(ln[:ln.index("# noqa")].strip(" <>~│") for ln in noqa)  # still after its code
+
+
+def stacked_sides(out: list[str], topic: str, title: str, ends: list[str]) -> tuple[list[str], list[str]]:
+    """The left side's and the right side's display lines of the stacked piece titled `title`
+    in `topic` (it ends where a line of `ends` begins)."""
+    first = out.index(next(ln for ln in out if ln.startswith(f"━━ {topic} ")))
+    start = next(i for i in range(first, len(out)) if out[i].startswith(f"< {title}"))
+    end = next(i for i in range(start + 2, len(out)) if out[i].startswith(tuple(ends)))
+    body = out[start + 2: end]
+    return [ln[2:] for ln in body if ln.startswith(("<", " "))], [ln[2:] for ln in body if ln.startswith((">", " "))]
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_stacked_each_side_reads_as_its_own_source(pair):
+    """At 80 columns the sides go one above the other: each side's lines, read in order, are its
+    source's lines with its own indentation (a line that fits is shown as it is)."""
+    out = diff_output(pair, 80)
+    for v in views(pair).values():
+        for piece in v.pieces:
+            if piece.shared:
+                continue
+            ends = [f"< {p.titles[0]}" for p in v.pieces if p is not piece] + ["What the framework", "Notes:",
+                                                                                 "The proof", "The names"]
+            left, right = stacked_sides(out, v.name, piece.titles[0], ends)
+            for side, shown in ((0, left), (1, right)):
+                source = [t for row in piece.rows for ln in [(row.left, row.right)[side]] if ln
+                          for t in ln.physical if t.strip() and len(t) <= 78 and "#" not in t]
+                k = 0
+                for t in source:
+                    while k < len(shown) and shown[k].rstrip() != t.rstrip():
+                        k += 1
+                    assert k < len(shown), (pair, v.name, piece.titles[side], t)
+
+
+def test_stacked_forward_keeps_each_sides_indentation(capsys):
+    assert lesson.main(["forward", "--width", "80"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    k = next(i for i, ln in enumerate(out) if ln.startswith(">     def __call__(self, tokens):"))
+    assert out[k + 1].startswith(">         ")  # the method's body, one level in, on flax's side
+    assert not any(ln.startswith("  ") and "T = tokens.shape[0]" in ln for ln in out)  # not shown once for both
+
+
+def test_two_columns_mark_a_continuation_facing_nothing_as_no_difference():
+    for pair in PAIRS:
+        for ln in diff_output(pair, 160):
+            if ln.startswith("~ ") and " │ " in ln:
+                a, b = ln[2:].split(" │ ", 1)
+                assert a.strip() and b.strip(), (pair, ln)
+    row = lesson.Row(lesson.logical_lines(['"""One.', "two", 'three."""'], "a.py", 1)[0],
+                     lesson.logical_lines(['"""One.', 'two."""'], "b.py", 1)[0])
+    assert row.kind == "differ" and [lesson.row_mark(row, k) for k in range(3)] == ["~", "~", " "]
+
+
+# ----------------------------------------------------------------------------- teaching
+
+BITWISE_ONLY = {  # (implementation, topic, a piece of the line): the lines written so only to stay bitwise
+    ("pure", "forward", 'jnp.take(params["wte"]'), ("pure", "optimizer", "c1, c2 = 1 - b1**t"),
+    ("flax_port", "forward", '"lm_head").attend(x)'), ("nnx_port", "forward", "self.lm_head.attend(x)"),
+    ("nnx_port", "attention", "weights = dot_product_attention_weights("),
+}
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_every_line_written_so_only_to_stay_bitwise_is_marked_with_its_idiom_and_cost(pair):
+    marked = {(n.impl, name, n.at.text) for name, v in views(pair).items() for n in v.notes if n.idiom}
+    for impl, topic, text in BITWISE_ONLY:
+        if impl in pair:
+            assert any(m[:2] == (impl, topic) and text in m[2] for m in marked), (pair, impl, topic, text)
+    for v in views(pair).values():
+        for n in v.notes:
+            if n.idiom:
+                assert "ulp" in n.text or "apart" in n.text, n.text  # what the idiomatic line costs
+                ast.parse("def f():\n    " + n.idiom.strip())  # the idiomatic line is Python
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_each_pair_opens_with_what_changes_between_the_two_styles(pair, capsys):
+    assert lesson.main(["loss", "--width", "100", "--pair", ",".join(pair)]) == 0
+    out = capsys.readouterr().out
+    opening = out[: out.index("━━ loss")]
+    for start in ("Where the weights live:", "When shapes are known:", "How state moves through a step:"):
+        assert start in opening, (pair, start)
+    assert len(lesson.opening(pair)) == 3 and lesson.opening(pair) == lesson.opening(pair[::-1])
+
+
+def test_the_nnx_idiom_stands_beside_the_split_merge_step_with_its_cost(capsys):
+    for pair in PAIRS:
+        assert lesson.main(["train", "--width", "100", "--pair", ",".join(pair)]) == 0
+        out = capsys.readouterr().out
+        shown = "def idiomatic_step(gpt, optimizer, batch, cfg: Config):" in out
+        assert shown == ("nnx_port" in pair), pair
+        if shown:
+            assert "nnx.value_and_grad(model.loss_fn, argnums=0)(gpt, batch, cfg)" in out
+            assert "optimizer.update(gpt, grads)" in out and "return nnx.split((gpt, optimizer))" in out
+            assert "nnx.jit called per step" in " ".join(out.split()) and "2026-11-30" in out
+
+
+def test_the_page_reads_the_same_teaching():
+    pair = ("pure", "nnx_port")
+    text = page.render(list(views(pair).values()), {name: [] for name in lesson.TOPICS}, [], None, pair, 0)
+    assert all(html.escape(t.split(":")[0]) in text for t in lesson.opening(pair))
+    assert '<section id="opening">' in text and text.index('id="opening"') < text.index('id="topic-params"')
+    assert "idiomatic_step" in text and 'class="aside"' in text
+    assert text.count("written so only to stay bitwise") == sum(
+        1 for v in views(pair).values() for n in v.notes if n.idiom)
 
 
 # ----------------------------------------------------------------------------- colour

@@ -9,8 +9,8 @@ import sys
 from common.errors import UserError
 from compare.lesson.checks import check_topic, names_rows, side_by_side_run
 from compare.lesson.content import DEFAULT_PAIR, IMPLS, TOPICS
-from compare.lesson.terminal import MIN_WIDTH, legend, render_topic, use_colour
-from compare.lesson.view import view
+from compare.lesson.terminal import MIN_WIDTH, legend, opening_lines, render_topic, use_colour
+from compare.lesson.views import view
 
 
 def parse_pair(text: str) -> tuple[str, str]:
@@ -53,7 +53,7 @@ def main(argv) -> int:
     width = terminal_width(args.width)
     pair = parse_pair(args.pair)
     colour = use_colour(sys.stdout)
-    print("\n".join(legend(pair, width)))
+    print("\n".join(legend(pair, width) + opening_lines(pair, width)))
     failed = False
     for topic in args.topics or list(TOPICS):
         v = view(topic, pair)

@@ -2,7 +2,7 @@
 differing lines marked, the notes, the checks' outcomes, the loss curves of a side-by-side run.
 
 Everything is inline (styles, the plot as SVG): the file opens from disk and asks the network
-for nothing. The page is built from the lesson's views (compare/lesson/view.py); nothing here reads source itself.
+for nothing. The page is built from the lesson's views (compare/lesson/views.py); nothing here reads source itself.
 """
 
 import html
@@ -12,10 +12,10 @@ from importlib import metadata
 from pygments.lexers import PythonLexer
 from pygments.token import STANDARD_TYPES
 
-from compare.lesson.align import MARKS
-from compare.lesson.content import TOPICS
+from compare.lesson.align import row_mark
+from compare.lesson.content import TOPICS, opening
 from compare.lesson.source import Line
-from compare.lesson.view import Piece, Pointer, TopicView
+from compare.lesson.views import Piece, Pointer, TopicView
 
 KIND_WORDS = {"same": "the same on both sides", "differ": "differs", "left": "only on the left",
               "right": "only on the right"}
@@ -233,8 +233,11 @@ def piece_table(piece: Piece, v: TopicView, badges: dict, number: int) -> str:
             for k in range(len(line.physical)):
                 rows.append(f'<tr class="same"><td class="mk"></td>'
                             f'{cell_pair(line, k, hl, "l", v.name, "shared", badges)}</tr>')
-        return (f'<div class="piece"><div class="scroll"><table class="code shared">'
-                f'<tr class="head"><th colspan="3">{html.escape(piece.titles[0])}: the same code for both</th></tr>'
+        head = (f"{html.escape(piece.titles[0])}" if piece.aside else
+                f"{html.escape(piece.titles[0])}: {html.escape(piece.caption)}")
+        about = f'<p class="aside">{prose(piece.caption)}</p>' if piece.aside else ""
+        return (f'{about}<div class="piece"><div class="scroll"><table class="code shared">'
+                f'<tr class="head"><th colspan="3">{head}</th></tr>'
                 + "".join(rows) + "</table></div></div>")
     left = highlight([r.left for r in piece.rows if r.left])
     right = highlight([r.right for r in piece.rows if r.right])
@@ -249,7 +252,7 @@ def piece_table(piece: Piece, v: TopicView, badges: dict, number: int) -> str:
         height = max(len(row.left.physical) if row.left else 0, len(row.right.physical) if row.right else 0)
         blank = not (row.left or row.right).key
         for k in range(height):
-            mark = "" if blank or row.kind == "same" else MARKS[row.kind]
+            mark = "" if blank else row_mark(row, k).strip()
             rows.append(f'<tr class="{row.kind}" title="{KIND_WORDS[row.kind]}"><td class="mk">{mark}</td>'
                         f'{cell_pair(row.left, k, hl_l, "l", v.name, v.pair[0], badges)}'
                         f'{cell_pair(row.right, k, hl_r, "r", v.name, v.pair[1], badges)}</tr>')
@@ -301,7 +304,9 @@ def topic_section(v: TopicView, outcomes: list[tuple[str, str]], names: list[tup
             inside = "".join(f"<br>inside: {where(p)}" for p in note.inside)
             inside += "".join(f"<br>instead of: {where(p, f'{v.name}-{other}-{p.lineno}')}" for p in note.faces
                               for other in [v.pair[1] if note.impl == v.pair[0] else v.pair[0]])
-            items.append(f'<li id="note-{v.name}-{n}"><div>{at}{prose(note.text)}{inside}</div></li>')
+            idiom = (f'<br><span class="bitwise">written so only to stay bitwise; the idiomatic line:</span> '
+                     f'<code class="hl">{code_html(note.idiom)}</code>' if note.idiom else "")
+            items.append(f'<li id="note-{v.name}-{n}"><div>{at}{prose(note.text)}{idiom}{inside}</div></li>')
         parts.append(f'<div class="notes"><strong>What the framework took over</strong><ol>{"".join(items)}</ol></div>')
     failed = any(o != "PASS" for _, o in outcomes)
     checks = []
@@ -362,6 +367,8 @@ def render(views: list[TopicView], outcomes: dict, names: list, run, pair: tuple
               '<span class="sw same"></span>unmarked: the same line</p>')
     style = (f":root {{ {palette_css(LIGHT)}}}\n@media (prefers-color-scheme: dark) {{ :root {{ {palette_css(DARK)}}} }}\n"
              + token_css() + CSS)
+    opening_html = "".join(f"<p>{prose(t)}</p>" for t in opening(pair))
+    opening_html = f'<section id="opening"><h3>What changes between the two</h3>{opening_html}</section>'
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -378,6 +385,7 @@ a topic says what it took over, points (numbered badges) at the line where that 
 the lines it replaces, and quotes the library's own line. The proof under each topic lists the
 equivalence checks that cover it, run when the page was built: {passed} of {total} passed.</p>
 {legend}
+{opening_html}
 <nav><h3>Topics</h3><ol>{toc}</ol></nav>
 <h2 id="training">Training side by side</h2>
 <p class="concept">One initialisation, converted into both, trained in lockstep on the same names

@@ -14,6 +14,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
+# Where a line of code may continue on the next, best first: after a comma, after an opening
+# bracket, before an operator or keyword, before any other token (a dot included). Never inside a token,
+# so a name or a string is never cut.
+AFTER_COMMA, AFTER_BRACKET, BEFORE_OPERATOR, BEFORE_TOKEN = range(4)
+OPERATORS = {"+", "-", "*", "/", "//", "%", "@", "**", "=", "==", "!=", "<", ">", "<=", ">=", "->", "|", "&",
+             "and", "or", "if", "else", "for", "in", "not", "is", "lambda"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Break:
+    column: int  # the code before it stays on this line, the rest goes to the next
+    kind: int  # AFTER_COMMA ... BEFORE_TOKEN
+    backslash: bool  # outside any bracket: the line needs a backslash to go on
+    depth: int = 0  # how many brackets are open there: a formatter breaks at the outermost comma first
+
+
 @dataclasses.dataclass
 class Line:
     """One logical line of source: a statement, a comment, a blank, kept whole across lines."""
@@ -22,8 +38,7 @@ class Line:
     path: str  # shown relative to the repository (or to site-packages for a library)
     lineno: int  # of the first physical line
     comment_at: list[int | None]  # per physical line: column of a comment after code
-    breaks: list[list[tuple[int, int]]]  # per physical line: (column, 0 after a comma, 1 after a bracket)
-    #                                      after which the code may continue on the next line
+    breaks: list[list[Break]]  # per physical line: where its code may continue on the next line
     prose: list[bool]  # per physical line: inside a triple-quoted string
 
     @functools.cached_property
@@ -83,37 +98,54 @@ def resolve(ref: str, impl: str | None = None):
     return obj
 
 
-def logical_lines(physical: list[str], path: str, first: int) -> list[Line]:
-    """Cut source into logical lines, noting comments, places to continue a line, and strings."""
-    physical = [p.rstrip("\n") for p in physical]
+def scan(physical: list[str]):
+    """Tokenise `physical`, returning (comment columns, breaks, docstring flags, ends of logical
+    lines). Code that does not tokenise to the end (a fragment of a statement) keeps what was
+    found before the error."""
     n = len(physical)
     comment_at: list[int | None] = [None] * n
-    breaks: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+    breaks: list[list[Break]] = [[] for _ in range(n)]
     prose = [False] * n
     ends, depth, fstring = [], 0, 0
     fstring_start = getattr(tokenize, "FSTRING_START", None)
     fstring_end = getattr(tokenize, "FSTRING_END", None)
-    for tok in tokenize.generate_tokens(io.StringIO("\n".join(physical) + "\n").readline):
-        (r0, c0), (r1, c1) = tok.start, tok.end
-        if tok.type == tokenize.OP and tok.string in "([{":
-            depth += 1
-            if not fstring:
-                breaks[r0 - 1].append((c1, 1))
-        elif tok.type == tokenize.OP and tok.string in ")]}":
-            depth -= 1
-        elif tok.type == tokenize.OP and tok.string == "," and depth > 0 and not fstring:
-            breaks[r0 - 1].append((c1, 0))
-        elif tok.type == tokenize.COMMENT and physical[r0 - 1][:c0].strip():
-            comment_at[r0 - 1] = c0
-        elif tok.type == tokenize.STRING and tok.string.lstrip("rbuRBUfF")[:3] in ('"""', "'''"):
-            for r in range(r0, r1 + 1):
-                prose[r - 1] = True
-        elif tok.type == fstring_start:
-            fstring += 1
-        elif tok.type == fstring_end:
-            fstring -= 1
-        if tok.type == tokenize.NEWLINE or (tok.type == tokenize.NL and depth == 0):
-            ends.append(r0)
+    layout = (tokenize.NEWLINE, tokenize.NL, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER)
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO("\n".join(physical) + "\n").readline):
+            (r0, c0), (r1, c1) = tok.start, tok.end
+            if tok.type not in layout and not fstring and physical[r0 - 1][:c0].strip():  # a token after another
+                kind = BEFORE_OPERATOR if tok.string in OPERATORS else BEFORE_TOKEN
+                if tok.string not in ")]}:,([" or tok.string in "([" and physical[r0 - 1][c0 - 1] == " ":
+                    breaks[r0 - 1].append(Break(c0, kind, depth == 0))
+            if tok.type == tokenize.OP and tok.string in "([{":
+                depth += 1
+                if not fstring:
+                    breaks[r0 - 1].append(Break(c1, AFTER_BRACKET, False))
+            elif tok.type == tokenize.OP and tok.string in ")]}":
+                depth -= 1
+            elif tok.type == tokenize.OP and tok.string == "," and not fstring:
+                breaks[r0 - 1].append(Break(c1, AFTER_COMMA, depth == 0, depth))
+            elif tok.type == tokenize.COMMENT and physical[r0 - 1][:c0].strip():
+                comment_at[r0 - 1] = c0
+            elif tok.type == tokenize.STRING and tok.string.lstrip("rbuRBUfF")[:3] in ('"""', "'''"):
+                for r in range(r0, r1 + 1):
+                    prose[r - 1] = True
+            elif tok.type == fstring_start:
+                fstring += 1
+            elif tok.type == fstring_end:
+                fstring -= 1
+            if tok.type == tokenize.NEWLINE or (tok.type == tokenize.NL and depth == 0):
+                ends.append(r0)
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return comment_at, breaks, prose, ends
+
+
+def logical_lines(physical: list[str], path: str, first: int) -> list[Line]:
+    """Cut source into logical lines, noting comments, places to continue a line, and strings."""
+    physical = [p.rstrip("\n") for p in physical]
+    n = len(physical)
+    comment_at, breaks, prose, ends = scan(physical)
     lines, start = [], 1
     for end in ends + ([n] if not ends or ends[-1] < n else []):
         if end < start:
@@ -122,6 +154,12 @@ def logical_lines(physical: list[str], path: str, first: int) -> list[Line]:
         lines.append(Line(physical[s], path, first + start - 1, comment_at[s], breaks[s], prose[s]))
         start = end + 1
     return lines
+
+
+def code_line(text: str, path: str = "", lineno: int = 0) -> Line:
+    """One line of code quoted on its own (a note's library line), as a Line that can be wrapped."""
+    comment_at, breaks, prose, _ = scan([text])
+    return Line([text], path, lineno, comment_at, breaks, prose)
 
 
 def missing(impl: str, ref: str) -> list[Line]:
