@@ -30,8 +30,10 @@ MEASURE = r"""
   out.scheme_bg = getComputedStyle(document.body).backgroundColor;
   out.viewport = de.clientWidth;
   out.doc_width = de.scrollWidth;
-  out.too_wide = [...document.querySelectorAll("body *")].filter(e => e.getBoundingClientRect().right > de.clientWidth + 1
-    && !e.parentElement.closest(".scroll, .names-scroll, .notes li")).slice(0, 5).map(e => e.tagName + "." + e.className + ":" + e.textContent.slice(0, 40));
+  out.too_wide = [...document.querySelectorAll("body *")]  // what sticks out, outside a box that scrolls
+    .filter(e => e.getBoundingClientRect().right > de.clientWidth + 1
+                 && !e.parentElement.closest(".scroll, .names-scroll, .notes li"))
+    .slice(0, 5).map(e => e.tagName + "." + e.className + ": " + e.textContent.slice(0, 40));
   out.height = de.scrollHeight;
   const cells = [...document.querySelectorAll("table.code td.src")].filter(visible);
   const probe = document.createElement("span");

@@ -76,11 +76,13 @@ def token_css() -> str:
     for var, classes in TOKEN_GROUPS.items():
         selectors = ", ".join(f".code td.src .{c}, code.hl .{c}" for c in classes.split())
         rules.append(f"{selectors} {{ color: var(--{var}); }}")
-    return "\n".join(rules) + "\n.code td.src .c1, .code td.src .ch, .code td.src .cm, .code td.src .sd { font-style: italic; }"
+    italic = ", ".join(f".code td.src .{c}" for c in ("c1", "ch", "cm", "sd"))
+    return "\n".join(rules) + f"\n{italic} {{ font-style: italic; }}"
 
 
 CSS = """
-:root { --mono: ui-monospace, "DejaVu Sans Mono", "Liberation Mono", Menlo, Consolas, monospace; color-scheme: light dark; }
+:root { --mono: ui-monospace, "DejaVu Sans Mono", "Liberation Mono", Menlo, Consolas, monospace;
+        color-scheme: light dark; }
 body { font: 15px/1.5 system-ui, "DejaVu Sans", "Liberation Sans", Arial, sans-serif; color: var(--text);
        margin: 0; background: var(--bg); }
 main { max-width: 1800px; margin: 0 auto; padding: 24px 32px 64px; }
@@ -365,8 +367,8 @@ def render(views: list[TopicView], outcomes: dict, names: list, run, pair: tuple
               '<span class="sw right"></span>&gt; only on the right'
               '<span class="sw gap"></span>a gap: nothing on that side does it'
               '<span class="sw same"></span>unmarked: the same line</p>')
-    style = (f":root {{ {palette_css(LIGHT)}}}\n@media (prefers-color-scheme: dark) {{ :root {{ {palette_css(DARK)}}} }}\n"
-             + token_css() + CSS)
+    style = (f":root {{ {palette_css(LIGHT)}}}\n"
+             f"@media (prefers-color-scheme: dark) {{ :root {{ {palette_css(DARK)}}} }}\n" + token_css() + CSS)
     opening_html = "".join(f"<p>{prose(t)}</p>" for t in opening(pair))
     opening_html = f'<section id="opening"><h3>What changes between the two</h3>{opening_html}</section>'
     return f"""<!DOCTYPE html>
