@@ -439,6 +439,18 @@ def test_stacked_forward_keeps_each_sides_indentation(capsys):
     assert not any(ln.startswith("  ") and "T = tokens.shape[0]" in ln for ln in out)  # not shown once for both
 
 
+def test_stacked_changed_lines_do_not_interleave():
+    """The names topic at 80 columns once read `> if "." not in name:` / `< return shapes` /
+    `> return (name, "embedding")`: now all of pure's changed lines, then all of flax's."""
+    out = diff_output(("pure", "flax_port"), 80)
+    start = out.index(next(ln for ln in out if ln.startswith("━━ names ")))
+    piece = out[start: next(i for i in range(start, len(out)) if out[i].startswith("The names, generated"))]
+    marks = "".join(ln[0] for ln in piece if ln[:1] in ("<", ">") and not ln.startswith(("< common/", "> flax_port/")))
+    assert marks == "<" * marks.count("<") + ">" * marks.count(">") and marks.count(">") >= 5
+    assert piece.index(next(ln for ln in piece if "return shapes" in ln)) < piece.index(
+        next(ln for ln in piece if 'if "." not in name:' in ln))
+
+
 def test_two_columns_mark_a_continuation_facing_nothing_as_no_difference():
     for pair in PAIRS:
         for ln in diff_output(pair, 160):
