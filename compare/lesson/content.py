@@ -117,8 +117,8 @@ COUNTERPARTS = (
     # the update: new dicts, a new TrainState, in place
     {"pure": "return optim.adam_update(", "flax_port": "return state.apply_gradients(",
      "nnx_port": "optimizer.update(gpt, grads)"},
-    # the output matrix
-    {"pure": 'return x @ params["lm_head"].T', "flax_port": '"lm_head").attend(x)',
+    # the output matrix (a piece of pure's line that survives its matrix products becoming a helper)
+    {"pure": 'params["lm_head"]', "flax_port": '"lm_head").attend(x)',
      "nnx_port": "return self.lm_head.attend(x)"},
     # calling the model on its weights: pure's forward is the model itself, it has no such line
     {"flax_port": "return GPT(cfg).apply(", "nnx_port": "return gpt(tokens)"},
@@ -179,7 +179,7 @@ FLAX_NOTES = {
              more=(("pure", "pure passes the whole dict and the layer index instead."),),
              faces=(("pure", "x = x + attention("),)),
         Note(".attend(x)", "lm_head is an nn.Embed read with attend: x @ table.T, the (V, D) table's "
-             "transpose. " + DENSE_LM_HEAD_COST, faces=(("pure", 'x @ params["lm_head"].T'),),
+             "transpose. " + DENSE_LM_HEAD_COST, faces=(("pure", 'params["lm_head"]'),),
              idiom='return nn.Dense(cfg.vocab_size, use_bias=False, name="lm_head")(x)'),
         Note("GPT(cfg).apply(", "the module holds no weights: apply binds the params tree to it for one call. "
              "This is where linen's weights meet its code; everything else calls forward."),
@@ -246,7 +246,7 @@ NNX_NOTES = {
              faces=(("flax_port", "x = Block(cfg, name="), ("pure", "x = block(params, x, cfg, layer)"))),
         Note("self.lm_head.attend(x)", "lm_head is an nnx.Embed read with attend: x @ table.T, the (V, D) "
              "table's transpose. " + DENSE_LM_HEAD_COST,
-             faces=(("pure", 'x @ params["lm_head"].T'),),
+             faces=(("pure", 'params["lm_head"]'),),
              idiom="self.lm_head = nnx.Linear(cfg.n_embd, cfg.vocab_size, use_bias=False, rngs=rngs)"),
         Note("return gpt(tokens)", "the module holds its weights: forward is a plain call.",
              more=(("flax_port", "linen binds a params tree with GPT(cfg).apply({'params': ...})."),),
