@@ -198,17 +198,17 @@ def refusals(tmp_path, ckpt):
     cases = [
         (["pure", *d, "--save", str(names)], "is the data file the run reads"),
         (["pure", *d, "--save", str(twin)], "is the data file the run reads"),  # another name, same file
-        (["pure", "--save", str(notes)], "exists and is not a checkpoint this program wrote"),
+        (["pure", "--save", str(notes)], "without this project's mark (a checkpoint it wrote holds __microgpt__)"),
         (["pure", "--save", str(link)], "is a symbolic link"),
         (["pure", "--save", str(fifo)], "not a regular file"),
         (["pure", "--save", "/dev/null"], "not a regular file"),
         (["pure", "--save", str(readonly)], "is read-only"),
         (["pure", "--save", ""], "--save '': give a file name"),
         (["compare", "--save", str(tmp_path / "a"), "--plot", str(tmp_path / "a")], "--save and --plot both name"),
-        (["compare", "--plot", str(text_png)], "--plot " + str(text_png) + " exists and is not a PNG"),
+        (["compare", "--plot", str(text_png)], "--plot " + str(text_png) + " exists without this project's mark"),
         (["compare", "--plot", ""], "--plot '': give a file name"),
         (["compare", "bench", *d, "--json", str(names)], "is the data file the run reads"),
-        (["compare", "bench", "--json", str(ckpt)], "exists and is not a JSON file"),
+        (["compare", "bench", "--json", str(ckpt)], "exists without this project's mark (a JSON file it wrote"),
     ]
     keep = {p: p.read_bytes() for p in (names, notes, readonly, text_png, ckpt)}
     return cases, keep
