@@ -463,7 +463,7 @@ def run(args) -> Outcome:
     if args.against == "eager" and args.no_jit:
         raise UserError("--no-jit with --against eager: that comparison is jit against eager already; drop --no-jit")
     t_start = time.perf_counter()
-    docs, tok, cfg, batches = prepare_run(args)  # checks --plot too: a new file, or a PNG this program wrote
+    docs, tok, cfg, batches = prepare_run(args)  # checks --plot too: a new file, or a plot carrying our mark
     setup_jax(args)
     import jax
 

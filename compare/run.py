@@ -143,6 +143,8 @@ def main(argv) -> int:
         "diff": "show one implementation's code beside another's, concept by concept (see `compare diff --help`)",
         "lesson": "write the lesson as one web page (see `compare lesson --help`)",
         "bench": "time them, compile and steady state (see `compare bench --help`)",
+        "--against": "float64 or eager: where two runs of one implementation (--impl) part (see `compare --against "
+                     "float64 --help`)",
     })
     parser.add_argument("--plot", metavar="PATH", help="draw the loss curves and their divergence (.png, .svg or .pdf)")
     parser.add_argument("--impls", default=None,

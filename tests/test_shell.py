@@ -316,7 +316,7 @@ def test_weights_beyond_float32_are_refused_like_nan(ckpt, tmp_path):
 
 @pytest.mark.parametrize("argv, commands", [
     (["pure", "--help"], ["sample"]), (["flax_port", "--help"], ["sample"]), (["nnx_port", "--help"], ["sample"]),
-    (["compare", "--help"], ["diff", "lesson", "bench"]),
+    (["compare", "--help"], ["diff", "lesson", "bench", "--against"]),
 ])
 def test_help_lists_the_subcommands(argv, commands):
     r = run_module(*argv)
