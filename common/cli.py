@@ -59,7 +59,8 @@ def add_model_flags(p: argparse.ArgumentParser, defaults: bool = True) -> None:
         return f"{text} (default {value})" if defaults else f"{text}: must match the checkpoint (default: its own)"
 
     p.add_argument("--n-embd", type=int, default=d and d.n_embd, help=say("embedding width", 16))
-    p.add_argument("--n-head", type=int, default=d and d.n_head, help=say("attention heads", 4))
+    p.add_argument("--n-head", type=int, default=d and d.n_head, help=say("attention heads", 4) + (
+        "" if defaults else "; required for a plain dict without a config, whose arrays do not tell it"))
     p.add_argument("--n-layer", type=int, default=d and d.n_layer, help=say("transformer blocks", 1))
     p.add_argument("--block-size", type=int, default=d and d.block_size, help=say("context length", 16))
 
