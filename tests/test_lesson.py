@@ -161,6 +161,7 @@ class FakeTerminal:
 
 def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch):
     monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")  # TERM=dumb has none either (tests/test_safety.py)
     assert lesson.use_colour(FakeTerminal(True)) is True
     assert lesson.use_colour(FakeTerminal(False)) is False
     monkeypatch.setenv("NO_COLOR", "1")
