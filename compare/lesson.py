@@ -181,7 +181,7 @@ TOPICS = {
         "The weights: nine tensors in the seed's names, 4,192 numbers for 27 characters, each drawn from "
         "N(0, 0.08²).",
         {
-            "pure": ("model:param_shapes", "model:init_params"),
+            "pure": ("model:param_shapes + model:dense", "model:init_params"),
             "flax_port": ("model:embed + model:dense", "model:init_params"),
             "nnx_port": ("model:embed + model:dense", "model:init_params"),
         },

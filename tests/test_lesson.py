@@ -89,8 +89,8 @@ def facing(rows, left_text: str) -> str | None:
 
 def test_attention_aligns_q_with_q_the_mask_with_the_mask_and_leaves_the_scaling_facing_a_gap():
     rows = rows_of("attention")
-    assert facing(rows, 'q = (x @ params[f"l{layer}.wq"])').startswith('q = dense(cfg.n_embd, cfg, "wq")')
-    assert facing(rows, 'v = (x @ params[f"l{layer}.wv"])').startswith('v = dense(cfg.n_embd, cfg, "wv")')
+    assert facing(rows, 'q = dense(x, params[f"l{layer}.wq"])').startswith('q = dense(cfg.n_embd, cfg, "wq")')
+    assert facing(rows, 'v = dense(x, params[f"l{layer}.wv"])').startswith('v = dense(cfg.n_embd, cfg, "wv")')
     assert facing(rows, "causal = jnp.tril(").startswith("causal = nn.make_causal_mask(")
     assert facing(rows, "out = jnp.einsum(").startswith("out = nn.dot_product_attention(")
     assert facing(rows, "q = q / jnp.sqrt(hd)") is None
@@ -117,14 +117,14 @@ def test_diff_attention_at_80_and_160_columns_puts_counterparts_together(width, 
         return next(i for i, ln in enumerate(out) if text in ln and (mark is None or ln.startswith(mark)))
 
     if width == 160:  # two columns: the counterparts on one row, the row marked as differing
-        for pure_text, flax_text in [('q = (x @ params[f"l{layer}.wq"])', 'q = dense(cfg.n_embd, cfg, "wq")'),
+        for pure_text, flax_text in [('q = dense(x, params[f"l{layer}.wq"])', 'q = dense(cfg.n_embd, cfg, "wq")'),
                                      ("causal = jnp.tril(", "causal = nn.make_causal_mask(")]:
             row = out[at(pure_text)]
             assert flax_text in row and row.startswith("~ ") and row.index(" │ ") < row.index(flax_text)
         assert out[at("q = q / jnp.sqrt(hd)")].startswith("< ")
         assert out[at("q = q / jnp.sqrt(hd)")].rstrip().endswith("│")
     else:  # one above the other, block by block: pure's q, k, v, then flax's q, k, v
-        assert at('q = dense(cfg.n_embd, cfg, "wq")', ">") - at('q = (x @ params[f"l{layer}.wq"])', "<") == 3
+        assert at('q = dense(cfg.n_embd, cfg, "wq")', ">") - at('q = dense(x, params[f"l{layer}.wq"])', "<") == 3
         between = out[at("causal = jnp.tril(", "<") + 1: at("causal = nn.make_causal_mask(", ">")]
         assert all(ln.startswith(">") for ln in between) and len(between) <= 2  # at most flax's comment
     assert max(len(ln) for ln in out) <= width
