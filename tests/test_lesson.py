@@ -172,8 +172,8 @@ def facing(rows, left_text: str) -> str | None:
 
 def test_attention_aligns_q_with_q_the_mask_with_the_mask_and_leaves_the_scaling_facing_a_gap():
     rows = rows_of("attention")
-    assert facing(rows, 'q = (x @ params[f"l{layer}.wq"])').startswith('q = dense(cfg.n_embd, cfg, "wq")')
-    assert facing(rows, 'v = (x @ params[f"l{layer}.wv"])').startswith('v = dense(cfg.n_embd, cfg, "wv")')
+    assert facing(rows, 'q = dense(x, params[f"l{layer}.wq"])').startswith('q = dense(cfg.n_embd, cfg, "wq")')
+    assert facing(rows, 'v = dense(x, params[f"l{layer}.wv"])').startswith('v = dense(cfg.n_embd, cfg, "wv")')
     assert facing(rows, "causal = jnp.tril(").startswith("causal = nn.make_causal_mask(")
     assert facing(rows, "out = jnp.einsum(").startswith("out = nn.dot_product_attention(")
     assert facing(rows, "q = q / jnp.sqrt(hd)") is None
@@ -200,7 +200,7 @@ def test_diff_attention_at_80_and_160_columns_puts_counterparts_together(width, 
         return next(i for i, ln in enumerate(out) if text in ln and (mark is None or ln.startswith(mark)))
 
     if width == 160:  # two columns: the counterparts on one row, the row marked as differing
-        for pure_text, flax_text in [('q = (x @ params[f"l{layer}.wq"])', 'q = dense(cfg.n_embd, cfg, "wq")'),
+        for pure_text, flax_text in [('q = dense(x, params[f"l{layer}.wq"])', 'q = dense(cfg.n_embd, cfg, "wq")'),
                                      ("causal = jnp.tril(", "causal = nn.make_causal_mask(")]:
             row = out[at(pure_text)]
             assert flax_text in row and row.startswith("~ ") and row.index(" │ ") < row.index(flax_text)
@@ -209,9 +209,10 @@ def test_diff_attention_at_80_and_160_columns_puts_counterparts_together(width, 
     else:  # one above the other, block by block: every changed line of pure's, then flax's, never interleaved
         assert out[at("T, H, hd = x.shape[0]", "<")].startswith("<     T, H, hd")  # the same line, each side's depth
         assert out[at("T, H, hd = x.shape[0]", "<") + 1].startswith(">         T, H, hd")
-        assert at('q = (x @ params[f"l{layer}.wq"])', "<") < at('return out @ params[f"l{layer}.wo"]', "<")
-        assert at('return out @ params[f"l{layer}.wo"]', "<") < at('q = dense(cfg.n_embd, cfg, "wq")', ">")
-        between = out[at('q = (x @ params[f"l{layer}.wq"])', "<"): at('q = dense(cfg.n_embd, cfg, "wq")', ">")]
+        last = at('return dense(out, params[f"l{layer}.wo"])', "<")
+        assert at('q = dense(x, params[f"l{layer}.wq"])', "<") < last
+        assert at('return dense(out, params[f"l{layer}.wo"])', "<") < at('q = dense(cfg.n_embd, cfg, "wq")', ">")
+        between = out[at('q = dense(x, params[f"l{layer}.wq"])', "<"): at('q = dense(cfg.n_embd, cfg, "wq")', ">")]
         assert all(ln.startswith("<") for ln in between)
     assert max(len(ln) for ln in out) <= width
 
@@ -466,6 +467,7 @@ def test_two_columns_mark_a_continuation_facing_nothing_as_no_difference():
 
 BITWISE_ONLY = {  # (implementation, topic, a piece of the line): the lines written so only to stay bitwise
     ("pure", "forward", 'jnp.take(params["wte"]'), ("pure", "optimizer", "c1, c2 = 1 - b1**t"),
+    ("pure", "params", "return jax.lax.dot_general("),
     ("flax_port", "forward", '"lm_head").attend(x)'), ("nnx_port", "forward", "self.lm_head.attend(x)"),
     ("nnx_port", "attention", "weights = dot_product_attention_weights("),
 }
@@ -529,6 +531,7 @@ class FakeTerminal:
 
 def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch):
     monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")  # TERM=dumb has none either (tests/test_safety.py)
     assert lesson.use_colour(FakeTerminal(True)) is True
     assert lesson.use_colour(FakeTerminal(False)) is False
     monkeypatch.setenv("NO_COLOR", "1")
@@ -570,6 +573,7 @@ def test_unknown_topic_and_too_narrow_width(capsys):
     assert "unknown topic 'nonsense'" in one_line_error(capsys, ["nonsense"])
     assert "--width 10 is too narrow" in one_line_error(capsys, ["--width", "10"])
     assert "--width -5 is too narrow" in one_line_error(capsys, ["--width", "-5"])
+    assert "--width 0 is too narrow" in one_line_error(capsys, ["--width", "0"])  # one rule, 0 included
 
 
 def test_lesson_refuses_a_page_it_cannot_write_and_writes_nothing(capsys, tmp_path):
@@ -585,7 +589,7 @@ def test_lesson_replaces_only_a_page_it_wrote(capsys, tmp_path, built_page):
     mine = tmp_path / "notes.html"
     mine.write_text("<html><body>my own notes</body></html>")
     message = one_line_error(capsys, ["--html", str(mine), "--steps", "0"], lesson.lesson_main)
-    assert "exists and is not a lesson page this program wrote" in message
+    assert "exists without this project's mark (a lesson page it wrote carries its generator tag)" in message
     assert mine.read_text() == "<html><body>my own notes</body></html>"
     ours = tmp_path / "lesson.html"
     ours.write_text(built_page[1], encoding="utf-8")

@@ -29,10 +29,12 @@ def parse_pair(text: str) -> tuple[str, str]:
 
 
 
-def terminal_width(given: int) -> int:
-    if given:
+def terminal_width(given: int | None) -> int:
+    """--width as given (one rule for every value: at least MIN_WIDTH), else the terminal's."""
+    if given is not None:
         if given < MIN_WIDTH:
-            raise UserError(f"--width {given} is too narrow to show code: use {MIN_WIDTH} or more")
+            raise UserError(f"--width {given} is too narrow to show code: use {MIN_WIDTH} or more, or leave "
+                            "--width out to fit the terminal")
         return given
     return max(MIN_WIDTH, shutil.get_terminal_size((160, 40)).columns)
 
@@ -43,7 +45,8 @@ def main(argv) -> int:
 
     p = Parser(prog="compare diff", description="One implementation's code beside another's, concept by concept.")
     p.add_argument("topics", nargs="*", metavar="topic", help=f"any of: {', '.join(TOPICS)} (default: all)")
-    p.add_argument("--width", type=int, default=0, help="columns to fit (default: the terminal's)")
+    p.add_argument("--width", type=int, default=None, help=f"columns to fit, {MIN_WIDTH} or more (default: the "
+                   "terminal's)")
     p.add_argument("--pair", default=",".join(DEFAULT_PAIR), help=f"two of {', '.join(IMPLS)} (default pure,flax_port)")
     p.add_argument("--check", action="store_true", help="run each topic's equivalence checks and print the outcome")
     args = p.parse_args(argv)

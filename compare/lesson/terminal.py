@@ -2,7 +2,6 @@
 made to fit the width.
 """
 
-import os
 import re
 import textwrap
 
@@ -18,8 +17,10 @@ MIN_WIDTH = 40
 
 
 def use_colour(stream) -> bool:
-    """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
-    return bool(stream.isatty()) and not os.environ.get("NO_COLOR")
+    """Colour only on a terminal that shows it (common/shell.py: a TTY, no NO_COLOR, TERM not dumb)."""
+    from common.shell import has_colour
+
+    return has_colour(stream)
 
 
 def paint(text: str, kind: str, colour: bool) -> str:
