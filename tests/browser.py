@@ -15,7 +15,10 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 
 def chromium() -> str | None:
-    return shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    """Debian's chromium; else a Chromium or Chrome already on the PATH (GitHub's Ubuntu runners)."""
+    if Path("/usr/bin/chromium").exists():
+        return "/usr/bin/chromium"
+    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 
 
 # Measured in the page, after layout. The colours of both palettes are measured in one start: the
