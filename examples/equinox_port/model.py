@@ -2,15 +2,15 @@
 
 Compared with pure/model.py (through compare/, by module path). Equinox takes over holding the
 parameters: each module is a dataclass whose fields are its layers and arrays, and the whole
-model is a pytree that jax.grad, jax.jit and optax take as it is. Library layers act on one
-vector and go over a sequence under jax.vmap (the RMSNorms, lm_head). Every library default that
-differs from microgpt is spelled out: no biases, no norm weight or bias, RMSNorm epsilon from the
-config, N(0, init_std) weights (Equinox draws uniform(±1/sqrt(in)) for Linear and N(0, 1) for
-Embedding).
+model is a pytree that jax.grad, jax.jit and optax take as it is. Its RMSNorm acts on one vector
+and goes over a sequence under jax.vmap. Every library default that differs from microgpt is
+spelled out: no biases, no norm weight or bias, RMSNorm epsilon from the config, N(0, init_std)
+weights (Equinox draws uniform(±1/sqrt(in)) for Linear and N(0, 1) for Embedding).
 
-Two choices keep it bitwise equal to pure at every shape, each measured (docs/porting.md): the
-block's matrices are a one-field `Dense` module holding (in, out), not eqx.nn.Linear's (out, in);
-and the embedding tables are read with jnp.take, not by calling the Embedding under vmap.
+Three choices keep it bitwise equal to pure at every shape, with jit and without, each measured
+(docs/porting.md): the block's matrices are a one-field `Dense` module holding (in, out), not
+eqx.nn.Linear's (out, in); the embedding tables are read with jnp.take, not by calling the
+Embedding under vmap; lm_head's Linear is read as x @ weight.T, not called under vmap.
 Attention is written out (scores, mask, softmax, weighted values) rather than taken from
 `eqx.nn.MultiheadAttention`: that module keeps q, k, v and the attention weights to itself, and
 the taps below need them by name.
@@ -178,7 +178,10 @@ class GPT(eqx.Module):
         x = tap("norm_in", jax.vmap(self.norm_in)(x))  # microgpt norms the embeddings too
         for layer, block in enumerate(self.blocks):
             x = block(x, prefixed(tap, f"l{layer}."))
-        return tap("logits", jax.vmap(self.lm_head)(x))  # (T, V)
+        # x @ weight.T on the Linear's (V, D) weight, as pure computes it: jax.vmap(self.lm_head)(x)
+        # is one matrix product the other way round, and without jit XLA sums its gradient in
+        # another order (measured: the lm_head gradient 1 ulp of scale apart at the default shape).
+        return tap("logits", x @ self.lm_head.weight.T)  # (T, V)
 
 
 def forward(gpt: GPT, tokens, cfg: Config):
