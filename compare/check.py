@@ -24,7 +24,6 @@ however many tests or candidates use it.
 
 import dataclasses
 import functools
-import json
 import string
 import sys
 import time
@@ -266,7 +265,7 @@ def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | N
     print(f"verdict: {level}: {summary} of {len(results)} checks ({time.perf_counter() - t0:.0f} s)")
     code = 1 if failed else 0
     if json_path:
-        from common import checkpoint
+        from common import outputs
 
         payload = {
             "candidate": candidate, "reference": reference, "level": level, "exit_code": code,
@@ -275,13 +274,13 @@ def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | N
                         "missing": r.missing, "verdict": r.verdict.as_dict()} for r in results],
             "first_failure": {"case": str(failed[0].case), "where": where_lines} if failed else None,
         }
-        checkpoint.atomic_write(json_path, lambda f: f.write(json.dumps(payload, indent=2).encode()))
+        outputs.write_json(json_path, payload)  # marked as this program's, written atomically
         print(f"verdict written to {json_path}")
     return code
 
 
 def main(argv) -> int:
-    from common import checkpoint
+    from common import checkpoint, outputs
     from common.cli import Parser
 
     p = Parser(prog="compare check", description="Run the equivalence grid of the twins on any implementation "
@@ -297,7 +296,7 @@ def main(argv) -> int:
     from common.cli import setup_jax
 
     setup_jax(args)
-    checkpoint.check_outputs([("--json", args.json, checkpoint.is_json)], inputs=[])
+    checkpoint.check_outputs([("--json", args.json, outputs.is_json)], inputs=[])
     shapes = None if args.shapes is None else [s.strip() for s in args.shapes.split(",") if s.strip()]
     if shapes is not None:
         cases(shapes, devices=False)  # refuses an unknown shape before any work

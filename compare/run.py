@@ -5,14 +5,13 @@ after every step the parameters of every pair are compared in the checkpoint's f
 """
 
 import dataclasses
-import json
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from common import checkpoint
+from common import checkpoint, outputs
 from common.cli import plural, prepare_run, setup_jax, train_parser
 from common.devices import data_mesh, place_batches, place_state
 from common.runner import check_chunk, chunk_size, compiled, init_state, sample_names, stack_slice
@@ -135,15 +134,7 @@ def save_plot(path: str, losses: dict, divergence) -> None:
     write_figure(path, fig)
 
 
-def write_figure(path: str, fig) -> None:
-    """Lay a matplotlib figure out and write it as a PNG, atomically; the figure is closed either way."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    try:
-        checkpoint.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    finally:
-        plt.close(fig)
+write_figure = outputs.write_figure  # the format of the extension, marked as ours (common/outputs.py)
 
 
 def main(argv) -> int:
@@ -152,8 +143,10 @@ def main(argv) -> int:
         "lesson": "write the lesson as one web page (see `compare lesson --help`)",
         "bench": "time them, compile and steady state (see `compare bench --help`)",
         "check": "run the equivalence grid on any implementation, by module path (see `compare check --help`)",
+        "--against": "float64 or eager: where two runs of one implementation (--impl) part (see `compare --against "
+                     "float64 --help`)",
     })
-    parser.add_argument("--plot", metavar="PATH", help="write a PNG of the loss curves and their divergence")
+    parser.add_argument("--plot", metavar="PATH", help="draw the loss curves and their divergence (.png, .svg or .pdf)")
     parser.add_argument("--impls", default=None,
                         help=f"comma-separated, at least two of {', '.join(impls_mod.NAMES)} or module paths "
                         "whose impl() returns a common.impl.Impl, e.g. pure,examples.equinox_port (default: the "
@@ -308,7 +301,7 @@ def main(argv) -> int:
                                                  "free_runs": drift[(i, j)].as_dict(), "line": lines[(i, j)]}
                       for i, j in pairs},
         }
-        checkpoint.atomic_write(args.json, lambda f: f.write(json.dumps(payload, indent=2).encode()))
+        outputs.write_json(args.json, payload)
         print(f"verdict written to {args.json}")
     return code
 

@@ -161,6 +161,7 @@ class FakeTerminal:
 
 def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch):
     monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")  # TERM=dumb has none either (tests/test_safety.py)
     assert lesson.use_colour(FakeTerminal(True)) is True
     assert lesson.use_colour(FakeTerminal(False)) is False
     monkeypatch.setenv("NO_COLOR", "1")
@@ -186,7 +187,7 @@ def one_line_error(capsys, argv, main=lesson.main) -> str:
 
 
 def test_an_unknown_implementation_or_a_pair_of_one(capsys):
-    assert "unknown implementation 'jaxlib'" in one_line_error(capsys, ["--pair", "pure,jaxlib"])
+    assert "jaxlib has no impl() function" in one_line_error(capsys, ["--pair", "pure,jaxlib"])
     assert "two different implementations" in one_line_error(capsys, ["--pair", "pure,pure"])
     assert "two different implementations" in one_line_error(capsys, ["--pair", "pure"])
 
@@ -202,6 +203,7 @@ def test_unknown_topic_and_too_narrow_width(capsys):
     assert "unknown topic 'nonsense'" in one_line_error(capsys, ["nonsense"])
     assert "--width 10 is too narrow" in one_line_error(capsys, ["--width", "10"])
     assert "--width -5 is too narrow" in one_line_error(capsys, ["--width", "-5"])
+    assert "--width 0 is too narrow" in one_line_error(capsys, ["--width", "0"])  # one rule, 0 included
 
 
 def test_lesson_refuses_a_page_it_cannot_write_and_writes_nothing(capsys, tmp_path):
@@ -217,7 +219,7 @@ def test_lesson_replaces_only_a_page_it_wrote(capsys, tmp_path, built_page):
     mine = tmp_path / "notes.html"
     mine.write_text("<html><body>my own notes</body></html>")
     message = one_line_error(capsys, ["--html", str(mine), "--steps", "0"], lesson.lesson_main)
-    assert "exists and is not a lesson page this program wrote" in message
+    assert "exists without this project's mark (a lesson page it wrote carries its generator tag)" in message
     assert mine.read_text() == "<html><body>my own notes</body></html>"
     ours = tmp_path / "lesson.html"
     ours.write_text(built_page[1], encoding="utf-8")
