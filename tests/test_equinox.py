@@ -93,7 +93,10 @@ def test_equinox_taps_are_the_named_intermediates(taps_of):
     assert {n: t.shape[1:] for n, t in got["batch"][0][1].items()} == tap_shapes(CFG, CFG.block_size)
     chex.assert_trees_all_equal(loss, jax.jit(lambda p, b: impl.loss_fn(p, b, CFG))(p, one))  # bit for bit
     chex.assert_trees_all_equal(got["batch"][0][0], jax.jit(lambda p, b: impl.batch_loss_fn(p, b, CFG))(p, batch))
-    chex.assert_trees_all_equal(taps["logits"], jax.jit(lambda p, t: impl.forward(p, t, CFG))(p, one.inputs))
+    # The logits tap against forward jitted alone: two XLA programs (the tapped one also computes the
+    # taps' gradients) fused differently; measured 1.19e-7 apart at most (1 ulp at |logit| 0.5-1).
+    np.testing.assert_allclose(taps["logits"], jax.jit(lambda p, t: impl.forward(p, t, CFG))(p, one.inputs),
+                               rtol=0, atol=2.4e-7)
     flat = impl.to_flat(p)
     embed = flat["wte"][one.inputs] + flat["wpe"][: CFG.block_size]
     np.testing.assert_array_equal(taps["embed"], embed)
