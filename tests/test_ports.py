@@ -134,7 +134,9 @@ def test_check_exits_1_on_a_planted_epsilon(tmp_path, monkeypatch, capsys):
     assert "first failure: logits-default-jit" in out
     payload = json.loads(verdict.read_text())
     assert payload["exit_code"] == 1 and payload["first_failure"]["case"] == "logits-default-jit"
-    assert {c["level"] for c in payload["checks"]} == {"different"}, "every check sees the epsilon"
+    # every check of numbers sees the epsilon; eight sampled names need not (a 1e-6 change in the
+    # logits rarely moves a draw)
+    assert {c["level"] for c in payload["checks"] if c["kind"] != "samples"} == {"different"}
 
 
 def test_the_pytest_helper_fails_on_a_planted_epsilon(tmp_path, monkeypatch):
