@@ -1,6 +1,7 @@
 """`python -m compare` (side by side), `python -m compare diff [topic ...]` (the lesson in the
 terminal), `python -m compare lesson --html PATH` (the lesson as a web page), `python -m compare bench`,
-`python -m compare --against float64|eager` (where two runs of one implementation part)."""
+`python -m compare --against float64|eager` (where two runs of one implementation part),
+`python -m compare check MODULE` (the equivalence grid on any implementation, by module path)."""
 
 import sys
 
@@ -16,6 +17,10 @@ def main(argv):
         from compare import lesson
 
         return lesson.lesson_main(argv[1:])
+    if argv and argv[0] == "check":
+        from compare import check
+
+        return check.main(argv[1:])
     if argv and argv[0] == "bench":
         from compare import bench
 

@@ -15,7 +15,6 @@ bias correction rounds differently, and that would no longer be today's float32 
 
 import dataclasses
 import functools
-import importlib
 import time
 from contextlib import contextmanager
 
@@ -26,13 +25,25 @@ from common.errors import UserError
 from common.runner import check_chunk, chunk_size, compiled, init_state, name_at, stack_slice
 from compare.tolerances import NEAR_ZERO_SECOND_MOMENT, SPLIT_THRESHOLDS
 
-# The implementations a run can use: name -> (module with `impl()`, the Adam second moment of its
-# training state in the seed's flat names). A third twin adds one line here.
+# The Adam second moment of a training state in the seed's flat names, for the twins whose
+# state_to_flat reads a count with int() (which jit refuses). Any other implementation, named by
+# module path, is read through its own state_to_flat, which must then run under jit
+# (docs/porting.md).
 IMPLS = {
     "pure": ("pure", lambda state: state[1]["v"]),
     "flax_port": ("flax_port", lambda state: flax_moment(state)),
     "nnx_port": ("nnx_port", lambda state: nnx_moment(state)),
 }
+
+
+def implementation(name: str):
+    """(the Impl of a name or module path, how to read its Adam second moment as a flat dict)."""
+    from compare import impls
+
+    impl = impls.get(name)
+    if name in IMPLS:
+        return impl, IMPLS[name][1]
+    return impl, lambda state: impl.state_to_flat(state)[1]["v"]
 
 
 def nnx_moment(state):
@@ -294,8 +305,7 @@ def run_lockstep(impl_name: str, cfg, batches, state, sides, *, log_every: int, 
     comparing after every step; `on_row(step, loss_a, loss_b, difference, where)` every log_every."""
     import jax
 
-    module, moment = IMPLS[impl_name]
-    impl = importlib.import_module(module).impl()
+    impl, moment = implementation(impl_name)
     states = [cast_state(state, side) for side in sides]
     flat0 = {n: np.asarray(w) for n, w in impl.to_flat(impl.params_of(state)).items()}
     before_chunk = [{n: w.astype(side.dtype) for n, w in flat0.items()} for side in sides]
@@ -442,7 +452,8 @@ def parser():
                      "or jit against eager, and say where and why the runs part.", sampling=False)
     p.add_argument("--against", required=True, choices=["float64", "eager"],
                    help="float64: the same run in float64; eager: the same run under jax.disable_jit()")
-    p.add_argument("--impl", default="pure", choices=list(IMPLS), help="the implementation to train (default pure)")
+    p.add_argument("--impl", default="pure", help="the implementation to train: pure, flax_port, nnx_port or a "
+                   "module path whose impl() returns a common.impl.Impl (default pure)")
     p.add_argument("--plot", metavar="PATH",
                    help="draw the difference over steps, the split marked (.png, .svg or .pdf)")
     return p
@@ -468,8 +479,7 @@ def run(args) -> Outcome:
     import jax
 
     sides = sides_for(args.against, jit=not args.no_jit)
-    module, _ = IMPLS[args.impl]
-    impl = importlib.import_module(module).impl()
+    impl, _ = implementation(args.impl)
     init_key, _ = jax.random.split(jax.random.PRNGKey(args.seed))
     with sides[0].active():
         state = init_state(impl, cfg, key=init_key)  # float32, jitted: the very start `python -m pure` makes

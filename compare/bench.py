@@ -6,6 +6,7 @@ step, B = 1, 8, 32, 128, and B = 32 on 1, 2 and 4 devices); `--json PATH` writes
 """
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -30,10 +31,16 @@ IMPORT_SNIPPET = (
 )
 
 
+def child_pythonpath(root: str) -> str:
+    """The project, then where this process finds a port given by module path: the current directory
+    and the caller's PYTHONPATH (a fresh interpreter started in the project's root sees neither)."""
+    return os.pathsep.join([root, os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
+
+
 def import_seconds(pkg: str, repeats: int) -> float:
     """Median wall time of importing one implementation in a fresh interpreter (jax included)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=root)
+    env = dict(os.environ, PYTHONPATH=child_pythonpath(root))
     times = []
     for _ in range(repeats):
         out = subprocess.run([sys.executable, "-c", IMPORT_SNIPPET.format(pkg=pkg)], env=env, cwd=root,
@@ -166,11 +173,13 @@ def forced_devices_rows(args) -> list[dict]:
     import tempfile
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=root, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + FORCED_DEVICES).strip())
+    env = dict(os.environ, PYTHONPATH=child_pythonpath(root),
+               XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + FORCED_DEVICES).strip())
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "rows.json")
         argv = ["--data", args.data or "default", "--seed", str(args.seed), "--repeats", str(args.repeats),
-                "--scaling-steps", str(args.scaling_steps), "--devices-rows-json", path]
+                "--scaling-steps", str(args.scaling_steps), "--devices-rows-json", path,
+                *(["--impls", args.impls] if args.impls else [])]
         out = subprocess.run([sys.executable, "-m", "compare", "bench", *argv], env=env, cwd=root,
                              capture_output=True, text=True)
         if out.returncode:
@@ -259,6 +268,8 @@ def main(argv) -> int:
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.add_argument("--scaling-steps", type=int, default=200, help="steps per timed run of the scaling table "
                    "(default 200)")
+    p.add_argument("--impls", default=None, help="comma-separated names or module paths to time (default: the "
+                   "three present); e.g. pure,examples.equinox_port")
     p.add_argument("--devices-rows-json", help=argparse.SUPPRESS)  # how bench calls itself for the devices rows
     args = p.parse_args(argv)
     if args.repeats < 1 or args.eager_steps < 1 or args.steps < 1 or args.scaling_steps < 1:
@@ -274,8 +285,9 @@ def main(argv) -> int:
     from compare import convert
     from compare import impls as impls_mod
 
-    names = impls_mod.available()
-    impls = [impls_mod.get(n) for n in names]
+    names = impls_mod.parse(args.impls, minimum=1)
+    # each shown by its short label (pure, flax, nnx, equinox: a module path's last part)
+    impls = [dataclasses.replace(impls_mod.get(n), name=label) for n, label in zip(names, impls_mod.labels(names))]
     init_key, sample_key = jax.random.split(jax.random.PRNGKey(args.seed))
     pure_state = init_state(impls[0], cfg, key=init_key)
     states = [pure_state] + [convert.state(pure_state, impls[0], impl, cfg) for impl in impls[1:]]
@@ -310,10 +322,11 @@ def main(argv) -> int:
         f"jax {jax.__version__}, {jax.devices()[0].device_kind}"
     )
     print(f"bench: {len(docs)} names, {cfg.num_steps} steps, {args.repeats} repeats; {machine}")
-    ratios = [f"{short(n)}/{short(names[0])}" for n in names[1:]]
-    print(f"{'':48}" + "".join(f" {n:>12}" for n in names) + "".join(f" {r:>10}" for r in ratios))
+    shown = [impl.name for impl in impls]
+    ratios = [f"{short(n)}/{short(shown[0])}" for n in shown[1:]]
+    print(f"{'':48}" + "".join(f" {n:>12}" for n in shown) + "".join(f" {r:>10}" for r in ratios))
     for key, label, fmt in ROWS:
-        values = [results[n][key] for n in names]
+        values = [results[n][key] for n in shown]
         cells = "".join(f" {fmt.format(v):>12}" for v in values)
         cells += "".join(f" {v / values[0]:10.2f}" if values[0] else f" {'-':>10}" for v in values[1:])
         print(f"{label.format(steps=cfg.num_steps):48}{cells}")

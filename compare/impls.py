@@ -1,9 +1,23 @@
-"""The implementations compare/ knows, by name, in the order columns and pairs are shown."""
+"""The implementations compare/ works with: the three it knows by name, and any other by module path.
 
+Wherever a command takes an implementation (`compare --impls`, `compare bench --impls`,
+`compare --against ... --impl`, `compare check`), it takes `pure`, `flax_port`, `nnx_port` or
+the dotted path of any importable module whose `impl()` returns a `common.impl.Impl`
+(`examples.equinox_port`, `mypkg.port`). compare/ never names such a module itself: it reaches
+it through `get` and the contract of common/impl.py. A path that does not lead to a usable
+`Impl` is a UserError: one line saying what is missing and what to do.
+"""
+
+import dataclasses
 import importlib
+import importlib.util
 import itertools
 
+from common.errors import UserError
+from common.impl import Impl
+
 NAMES = ("pure", "flax_port", "nnx_port")
+GUIDE = "see docs/porting.md"
 
 
 def available() -> list[str]:
@@ -11,11 +25,88 @@ def available() -> list[str]:
     return [n for n in NAMES if importlib.util.find_spec(n) is not None]
 
 
-def get(name: str):
-    """The `Impl` of one implementation (see common/impl.py)."""
-    return importlib.import_module(name).impl()
+def required_fields() -> list[str]:
+    """The Impl fields a port must fill with a function (the others may be None)."""
+    return [f.name for f in dataclasses.fields(Impl) if f.name != "name" and f.default is dataclasses.MISSING]
+
+
+def optional_fields() -> list[str]:
+    return [f.name for f in dataclasses.fields(Impl) if f.default is None]
+
+
+def find(name: str):
+    """The module `name`, imported; a UserError naming what went wrong otherwise."""
+    if not name or not all(part.isidentifier() for part in name.split(".")):
+        raise UserError(f"{name!r} is not a module path: give one of {', '.join(NAMES)} or a dotted module "
+                        f"path such as mypkg.port ({GUIDE})")
+    try:
+        spec = importlib.util.find_spec(name)
+    except ImportError:  # a parent package is missing: find_spec imports the parents first
+        spec = None
+    except Exception as err:  # a parent package raised while being imported
+        raise UserError(f"{name}: importing it raised {type(err).__name__}: {err}; fix that module first") from None
+    if spec is None:
+        raise UserError(f"{name}: no module of that name can be imported here; give one of {', '.join(NAMES)} or "
+                        "a module path reachable from the current directory or PYTHONPATH")
+    try:
+        return importlib.import_module(name)
+    except Exception as err:
+        raise UserError(f"{name}: importing it raised {type(err).__name__}: {err}; fix that module first") from None
+
+
+def get(name: str) -> Impl:
+    """The `Impl` of one implementation: a known name or any importable module path whose `impl()`
+    returns a common.impl.Impl with every required function (see common/impl.py)."""
+    module = find(name)
+    factory = getattr(module, "impl", None)
+    if not callable(factory):
+        raise UserError(f"{name} has no impl() function: add `def impl(): return common.impl.Impl(...)` "
+                        f"to it ({GUIDE})")
+    try:
+        made = factory()
+    except Exception as err:
+        raise UserError(f"{name}.impl() raised {type(err).__name__}: {err}; fix it to return an Impl") from None
+    if not isinstance(made, Impl):
+        raise UserError(f"{name}.impl() returned a {type(made).__name__}, not a common.impl.Impl: build one with "
+                        f"common.impl.Impl(name=..., init_state=..., ...) ({GUIDE})")
+    missing = [f for f in required_fields() if not callable(getattr(made, f))]
+    wrong = [f for f in optional_fields() if getattr(made, f) is not None and not callable(getattr(made, f))]
+    if missing or wrong:
+        what = ", ".join(missing + wrong)
+        raise UserError(f"{name}.impl() gives no function for {what}: each must be a callable "
+                        f"({'the optional ones may be None; ' if wrong else ''}{GUIDE})")
+    return made
 
 
 def pairs(names) -> list[tuple[str, str]]:
     """Every pair once, in column order: (pure, flax_port), (pure, nnx_port), (flax_port, nnx_port)."""
     return list(itertools.combinations(names, 2))
+
+
+def labels(names: list[str]) -> list[str]:
+    """Short column labels: pure, flax, nnx; a module path by its last part (examples.equinox_port ->
+    equinox), made longer only where two would read the same."""
+    def short(name, level):
+        last = name.rsplit(".", 1)[-1]
+        return [last.split("_")[0], last, name][level]
+
+    levels = [0] * len(names)
+    for _ in range(2):
+        shown = [short(n, lv) for n, lv in zip(names, levels)]
+        levels = [lv + 1 if shown.count(s) > 1 else lv for s, lv in zip(shown, levels)]
+    return [short(n, lv) for n, lv in zip(names, levels)]
+
+
+def parse(text: str | None, flag: str = "--impls", minimum: int = 2) -> list[str]:
+    """A comma-separated list of names or module paths, each checked to give a usable Impl before
+    any work; None gives the three present."""
+    if text is None:
+        return available()
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if len(names) < minimum or len(set(names)) != len(names):
+        need = "at least two different implementations" if minimum > 1 else "different implementations"
+        raise UserError(f"{flag} {text!r}: name {need}: of {', '.join(available())}, or module paths whose "
+                        "impl() returns a common.impl.Impl")
+    for name in names:
+        get(name)  # a UserError naming what is missing
+    return names

@@ -14,7 +14,6 @@ import numpy as np
 from common import checkpoint, outputs
 from common.cli import plural, prepare_run, setup_jax, train_parser
 from common.devices import data_mesh, place_batches, place_state
-from common.errors import UserError
 from common.runner import check_chunk, chunk_size, compiled, init_state, sample_names, stack_slice
 from compare import impls as impls_mod
 from compare.verdict import BITWISE, DIFFERENT, ROUNDING, Verdict, ulps_of_scale
@@ -146,12 +145,15 @@ def main(argv) -> int:
         "diff": "show one implementation's code beside another's, concept by concept (see `compare diff --help`)",
         "lesson": "write the lesson as one web page (see `compare lesson --help`)",
         "bench": "time them, compile and steady state (see `compare bench --help`)",
+        "check": "run the equivalence grid on any implementation, by module path (see `compare check --help`)",
         "--against": "float64 or eager: where two runs of one implementation (--impl) part (see `compare --against "
                      "float64 --help`)",
     })
     parser.add_argument("--plot", metavar="PATH", help="draw the loss curves and their divergence (.png, .svg or .pdf)")
     parser.add_argument("--impls", default=None,
-                        help=f"comma-separated, at least two of {', '.join(impls_mod.NAMES)} (default: all present)")
+                        help=f"comma-separated, at least two of {', '.join(impls_mod.NAMES)} or module paths "
+                        "whose impl() returns a common.impl.Impl, e.g. pure,examples.equinox_port (default: the "
+                        "three present)")
     parser.add_argument("--json", metavar="PATH", help="also write the verdict of every pair as JSON")
     args = parser.parse_args(argv)
     t_start = time.perf_counter()
@@ -182,8 +184,9 @@ def main(argv) -> int:
         ))
     compile_s = time.perf_counter() - t0
 
-    short = [n.split("_")[0] for n in names]  # pure, flax, nnx
-    print(f"{'step':<16} | " + " | ".join(f"{s + ' loss':>9}" for s in short)
+    labels = impls_mod.labels(names)  # pure, flax, nnx; a module path by its last part (equinox)
+    widths = [max(9, len(s) + 5) for s in labels]
+    print(f"{'step':<16} | " + " | ".join(f"{s + ' loss':>{w}}" for s, w in zip(labels, widths))
           + " | largest difference over params and pairs (ulps of the param's scale; which)")
     losses = [[] for _ in impls]
     # Two verdicts per pair. `drift` follows the two free runs, as two trainers would go; a rounding
@@ -241,7 +244,7 @@ def main(argv) -> int:
                 else:
                     where = "0 (all bitwise equal)"
                 print(f"step {step:4d} / {cfg.num_steps:4d} | "
-                      + " | ".join(f"{float(lo[-1][j]):9.4f}" for lo in losses) + f" | {where}")
+                      + " | ".join(f"{float(lo[-1][j]):{w}.4f}" for lo, w in zip(losses, widths)) + f" | {where}")
         progress.show(start + k)
     progress.clear()
     jax.block_until_ready(states)
@@ -318,11 +321,4 @@ def pair_line(verdict: Verdict, drift: Verdict, num_steps: int, k: int) -> str:
 
 
 def parse_impls(text: str | None) -> list[str]:
-    present = impls_mod.available()
-    if text is None:
-        return present
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in present]
-    if unknown or len(set(names)) < 2 or len(set(names)) != len(names):
-        raise UserError(f"--impls {text!r}: name two or three different implementations of {', '.join(present)}")
-    return names
+    return impls_mod.parse(text)

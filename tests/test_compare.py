@@ -25,13 +25,10 @@ from compare.verdict import BITWISE, DIFFERENT, ROUNDING, Verdict, assert_level
 
 TOK = Tokenizer("abcdefghijklmnopqrstuvwxyz")
 LONG = "abcdefghijklmnopqrstuvwxyz"  # longer than every block_size of the grid: truncated
-SHAPES = {  # the default, and one change at a time around it
-    "default": {}, "n_embd32": dict(n_embd=32), "n_embd24_3heads": dict(n_embd=24, n_head=3),
-    "2layers": dict(n_layer=2), "block8": dict(block_size=8), "block32": dict(block_size=32),
-}
+SHAPES = equivalence.SHAPES  # the default, and one change at a time around it
 NAMES = impls.available()
 PAIRS = impls.pairs(NAMES)
-MODES = ["jit", "no_jit"]
+MODES = list(equivalence.MODES)
 
 
 def config(shape: str) -> Config:
@@ -98,14 +95,7 @@ def pair_id(pair):
 
 # ----------------------------------------------------------------------------- the grid
 
-# Without an outer jit, a lax.scan is still compiled whole: for `updates` (a scan of train steps)
-# and `samples` (a scan over positions) the no_jit variant compiles the very program the jit one
-# does, so it runs at the default shape only. Logits, gradients and one update run op by op there,
-# each op compiled alone, so the shape-dependent choices of whole-program compilation (which broke
-# bitwise equality at n_embd 24 and 32 under jit) do not arise; they run at three shapes.
-NO_JIT_SHAPES = ("default", "n_embd24_3heads", "block32")
-GRID = [(kind, shape, mode) for kind in equivalence.KINDS for shape in SHAPES for mode in MODES
-        if mode == "jit" or (shape in NO_JIT_SHAPES and (kind not in ("updates", "samples") or shape == "default"))]
+GRID = equivalence.GRID  # every kind at every shape under jit; without jit at three (see there)
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=pair_id)

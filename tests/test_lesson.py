@@ -557,7 +557,7 @@ def one_line_error(capsys, argv, main=lesson.main) -> str:
 
 
 def test_an_unknown_implementation_or_a_pair_of_one(capsys):
-    assert "unknown implementation 'jaxlib'" in one_line_error(capsys, ["--pair", "pure,jaxlib"])
+    assert "jaxlib has no impl() function" in one_line_error(capsys, ["--pair", "pure,jaxlib"])
     assert "two different implementations" in one_line_error(capsys, ["--pair", "pure,pure"])
     assert "two different implementations" in one_line_error(capsys, ["--pair", "pure"])
 

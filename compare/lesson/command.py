@@ -20,7 +20,12 @@ def parse_pair(text: str) -> tuple[str, str]:
         raise UserError(f"--pair {text!r}: give two different implementations, e.g. pure,flax_port")
     for impl in pair:
         if impl not in IMPLS:
-            raise UserError(f"--pair {text!r}: unknown implementation {impl!r}: choose from {', '.join(IMPLS)}")
+            from compare import impls
+
+            impls.get(impl)  # a module path that gives no Impl: one line saying what is missing
+            raise UserError(f"--pair {text!r}: no lesson is written for {impl} (the lesson aligns "
+                            f"{', '.join(IMPLS)}); compare it with `python -m compare check {impl}` or "
+                            f"`python -m compare --impls pure,{impl}`")
         try:
             importlib.import_module(impl)
         except ImportError as err:
@@ -47,7 +52,9 @@ def main(argv) -> int:
     p.add_argument("topics", nargs="*", metavar="topic", help=f"any of: {', '.join(TOPICS)} (default: all)")
     p.add_argument("--width", type=int, default=None, help=f"columns to fit, {MIN_WIDTH} or more (default: the "
                    "terminal's)")
-    p.add_argument("--pair", default=",".join(DEFAULT_PAIR), help=f"two of {', '.join(IMPLS)} (default pure,flax_port)")
+    p.add_argument("--pair", default=",".join(DEFAULT_PAIR),
+                   help=f"two of {', '.join(IMPLS)} (default pure,flax_port); a port given by module path has no "
+                   "lesson: use `compare check` for it")
     p.add_argument("--check", action="store_true", help="run each topic's equivalence checks and print the outcome")
     args = p.parse_args(argv)
     for topic in args.topics:
@@ -75,7 +82,9 @@ def lesson_main(argv) -> int:
 
     p = Parser(prog="compare lesson", description="Write the lesson as one self-contained web page.")
     p.add_argument("--html", metavar="PATH", required=True, help="where to write the page")
-    p.add_argument("--pair", default=",".join(DEFAULT_PAIR), help=f"two of {', '.join(IMPLS)} (default pure,flax_port)")
+    p.add_argument("--pair", default=",".join(DEFAULT_PAIR),
+                   help=f"two of {', '.join(IMPLS)} (default pure,flax_port); a port given by module path has no "
+                   "lesson: use `compare check` for it")
     p.add_argument("--steps", type=int, default=300,
                    help="steps of the side-by-side run whose loss curves the page shows (default 300; 0: none)")
     p.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
