@@ -117,7 +117,8 @@ class GPT(nn.Module):
             jnp.arange(T)
         )  # (T, D)
         x = tap(self, "embed", x)
-        x = tap(self, "norm_in", rmsnorm(cfg, "rmsnorm_in")(x))  # microgpt norms the embeddings too: the residual stream starts normed
+        # microgpt norms the embeddings too: the residual stream starts normed
+        x = tap(self, "norm_in", rmsnorm(cfg, "rmsnorm_in")(x))
         for layer in range(cfg.n_layer):
             x = Block(cfg, name=f"l{layer}")(x)
         # An untied nn.Embed read through `attend` (x @ table.T) keeps pure's (V, D) layout. A Dense

@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
-from flax.traverse_util import flatten_dict, unflatten_dict
 from flax.nnx.nn.attention import dot_product_attention_weights  # not re-exported as nnx.<name>
+from flax.traverse_util import flatten_dict, unflatten_dict
 
 from common.config import Config
 
@@ -131,7 +131,8 @@ class GPT(nnx.Module):
         T = tokens.shape[0]
         x = self.wte(tokens) + self.wpe(jnp.arange(T))  # (T, D)
         x = tap(self, "embed", x)
-        x = tap(self, "norm_in", self.norm_in(x))  # microgpt norms the embeddings too: the residual stream starts normed
+        # microgpt norms the embeddings too: the residual stream starts normed
+        x = tap(self, "norm_in", self.norm_in(x))
         for block in self.blocks:
             x = block(x)
         return tap(self, "logits", self.lm_head.attend(x))  # (T, V)

@@ -88,7 +88,8 @@ def forward(params, tokens, cfg: Config, taps: Taps | None = None):
     # (1 ulp apart at n_embd 24 and 32; compare/tolerances.py).
     x = jnp.take(params["wte"], tokens, axis=0) + jnp.take(params["wpe"], jnp.arange(T), axis=0)  # (T, D)
     x = tap(taps, "embed", x)
-    x = tap(taps, "norm_in", rmsnorm(x, cfg))  # microgpt norms the embeddings too: the residual stream starts normed
+    # microgpt norms the embeddings too: the residual stream starts normed
+    x = tap(taps, "norm_in", rmsnorm(x, cfg))
     for layer in range(cfg.n_layer):
         x = block(params, x, cfg, layer, taps)
     return tap(taps, "logits", x @ params["lm_head"].T)  # (T, V)
