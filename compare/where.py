@@ -151,7 +151,8 @@ def why(row: Row, a: dict, b: dict) -> str:
     key = "loss" if row.tap == "loss" else key + row.tap
     x, y = np.asarray(a[key]), np.asarray(b[key])
     if x.ndim == 2 and x.shape[0] == x.shape[1] and np.array_equal(x, y.T):
-        return f"{what}; it is exactly the transpose of the other's: a weight laid out the other way round (to_flat/from_flat)"
+        return (f"{what}; it is exactly the transpose of the other's: a weight laid out the other way round "
+                "(to_flat/from_flat)")
     if row.level == ROUNDING:
         return f"{what}; {row.ulps:.3g} ulps of its scale: float32 rounding (the same arithmetic in another order)"
     return f"{what}; {row.ulps:.3g} ulps of its scale, beyond {ROUNDING_ULPS:g}: a different computation"
