@@ -119,10 +119,11 @@ def level_of(ulps: float) -> str:
     return BITWISE if ulps == 0 else ROUNDING if ulps <= ROUNDING_ULPS else DIFFERENT
 
 
-def rows_of(a: dict, b: dict, cfg: Config) -> list[Row]:
-    """Two sets of flat outputs ({key: array}, as `outputs` makes them) -> the table's rows."""
+def rows_of(a: dict, b: dict, cfg: Config, extra=()) -> list[Row]:
+    """Two sets of flat outputs ({key: array}, as `outputs` makes them) -> the table's rows;
+    `extra` (phase, name, key) rows come last (the golden file's k steps)."""
     rows = []
-    for phase, name, key in entry_order(cfg):
+    for phase, name, key in [*entry_order(cfg), *extra]:
         x, y = np.asarray(a[key]), np.asarray(b[key])
         ulps, _ = ulps_of_scale(x, y)
         absolute = float(np.nanmax(np.abs(x.astype(np.float64) - y))) if x.size and ulps else 0.0
@@ -146,9 +147,11 @@ def why(row: Row, a: dict, b: dict) -> str:
                 f"operation that reads the weight {row.tap}, or how the gradient is put in the flat layout")
     else:
         part = row.tap.split("/", 1)[0]
-        what = f"the gradients and the state before the step were bitwise equal, {row.tap} is not: {ADAM[part]}"
+        what = (f"the gradients and the state before the step were bitwise equal, {row.tap} is not: "
+                f"{ADAM.get(part, 'Adam over several steps')}")
     key = {"forward": "tap/", "backward": "tap_grad/", "gradient": "grad/"}.get(row.phase, "")
     key = "loss" if row.tap == "loss" else key + row.tap
+    key = key if key in a else row.tap
     x, y = np.asarray(a[key]), np.asarray(b[key])
     if x.ndim == 2 and x.shape[0] == x.shape[1] and np.array_equal(x, y.T):
         return (f"{what}; it is exactly the transpose of the other's: a weight laid out the other way round "
@@ -158,8 +161,8 @@ def why(row: Row, a: dict, b: dict) -> str:
     return f"{what}; {row.ulps:.3g} ulps of its scale, beyond {ROUNDING_ULPS:g}: a different computation"
 
 
-def report(a: dict, b: dict, cfg: Config) -> Report:
-    rows = rows_of(a, b, cfg)
+def report(a: dict, b: dict, cfg: Config, extra=()) -> Report:
+    rows = rows_of(a, b, cfg, extra)
     level = max((row.level for row in rows), key=LEVELS.index)
     first = next((row for row in rows if row.level != BITWISE), None)
     return Report(rows, level, None if first is None else Parting(first.tap, first.phase, why(first, a, b)))
