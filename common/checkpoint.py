@@ -7,14 +7,19 @@ state has a flat form too: {"step": int32 scalar, "m": flat, "v": flat}, the mom
 same names as the parameters.
 
 File: one array per parameter (`wte`, `wpe`, `lm_head`, `l0.wq`, ...), plus `__config__` (the
-Config as JSON) and `__chars__` (the tokenizer's characters), both stored as unicode arrays so
-that nothing needs pickle. A plain dict saved by the seed's script with `numpy.savez` (no config,
-no characters) loads too. Writes are atomic; loads never execute code, and read an array only
-once its declared shape is known to fit the file (and, for `sample`, the model).
+Config as JSON), `__chars__` (the tokenizer's characters) and `__microgpt__` (the mark that this
+project wrote the file), all three stored as unicode arrays so that nothing needs pickle. A plain
+dict saved by the seed's script with `numpy.savez` (no config, no characters, no mark) loads too,
+given the head count (`--n-head`), which no array's shape tells. Writes are atomic; loads never
+execute code, and read an array only once its declared shape is known to fit the file (and, for
+`sample`, the model).
 
 What a command may write over is decided before any work (`check_outputs`): a new file, or a
-regular file this project wrote (a checkpoint it can read back, a PNG, a JSON file); never the
-input data, a link, a device or FIFO, a read-only file, or one path given for two outputs.
+regular file whose content proves this project wrote it (a checkpoint carrying `__microgpt__`; a
+plot or JSON file carrying the marks of common/outputs.py; a lesson page carrying its generator
+tag); never the input data, a link, a device or FIFO, a read-only file, or one path given for two
+outputs. A checkpoint saved before the mark existed still loads, but is not replaced: nothing in
+it tells it from a user's own .npz of the same layout, so --save refuses it (docs/safety.md).
 """
 
 import dataclasses
@@ -33,9 +38,9 @@ from common import shell
 from common.config import Config
 from common.errors import UserError
 
-CONFIG_KEY, CHARS_KEY = "__config__", "__chars__"
+CONFIG_KEY, CHARS_KEY, MARK_KEY = "__config__", "__chars__", "__microgpt__"
+MARK = "microgpt-jax checkpoint"  # what MARK_KEY holds: this project wrote the file, so --save may replace it
 MAX_META_BYTES = 2**20  # the config's JSON and the characters: a few hundred bytes in any real checkpoint
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def shape_of(v) -> tuple:
@@ -126,17 +131,16 @@ def writable_target(path: str, flag: str = "save") -> Path:
 
 
 def is_checkpoint(path: str) -> bool:
-    """A checkpoint this project can read back (its layout: headers, config and characters)."""
+    """A checkpoint this project wrote: one it can read back (headers, config, characters) that
+    carries its mark."""
     try:
-        with open_checkpoint(path):
-            return True
+        with open_checkpoint(path) as ckpt:
+            return ckpt.marked
     except UserError:
         return False
 
 
-def is_png(path: str) -> bool:
-    with open(path, "rb") as f:
-        return f.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE
+is_checkpoint.kind = f"a checkpoint it wrote holds {MARK_KEY}"
 
 
 def is_lesson_page(path: str) -> bool:
@@ -146,23 +150,14 @@ def is_lesson_page(path: str) -> bool:
     return b'<meta name="generator" content="microgpt-jax compare lesson">' in head
 
 
-def is_json(path: str) -> bool:
-    with open(path, "rb") as f:
-        raw = f.read(MAX_META_BYTES + 1)
-    try:
-        json.loads(raw)
-    except ValueError:
-        return False
-    return len(raw) <= MAX_META_BYTES
-
-
-KINDS = {is_checkpoint: "a checkpoint", is_png: "a PNG", is_json: "a JSON file", is_lesson_page: "a lesson page"}
+is_lesson_page.kind = "a lesson page it wrote carries its generator tag"
 
 
 def check_outputs(outputs, inputs=()) -> None:
     """Each (flag, path or None, recognizer) a command will write, checked before any work: the
     path takes a file (`writable_target`), is none of the `inputs` (paths read by the command),
-    is not given twice, and an existing file there is of the kind the flag writes."""
+    is not given twice, and an existing file there carries this project's mark (the recognizer's
+    `.kind` says which, for the refusal)."""
     seen = {}
     for flag, path, ours in outputs:
         if path is None:
@@ -183,7 +178,7 @@ def check_outputs(outputs, inputs=()) -> None:
         except OSError:
             mine = False
         if not mine:
-            raise UserError(f"{flag} {path} exists and is not {KINDS[ours]} this program wrote; "
+            raise UserError(f"{flag} {path} exists without this project's mark ({ours.kind}); "
                             "it is left alone: remove it or choose another path")
 
 
@@ -215,6 +210,7 @@ def save(path: str, flat_params: dict, cfg: Config, chars: str) -> None:
     arrays = {k: np.asarray(v) for k, v in flat_params.items()}
     arrays[CONFIG_KEY] = np.array(json.dumps(dataclasses.asdict(cfg), sort_keys=True))
     arrays[CHARS_KEY] = np.array(chars)
+    arrays[MARK_KEY] = np.array(MARK)
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
@@ -288,7 +284,7 @@ class open_checkpoint:
                     f"is damaged: {name} declares {shape} {dtype} ({declared:,} bytes) but the file holds "
                     f"{info.file_size if not stored or info.file_size <= size else size:,}: save it again with --save"
                 )
-            if name in (CONFIG_KEY, CHARS_KEY):
+            if name in (CONFIG_KEY, CHARS_KEY, MARK_KEY):
                 if dtype.kind != "U" or declared > MAX_META_BYTES:
                     raise self._fail(f"has an unreadable {name}: save it again with --save")
             elif dtype.kind != "f":
@@ -297,6 +293,7 @@ class open_checkpoint:
                 self.shapes[name] = shape
             self.members[name] = info
         self.fields = self.chars = None
+        self.marked = MARK_KEY in self.members and str(self._read(MARK_KEY)) == MARK
         if CONFIG_KEY in self.members:
             try:
                 self.fields = json.loads(str(self._read(CONFIG_KEY)))

@@ -11,9 +11,9 @@ import textwrap
 
 import numpy as np
 
-from common import checkpoint, shell
+from common import checkpoint, outputs, shell
 from common.config import FLOAT32_MAX, Config
-from common.data import Tokenizer, data_file, load_names, training_batches
+from common.data import Tokenizer, control_character, data_file, load_names, training_batches
 from common.devices import check_batch_flags, data_mesh
 from common.errors import UserError
 from common.runner import format_sample, format_step, init_state, prompt_tokens, run_training, sample_names
@@ -59,21 +59,25 @@ def add_model_flags(p: argparse.ArgumentParser, defaults: bool = True) -> None:
         return f"{text} (default {value})" if defaults else f"{text}: must match the checkpoint (default: its own)"
 
     p.add_argument("--n-embd", type=int, default=d and d.n_embd, help=say("embedding width", 16))
-    p.add_argument("--n-head", type=int, default=d and d.n_head, help=say("attention heads", 4))
+    p.add_argument("--n-head", type=int, default=d and d.n_head, help=say("attention heads", 4) + (
+        "" if defaults else "; required for a plain dict without a config, whose arrays do not tell it"))
     p.add_argument("--n-layer", type=int, default=d and d.n_layer, help=say("transformer blocks", 1))
     p.add_argument("--block-size", type=int, default=d and d.block_size, help=say("context length", 16))
 
 
-def add_common_flags(p: argparse.ArgumentParser) -> None:
+def add_common_flags(p: argparse.ArgumentParser, sampling: bool = True) -> None:
+    """`sampling=False` for a command that samples nothing: it has no flags that it would ignore."""
     p.add_argument("--seed", type=seed_value, default=42, help="seeds init, data order and sampling (default 42)")
-    p.add_argument("--temperature", type=float, default=0.5, help="sampling temperature > 0 (default 0.5)")
-    p.add_argument("--num-samples", type=int, default=20, help="names to sample (default 20)")
+    if sampling:
+        p.add_argument("--temperature", type=float, default=0.5, help="sampling temperature > 0 (default 0.5)")
+        p.add_argument("--num-samples", type=int, default=20, help="names to sample (default 20)")
     p.add_argument("--no-jit", action="store_true", help="run everything eagerly, under jax.disable_jit()")
     p.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
 
 
-def train_parser(prog: str, description: str, commands: dict[str, str] | None = None) -> Parser:
-    """The trainer's flags; `commands` (name: what it does) are listed at the end of --help."""
+def train_parser(prog: str, description: str, commands: dict[str, str] | None = None, sampling: bool = True) -> Parser:
+    """The trainer's flags; `commands` (name: what it does) are listed at the end of --help; with
+    `sampling=False`, no --temperature or --num-samples (see add_common_flags)."""
     p = Parser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
                epilog=commands_epilog(commands) if commands else None)
     p.add_argument("--steps", type=int, default=1000, help="training steps, one name each (default 1000)")
@@ -85,7 +89,7 @@ def train_parser(prog: str, description: str, commands: dict[str, str] | None = 
     )
     p.add_argument("--save", metavar="PATH", help="write the trained weights to this .npz")
     p.add_argument("--log-every", type=int, default=100, help="print the loss every N steps (default 100)")
-    add_common_flags(p)
+    add_common_flags(p, sampling)
     add_model_flags(p)
     add_batch_flags(p)
     return p
@@ -125,6 +129,8 @@ MAX_SAMPLES = 10_000
 
 
 def check_sampling_flags(args) -> None:
+    if not hasattr(args, "temperature"):  # a command that samples nothing (add_common_flags)
+        return
     if not MIN_TEMPERATURE <= args.temperature <= FLOAT32_MAX:
         raise UserError(
             f"temperature={args.temperature}: use a temperature from {MIN_TEMPERATURE:g} (far smaller ones reach "
@@ -138,9 +144,9 @@ def setup_jax(args) -> None:
     """Persistent compilation cache in the user cache directory (never the repo) unless --no-cache."""
     import jax
 
-    if not args.no_cache:
-        from common.data import cache_dir
+    from common.data import cache_dir
 
+    if not args.no_cache and cache_dir() is not None:  # no cache directory (HOME empty or unset): compile afresh
         jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax-compilation-cache"))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -169,7 +175,11 @@ def run_cli(main, argv=None) -> int:
 
 
 def report(message: str) -> int:
+    """`prog: error: message` on one line; a message that starts with the program's name already
+    ("pure: training diverged ...", where compare names the implementation) does not repeat it."""
     one_line = " ".join(message.split())  # a server's or the OS's text may carry line breaks
+    if one_line.startswith(f"{shell.prog}: "):
+        one_line = one_line[len(shell.prog) + 2:]
     shell.say(f"{shell.prog}: error: {one_line}")
     return 2
 
@@ -177,9 +187,12 @@ def report(message: str) -> int:
 def check_outputs(args, data: str | None) -> None:
     """--save, and compare's --plot and --json where the parser has them, checked before any work (see
     checkpoint.check_outputs)."""
+    plot = getattr(args, "plot", None)
+    if plot:
+        outputs.plot_format(plot)  # the extension names the format: png, svg or pdf
     checkpoint.check_outputs(
-        [("--save", args.save, checkpoint.is_checkpoint), ("--plot", getattr(args, "plot", None), checkpoint.is_png),
-         ("--json", getattr(args, "json", None), checkpoint.is_json)],
+        [("--save", args.save, checkpoint.is_checkpoint), ("--plot", plot, outputs.is_plot),
+         ("--json", getattr(args, "json", None), outputs.is_json)],
         inputs=[data_file(data)],
     )
 
@@ -262,16 +275,21 @@ def trainer_main(impl_factory, prog: str, argv) -> int:
 # ----------------------------------------------------------------------------- the sample subcommand
 
 def config_from_checkpoint(path: str, fields: dict | None, shapes: dict, args) -> Config:
-    """The checkpoint's config (or, for a seed dict without one, what its shapes imply); any model
-    flag the user gave must agree with it. `shapes` are the arrays' declared shapes: nothing is read yet."""
+    """The checkpoint's config (or, for a seed dict without one, what its shapes imply, with the
+    head count from --n-head: no array's shape tells it, and a guess samples another model without
+    a word); any model flag the user gave must agree with it. `shapes` are the arrays' declared
+    shapes: nothing is read yet."""
     if fields is None:
         if len(shapes.get("wte", ())) != 2 or len(shapes.get("wpe", ())) != 2:
             raise UserError(f"checkpoint {path} has no wte/wpe matrices: it is not a microgpt checkpoint")
+        if args.n_head is None:
+            raise UserError(f"checkpoint {path} has no config (a plain dict, as the seed's script saves), and the "
+                            "head count cannot be read from its arrays: pass --n-head with the value it was trained "
+                            f"with (microgpt's default is {Config().n_head})")
         layers = {k.split(".")[0] for k in shapes if k.startswith("l") and "." in k}
         fields = dict(
             vocab_size=shapes["wte"][0], n_embd=shapes["wte"][1],
-            block_size=shapes["wpe"][0], n_layer=max(1, len(layers)),
-            n_head=args.n_head or Config().n_head,
+            block_size=shapes["wpe"][0], n_layer=max(1, len(layers)), n_head=args.n_head,
         )
     try:
         cfg = Config(**fields)
@@ -293,6 +311,10 @@ def tokenizer_for(path: str, chars: str | None, cfg: Config, data: str | None) -
     """The checkpoint's characters; --data gives them for a seed dict that has none, and for a
     checkpoint that has them it must give the same (it is checked, never silently ignored)."""
     if chars is not None:
+        bad = control_character(chars)
+        if bad:  # sampled, it would be printed raw to the terminal
+            raise UserError(f"checkpoint {path} stores a control character ({bad}) among its characters: train it "
+                            "again on data without one")
         tok = Tokenizer(chars)
         if tok.vocab_size != cfg.vocab_size or len(set(chars)) != len(chars):
             raise UserError(

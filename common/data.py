@@ -9,7 +9,9 @@ import hashlib
 import http.client
 import os
 import random
+import re
 import stat
+import unicodedata
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,12 +26,29 @@ MAKEMORE_URL = "https://raw.githubusercontent.com/karpathy/makemore/988aa59e4d8f
 MAKEMORE_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
 
 
-def cache_dir() -> Path:
-    """Per-user cache (never inside the repo): $MICROGPT_CACHE, else $XDG_CACHE_HOME or ~/.cache."""
+def cache_dir() -> Path | None:
+    """Per-user cache (never inside the repo): $MICROGPT_CACHE, else $XDG_CACHE_HOME/microgpt-jax,
+    else $HOME/.cache/microgpt-jax; None when there is none of them. XDG_CACHE_HOME and HOME count
+    only as absolute paths (the XDG spec ignores a relative one): Python's expanduser turns an
+    empty HOME into "/", and the cache would have gone to /.cache, or, relative, into the current
+    directory. No guess from the password database either: a command with no cache directory
+    compiles afresh, and `--data makemore` asks for one (`require_cache_dir`)."""
     if os.environ.get("MICROGPT_CACHE"):
         return Path(os.environ["MICROGPT_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "microgpt-jax"
+    xdg, home = os.environ.get("XDG_CACHE_HOME", ""), os.environ.get("HOME", "")
+    if os.path.isabs(xdg):
+        return Path(xdg) / "microgpt-jax"
+    if os.path.isabs(home):
+        return Path(home) / ".cache" / "microgpt-jax"
+    return None
+
+
+def require_cache_dir() -> Path:
+    found = cache_dir()
+    if found is None:
+        raise UserError("--data makemore needs a cache directory, and HOME is empty, unset or relative: set "
+                        "MICROGPT_CACHE (or XDG_CACHE_HOME) to an absolute path, or pass --data with a local copy")
+    return found
 
 
 # ----------------------------------------------------------------------------- sources
@@ -47,6 +66,21 @@ def default_names() -> list[str]:
     return sorted(seen)
 
 
+def control_character(line: str) -> str | None:
+    """The first control character of a line (ESC, BEL, a tab, NUL, ...; Unicode's line and paragraph
+    separators too), named, or None. As letters they would be learned, then sampled and printed
+    raw to the terminal, where ESC starts an escape sequence."""
+    for c in line:
+        if unicodedata.category(c) in ("Cc", "Zl", "Zp"):
+            name = CONTROL_NAMES.get(c) or unicodedata.name(c, "")
+            return f"{name + ', ' if name else ''}U+{ord(c):04X}"
+    return None
+
+
+CONTROL_NAMES = {"\x1b": "ESC", "\x07": "BEL", "\t": "TAB", "\x00": "NUL", "\x08": "BS", "\x7f": "DEL",
+                 "\x0b": "VT", "\x0c": "FF", "\x85": "NEL"}
+
+
 def _parse_names(raw: bytes, where: str) -> list[str]:
     try:
         text = raw.decode("utf-8-sig")  # a byte-order mark (Notepad writes one) is not a letter
@@ -55,7 +89,15 @@ def _parse_names(raw: bytes, where: str) -> list[str]:
             f"{where} is not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start}): "
             "save it as UTF-8 with one name per line"
         ) from None
-    docs = [line.strip() for line in text.splitlines()]
+    # Lines end at \n, \r\n or \r only (str.splitlines would also break at \x0b, \x1c, \x85, ..., and
+    # the line numbers would no longer be an editor's); a control character left in a line is refused.
+    # Whitespace around a name is dropped, as before (a trailing tab or \r is harmless).
+    docs = [line.strip() for line in re.split(r"\r\n|\r|\n", text)]
+    for number, name in enumerate(docs, 1):
+        bad = control_character(name)
+        if bad:
+            raise UserError(f"{where} line {number} holds a control character ({bad}): names are letters; "
+                            "remove it and save again")
     docs = [d for d in docs if d]
     if not raw:
         raise UserError(f"{where} is empty: give a file with one name per line")
@@ -109,7 +151,7 @@ def read_names_file(path: str) -> list[str]:
 def makemore_names(url: str | None = None) -> list[str]:
     """makemore's names.txt, downloaded once, verified, then read from the user cache."""
     url = url or os.environ.get("MICROGPT_MAKEMORE_URL", MAKEMORE_URL)
-    target = cache_dir() / "names.txt"
+    target = require_cache_dir() / "names.txt"
     if target.is_file():
         cached = read_bounded(str(target), f"cached {target}")
         if hashlib.sha256(cached).hexdigest() == MAKEMORE_SHA256:
@@ -145,7 +187,7 @@ def data_file(source: str | None) -> str | None:
     """The file a `--data` value reads, if any (the default list lives inside a package)."""
     if source in (None, "default"):
         return None
-    return str(cache_dir() / "names.txt") if source == "makemore" else source
+    return str(require_cache_dir() / "names.txt") if source == "makemore" else source
 
 
 def load_names(source: str | None) -> list[str]:

@@ -24,6 +24,10 @@ is one of this project's `python -m` entry points (never inside pytest or a prog
   `yes` do: the shell reports 141. Standard output is line-buffered, so a run stops at the next
   line it prints once the reader is gone.
 - Any other failure to write standard output (`> /dev/full`) is one line on stderr and exit 2.
+- Text that the output's encoding cannot hold (a name with é under PYTHONIOENCODING=ascii, the
+  lesson's box-drawing characters under latin-1) is written escaped (`\xe9`, `\u2502`), never fatal:
+  standard output and standard error both use errors="backslashreplace".
+- Colour (`has_colour`) only on a terminal that shows it: a TTY, no NO_COLOR, TERM not "dumb".
 """
 
 import io
@@ -48,15 +52,16 @@ class OutputFailed(Exception):
 
 
 def entry_point() -> str | None:
-    """The package name when the running program is `python -m <package>` of this project, else None."""
+    """The program's name when it is `python -m <package>` (the package) or `python -m
+    <package>.<module>` (the module's dotted name, e.g. compare.nnx_styles) of this project, else None."""
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
-    if spec is None or not spec.name.endswith(".__main__") or not getattr(main, "__file__", None):
+    if spec is None or not spec.parent or not getattr(main, "__file__", None):
         return None
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if os.path.dirname(os.path.dirname(os.path.abspath(main.__file__))) != root:
         return None
-    return spec.parent
+    return spec.parent if spec.name.endswith(".__main__") else spec.name
 
 
 class _Stdout(io.RawIOBase):
@@ -104,8 +109,29 @@ def install() -> None:
         is_fd_1 = False
     if is_fd_1:
         old.flush()
-        sys.stdout = io.TextIOWrapper(io.BufferedWriter(_Stdout()), encoding=old.encoding, errors=old.errors,
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(_Stdout()), encoding=old.encoding, errors="backslashreplace",
                                       line_buffering=True)
+    else:
+        escape_unencodable(sys.stdout)
+    escape_unencodable(sys.stderr)
+
+
+def escape_unencodable(stream) -> None:
+    """What `stream`'s encoding cannot hold is written escaped from now on, not raised."""
+    try:
+        stream.reconfigure(errors="backslashreplace")
+    except (AttributeError, ValueError, OSError):  # not a TextIOWrapper, or closed
+        pass
+
+
+def has_colour(stream) -> bool:
+    """Colour only on a terminal that shows it: a TTY, without NO_COLOR (https://no-color.org) set to
+    anything non-empty, and with a TERM other than "dumb" (an Emacs shell, a CI log)."""
+    try:
+        tty = bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+    return tty and not os.environ.get("NO_COLOR") and os.environ.get("TERM", "") != "dumb"
 
 
 def say(line: str, raw: bool = False) -> None:

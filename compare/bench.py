@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from common import checkpoint
+from common import checkpoint, outputs
 from common.cli import Parser, seed_value
 from common.config import Config
 from common.data import Tokenizer, data_file, load_names, training_batches
@@ -263,7 +263,7 @@ def main(argv) -> int:
     args = p.parse_args(argv)
     if args.repeats < 1 or args.eager_steps < 1 or args.steps < 1 or args.scaling_steps < 1:
         raise UserError("--steps, --scaling-steps, --repeats and --eager-steps must each be at least 1")
-    checkpoint.check_outputs([("--json", args.json, checkpoint.is_json)], inputs=[data_file(args.data)])
+    checkpoint.check_outputs([("--json", args.json, outputs.is_json)], inputs=[data_file(args.data)])
     docs = load_names(args.data)
     tok = Tokenizer.from_names(docs)
     cfg = Config(vocab_size=tok.vocab_size, num_steps=args.steps)
@@ -329,6 +329,6 @@ def main(argv) -> int:
     if args.json:
         payload = {"machine": machine, "steps": cfg.num_steps, "repeats": args.repeats, "results": results,
                    "scaling_steps": scaling_cfg.num_steps, "scaling": scaling}
-        checkpoint.atomic_write(args.json, lambda f: f.write(json.dumps(payload, indent=2).encode()))
+        outputs.write_json(args.json, payload)
         print(f"figures written to {args.json}")
     return 0

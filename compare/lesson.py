@@ -181,7 +181,7 @@ TOPICS = {
         "The weights: nine tensors in the seed's names, 4,192 numbers for 27 characters, each drawn from "
         "N(0, 0.08²).",
         {
-            "pure": ("model:param_shapes", "model:init_params"),
+            "pure": ("model:param_shapes + model:dense", "model:init_params"),
             "flax_port": ("model:embed + model:dense", "model:init_params"),
             "nnx_port": ("model:embed + model:dense", "model:init_params"),
         },
@@ -706,8 +706,10 @@ MIN_WIDTH = 40
 
 
 def use_colour(stream) -> bool:
-    """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
-    return bool(stream.isatty()) and not os.environ.get("NO_COLOR")
+    """Colour only on a terminal that shows it (common/shell.py: a TTY, no NO_COLOR, TERM not dumb)."""
+    from common.shell import has_colour
+
+    return has_colour(stream)
 
 
 def paint(text: str, kind: str, colour: bool) -> str:
@@ -867,10 +869,12 @@ def legend(pair: tuple[str, str], width: int) -> list[str]:
 # ----------------------------------------------------------------------------- commands
 
 
-def terminal_width(given: int) -> int:
-    if given:
+def terminal_width(given: int | None) -> int:
+    """--width as given (one rule for every value: at least MIN_WIDTH), else the terminal's."""
+    if given is not None:
         if given < MIN_WIDTH:
-            raise UserError(f"--width {given} is too narrow to show code: use {MIN_WIDTH} or more")
+            raise UserError(f"--width {given} is too narrow to show code: use {MIN_WIDTH} or more, or leave "
+                            "--width out to fit the terminal")
         return given
     return max(MIN_WIDTH, shutil.get_terminal_size((160, 40)).columns)
 
@@ -881,7 +885,8 @@ def main(argv) -> int:
 
     p = Parser(prog="compare diff", description="One implementation's code beside another's, concept by concept.")
     p.add_argument("topics", nargs="*", metavar="topic", help=f"any of: {', '.join(TOPICS)} (default: all)")
-    p.add_argument("--width", type=int, default=0, help="columns to fit (default: the terminal's)")
+    p.add_argument("--width", type=int, default=None, help=f"columns to fit, {MIN_WIDTH} or more (default: the "
+                   "terminal's)")
     p.add_argument("--pair", default=",".join(DEFAULT_PAIR), help=f"two of {', '.join(IMPLS)} (default pure,flax_port)")
     p.add_argument("--check", action="store_true", help="run each topic's equivalence checks and print the outcome")
     args = p.parse_args(argv)

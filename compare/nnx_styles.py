@@ -9,31 +9,54 @@ first, then timed in alternating repeats; the median is printed):
   split/merge + jax.jit     nnx_port's train_step on (graphdef, variables), one jax.jit call per step;
   lax.scan (nnx_port)       nnx_port's train_steps: 100 steps per call, as the trainer runs them;
 and pure/'s train_step, jitted per step and scanned, for reference.
+
+`python -m compare.nnx_styles [REPEATS]` (default 5 repeats).
 """
 
+import argparse
 import statistics
 import sys
 import time
 
-import jax
-from flax import nnx
-
+from common.cli import Parser, run_cli
 from common.config import Config
 from common.data import Tokenizer, default_names, training_batches
 from common.runner import name_at, stack_slice
 
 
+def repeats_value(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid repeats {text!r}: give a whole number, 1 or more") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"repeats {value}: time at least 1 repeat (the median needs one)")
+    return value
+
+
+def parser() -> Parser:
+    p = Parser(prog="compare.nnx_styles", description="What each way of running an NNX train step costs per step.")
+    p.add_argument("repeats", nargs="?", type=repeats_value, default=5,
+                   help="timed repeats of each way, in alternating order; the median is printed (default 5)")
+    return p
+
+
 def per_step_us(run, steps: int) -> float:
+    import jax
+
     t0 = time.perf_counter()
     jax.block_until_ready(run())
     return 1e6 * (time.perf_counter() - t0) / steps
 
 
 def main(argv) -> int:
+    repeats = parser().parse_args(argv).repeats  # before jax loads: a bad argument costs nothing
+    import jax
+    from flax import nnx
+
     from nnx_port import model, optim, train
     from pure import train as pure_train
 
-    repeats = int(argv[0]) if argv else 5
     docs = default_names()
     tok = Tokenizer.from_names(docs)
     cfg = Config(vocab_size=tok.vocab_size)
@@ -94,4 +117,4 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_cli(main))

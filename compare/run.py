@@ -5,14 +5,13 @@ after every step the parameters of every pair are compared in the checkpoint's f
 """
 
 import dataclasses
-import json
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from common import checkpoint
+from common import checkpoint, outputs
 from common.cli import plural, prepare_run, setup_jax, train_parser
 from common.devices import data_mesh, place_batches, place_state
 from common.errors import UserError
@@ -136,15 +135,7 @@ def save_plot(path: str, losses: dict, divergence) -> None:
     write_figure(path, fig)
 
 
-def write_figure(path: str, fig) -> None:
-    """Lay a matplotlib figure out and write it as a PNG, atomically; the figure is closed either way."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    try:
-        checkpoint.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    finally:
-        plt.close(fig)
+write_figure = outputs.write_figure  # the format of the extension, marked as ours (common/outputs.py)
 
 
 def main(argv) -> int:
@@ -152,8 +143,10 @@ def main(argv) -> int:
         "diff": "show one implementation's code beside another's, concept by concept (see `compare diff --help`)",
         "lesson": "write the lesson as one web page (see `compare lesson --help`)",
         "bench": "time them, compile and steady state (see `compare bench --help`)",
+        "--against": "float64 or eager: where two runs of one implementation (--impl) part (see `compare --against "
+                     "float64 --help`)",
     })
-    parser.add_argument("--plot", metavar="PATH", help="write a PNG of the loss curves and their divergence")
+    parser.add_argument("--plot", metavar="PATH", help="draw the loss curves and their divergence (.png, .svg or .pdf)")
     parser.add_argument("--impls", default=None,
                         help=f"comma-separated, at least two of {', '.join(impls_mod.NAMES)} (default: all present)")
     parser.add_argument("--json", metavar="PATH", help="also write the verdict of every pair as JSON")
@@ -305,7 +298,7 @@ def main(argv) -> int:
                                                  "free_runs": drift[(i, j)].as_dict(), "line": lines[(i, j)]}
                       for i, j in pairs},
         }
-        checkpoint.atomic_write(args.json, lambda f: f.write(json.dumps(payload, indent=2).encode()))
+        outputs.write_json(args.json, payload)
         print(f"verdict written to {args.json}")
     return code
 

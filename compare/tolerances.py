@@ -26,7 +26,8 @@ gradients up to 6e-8 apart (1 ulp of the gradient's scale) for 74-77 of 80 names
 1000-step runs ended up to 0.27 apart (n_embd 32, l0.fc1). pure now uses `jnp.take` too, and every
 shape above is bitwise equal.
 The values below are for the places where the arithmetic is not the same.
-(All measured on this project's 2-core x86-64 CPU machine, jax/jaxlib 0.10.2, optax 0.2.8.)
+(All measured on this project's 2-core x86-64 CPU machine, jax/jaxlib 0.10.2, optax 0.2.8; the
+suite re-proves every bitwise check and bound on jax 0.12.0.1 too, docs/versions.md.)
 """
 
 # Padded (block_size positions, masked) against unpadded (n positions) loss and gradients, within
@@ -123,8 +124,15 @@ BATCH_OF_ONE_ULPS = 8
 # counts the padding or takes the mean over names is off by percents, millions of ulps.
 BATCH_VS_NAMES_ULPS = 32
 
-# B = 32 names split over N forced host devices against one device: the cross-device sum adds
-# per-device partial sums, another order. Measured: 2 devices at most 7 ulps, 4 devices 8 at
-# init scale and 32.5 at 10x (seeds 0-1, jit and eager). Gradients summed twice across devices
-# (a manual psum where jit or shard_map already sums) are N times too large: caught by far.
-DEVICES_ULPS = 64
+# B names split over N forced host devices against one device: the cross-device sum adds
+# per-device partial sums, another order, and where it rounds moves with the jax version.
+# Measured on both version sets (docs/versions.md), pure (and flax_port, bitwise the same), seeds
+# 0-2, init scale and 10x, jit and eager, B = 8 and 32, 2 and 4 devices, the default shape:
+#   - jax 0.10.2: 2 devices at most 8 ulps; 4 devices 9 at init scale, 51 at 10x;
+#   - jax 0.12.0.1: 2 devices at most 8; 4 devices 8 at init scale, 51 at 10x.
+# The case tests/batch_devices.py checks (pure, 4 devices, 10x, without jit) was reported at 85.5 on
+# jax 0.12.0.1 when the move was planned (42.5 on 0.10.2), past the old bound of 64: a bound this
+# close to what rounding alone does broke on a version change. 256 leaves 3x room over 85.5 and 5x
+# over the 51 measured here. Gradients summed twice across devices (a manual psum where
+# jit or shard_map already sums) are N times too large, millions of ulps: caught by far.
+DEVICES_ULPS = 256

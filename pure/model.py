@@ -42,6 +42,14 @@ def tap(taps: Taps | None, name: str, x):
 
 # ----------------------------------------------------------------------------- layers
 
+def dense(x, w):
+    """x @ w for w (in, out), written as the lax.dot_general that nn.Dense and nnx.Linear call.
+    `x @ w` is jnp.matmul, which jax wraps in a jit of its own: on jax 0.12, without an outer jit,
+    its backward runs as one compiled program where XLA folds the transpose into the dot, a kernel
+    other than the ports' (gradients up to 8 ulps of scale apart at batch 32; docs/versions.md)."""
+    return jax.lax.dot_general(x, w, (((x.ndim - 1,), (0,)), ((), ())))
+
+
 def rmsnorm(x, cfg: Config):
     """x / sqrt(mean(x²) + eps), no learnable scale."""
     return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + cfg.norm_eps)
@@ -50,23 +58,23 @@ def rmsnorm(x, cfg: Config):
 def attention(params, x, cfg: Config, layer: int, taps: Taps | None = None):
     """Causal multi-head self-attention."""
     T, H, hd = x.shape[0], cfg.n_head, cfg.head_dim
-    q = tap(taps, f"l{layer}.q", (x @ params[f"l{layer}.wq"]).reshape(T, H, hd))  # (T, H, hd)
-    k = tap(taps, f"l{layer}.k", (x @ params[f"l{layer}.wk"]).reshape(T, H, hd))  # (T, H, hd)
-    v = tap(taps, f"l{layer}.v", (x @ params[f"l{layer}.wv"]).reshape(T, H, hd))  # (T, H, hd)
+    q = tap(taps, f"l{layer}.q", dense(x, params[f"l{layer}.wq"]).reshape(T, H, hd))  # (T, H, hd)
+    k = tap(taps, f"l{layer}.k", dense(x, params[f"l{layer}.wk"]).reshape(T, H, hd))  # (T, H, hd)
+    v = tap(taps, f"l{layer}.v", dense(x, params[f"l{layer}.wv"]).reshape(T, H, hd))  # (T, H, hd)
     q = q / jnp.sqrt(hd).astype(x.dtype)
     scores = jnp.einsum("qhd,khd->hqk", q, k)  # (H, T, T)
     causal = jnp.tril(jnp.ones((T, T), bool))  # position t sees positions <= t
     scores = jnp.where(causal, scores, jnp.finfo(x.dtype).min)
     weights = tap(taps, f"l{layer}.attn_weights", jax.nn.softmax(scores, axis=-1))  # (H, T, T)
     out = jnp.einsum("hqk,khd->qhd", weights, v).reshape(T, H * hd)  # (T, D)
-    return tap(taps, f"l{layer}.attn_out", out @ params[f"l{layer}.wo"])
+    return tap(taps, f"l{layer}.attn_out", dense(out, params[f"l{layer}.wo"]))
 
 
 def mlp(params, x, cfg: Config, layer: int, taps: Taps | None = None):
     """D -> 4D -> D with a ReLU between."""
     del cfg  # the MLP's width comes from the parameters
-    hidden = tap(taps, f"l{layer}.mlp_hidden", jax.nn.relu(x @ params[f"l{layer}.fc1"]))  # (T, 4D)
-    return tap(taps, f"l{layer}.mlp_out", hidden @ params[f"l{layer}.fc2"])
+    hidden = tap(taps, f"l{layer}.mlp_hidden", jax.nn.relu(dense(x, params[f"l{layer}.fc1"])))  # (T, 4D)
+    return tap(taps, f"l{layer}.mlp_out", dense(hidden, params[f"l{layer}.fc2"]))
 
 
 def block(params, x, cfg: Config, layer: int, taps: Taps | None = None):

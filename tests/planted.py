@@ -68,16 +68,16 @@ def attention_variant(model, *, causal: bool = True, scale=jnp.sqrt):
     def attention(params, x, cfg, layer, taps=None):
         tap = model.tap
         T, H, hd = x.shape[0], cfg.n_head, cfg.head_dim
-        q = tap(taps, f"l{layer}.q", (x @ params[f"l{layer}.wq"]).reshape(T, H, hd))
-        k = tap(taps, f"l{layer}.k", (x @ params[f"l{layer}.wk"]).reshape(T, H, hd))
-        v = tap(taps, f"l{layer}.v", (x @ params[f"l{layer}.wv"]).reshape(T, H, hd))
+        q = tap(taps, f"l{layer}.q", model.dense(x, params[f"l{layer}.wq"]).reshape(T, H, hd))
+        k = tap(taps, f"l{layer}.k", model.dense(x, params[f"l{layer}.wk"]).reshape(T, H, hd))
+        v = tap(taps, f"l{layer}.v", model.dense(x, params[f"l{layer}.wv"]).reshape(T, H, hd))
         q = q / scale(hd).astype(x.dtype)
         scores = jnp.einsum("qhd,khd->hqk", q, k)
         if causal:
             scores = jnp.where(jnp.tril(jnp.ones((T, T), bool)), scores, jnp.finfo(x.dtype).min)
         weights = tap(taps, f"l{layer}.attn_weights", jax.nn.softmax(scores, axis=-1))
         out = jnp.einsum("hqk,khd->qhd", weights, v).reshape(T, H * hd)
-        return tap(taps, f"l{layer}.attn_out", out @ params[f"l{layer}.wo"])
+        return tap(taps, f"l{layer}.attn_out", model.dense(out, params[f"l{layer}.wo"]))
 
     return attention
 

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+from common import outputs
 from common.config import Config
 from common.data import Tokenizer, encode_name
 from compare import against
@@ -191,11 +192,11 @@ def test_adam_entries_with_a_second_moment_near_zero_are_named():
 # ----------------------------------------------------------------------------- eager, and bad input
 
 def test_jit_against_eager_reports_the_same_way(tmp_path):
-    png = tmp_path / "eager.png"
+    png = tmp_path / "eager.pdf"  # the format follows the extension
     outcome, lines = run_command("--against", "eager", "--steps", "3", "--plot", str(png), "--no-cache")
     assert lines[0].startswith("compare --against eager: pure, ") and "jit and eager runs" in lines[0]
     assert [ln[:16] for ln in lines if re.match(r"step +\d+ / ", ln)] == ["step    1 /    3", "step    3 /    3"]
-    assert len(outcome.difference) == 3 and png.read_bytes()[:4] == b"\x89PNG"
+    assert len(outcome.difference) == 3 and png.read_bytes()[:5] == b"%PDF-" and outputs.is_plot(str(png))
     assert all(w.dtype == np.float32 for side in outcome.final_flat for w in side.values())
 
 
@@ -204,6 +205,11 @@ def test_jit_against_eager_reports_the_same_way(tmp_path):
     (["--against", "eager", "--no-jit"], "--no-jit with --against eager"),
     (["--against", "float64", "--save", "w.npz"], "--save is not taken with --against"),
     (["--against", "float64", "--plot", "/nonexistent-dir/x.png"], "does not exist"),
+    # flags the command would ignore are refused: it samples nothing and trains on one device
+    (["--against", "float64", "--num-samples", "3"], "unrecognized arguments: --num-samples 3"),
+    (["--against", "float64", "--temperature", "1"], "unrecognized arguments: --temperature 1"),
+    (["--against", "float64", "--devices", "2"], "--devices 2 is not taken with --against"),
+    (["--against", "float64", "--plot", "apart.jpg"], "end the name in .png, .svg or .pdf"),
 ])
 def test_bad_input_is_one_line_exit_2(args, message, capsys):
     from common.cli import run_cli

@@ -7,6 +7,7 @@ import re
 import pytest
 
 import flax_port.optim
+from common import outputs
 from compare import run
 from conftest import run_module
 
@@ -24,7 +25,7 @@ def test_side_by_side_run_agrees_and_draws_the_plot(tmp_path):
     assert sum(ln.startswith("sample ") for ln in out) == 4
     assert out[-1].startswith("verdict: bitwise equal")
     assert out[-1].endswith("sampled names identical")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and outputs.is_plot(str(png))  # marked: a rerun replaces it
 
 
 def test_the_verdict_names_the_first_step_and_parameter_that_differ(monkeypatch, capsys, tmp_path):
@@ -48,6 +49,7 @@ def test_the_verdict_names_the_first_step_and_parameter_that_differ(monkeypatch,
     assert len(rows) == 3 and all(re.search(r"\| \d\.\d\de-\d\d = [\d.e+]+ ulps \((wte|wpe|lm_head|l0\.\w+), "
                                             r"pure~flax_port\)$", ln) for ln in rows), rows
     payload = json.loads(verdict_json.read_text())
+    assert payload["written_by"] == "microgpt-jax compare" and outputs.is_json(str(verdict_json))
     assert payload["level"] == "different" and payload["exit_code"] == 1
     assert payload["pairs"]["pure~flax_port"]["same_state_chunks"]["first_over"]["step"] == 1
 

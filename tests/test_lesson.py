@@ -89,8 +89,8 @@ def facing(rows, left_text: str) -> str | None:
 
 def test_attention_aligns_q_with_q_the_mask_with_the_mask_and_leaves_the_scaling_facing_a_gap():
     rows = rows_of("attention")
-    assert facing(rows, 'q = (x @ params[f"l{layer}.wq"])').startswith('q = dense(cfg.n_embd, cfg, "wq")')
-    assert facing(rows, 'v = (x @ params[f"l{layer}.wv"])').startswith('v = dense(cfg.n_embd, cfg, "wv")')
+    assert facing(rows, 'q = dense(x, params[f"l{layer}.wq"])').startswith('q = dense(cfg.n_embd, cfg, "wq")')
+    assert facing(rows, 'v = dense(x, params[f"l{layer}.wv"])').startswith('v = dense(cfg.n_embd, cfg, "wv")')
     assert facing(rows, "causal = jnp.tril(").startswith("causal = nn.make_causal_mask(")
     assert facing(rows, "out = jnp.einsum(").startswith("out = nn.dot_product_attention(")
     assert facing(rows, "q = q / jnp.sqrt(hd)") is None
@@ -117,14 +117,14 @@ def test_diff_attention_at_80_and_160_columns_puts_counterparts_together(width, 
         return next(i for i, ln in enumerate(out) if text in ln and (mark is None or ln.startswith(mark)))
 
     if width == 160:  # two columns: the counterparts on one row, the row marked as differing
-        for pure_text, flax_text in [('q = (x @ params[f"l{layer}.wq"])', 'q = dense(cfg.n_embd, cfg, "wq")'),
+        for pure_text, flax_text in [('q = dense(x, params[f"l{layer}.wq"])', 'q = dense(cfg.n_embd, cfg, "wq")'),
                                      ("causal = jnp.tril(", "causal = nn.make_causal_mask(")]:
             row = out[at(pure_text)]
             assert flax_text in row and row.startswith("~ ") and row.index(" │ ") < row.index(flax_text)
         assert out[at("q = q / jnp.sqrt(hd)")].startswith("< ")
         assert out[at("q = q / jnp.sqrt(hd)")].rstrip().endswith("│")
     else:  # one above the other, block by block: pure's q, k, v, then flax's q, k, v
-        assert at('q = dense(cfg.n_embd, cfg, "wq")', ">") - at('q = (x @ params[f"l{layer}.wq"])', "<") == 3
+        assert at('q = dense(cfg.n_embd, cfg, "wq")', ">") - at('q = dense(x, params[f"l{layer}.wq"])', "<") == 3
         between = out[at("causal = jnp.tril(", "<") + 1: at("causal = nn.make_causal_mask(", ">")]
         assert all(ln.startswith(">") for ln in between) and len(between) <= 2  # at most flax's comment
     assert max(len(ln) for ln in out) <= width
@@ -161,6 +161,7 @@ class FakeTerminal:
 
 def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch):
     monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")  # TERM=dumb has none either (tests/test_safety.py)
     assert lesson.use_colour(FakeTerminal(True)) is True
     assert lesson.use_colour(FakeTerminal(False)) is False
     monkeypatch.setenv("NO_COLOR", "1")
@@ -202,6 +203,7 @@ def test_unknown_topic_and_too_narrow_width(capsys):
     assert "unknown topic 'nonsense'" in one_line_error(capsys, ["nonsense"])
     assert "--width 10 is too narrow" in one_line_error(capsys, ["--width", "10"])
     assert "--width -5 is too narrow" in one_line_error(capsys, ["--width", "-5"])
+    assert "--width 0 is too narrow" in one_line_error(capsys, ["--width", "0"])  # one rule, 0 included
 
 
 def test_lesson_refuses_a_page_it_cannot_write_and_writes_nothing(capsys, tmp_path):
@@ -217,7 +219,7 @@ def test_lesson_replaces_only_a_page_it_wrote(capsys, tmp_path, built_page):
     mine = tmp_path / "notes.html"
     mine.write_text("<html><body>my own notes</body></html>")
     message = one_line_error(capsys, ["--html", str(mine), "--steps", "0"], lesson.lesson_main)
-    assert "exists and is not a lesson page this program wrote" in message
+    assert "exists without this project's mark (a lesson page it wrote carries its generator tag)" in message
     assert mine.read_text() == "<html><body>my own notes</body></html>"
     ours = tmp_path / "lesson.html"
     ours.write_text(built_page[1], encoding="utf-8")

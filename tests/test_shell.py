@@ -198,17 +198,18 @@ def refusals(tmp_path, ckpt):
     cases = [
         (["pure", *d, "--save", str(names)], "is the data file the run reads"),
         (["pure", *d, "--save", str(twin)], "is the data file the run reads"),  # another name, same file
-        (["pure", "--save", str(notes)], "exists and is not a checkpoint this program wrote"),
+        (["pure", "--save", str(notes)], "without this project's mark (a checkpoint it wrote holds __microgpt__)"),
         (["pure", "--save", str(link)], "is a symbolic link"),
         (["pure", "--save", str(fifo)], "not a regular file"),
         (["pure", "--save", "/dev/null"], "not a regular file"),
         (["pure", "--save", str(readonly)], "is read-only"),
         (["pure", "--save", ""], "--save '': give a file name"),
-        (["compare", "--save", str(tmp_path / "a"), "--plot", str(tmp_path / "a")], "--save and --plot both name"),
-        (["compare", "--plot", str(text_png)], "--plot " + str(text_png) + " exists and is not a PNG"),
+        (["compare", "--save", str(tmp_path / "a.png"), "--plot", str(tmp_path / "a.png")],
+         "--save and --plot both name"),
+        (["compare", "--plot", str(text_png)], "--plot " + str(text_png) + " exists without this project's mark"),
         (["compare", "--plot", ""], "--plot '': give a file name"),
         (["compare", "bench", *d, "--json", str(names)], "is the data file the run reads"),
-        (["compare", "bench", "--json", str(ckpt)], "exists and is not a JSON file"),
+        (["compare", "bench", "--json", str(ckpt)], "exists without this project's mark (a JSON file it wrote"),
     ]
     keep = {p: p.read_bytes() for p in (names, notes, readonly, text_png, ckpt)}
     return cases, keep
@@ -316,7 +317,7 @@ def test_weights_beyond_float32_are_refused_like_nan(ckpt, tmp_path):
 
 @pytest.mark.parametrize("argv, commands", [
     (["pure", "--help"], ["sample"]), (["flax_port", "--help"], ["sample"]), (["nnx_port", "--help"], ["sample"]),
-    (["compare", "--help"], ["diff", "lesson", "bench"]),
+    (["compare", "--help"], ["diff", "lesson", "bench", "--against"]),
 ])
 def test_help_lists_the_subcommands(argv, commands):
     r = run_module(*argv)

@@ -1,0 +1,114 @@
+"""The files `compare` writes besides checkpoints (plots, JSON), each carrying a mark of this project.
+
+An existing file is replaced only when its content proves this project wrote it (see
+checkpoint.check_outputs): a JSON object with the key `MARKER_KEY`, a plot whose metadata names
+`CREATOR` as its creator (a PNG tEXt chunk, the SVG's Dublin Core creator, the PDF's /Creator).
+A file without the mark, including one written by this project before the mark existed, is left
+alone: the check cannot tell it from a user's own file, and a refusal costs a `rm`, a wrong guess
+a user's file.
+
+A plot's format follows its extension (.png, .svg, .pdf); any other extension, or none, is refused
+before any work, since matplotlib would otherwise pick one of its own or write PNG bytes under it.
+"""
+
+import json
+import re
+import struct
+from pathlib import Path
+
+from common.errors import UserError
+
+CREATOR = "microgpt-jax compare"
+MARKER_KEY = "written_by"  # a JSON verdict's marker: {"written_by": CREATOR, ...}
+PLOT_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+MAX_JSON_BYTES = 2**24  # a verdict is a few KiB, bench's figures a few tens; a larger file is not ours
+HEAD_BYTES = 2**16  # where the mark sits: a PNG's chunks before the image data, an SVG's <metadata>
+PDF_TAIL_BYTES = 2**16  # matplotlib writes the PDF's Info dictionary last, just before the xref table
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def plot_format(path: str) -> str:
+    """The format a --plot path asks for, by its extension; refused in one line otherwise."""
+    fmt = PLOT_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise UserError(f"--plot {path}: end the name in .png, .svg or .pdf, the formats a plot is written in")
+    return fmt
+
+
+# ----------------------------------------------------------------------------- the marks, recognised
+
+def png_texts(head: bytes) -> dict[str, str]:
+    """The tEXt chunks of a PNG's first bytes, read chunk by chunk up to the image data."""
+    texts, at = {}, len(PNG_SIGNATURE)
+    while at + 8 <= len(head):
+        length, kind = struct.unpack(">I4s", head[at: at + 8])
+        if kind in (b"IDAT", b"IEND"):
+            break
+        body = head[at + 8: at + 8 + length]
+        if kind == b"tEXt" and b"\0" in body:
+            key, _, value = body.partition(b"\0")
+            texts[key.decode("latin-1")] = value.decode("latin-1")
+        at += 12 + length  # length, type, data, CRC
+    return texts
+
+
+SVG_CREATOR = re.compile(rb"<dc:creator>\s*<cc:Agent>\s*<dc:title>" + re.escape(CREATOR.encode()) + rb"</dc:title>")
+
+
+def is_plot(path: str) -> bool:
+    """A plot this project wrote, in any of the three formats: its metadata names CREATOR."""
+    with open(path, "rb") as f:
+        head = f.read(HEAD_BYTES)
+        if head.startswith(PNG_SIGNATURE):
+            return png_texts(head).get("Creator") == CREATOR
+        if head.startswith(b"<?xml") and b"<svg" in head:
+            return SVG_CREATOR.search(head) is not None
+        if head.startswith(b"%PDF-"):
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - PDF_TAIL_BYTES))
+            return b"/Creator (" + CREATOR.encode() + b")" in f.read()
+    return False
+
+
+is_plot.kind = f"a plot it wrote names {CREATOR!r} as creator in its metadata"
+
+
+def is_json(path: str) -> bool:
+    """A JSON object this project wrote: it carries MARKER_KEY with CREATOR."""
+    with open(path, "rb") as f:
+        raw = f.read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        return False
+    try:
+        payload = json.loads(raw)
+    except ValueError:  # UnicodeDecodeError too
+        return False
+    return isinstance(payload, dict) and payload.get(MARKER_KEY) == CREATOR
+
+
+is_json.kind = f'a JSON file it wrote carries "{MARKER_KEY}": "{CREATOR}"'
+
+
+# ----------------------------------------------------------------------------- writing, marked
+
+def write_json(path: str, payload: dict) -> None:
+    """`payload` as indented JSON, the marker key first, written atomically."""
+    from common.checkpoint import atomic_write
+
+    marked = {MARKER_KEY: CREATOR} | payload
+    atomic_write(path, lambda f: f.write(json.dumps(marked, indent=2).encode()))
+
+
+def write_figure(path: str, fig) -> None:
+    """Lay a matplotlib figure out and write it in the format of its extension, marked as ours,
+    atomically; the figure is closed either way."""
+    import matplotlib.pyplot as plt
+
+    from common.checkpoint import atomic_write
+
+    try:
+        fmt = plot_format(path)
+        fig.tight_layout()
+        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=100, metadata={"Creator": CREATOR}))
+    finally:
+        plt.close(fig)

@@ -1,0 +1,277 @@
+"""The promises of docs/safety.md, each with its failing twin: only a file this project wrote is
+replaced; any terminal (encoding, control characters, colour); every entry point parses its
+arguments; no silent guess of the head count; no cache in `/` for an empty HOME; what the
+README's examples leave in the repo root is ignored by git. In-process wherever the process
+itself is not the point."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from common import checkpoint, outputs, shell
+from common.cli import run_cli
+from common.config import Config
+from common.data import cache_dir, load_names, read_names_file
+from common.errors import UserError
+from conftest import ROOT, assert_user_error, cli, run_module
+
+ACCENTED = "àáâãäåæçèéêëìíîïðñòóôõöøùúûü"  # 26 letters, none of them ASCII
+
+
+def random_checkpoint(path, chars="abcdefghijklmnopqrstuvwxyz", **sizes):
+    """A checkpoint of random weights (no training needed to sample from one), as --save writes it."""
+    cfg = Config(vocab_size=len(chars) + 1, **sizes)
+    rng = np.random.default_rng(0)
+    flat = {k: (0.5 * rng.standard_normal(s)).astype(np.float32) for k, s in checkpoint.param_shapes(cfg).items()}
+    checkpoint.save(str(path), flat, cfg, chars)
+    return flat
+
+
+def refused(outputs_, path) -> str:
+    """The one-line refusal of check_outputs for an existing `path`, which must be left byte for byte."""
+    before = path.read_bytes()
+    with pytest.raises(UserError) as err:
+        checkpoint.check_outputs(outputs_)
+    assert path.read_bytes() == before
+    return str(err.value)
+
+
+# ----------------------------------------------------------------------------- writers
+
+@pytest.fixture(scope="module")
+def figure_files(tmp_path_factory):
+    """One small figure written as ours in each format, and the same figure as matplotlib writes it for anyone."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = tmp_path_factory.mktemp("plots")
+    ours, theirs = {}, {}
+    for fmt in ("png", "svg", "pdf"):
+        fig, ax = plt.subplots(figsize=(2, 2))
+        ax.plot([1, 3, 2])
+        theirs[fmt] = folder / f"theirs.{fmt}"
+        fig.savefig(theirs[fmt], format=fmt)  # matplotlib's own metadata (Software, Creator: Matplotlib ...)
+        ours[fmt] = folder / f"ours.{fmt}"
+        outputs.write_figure(str(ours[fmt]), fig)
+    return ours, theirs
+
+
+def test_a_plot_is_replaced_only_when_its_metadata_names_this_project(figure_files):
+    ours, theirs = figure_files
+    magic = {"png": b"\x89PNG\r\n\x1a\n", "svg": b"<?xml", "pdf": b"%PDF-"}
+    for fmt in ("png", "svg", "pdf"):
+        assert ours[fmt].read_bytes().startswith(magic[fmt]), fmt  # the format follows the extension
+        assert outputs.is_plot(str(ours[fmt])) and not outputs.is_plot(str(theirs[fmt])), fmt
+        checkpoint.check_outputs([("--plot", str(ours[fmt]), outputs.is_plot)])  # ours: accepted
+        message = refused([("--plot", str(theirs[fmt]), outputs.is_plot)], theirs[fmt])
+        assert "exists without this project's mark (a plot it wrote names 'microgpt-jax compare'" in message
+    misnamed = ours["png"].parent / "png-bytes.svg"  # what --plot run.svg wrote before: PNG bytes, still ours
+    misnamed.write_bytes(ours["png"].read_bytes())
+    assert outputs.is_plot(str(misnamed))
+
+
+@pytest.mark.parametrize("name", ["run.jpg", "run", "run.png.bak"])
+def test_a_plot_name_without_a_known_extension_is_refused(name, tmp_path):
+    with pytest.raises(UserError, match=r"end the name in \.png, \.svg or \.pdf"):
+        outputs.plot_format(str(tmp_path / name))
+    assert outputs.plot_format(str(tmp_path / "RUN.PDF")) == "pdf"  # the twin: a known one, any case
+
+
+def test_a_json_file_is_replaced_only_when_it_carries_the_marker_key(tmp_path):
+    ours = tmp_path / "v.json"
+    outputs.write_json(str(ours), {"level": "bitwise equal"})
+    assert json.loads(ours.read_text()) == {"written_by": "microgpt-jax compare", "level": "bitwise equal"}
+    checkpoint.check_outputs([("--json", str(ours), outputs.is_json)])
+    for text in ('{"name": "my-package", "version": "1.0.0"}', '["written_by", "microgpt-jax compare"]',
+                 '{"written_by": "someone else"}', "not json"):
+        theirs = tmp_path / "package.json"
+        theirs.write_text(text)
+        assert 'a JSON file it wrote carries "written_by": "microgpt-jax compare"' in refused(
+            [("--json", str(theirs), outputs.is_json)], theirs)
+
+
+def test_a_checkpoint_is_replaced_only_when_it_carries_the_mark(tmp_path):
+    """A user's own archive is refused by --save, byte for byte, before any work; one saved
+    before the mark existed still loads but is refused too (nothing in it tells it from a user's)."""
+    user = tmp_path / "d.npz"
+    np.savez(user, x=np.arange(3))
+    before = user.read_bytes()
+    assert_user_error(cli("pure", "--steps", "5", "--save", str(user)),
+                      f"--save {user} exists without this project's mark (a checkpoint it wrote holds __microgpt__)")
+    assert user.read_bytes() == before
+    ours = tmp_path / "w.npz"
+    random_checkpoint(ours)
+    assert checkpoint.is_checkpoint(str(ours))  # the twin: replaced (tests/test_shell.py saves over one)
+    with np.load(ours) as z:
+        older = {k: z[k] for k in z.files if k != "__microgpt__"}
+    old = tmp_path / "old.npz"
+    np.savez(old, **older)
+    assert checkpoint.load(str(old))[1] is not None  # it still loads, config and all
+    assert not checkpoint.is_checkpoint(str(old))
+    assert "without this project's mark" in refused([("--save", str(old), checkpoint.is_checkpoint)], old)
+
+
+# ----------------------------------------------------------------------------- any terminal
+
+def test_any_stdout_encoding_escapes_what_it_cannot_hold(tmp_path):
+    """Under PYTHONIOENCODING=latin-1 the lesson's box drawing, under ascii a sampler's é, are
+    written escaped (exit 0, stderr empty); decoded back, the é was sampled indeed."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONIOENCODING="latin-1")
+    diff = subprocess.run([sys.executable, "-m", "compare", "diff", "attention", "--width", "100"], cwd=ROOT,
+                          env=env, capture_output=True, timeout=300)
+    assert diff.returncode == 0 and diff.stderr == b"", diff.stderr
+    out = diff.stdout.decode("latin-1")
+    assert "\\u2501" in out and "\u00b7" in out  # ━ escaped; the middle dot, which latin-1 has, as it is
+    path = tmp_path / "accented.npz"
+    random_checkpoint(path, chars=ACCENTED[:26], n_embd=4, n_head=1, block_size=2)  # a small sampler to compile
+    r = run_module("pure", "sample", "--load", str(path), "--num-samples", "6", "--no-cache",
+                   env={"PYTHONIOENCODING": "ascii"})
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert sum(ln.startswith("sample ") for ln in r.stdout.splitlines()) == 6
+    assert r.stdout.isascii() and any(c in ACCENTED for c in r.stdout.encode().decode("unicode_escape"))
+
+
+def test_a_control_character_in_the_data_is_refused_with_its_line(tmp_path):
+    for text, where in (("emma\nol\x1bivia\n", "line 2 holds a control character (ESC, U+001B)"),
+                        ("emma\r\nava\r\nzo\x07e\n", "line 3 holds a control character (BEL, U+0007)"),
+                        ("a\nb\x85c\n", "line 2 holds a control character (NEL, U+0085)")):
+        data = tmp_path / "names.txt"
+        data.write_bytes(text.encode())
+        assert_user_error(cli("pure", "--data", str(data), "--steps", "1"), f"data file {data} {where}")
+    data.write_bytes(b"\xef\xbb\xbfemma\t\r\n  ava \r\rzoe\n")  # the twin: BOM, CRLF, lone CR, spaces, a tab around
+    assert read_names_file(str(data)) == ["emma", "ava", "zoe"]
+
+
+def test_a_checkpoint_storing_a_control_character_is_refused(tmp_path):
+    path = tmp_path / "esc.npz"
+    random_checkpoint(path, chars="abcdefghijklmnopqrstuvwxy\x1b")
+    assert_user_error(cli("pure", "sample", "--load", str(path)), "stores a control character (ESC, U+001B)")
+
+
+class Terminal:
+    def __init__(self, tty):
+        self.tty = tty
+
+    def isatty(self):
+        return self.tty
+
+
+@pytest.mark.parametrize("tty, env, colour", [
+    (True, {"TERM": "xterm-256color"}, True),  # the twin: a terminal that has colour gets it
+    (True, {"TERM": "dumb"}, False),
+    (True, {"TERM": "xterm", "NO_COLOR": "1"}, False),
+    (False, {"TERM": "xterm"}, False),
+    (True, {}, True),  # no TERM at all (a terminal started without one) is not "dumb"
+])
+def test_colour_only_where_the_terminal_has_it(tty, env, colour, monkeypatch):
+    for name in ("TERM", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert shell.has_colour(Terminal(tty)) is colour
+
+
+# ----------------------------------------------------------------------------- every entry point
+
+def test_nnx_styles_parses_its_argument(capsys):
+    from compare import nnx_styles
+
+    for argv, message in ((["abc"], "invalid repeats 'abc'"), (["0"], "repeats 0: time at least 1"),
+                          (["3", "4"], "unrecognized arguments: 4")):
+        with pytest.raises(SystemExit) as exit_:
+            run_cli(nnx_styles.main, argv)
+        assert_user_error((exit_.value.code, "", capsys.readouterr().err), "compare.nnx_styles: error: ", message)
+    with pytest.raises(SystemExit) as exit_:
+        nnx_styles.parser().parse_args(["--help"])
+    assert exit_.value.code == 0 and "repeats" in capsys.readouterr().out
+    assert nnx_styles.parser().parse_args(["3"]).repeats == 3 and nnx_styles.parser().parse_args([]).repeats == 5
+
+
+def test_nnx_styles_as_a_user_runs_it_names_itself():
+    r = run_module("compare.nnx_styles", "abc")
+    assert r.returncode == 2 and r.stderr.startswith("compare.nnx_styles: error: "), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_an_error_carries_one_prefix(capsys, monkeypatch):
+    from common.cli import report
+
+    monkeypatch.setattr(shell, "prog", "pure")
+    assert report("pure: training diverged at step 2") == 2
+    assert capsys.readouterr().err == "pure: error: training diverged at step 2\n"
+    monkeypatch.setattr(shell, "prog", "compare")  # the twin: compare names the implementation, kept
+    report("pure: training diverged at step 2")
+    assert capsys.readouterr().err == "compare: error: pure: training diverged at step 2\n"
+
+
+# ----------------------------------------------------------------------------- no silent guess
+
+def test_a_plain_dict_needs_its_head_count(tmp_path):
+    """A 2-head model saved as the seed's plain dict: refused without --n-head (4 was guessed
+    before, and sampled other names without a word), read with --n-head 2. That a plain dict
+    given the right --n-head samples what the model does is tests/test_checkpoint.py's."""
+    from common.cli import config_from_checkpoint, sample_parser
+
+    flat = random_checkpoint(tmp_path / "two_heads.npz", n_head=2)
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, **flat)
+    chars = tmp_path / "chars.txt"
+    chars.write_text("\n".join("abcdefghijklmnopqrstuvwxyz"))
+    assert_user_error(cli("pure", "sample", "--load", str(plain), "--data", str(chars)),
+                      "has no config", "pass --n-head with the value it was trained with")
+    args = sample_parser("pure sample").parse_args(["--load", str(plain), "--n-head", "2"])
+    with checkpoint.open_checkpoint(str(plain)) as ckpt:
+        cfg = config_from_checkpoint(str(plain), ckpt.fields, ckpt.shapes, args)
+    assert (cfg.n_head, cfg.n_embd, cfg.n_layer, cfg.block_size, cfg.vocab_size) == (2, 16, 1, 16, 27)
+
+
+# ----------------------------------------------------------------------------- the cache directory
+
+@pytest.mark.parametrize("env, expected", [
+    ({"HOME": ""}, None),
+    ({}, None),  # HOME unset
+    ({"HOME": "relative/home"}, None),
+    ({"HOME": "", "XDG_CACHE_HOME": "relative"}, None),  # the XDG spec ignores a relative path
+    ({"HOME": "/home/u"}, "/home/u/.cache/microgpt-jax"),
+    ({"HOME": "", "XDG_CACHE_HOME": "/xdg"}, "/xdg/microgpt-jax"),
+])
+def test_the_cache_directory_is_never_guessed(env, expected, monkeypatch):
+    for name in ("MICROGPT_CACHE", "XDG_CACHE_HOME", "HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    found = cache_dir()
+    assert (str(found) if found else None) == expected
+    if expected is None:
+        with pytest.raises(UserError, match="--data makemore needs a cache directory, and HOME is empty"):
+            load_names("makemore")
+
+
+def test_an_empty_home_creates_no_cache_in_the_root(tmp_path):
+    existed = os.path.exists("/.cache")
+    env = {"HOME": "", "MICROGPT_CACHE": "", "XDG_CACHE_HOME": ""}
+    r = run_module("pure", "--data", "makemore", env=env, cwd=tmp_path)
+    assert r.returncode == 2 and "needs a cache directory" in r.stderr and r.stdout == "", r.stderr
+    assert os.path.exists("/.cache") == existed and list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- the repo root
+
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="needs a git checkout")
+def test_what_the_examples_write_is_ignored_and_no_tracked_file_is():
+    outputs_ = ["lesson.html", "v.json", "run.png", "run.svg", "run.pdf", "w.npz", "apart.png"]
+    ignored = subprocess.run(["git", "check-ignore", *outputs_], cwd=ROOT, capture_output=True, text=True)
+    assert ignored.stdout.split() == outputs_
+    kept = subprocess.run(["git", "check-ignore", "compare/page.json", "docs/safety.md", "pyproject.toml"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert kept.stdout == ""  # the twin: below the root, and the project's own files, are not ignored
+    tracked = subprocess.run(["git", "ls-files", "-ci", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                             text=True)
+    assert tracked.returncode == 0 and tracked.stdout == ""
