@@ -38,7 +38,7 @@ def is_golden(path: str) -> bool:
         return False
 
 
-checkpoint.KINDS[is_golden] = "a golden file"
+is_golden.kind = "a golden file it wrote carries the marker entry `golden`"
 
 
 def judged(name: str) -> bool:
@@ -96,6 +96,10 @@ def main(argv) -> int:
 # ----------------------------------------------------------------------------- judge
 
 def load(path: str, what: str) -> dict:
+    import os
+
+    if not os.path.exists(path):
+        raise UserError(f"{what} {path} does not exist: give the path of an .npz (`compare golden` writes one)")
     try:
         with checkpoint.open_regular(path, what), np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
