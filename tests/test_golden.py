@@ -99,5 +99,5 @@ def test_bad_inputs_are_one_line_exit_2(written, tmp_path, capsys):
         assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
     (tmp_path / "notes.npz").write_bytes(b"mine")  # not a golden file: never overwritten
     assert run_cli(golden.main, [str(tmp_path / "notes.npz")]) == 2
-    assert "is not a golden file" in capsys.readouterr().err
+    assert "without this project's mark (a golden file" in capsys.readouterr().err
     assert (tmp_path / "notes.npz").read_bytes() == b"mine"
