@@ -91,9 +91,10 @@ FLAX_NOTES = {
     "attention": (
         Note("nn.make_causal_mask(", "the lower-triangular mask, pure's `jnp.tril(jnp.ones((T, T), bool))`, with "
              "a leading axis for the heads.", faces=(("pure", "jnp.tril("),)),
-        Note("nn.dot_product_attention(", "scales q by 1/sqrt(hd) (pure's `q = q / jnp.sqrt(hd)`, facing a gap), "
-             "forms the scores, fills the masked ones with the dtype's lowest value, takes the softmax and "
-             "weighs the values: pure's five lines, inside one call.", ATTENTION_INSIDE,
+        Note("nn.dot_product_attention_weights(", "scales q by 1/sqrt(hd) (pure's `q = q / jnp.sqrt(hd)`, facing "
+             "a gap), forms the scores, fills the masked ones with the dtype's lowest value and takes the softmax: "
+             "pure's four lines, inside one call; the einsum with v is written out (what nn.dot_product_attention "
+             "does inside) so that the weights are a tap.", ATTENTION_INSIDE,
              faces=(("pure", "q = q / jnp.sqrt(hd)"),)),
     ),
     "loss": (
@@ -149,8 +150,9 @@ NNX_NOTES = {
         Note("dot_product_attention_weights(", "the scaled, masked softmax of q·k from flax's own attention code, "
              "then the einsum with v written out: nnx.dot_product_attention hands off to "
              "jax.nn.dot_product_attention, whose backward sums in another order (gradients up to 9 ulps "
-             "from pure's); this pair of lines is what linen's nn.dot_product_attention does, and stays bitwise.",
-             ATTENTION_INSIDE, faces=(("flax_port", "nn.dot_product_attention("), ("pure", "q = q / jnp.sqrt(hd)"))),
+             "from pure's); this pair of lines is what flax_port writes too, and stays bitwise.",
+             ATTENTION_INSIDE, faces=(("flax_port", "nn.dot_product_attention_weights("),
+                                      ("pure", "q = q / jnp.sqrt(hd)"))),
     ),
     "loss": (
         Note("optax.softmax_cross_entropy_with_integer_labels(", "the same optax loss as linen's port: NNX "
