@@ -216,7 +216,7 @@ TOPICS = {
     ),
     "loss": Topic(
         "The loss: mean next-token cross-entropy over the name's real positions (the padding is masked out).",
-        {"pure": ("model:loss_fn",), "flax_port": ("model:loss_fn",), "nnx_port": ("model:loss_fn",)},
+        {impl: ("model:mean_nll + model:loss_fn",) for impl in IMPLS},
         {"flax_port": FLAX_NOTES["loss"], "nnx_port": NNX_NOTES["loss"]},
     ),
     "optimizer": Topic(

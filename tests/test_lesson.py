@@ -89,12 +89,14 @@ def facing(rows, left_text: str) -> str | None:
 
 def test_attention_aligns_q_with_q_the_mask_with_the_mask_and_leaves_the_scaling_facing_a_gap():
     rows = rows_of("attention")
-    assert facing(rows, 'q = dense(x, params[f"l{layer}.wq"])').startswith('q = dense(cfg.n_embd, cfg, "wq")')
-    assert facing(rows, 'v = dense(x, params[f"l{layer}.wv"])').startswith('v = dense(cfg.n_embd, cfg, "wv")')
+    assert facing(rows, 'q = tap(taps, f"l{layer}.q", dense(x,').startswith('q = tap(self, "q", dense(cfg.n_embd')
+    assert facing(rows, 'v = tap(taps, f"l{layer}.v", dense(x,').startswith('v = tap(self, "v", dense(cfg.n_embd')
     assert facing(rows, "causal = jnp.tril(").startswith("causal = nn.make_causal_mask(")
-    assert facing(rows, "out = jnp.einsum(").startswith("out = nn.dot_product_attention(")
+    # linen's attention is the weights call, then the einsum written out (so that the weights are a tap)
+    assert facing(rows, "weights = tap(taps, f\"l{layer}.attn_weights\", jax.nn.softmax(").startswith(
+        'weights = tap(self, "attn_weights", nn.dot_product_attention_weights(')
+    assert facing(rows, "out = jnp.einsum(").startswith("out = jnp.einsum(")
     assert facing(rows, "q = q / jnp.sqrt(hd)") is None
-    assert facing(rows, "weights = jax.nn.softmax(") is None
     kinds = {r.left.key if r.left else r.right.key: r.kind for r in rows}
     assert kinds['"""Causal multi-head self-attention."""'] == "same"
     assert kinds["T, H, hd = x.shape[0], cfg.n_head, cfg.head_dim"] == "same"
@@ -108,6 +110,9 @@ def test_the_residual_faces_the_residual_and_forward_shows_flax_apply():
     assert 'return GPT(cfg).apply({"params": params}, tokens)' in right
 
 
+QKV_LINES_AT_80 = 9  # pure's q, k, v lines, each wrapped in three at 80 columns (the tap name before dense)
+
+
 @pytest.mark.parametrize("width", [80, 160])
 def test_diff_attention_at_80_and_160_columns_puts_counterparts_together(width, capsys):
     assert lesson.main(["attention", "--width", str(width)]) == 0
@@ -117,14 +122,14 @@ def test_diff_attention_at_80_and_160_columns_puts_counterparts_together(width, 
         return next(i for i, ln in enumerate(out) if text in ln and (mark is None or ln.startswith(mark)))
 
     if width == 160:  # two columns: the counterparts on one row, the row marked as differing
-        for pure_text, flax_text in [('q = dense(x, params[f"l{layer}.wq"])', 'q = dense(cfg.n_embd, cfg, "wq")'),
+        for pure_text, flax_text in [('q = tap(taps, f"l{layer}.q"', 'q = tap(self, "q"'),
                                      ("causal = jnp.tril(", "causal = nn.make_causal_mask(")]:
             row = out[at(pure_text)]
             assert flax_text in row and row.startswith("~ ") and row.index(" │ ") < row.index(flax_text)
         assert out[at("q = q / jnp.sqrt(hd)")].startswith("< ")
         assert out[at("q = q / jnp.sqrt(hd)")].rstrip().endswith("│")
     else:  # one above the other, block by block: pure's q, k, v, then flax's q, k, v
-        assert at('q = dense(cfg.n_embd, cfg, "wq")', ">") - at('q = dense(x, params[f"l{layer}.wq"])', "<") == 3
+        assert at('q = tap(self, "q"', ">") - at('q = tap(taps, f"l{layer}.q"', "<") == QKV_LINES_AT_80
         between = out[at("causal = jnp.tril(", "<") + 1: at("causal = nn.make_causal_mask(", ">")]
         assert all(ln.startswith(">") for ln in between) and len(between) <= 2  # at most flax's comment
     assert max(len(ln) for ln in out) <= width
