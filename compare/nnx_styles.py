@@ -24,6 +24,20 @@ from common.data import Tokenizer, default_names, training_batches
 from common.runner import name_at, stack_slice
 
 
+def idiomatic_step(gpt, optimizer, batch, cfg: Config):
+    """One training step as Flax's own guides write NNX, run as nnx.jit(idiomatic_step) on the
+    live modules: nnx.value_and_grad takes the gradients with respect to the model's Params,
+    optimizer.update changes the weights and Adam's moments in place, only the loss comes out.
+    The lesson shows it beside nnx_port's split/merge step (compare diff train --pair pure,nnx_port)."""
+    from flax import nnx  # imported where used, as main does: a bad argument costs no jax import
+
+    from nnx_port import model
+
+    loss, grads = nnx.value_and_grad(model.loss_fn, argnums=0)(gpt, batch, cfg)
+    optimizer.update(gpt, grads)  # in place
+    return loss
+
+
 def repeats_value(text: str) -> int:
     try:
         value = int(text)
@@ -65,9 +79,7 @@ def main(argv) -> int:
     key = jax.random.PRNGKey(0)
 
     def nnx_step(gpt, optimizer, batch):
-        loss, grads = nnx.value_and_grad(model.loss_fn, argnums=0)(gpt, batch, cfg)
-        optimizer.update(gpt, grads)
-        return loss
+        return idiomatic_step(gpt, optimizer, batch, cfg)
 
     gpt = model.init_params(cfg, key=key)
     optimizer = nnx.Optimizer(gpt, optim.adam(cfg), wrt=nnx.Param)

@@ -2,17 +2,25 @@
 their counterparts, nothing is wider than the terminal, colour obeys NO_COLOR, the checks beside
 each topic run and can fail, and the page holds every line of the live source and no URL."""
 
-import base64
+import ast
+import contextlib
+import functools
 import html
 import inspect
+import io
 import re
 import sys
+import tokenize
+from pathlib import Path
 
+import browser
 import pytest
 
 import flax_port.model
 from common.cli import run_cli
-from compare import lesson, page
+from compare import lesson
+from compare.lesson import page, terminal
+from compare.lesson import views as views_module
 from conftest import run_module
 
 PAIR = lesson.DEFAULT_PAIR
@@ -64,14 +72,89 @@ def test_every_topic_names_each_implementation_with_pieces_that_face_each_other(
                 assert inspect.getsource(lesson.resolve(ref, impl)), (name, ref)
 
 
-def test_every_note_points_at_a_line_of_code_that_is_shown():
-    for name in lesson.TOPICS:
-        v = lesson.view(name, PAIR)
-        expected = lesson.TOPICS[name].notes.get("flax_port", ())
-        assert len(v.notes) == len(expected)
+PAIRS = [("pure", "flax_port"), ("pure", "nnx_port"), ("flax_port", "nnx_port")]
+
+
+@functools.cache
+def views(pair: tuple[str, str]) -> dict[str, lesson.TopicView]:
+    """Every topic's view of a pair, made once for the whole module."""
+    return {name: lesson.view(name, pair) for name in lesson.TOPICS}
+
+
+def notes_for(name: str, pair: tuple[str, str]) -> list[lesson.Note]:
+    """The content's notes a pair's page shows: each side's, less those for another partner."""
+    return [note for impl in pair for other in pair if other != impl
+            for note in lesson.TOPICS[name].notes.get(impl, ()) if not note.against or other in note.against]
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_every_note_points_at_a_line_of_code_that_is_shown(pair):
+    for name, v in views(pair).items():
+        expected = notes_for(name, pair)
+        assert len(v.notes) == len(expected), name
         for note, spec in zip(v.notes, expected):
-            assert note.at is not None and spec.at in note.at.text, (name, spec.at)
-            assert len(note.inside) == len(spec.inside) and len(note.faces) == len(spec.faces), (name, spec.at)
+            assert note.at is not None and spec.at in note.at.text, (pair, name, spec.at)
+            assert len(note.faces) == sum(who in pair for who, _ in spec.faces), (pair, name, spec.at)
+
+
+# ----------------------------------------------------------------------------- notes
+
+
+def library_file(path: str) -> list[str]:
+    """A library file as the lesson names it (relative to site-packages), read from disk."""
+    import flax
+
+    site = Path(flax.__file__).resolve().parent.parent
+    return (site / path).read_text(encoding="utf-8").splitlines()
+
+
+def test_every_inside_citation_quotes_that_line_of_the_installed_library():
+    cited = 0
+    for name, topic in lesson.TOPICS.items():
+        for impl, notes in topic.notes.items():
+            for note in notes:
+                for ref, text in note.inside:
+                    p = views_module.library_line(ref, text)
+                    assert p is not None, (name, impl, ref, text)  # the quoted text is in that object
+                    assert text in library_file(p.path)[p.lineno - 1], (name, impl, p)  # at that file and line
+                    cited += 1
+    assert cited >= 8
+
+
+def test_a_citation_that_is_not_in_the_library_is_caught(monkeypatch):
+    assert views_module.library_line("flax.nnx.nn.attention:dot_product_attention_weights",
+                                     "query = query * jnp.sqrt(depth)") is None
+
+
+def test_the_nnx_attention_note_cites_the_file_nnx_port_calls():
+    from flax.nnx.nn import attention
+
+    import nnx_port.model
+
+    assert nnx_port.model.dot_product_attention_weights is attention.dot_product_attention_weights
+    for pair in [("pure", "nnx_port"), ("flax_port", "nnx_port")]:
+        note = next(n for n in views(pair)["attention"].notes if n.impl == "nnx_port")
+        assert [p.path for p in note.inside] == ["flax/nnx/nn/attention.py"] * 2, pair
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_notes_speak_only_of_the_two_implementations_on_the_page(pair):
+    others = {"pure": r"\bpure\b", "flax_port": r"\bflax_port\b|\blinen\b", "nnx_port": r"\bnnx_port\b|\bNNX\b"}
+    absent = "|".join(others[impl] for impl in lesson.IMPLS if impl not in pair)
+    for name, v in views(pair).items():
+        for note in v.notes:
+            assert not re.search(absent, note.text), (pair, name, note.text)
+        quoted = [(p.path, p.lineno) for note in v.notes for p in note.inside]
+        assert len(quoted) == len(set(quoted)), (pair, name)  # no library line quoted twice
+
+
+def test_on_the_flax_and_nnx_page_pure_is_not_named_and_no_line_is_quoted_twice(capsys):
+    assert lesson.main(["attention", "--width", "160", "--pair", "flax_port,nnx_port"]) == 0
+    out = capsys.readouterr().out
+    notes = out[out.index("━━ attention"):][out[out.index("━━ attention"):].index("Notes: "):]
+    assert not re.search(r"\bpure\b", notes)
+    inside = [ln.strip() for ln in notes.splitlines() if ln.strip().startswith("inside:")]
+    assert len(inside) == 4 and len(set(inside)) == 4  # linen's two lines, NNX's two lines
 
 
 # ----------------------------------------------------------------------------- alignment
@@ -110,9 +193,6 @@ def test_the_residual_faces_the_residual_and_forward_shows_flax_apply():
     assert 'return GPT(cfg).apply({"params": params}, tokens)' in right
 
 
-QKV_LINES_AT_80 = 9  # pure's q, k, v lines, each wrapped in three at 80 columns (the tap name before dense)
-
-
 @pytest.mark.parametrize("width", [80, 160])
 def test_diff_attention_at_80_and_160_columns_puts_counterparts_together(width, capsys):
     assert lesson.main(["attention", "--width", str(width)]) == 0
@@ -128,10 +208,10 @@ def test_diff_attention_at_80_and_160_columns_puts_counterparts_together(width, 
             assert flax_text in row and row.startswith("~ ") and row.index(" │ ") < row.index(flax_text)
         assert out[at("q = q / jnp.sqrt(hd)")].startswith("< ")
         assert out[at("q = q / jnp.sqrt(hd)")].rstrip().endswith("│")
-    else:  # one above the other, block by block: pure's q, k, v, then flax's q, k, v
-        assert at('q = tap(self, "q"', ">") - at('q = tap(taps, f"l{layer}.q"', "<") == QKV_LINES_AT_80
-        between = out[at("causal = jnp.tril(", "<") + 1: at("causal = nn.make_causal_mask(", ">")]
-        assert all(ln.startswith(">") for ln in between) and len(between) <= 2  # at most flax's comment
+    else:  # one above the other, block by block: every changed line of pure's, then flax's, never interleaved
+        assert out[at("T, H, hd = x.shape[0]", "<")].startswith("<     T, H, hd")  # the same line, each side's depth
+        assert out[at("T, H, hd = x.shape[0]", "<") + 1].startswith(">         T, H, hd")
+        assert at('v = tap(taps, f"l{layer}.v"', "<") < at('q = tap(self, "q"', ">")
     assert max(len(ln) for ln in out) <= width
 
 
@@ -139,7 +219,7 @@ def test_diff_attention_at_80_and_160_columns_puts_counterparts_together(width, 
 def test_no_line_is_wider_than_the_width(width, capsys):
     assert lesson.main(["--width", str(width)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert max(len(ln) for ln in out) <= width
+    assert all(len(ln) <= width or single_token(ln) for ln in out)  # a token wider than the line: alone
     assert "━━ names " in "\n".join(out) and "l0/attn/wq/kernel" in "\n".join(out)
 
 
@@ -151,6 +231,288 @@ def test_diff_prints_every_topic_from_the_live_source(capsys):
     assert "def adam_update(params, grads, opt_state, cfg: Config):" in out  # pure's real source
     assert "optax.adam(" in out and "class Attention(nn.Module):" in out
     assert out.count("common/sampling.py:") == 1  # the shared loop, once
+
+
+def faces_in(pair, topic: str, text: str, side: int = 0) -> str | None:
+    """What faces the line (of side 0, the left, or 1) holding `text` in a pair's topic: the first
+    line of its counterpart, or None for a gap."""
+    for piece in views(pair)[topic].pieces:
+        for row in piece.rows:
+            mine, theirs = (row.left, row.right) if side == 0 else (row.right, row.left)
+            if mine and text in mine.key and not mine.prose[0]:
+                return theirs.key if theirs and theirs.key else None
+    raise AssertionError(f"{text!r} is not shown in {topic} for {pair}")
+
+
+def test_the_same_call_under_another_name_faces_itself():
+    """pure,nnx_port train: the weights made at the start, read out of the state, updated."""
+    pair = ("pure", "nnx_port")
+    assert faces_in(pair, "train", "params = model.init_params(").startswith("gpt = model.init_params(")
+    assert faces_in(pair, "train", "params, _ = state") == "gpt, _ = nnx.merge(*state)"
+    assert faces_in(pair, "train", "params, opt_state = state").startswith(
+        "gpt, optimizer = nnx.merge(*state, copy=True)")
+    assert faces_in(pair, "train", "return optim.adam_update(").startswith("optimizer.update(gpt, grads)")
+    assert faces_in(("flax_port", "nnx_port"), "train", "return state.apply_gradients(").startswith(
+        "optimizer.update(gpt, grads)")
+
+
+def test_the_output_matrix_and_the_model_call_pair_the_same_way_in_every_pair():
+    for topic in ("forward", "sampling"):
+        for pair in [("pure", "flax_port"), ("pure", "nnx_port")]:  # pure's forward has no "call the model" line
+            call = "return GPT(cfg).apply(" if pair[1] == "flax_port" else "return gpt(tokens)"
+            assert faces_in(pair, topic, call, side=1) is None, (pair, topic)
+        assert faces_in(("flax_port", "nnx_port"), topic, "return GPT(cfg).apply(") == "return gpt(tokens)", topic
+    assert faces_in(("pure", "flax_port"), "sampling", 'params["lm_head"]') is None
+    assert faces_in(("pure", "nnx_port"), "sampling", 'params["lm_head"]') is None
+    assert "attend(x)" in faces_in(("pure", "flax_port"), "forward", 'params["lm_head"]')
+    assert "self.lm_head.attend(x)" in faces_in(("pure", "nnx_port"), "forward", 'params["lm_head"]')
+
+
+def test_names_returns_face_only_their_counterparts():
+    for pair in [("pure", "flax_port"), ("pure", "nnx_port")]:
+        assert faces_in(pair, "names", "return shapes") is None, pair
+        assert faces_in(pair, "names", 'return (name, "embedding")', side=1) is None, pair
+    assert faces_in(("flax_port", "nnx_port"), "names", 'return (name, "embedding")').startswith(
+        'return (name, "embedding")')
+
+
+def pairing_disagreements(made: dict) -> list:
+    """Lines a, b, c of three implementations where a faces b and a faces c (or a gap) in two
+    pairs, but b does not face c (or a gap) in the third: the same code paired two ways."""
+    faces = {}
+    for pair, by_topic in made.items():
+        for name, v in by_topic.items():
+            for piece in v.pieces:
+                for row in piece.rows[1:] if not piece.shared else []:  # a piece's first lines always face
+                    ends = [(impl, ln) for impl, ln in zip(pair, (row.left, row.right))]
+                    for (impl, ln), (other, them) in (ends, ends[::-1]):
+                        if ln and ln.key and ln.lineno:
+                            there = (them.path, them.lineno) if them and them.key else None
+                            faces[name, impl, (ln.path, ln.lineno), other] = there
+    found = []
+    for (name, impl, line, other), there in faces.items():
+        third = next(i for i in lesson.IMPLS if i not in (impl, other))
+        beyond = faces.get((name, impl, line, third), "not shown")
+        if there is not None and beyond != "not shown":
+            back = faces.get((name, other, there, third), "not shown")
+            if back != beyond:
+                found.append((name, impl, line, other, there, third, beyond, back))
+    return found
+
+
+def test_every_pair_pairs_the_same_code_the_same_way():
+    assert pairing_disagreements({pair: views(pair) for pair in PAIRS}) == []
+
+
+def test_without_the_named_counterparts_the_pairs_disagree(monkeypatch):
+    monkeypatch.setattr(views_module, "COUNTERPARTS", ())
+    made = {pair: {name: lesson.view(name, pair) for name in ("sampling", "train")} for pair in PAIRS}
+    assert pairing_disagreements(made)
+
+
+# ----------------------------------------------------------------------------- the terminal's wrapping
+
+WORDS = re.compile(r"\S+")
+
+
+def shown_whole(line: lesson.Line, shown: list[str]) -> list[str]:
+    """The names, strings and numbers of `line` (the words of a docstring or comment) that are
+    not found whole, in order, in the display lines `shown`."""
+    code = [t for t in shown if not t.lstrip().startswith("#")] or shown
+    if line.prose[0] or line.key.startswith("#"):
+        wanted, where = WORDS.findall(line.key), shown
+    else:
+        text = "\n".join(line.physical)
+        wanted, where = [], code
+        try:
+            for tok in tokenize.generate_tokens(io.StringIO(text + "\n").readline):
+                if tok.type in (tokenize.NAME, tokenize.STRING, tokenize.NUMBER):
+                    wanted.append(tok.string)
+        except tokenize.TokenError:
+            pass
+    missing, k, at = [], 0, 0
+    for token in wanted:
+        while k < len(where) and token not in where[k][at:]:
+            k, at = k + 1, 0
+        if k == len(where):
+            missing.append(token)
+            k, at = 0, 0
+            continue
+        at = where[k].index(token, at) + len(token)
+    return missing
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_fitting_a_line_never_cuts_a_name_or_a_string(pair):
+    checked = 0
+    for v in views(pair).values():
+        for piece in v.pieces:
+            for row in piece.rows:
+                for line in (row.left, row.right):
+                    if line is None or not line.key:
+                        continue
+                    for width in (38, 36, 78, 158):  # the columns of --width 40, 80 (stacked) and 160
+                        assert shown_whole(line, terminal.fit(line, width)) == [], (pair, v.name, line.key, width)
+                        checked += 1
+    assert checked > 400
+
+
+def test_the_wrapping_check_catches_a_cut_name():
+    line = lesson.logical_lines(["x = model.batch_loss_fn(params)"], "x.py", 1)[0]
+    assert shown_whole(line, ["x = model.batch_loss_", "fn(params)"]) == ["batch_loss_fn"]
+    assert shown_whole(line, ["x = model \\", "    .batch_loss_fn(params)"]) == []
+
+
+def single_token(ln: str) -> bool:
+    """A display line holding one token only (after its mark, indentation and comment sign)."""
+    return len(ln[2:].strip().removeprefix("# ").split()) == 1
+
+
+@functools.cache
+def diff_output(pair: tuple[str, str], width: int) -> list[str]:
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert lesson.main(["--width", str(width), "--pair", ",".join(pair)]) == 0
+    return out.getvalue().splitlines()
+
+
+@pytest.mark.parametrize("width", [40, 80, 160])
+@pytest.mark.parametrize("pair", PAIRS)
+def test_diff_cuts_nothing_and_fits_the_width(pair, width):
+    out = diff_output(pair, width)
+    text = "\n".join(out)
+    assert "↩" not in text and "…" not in text
+    assert all(len(ln) <= width or single_token(ln) for ln in out), [ln for ln in out if len(ln) > width]
+    for v in views(pair).values():  # every quoted library line is shown whole, wrapped as code
+        for note in v.notes:
+            for p in note.inside:
+                k = next(i for i, ln in enumerate(out) if f"{p.path}:{p.lineno}" in ln)
+                assert "inside:" in out[k - 1] + out[k], (p.path, p.lineno)
+                if width >= 80:  # on its line, or whole on the next
+                    assert out[k].endswith(f"  {p.text}") or out[k + 1].strip() == p.text, (width, p)
+                else:
+                    assert shown_whole(lesson.logical_lines([p.text], p.path, 1)[0], out[k + 1: k + 6]) == [], p
+    if width == 160 and pair == ("pure", "flax_port"):  # the name the old wrapping cut in two
+        assert any("model.batch_loss_fn" in ln for ln in out)
+    noqa = [ln for ln in out if "# noqa: E731" in ln]
+    assert noqa and all(ln[:ln.index("# noqa")].strip(" <>~│") for ln in noqa)  # still after its code
+
+
+def stacked_sides(out: list[str], topic: str, title: str, ends: list[str]) -> tuple[list[str], list[str]]:
+    """The left side's and the right side's display lines of the stacked piece titled `title`
+    in `topic` (it ends where a line of `ends` begins)."""
+    first = out.index(next(ln for ln in out if ln.startswith(f"━━ {topic} ")))
+    start = next(i for i in range(first, len(out)) if out[i].startswith(f"< {title}"))
+    end = next(i for i in range(start + 2, len(out)) if out[i].startswith(tuple(ends)))
+    body = out[start + 2: end]
+    return [ln[2:] for ln in body if ln.startswith(("<", " "))], [ln[2:] for ln in body if ln.startswith((">", " "))]
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_stacked_each_side_reads_as_its_own_source(pair):
+    """At 80 columns the sides go one above the other: each side's lines, read in order, are its
+    source's lines with its own indentation (a line that fits is shown as it is)."""
+    out = diff_output(pair, 80)
+    for v in views(pair).values():
+        for piece in v.pieces:
+            if piece.shared:
+                continue
+            ends = [f"< {p.titles[0]}" for p in v.pieces if p is not piece] + ["What the framework", "Notes:",
+                                                                                 "The proof", "The names"]
+            left, right = stacked_sides(out, v.name, piece.titles[0], ends)
+            for side, shown in ((0, left), (1, right)):
+                source = [t for row in piece.rows for ln in [(row.left, row.right)[side]] if ln
+                          for t in ln.physical if t.strip() and len(t) <= 78 and "#" not in t]
+                k = 0
+                for t in source:
+                    while k < len(shown) and shown[k].rstrip() != t.rstrip():
+                        k += 1
+                    assert k < len(shown), (pair, v.name, piece.titles[side], t)
+
+
+def test_stacked_forward_keeps_each_sides_indentation(capsys):
+    assert lesson.main(["forward", "--width", "80"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    k = next(i for i, ln in enumerate(out) if ln.startswith(">     def __call__(self, tokens):"))
+    assert out[k + 1].startswith(">         ")  # the method's body, one level in, on flax's side
+    assert not any(ln.startswith("  ") and "T = tokens.shape[0]" in ln for ln in out)  # not shown once for both
+
+
+def test_stacked_changed_lines_do_not_interleave():
+    """The names topic at 80 columns once read `> if "." not in name:` / `< return shapes` /
+    `> return (name, "embedding")`: now all of pure's changed lines, then all of flax's."""
+    out = diff_output(("pure", "flax_port"), 80)
+    start = out.index(next(ln for ln in out if ln.startswith("━━ names ")))
+    piece = out[start: next(i for i in range(start, len(out)) if out[i].startswith("The names, generated"))]
+    marks = "".join(ln[0] for ln in piece if ln[:1] in ("<", ">") and not ln.startswith(("< common/", "> flax_port/")))
+    assert marks == "<" * marks.count("<") + ">" * marks.count(">") and marks.count(">") >= 5
+    assert piece.index(next(ln for ln in piece if "return shapes" in ln)) < piece.index(
+        next(ln for ln in piece if 'if "." not in name:' in ln))
+
+
+def test_two_columns_mark_a_continuation_facing_nothing_as_no_difference():
+    for pair in PAIRS:
+        for ln in diff_output(pair, 160):
+            if ln.startswith("~ ") and " │ " in ln:
+                a, b = ln[2:].split(" │ ", 1)
+                assert a.strip() and b.strip(), (pair, ln)
+    row = lesson.Row(lesson.logical_lines(['"""One.', "two", 'three."""'], "a.py", 1)[0],
+                     lesson.logical_lines(['"""One.', 'two."""'], "b.py", 1)[0])
+    assert row.kind == "differ" and [lesson.row_mark(row, k) for k in range(3)] == ["~", "~", " "]
+
+
+# ----------------------------------------------------------------------------- teaching
+
+BITWISE_ONLY = {  # (implementation, topic, a piece of the line): the lines written so only to stay bitwise
+    ("pure", "forward", 'jnp.take(params["wte"]'), ("pure", "optimizer", "c1, c2 = 1 - b1**t"),
+    ("pure", "params", "return jax.lax.dot_general("),
+    ("flax_port", "forward", '"lm_head").attend(x)'), ("nnx_port", "forward", "self.lm_head.attend(x)"),
+    ("nnx_port", "attention", "dot_product_attention_weights("),
+}
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_every_line_written_so_only_to_stay_bitwise_is_marked_with_its_idiom_and_cost(pair):
+    marked = {(n.impl, name, n.at.text) for name, v in views(pair).items() for n in v.notes if n.idiom}
+    for impl, topic, text in BITWISE_ONLY:
+        if impl in pair:
+            assert any(m[:2] == (impl, topic) and text in m[2] for m in marked), (pair, impl, topic, text)
+    for v in views(pair).values():
+        for n in v.notes:
+            if n.idiom:
+                assert "ulp" in n.text or "apart" in n.text, n.text  # what the idiomatic line costs
+                ast.parse("def f():\n    " + n.idiom.strip())  # the idiomatic line is Python
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_each_pair_opens_with_what_changes_between_the_two_styles(pair, capsys):
+    assert lesson.main(["loss", "--width", "100", "--pair", ",".join(pair)]) == 0
+    out = capsys.readouterr().out
+    opening = out[: out.index("━━ loss")]
+    for start in ("Where the weights live:", "When shapes are known:", "How state moves through a step:"):
+        assert start in opening, (pair, start)
+    assert len(lesson.opening(pair)) == 3 and lesson.opening(pair) == lesson.opening(pair[::-1])
+
+
+def test_the_nnx_idiom_stands_beside_the_split_merge_step_with_its_cost(capsys):
+    for pair in PAIRS:
+        assert lesson.main(["train", "--width", "100", "--pair", ",".join(pair)]) == 0
+        out = capsys.readouterr().out
+        shown = "def idiomatic_step(gpt, optimizer, batch, cfg: Config):" in out
+        assert shown == ("nnx_port" in pair), pair
+        if shown:
+            assert "nnx.value_and_grad(model.loss_fn, argnums=0)(gpt, batch, cfg)" in out
+            assert "optimizer.update(gpt, grads)" in out and "return nnx.split((gpt, optimizer))" in out
+            assert "nnx.jit called per step" in " ".join(out.split()) and "2026-11-30" in out
+
+
+def test_the_page_reads_the_same_teaching():
+    pair = ("pure", "nnx_port")
+    text = page.render(list(views(pair).values()), {name: [] for name in lesson.TOPICS}, [], None, pair, 0)
+    assert all(html.escape(t.split(":")[0]) in text for t in lesson.opening(pair))
+    assert '<section id="opening">' in text and text.index('id="opening"') < text.index('id="topic-params"')
+    assert "idiomatic_step" in text and 'class="aside"' in text
+    assert text.count("written so only to stay bitwise") == sum(
+        1 for v in views(pair).values() for n in v.notes if n.idiom)
 
 
 # ----------------------------------------------------------------------------- colour
@@ -303,16 +665,131 @@ def test_the_page_shows_the_checks_the_notes_and_the_marks(built_page):
     assert "No run was asked for (--steps 0)" in text and "<img" not in text
 
 
+@functools.cache
+def curves_svg() -> bytes:
+    """A real plot of the side-by-side run (compare/run.py's), of made-up losses: 300 steps."""
+    import tempfile
+
+    import numpy as np
+
+    from compare import run
+
+    losses = 3.3 - np.linspace(0, 1, 300) + np.random.default_rng(0).normal(0, 0.3, 300)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/curves.svg"
+        run.save_plot(path, {PAIR[0]: losses, PAIR[1]: losses}, np.zeros(300))
+        return open(path, "rb").read()
+
+
 def test_the_page_embeds_the_loss_curves_and_a_failed_check():
     views = [lesson.view("loss", PAIR)]
-    png = b"\x89PNG\r\n\x1a\n not really"
-    text = page.render(views, {"loss": [("a check", "FAIL: numbers differ")]}, [], (png, ["verdict: bitwise equal"]),
+    svg = curves_svg()
+    text = page.render(views, {"loss": [("a check", "FAIL: numbers differ")]}, [], (svg, ["verdict: bitwise equal"]),
                        PAIR, 300)
     assert "✗ FAIL" in text and "numbers differ" in text and 'class="proof failed"' in text
     code = page.prose('pure\'s `x @ params["lm_head"].T`')
     assert code.startswith('pure&#x27;s <code class="hl">') and "&amp;" not in code and "&quot;" in code
-    assert text.count("<img ") == 1 and f'src="data:image/png;base64,{base64.b64encode(png).decode()}"' in text
+    assert svg.startswith(b"<?xml") and text.count("<svg ") == 1 and "<?xml" not in text and "<img" not in text
+    assert text.count("<text ") == svg.count(b"<text ") > 10  # the plot's words are text, not paths
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.I)  # the plot fetches nothing
+    assert "anywhere" not in text  # no overflow-wrap that cuts a name to fit a line
     assert "verdict: bitwise equal" in text
+
+
+# ----------------------------------------------------------------------------- the page in a browser
+
+
+def contrast(fg: str, bg: str) -> float:
+    """WCAG 2 contrast ratio of two #rrggbb colours."""
+    def luminance(colour):
+        rgb = [int(colour[k:k + 2], 16) / 255 for k in (1, 3, 5)]
+        lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    hi, lo = sorted((luminance(fg), luminance(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_every_text_colour_is_4_5_to_1_on_every_background_it_sits_on():
+    for colours in (page.LIGHT, page.DARK):
+        style = page.palette_css(colours)
+        for text, backgrounds in page.TEXT_ON.items():
+            for bg in backgrounds:
+                assert f"--{text}: {colours[text]};" in style and f"--{bg}: {colours[bg]};" in style
+                assert contrast(colours[text], colours[bg]) >= 4.5, (text, bg)
+    for group in page.TOKEN_GROUPS:
+        assert f"var(--{group})" in page.token_css()
+    # the twin: Pygments' "friendly" comments on the old tinted row, 2.4:1, are caught
+    assert contrast("#60a0b0", "#fff4c2") < 4.5 and contrast("#60a0b0", LIGHT_TINT) < 4.5
+
+
+LIGHT_TINT = page.LIGHT["differ"]
+WIDTHS = (390, 800, 1400)
+
+
+@pytest.fixture(scope="module")
+def browser_page(built_page, tmp_path_factory):
+    """The built page with a run's plot put in (the build ran none) and the measuring script."""
+    if browser.chromium() is None:
+        pytest.skip("chromium is not installed: `apt-get install chromium` (.ci/run installs it where missing)")
+    _, text = built_page
+    curves = page.curves_html((curves_svg(), ["verdict: bitwise equal: parameters after every one of 300 steps "
+                                              "(largest difference 0); sampled names identical"]), PAIR, 300)
+    text = text.replace("<p>No run was asked for (--steps 0).</p>", curves)
+    assert "<svg " in text
+    return text, tmp_path_factory.mktemp("browser")
+
+
+@pytest.fixture(scope="module")
+def laid_out(browser_page):
+    """Measurements of the page at each width, one Chromium start each; 390 px in a dark scheme."""
+    text, where = browser_page
+    target = where / "page.html"
+    target.write_text(browser.measurable(text, page.LIGHT, page.DARK), encoding="utf-8")
+    return {w: browser.lay_out(target, w, dark=w == 390) for w in WIDTHS}
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_page_fits_the_screen_and_shows_code_in_wide_columns(laid_out, width):
+    m = laid_out[width]
+    assert m["viewport"] == width and m["doc_width"] <= width, m["too_wide"]  # nothing wider than the screen
+    # each code column holds at least 32 characters (measured 2026-11-30: 38 at 390 px, 87 at 800, 78 at 1400)
+    assert m["code_cells"] > 100 and m["min_code_chars"] >= 32
+    sides = 2 if width >= page.WIDE else 1  # under WIDE px one side at a time, behind a tab
+    assert m["both_sides"] == [sides] * len(m["both_sides"]) and len(m["both_sides"]) > 10
+    assert m["broken"] == []  # no name, number or operator laid out over two lines
+    assert m["badge_cells"] > 0 and m["badges_apart"] == []  # badges stay on their line number's row
+    assert m["run_log_clipped"] is False
+    # the plot fits the column and its smallest text is at least 9.5 px (measured 10.2 at 390 px, 17.8 wider)
+    assert m["plot_width"] <= width and m["plot_font_px"] >= 9.5
+    # a phone shows one side at a time: not much taller than a wide screen (16,100 px against 10,300 measured)
+    assert m["height"] <= 2 * laid_out[1400]["height"]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_page_text_is_4_5_to_1_in_the_light_and_the_dark_scheme(laid_out, width):
+    m = laid_out[width]
+    for scheme in ("light", "dark"):
+        assert m[scheme]["texts"] > 1000 and m[scheme]["low"] == [] and m[scheme]["min"] >= 4.5, scheme
+    # the browser's own preference picks the scheme (390 px was laid out with --force-dark-mode)
+    wanted = page.DARK["bg"] if width == 390 else page.LIGHT["bg"]
+    assert m["scheme_bg"] == "rgb({}, {}, {})".format(*(int(wanted[k:k + 2], 16) for k in (1, 3, 5)))
+
+
+def test_the_measurements_catch_a_page_that_breaks_names_and_overflows(browser_page):
+    """The twin: the old page's faults put back by CSS, each caught by the same measurements."""
+    text, where = browser_page
+    broken = ("table.code td.src { overflow-wrap: anywhere; }"  # names cut mid-word
+              ".piece.two .scroll td.l, .piece.two .scroll td.r { display: table-cell !important; }"  # both sides
+              "table.code td.ln { white-space: normal; width: 1ch; }"  # badges above their number
+              "pre.run { white-space: pre; overflow: hidden; }"  # the log clipped
+              ":root.light { --t-comment: #60a0b0; }")  # friendly's comment colour
+    target = where / "broken.html"
+    target.write_text(browser.measurable(text, page.LIGHT, page.DARK, broken), encoding="utf-8")
+    m = browser.lay_out(target, 390)
+    assert m["broken"] and m["badges_apart"] and m["run_log_clipped"] is True
+    assert set(m["both_sides"]) == {2}
+    assert any("c1" in where for where, _, _ in m["light"]["low"]) and m["dark"]["low"] == []
 
 
 # ----------------------------------------------------------------------------- what a learner watches

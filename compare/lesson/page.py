@@ -1,0 +1,401 @@
+"""The lesson as one static web page: every topic's code highlighted (Pygments) and aligned, the
+differing lines marked, the notes, the checks' outcomes, the loss curves of a side-by-side run.
+
+Everything is inline (styles, the plot as SVG): the file opens from disk and asks the network
+for nothing. The page is built from the lesson's views (compare/lesson/views.py); nothing here reads source itself.
+"""
+
+import html
+import re
+from importlib import metadata
+
+from pygments.lexers import PythonLexer
+from pygments.token import STANDARD_TYPES
+
+from compare.lesson.align import row_mark
+from compare.lesson.content import TOPICS, opening
+from compare.lesson.source import Line
+from compare.lesson.views import Piece, Pointer, TopicView
+
+KIND_WORDS = {"same": "the same on both sides", "differ": "differs", "left": "only on the left",
+              "right": "only on the right"}
+
+# The colours, light and dark (prefers-color-scheme). Every text colour is at least 4.5:1 (WCAG AA)
+# against every background it can sit on, tinted rows included; tests/test_lesson.py computes the
+# ratios from these values and again from the page as a browser lays it out.
+LIGHT = {
+    "bg": "#fafafa", "text": "#1d2330", "muted": "#4d5564", "rule": "#1d2330", "border": "#d5d9e0",
+    "code-bg": "#ffffff", "head-bg": "#eef1f5", "differ": "#fff4c2", "left": "#ffe1e1", "right": "#dcf5dc",
+    "gap-a": "#f3f4f6", "gap-b": "#e2e5eb", "notes-bg": "#eef3ff", "proof-bg": "#f1f8f1", "failed-bg": "#fff0f0",
+    "accent": "#2457c5", "badge-text": "#ffffff", "link": "#1f4fbf", "ln": "#5b6372", "mark": "#7a5c00",
+    "mark-left": "#a61b12", "mark-right": "#0f6a26", "pass": "#1b6e20", "fail": "#a61b12",
+    "fail-detail": "#7a1a12", "tab-bg": "#e3e7ee", "tab-on": "#ffffff",
+    # tokens (Pygments' short classes, grouped below in TOKEN_GROUPS)
+    "t-keyword": "#8c1f91", "t-name": "#1d2330", "t-def": "#1548a8", "t-builtin": "#0b5a82",
+    "t-string": "#0f6a26", "t-comment": "#59606e", "t-number": "#9a4500", "t-decorator": "#7a5200",
+}
+DARK = {
+    "bg": "#14171c", "text": "#e4e8ef", "muted": "#b4bcc8", "rule": "#8a93a3", "border": "#394050",
+    "code-bg": "#1b1f27", "head-bg": "#262b35", "differ": "#3a3314", "left": "#46231f", "right": "#183a22",
+    "gap-a": "#20242c", "gap-b": "#2b303a", "notes-bg": "#1f2a40", "proof-bg": "#1c2a1f", "failed-bg": "#3a1d1d",
+    "accent": "#9cbcff", "badge-text": "#10131a", "link": "#9cbcff", "ln": "#a2aab8", "mark": "#e6c65c",
+    "mark-left": "#ff9c94", "mark-right": "#8fdc9a", "pass": "#8fdc9a", "fail": "#ff9c94",
+    "fail-detail": "#ffb4ad", "tab-bg": "#262b35", "tab-on": "#1b1f27",
+    "t-keyword": "#e0a8ff", "t-name": "#e4e8ef", "t-def": "#8fb8ff", "t-builtin": "#7cc8f0",
+    "t-string": "#9cd69a", "t-comment": "#a7b0bd", "t-number": "#f4b47c", "t-decorator": "#e5c07b",
+}
+# Which text colour sits on which backgrounds (for the contrast test): code on the code background
+# and every tinted row; the rest on the page, the notes, the proof and the table heads.
+TEXT_ON = {
+    **{t: ("code-bg", "differ", "left", "right", "notes-bg") for t in LIGHT if t.startswith("t-")},
+    "ln": ("code-bg", "differ", "left", "right"), "mark": ("code-bg", "differ"), "mark-left": ("code-bg", "left"),
+    "mark-right": ("code-bg", "right"), "text": ("bg", "code-bg", "head-bg", "notes-bg", "proof-bg", "failed-bg",
+                                                 "tab-bg", "tab-on"),
+    "muted": ("bg",), "link": ("bg", "notes-bg", "code-bg"), "badge-text": ("accent",),
+    "pass": ("proof-bg", "bg"), "fail": ("failed-bg", "bg"), "fail-detail": ("failed-bg",),
+}
+TOKEN_GROUPS = {  # Pygments' short class -> colour; unlisted tokens (names, operators) take t-name
+    "t-keyword": "k kc kd kn kp kr kt ow",
+    "t-def": "nf nc fm",
+    "t-builtin": "nb bp ne",
+    "t-string": "s s1 s2 sa sb sc sd se sh si sr ss sx dl",
+    "t-comment": "c c1 ch cm cp cpf cs",
+    "t-number": "m mb mf mh mi mo il",
+    "t-decorator": "nd",
+}
+WIDE = 1100  # px: from here the two sides stand side by side (each code column about 60 characters);
+#              narrower, one side at a time, with a tab for each
+
+
+def palette_css(colours: dict) -> str:
+    return "".join(f"--{k}: {v}; " for k, v in colours.items())
+
+
+def token_css() -> str:
+    rules = []
+    for var, classes in TOKEN_GROUPS.items():
+        selectors = ", ".join(f".code td.src .{c}, code.hl .{c}" for c in classes.split())
+        rules.append(f"{selectors} {{ color: var(--{var}); }}")
+    italic = ", ".join(f".code td.src .{c}" for c in ("c1", "ch", "cm", "sd"))
+    return "\n".join(rules) + f"\n{italic} {{ font-style: italic; }}"
+
+
+CSS = """
+:root { --mono: ui-monospace, "DejaVu Sans Mono", "Liberation Mono", Menlo, Consolas, monospace;
+        color-scheme: light dark; }
+body { font: 15px/1.5 system-ui, "DejaVu Sans", "Liberation Sans", Arial, sans-serif; color: var(--text);
+       margin: 0; background: var(--bg); }
+main { max-width: 1800px; margin: 0 auto; padding: 24px 32px 64px; }
+a { color: var(--link); }
+h1 { font-size: 26px; margin: 8px 0 4px; } h1 code { font-size: 0.9em; }
+h2 { font-size: 21px; margin: 48px 0 4px; padding-top: 12px; border-top: 3px solid var(--rule); }
+h3 { font-size: 16px; margin: 20px 0 6px; }
+p.concept { font-size: 16px; margin: 4px 0 12px; }
+code, .mono { font-family: var(--mono); font-size: 13px; }
+nav ol { columns: 2; max-width: 900px; }
+nav a { text-decoration: none; }
+.legend span.sw { display: inline-block; width: 14px; height: 14px; vertical-align: -2px; margin: 0 4px 0 14px;
+                  border: 1px solid var(--border); }
+.legend .sw.differ { background: var(--differ); } .legend .sw.left { background: var(--left); }
+.legend .sw.right { background: var(--right); } .legend .sw.gap { background: var(--gap-b); }
+.legend .sw.same { background: var(--code-bg); }
+.piece { margin: 6px 0 14px; }
+.piece > input { position: absolute; opacity: 0; pointer-events: none; }
+.tabs { display: none; }
+.scroll { overflow-x: auto; border: 1px solid var(--border); background: var(--code-bg); }
+table.code { border-collapse: collapse; width: 100%; }
+table.code th { font: 600 13px/1.4 var(--mono); text-align: left; background: var(--head-bg); padding: 5px 8px;
+                border-bottom: 1px solid var(--border); }
+table.code td { font: 12.5px/1.45 var(--mono); vertical-align: top; padding: 0 6px; }
+table.code td.src { white-space: pre-wrap; overflow-wrap: normal; word-break: normal; width: 50%;
+                    padding-left: calc((var(--i, 0) + 4) * 1ch + 6px); text-indent: calc((var(--i, 0) + 4) * -1ch); }
+table.code.shared td.src { width: 100%; }
+table.code td.ln { color: var(--ln); text-align: right; white-space: nowrap; width: 1%; min-width: 3ch;
+                   user-select: none; border-right: 1px solid var(--border); }
+table.code td.mk { width: 1.2em; min-width: 1.2em; text-align: center; font-weight: 700; color: var(--mark);
+                   user-select: none; }
+tr.differ td.src, tr.differ td.ln { background: var(--differ); }
+tr.left td.src.l, tr.left td.ln.l { background: var(--left); }
+tr.right td.src.r, tr.right td.ln.r { background: var(--right); }
+td.gap { background: repeating-linear-gradient(135deg, var(--gap-a) 0 6px, var(--gap-b) 6px 12px) !important; }
+tr.left td.mk { color: var(--mark-left); } tr.right td.mk { color: var(--mark-right); }
+td.src.pointed { box-shadow: inset 3px 0 0 var(--accent); }
+a.badge { display: inline-block; min-width: 1.3em; padding: 0 2px; margin-right: 2px; border-radius: 7px;
+          background: var(--accent); color: var(--badge-text); font: 700 10.5px/1.45 system-ui, sans-serif;
+          text-align: center; text-decoration: none; vertical-align: 1px; }
+tr.sep td { height: 8px; }
+.notes { background: var(--notes-bg); border-left: 4px solid var(--accent); padding: 8px 14px; margin: 10px 0; }
+.notes ol { margin: 4px 0; padding-left: 22px; }
+.notes li { margin: 6px 0; }
+.notes li > div { overflow-x: auto; }  /* a token longer than the line scrolls, never breaks */
+.notes .where { font-family: var(--mono); font-size: 12.5px; background: var(--code-bg); padding: 1px 5px;
+                border-radius: 3px; }
+.notes code.hl { white-space: pre-wrap; }
+.proof { background: var(--proof-bg); border-left: 4px solid var(--pass); padding: 8px 14px; margin: 10px 0; }
+.proof.failed { background: var(--failed-bg); border-left-color: var(--fail); }
+.proof ul { list-style: none; padding-left: 4px; margin: 4px 0; }
+.pass { color: var(--pass); font-weight: 700; } .fail { color: var(--fail); font-weight: 700; }
+.fail-detail { font-family: var(--mono); font-size: 12px; color: var(--fail-detail); margin-left: 3.5em; }
+.names-scroll { overflow-x: auto; margin: 8px 0 14px; }
+table.names { border-collapse: collapse; background: var(--code-bg); }
+table.names td, table.names th { border: 1px solid var(--border); padding: 3px 12px; font: 13px/1.5 var(--mono);
+                                 text-align: left; white-space: nowrap; }
+table.names th { background: var(--head-bg); }
+figure { margin: 10px 0; }
+figure.curves svg { display: block; width: 100%; max-width: 640px; height: auto; background: #fff;
+                    border: 1px solid var(--border); }
+pre.run { font: 12.5px/1.4 var(--mono); background: var(--code-bg); border: 1px solid var(--border); padding: 8px 12px;
+          white-space: pre-wrap; overflow-wrap: break-word; }
+footer { margin-top: 48px; color: var(--muted); font-size: 13px; }
+@media (max-width: NARROWpx) {
+  .tabs { display: flex; gap: 4px; margin-bottom: -1px; }
+  .tabs label { flex: 1 1 0; min-width: 0; font: 600 13px/1.35 var(--mono); padding: 6px 8px; cursor: pointer;
+                background: var(--tab-bg); border: 1px solid var(--border); border-radius: 6px 6px 0 0; }
+  .piece > input:focus-visible + input + .tabs label, .piece > input + input:focus-visible + .tabs label {
+                outline: 2px solid var(--accent); }
+  .show-l:checked ~ .tabs label.l, .show-r:checked ~ .tabs label.r { background: var(--tab-on);
+                border-bottom-color: var(--tab-on); box-shadow: inset 0 3px 0 var(--accent); cursor: default; }
+  .piece.two table.code tr.head { display: none; }
+  .show-l:checked ~ .scroll .r, .show-r:checked ~ .scroll .l { display: none; }
+  .piece.two table.code td.src { width: 100%; }
+  /* the rows where only the hidden side's line goes on (it is taller) */
+  .show-l:checked ~ .scroll tr:has(td.src.l.pad), .show-r:checked ~ .scroll tr:has(td.src.r.pad) { display: none; }
+  /* a line only the hidden side has: a thin hatched strip says something happens there */
+  .show-l:checked ~ .scroll tr.right td, .show-r:checked ~ .scroll tr.left td {
+                font-size: 0; line-height: 0; height: 4px; padding: 0; }
+  .show-l:checked ~ .scroll tr.right td.l, .show-r:checked ~ .scroll tr.left td.r {
+                background: repeating-linear-gradient(135deg, var(--gap-a) 0 6px, var(--gap-b) 6px 12px) !important; }
+}
+@media (max-width: 700px) {
+  main { padding: 14px 12px 48px; }
+  h1 { font-size: 22px; }
+  nav ol { columns: 1; padding-left: 24px; }
+  .legend span.sw { margin-left: 8px; }
+  .notes, .proof { padding: 8px 10px; }
+  .notes ol { padding-left: 18px; }
+  .fail-detail { margin-left: 1em; }
+}
+""".replace("NARROW", str(WIDE - 1))
+
+
+def token_class(ttype) -> str:
+    while ttype not in STANDARD_TYPES:
+        ttype = ttype.parent
+    return STANDARD_TYPES[ttype]
+
+
+def highlight(lines: list[Line]) -> list[list[str]]:
+    """Each logical line's physical lines as HTML, highlighted with the whole piece as context."""
+    text = "\n".join(p for ln in lines for p in ln.physical)
+    out = [""]
+    for ttype, value in PythonLexer(stripnl=False, ensurenl=False).get_tokens(text):
+        cls = token_class(ttype)
+        for k, part in enumerate(value.split("\n")):
+            if k:
+                out.append("")
+            if part:
+                out[-1] += f'<span class="{cls}">{html.escape(part)}</span>' if cls else html.escape(part)
+    out += [""] * (sum(len(ln.physical) for ln in lines) - len(out))
+    grouped, k = [], 0
+    for ln in lines:
+        grouped.append(out[k: k + len(ln.physical)])
+        k += len(ln.physical)
+    return grouped
+
+
+def indent_of(text: str) -> int:
+    return len(text) - len(text.lstrip(" "))
+
+
+def cell_pair(line: Line | None, k: int, code: list[str] | None, side: str, topic: str, impl: str,
+              badges: dict) -> str:
+    """The line-number and code cells of one side of one display row."""
+    if line is None:
+        return f'<td class="ln {side} gap"></td><td class="src {side} gap"></td>'
+    if k >= len(line.physical):
+        return f'<td class="ln {side} pad"></td><td class="src {side} pad"></td>'
+    number = line.lineno + k if line.lineno else ""
+    badge = "".join(f'<a class="badge" href="#note-{topic}-{n}">{n}</a>'
+                    for n in badges.get((line.path, number), []))
+    anchor = f' id="{topic}-{impl}-{number}"' if number else ""
+    pointed = " pointed" if badge else ""
+    return (f'<td class="ln {side}"{anchor}>{badge}{number}</td>'
+            f'<td class="src {side}{pointed}" style="--i:{indent_of(line.physical[k])}">{code[k]}</td>')
+
+
+def piece_table(piece: Piece, v: TopicView, badges: dict, number: int) -> str:
+    """One piece: a single column for shared code; else both sides, one table so that facing lines
+    share a row. On a narrow screen a tab per side shows one at a time (two radio buttons and CSS,
+    no script); the other side's own lines become thin hatched strips."""
+    if piece.shared:
+        lines = [r.left for r in piece.rows]
+        code = highlight(lines)
+        rows = []
+        for line, hl in zip(lines, code):
+            for k in range(len(line.physical)):
+                rows.append(f'<tr class="same"><td class="mk"></td>'
+                            f'{cell_pair(line, k, hl, "l", v.name, "shared", badges)}</tr>')
+        head = (f"{html.escape(piece.titles[0])}" if piece.aside else
+                f"{html.escape(piece.titles[0])}: {html.escape(piece.caption)}")
+        about = f'<p class="aside">{prose(piece.caption)}</p>' if piece.aside else ""
+        return (f'{about}<div class="piece"><div class="scroll"><table class="code shared">'
+                f'<tr class="head"><th colspan="3">{head}</th></tr>'
+                + "".join(rows) + "</table></div></div>")
+    left = highlight([r.left for r in piece.rows if r.left])
+    right = highlight([r.right for r in piece.rows if r.right])
+    li = ri = 0
+    rows = []
+    for row in piece.rows:
+        hl_l = hl_r = None
+        if row.left:
+            hl_l, li = left[li], li + 1
+        if row.right:
+            hl_r, ri = right[ri], ri + 1
+        height = max(len(row.left.physical) if row.left else 0, len(row.right.physical) if row.right else 0)
+        blank = not (row.left or row.right).key
+        for k in range(height):
+            mark = "" if blank else row_mark(row, k).strip()
+            rows.append(f'<tr class="{row.kind}" title="{KIND_WORDS[row.kind]}"><td class="mk">{mark}</td>'
+                        f'{cell_pair(row.left, k, hl_l, "l", v.name, v.pair[0], badges)}'
+                        f'{cell_pair(row.right, k, hl_r, "r", v.name, v.pair[1], badges)}</tr>')
+    titles = [html.escape(t).replace("/", "/<wbr>").replace(":", ":<wbr>") for t in piece.titles]
+    head = "".join(f'<th colspan="2" class="{s}">{t}</th>' for s, t in zip("lr", titles))
+    tab = f"{v.name}-{number}"
+    tabs = "".join(f'<label class="{s}" for="{tab}-{s}">{t}</label>' for s, t in zip("lr", titles))
+    return (f'<div class="piece two">'
+            f'<input type="radio" class="show-l" name="{tab}" id="{tab}-l" checked>'
+            f'<input type="radio" class="show-r" name="{tab}" id="{tab}-r">'
+            f'<div class="tabs">{tabs}</div><div class="scroll"><table class="code">'
+            f'<tr class="head"><th class="mk"></th>{head}</tr>' + "".join(rows) + "</table></div></div>")
+
+
+def code_html(text: str) -> str:
+    return "".join(f'<span class="{token_class(t)}">{html.escape(v)}</span>' if token_class(t) else html.escape(v)
+                   for t, v in PythonLexer(stripnl=False, ensurenl=False).get_tokens(text))
+
+
+def prose(text: str) -> str:
+    """A note's text, `code` in backticks set as code."""
+    parts = re.split(r"`([^`]+)`", text)  # even places: prose, odd places: code
+    return "".join(f'<code class="hl">{code_html(p)}</code>' if k % 2 else html.escape(p) for k, p in enumerate(parts))
+
+
+def where(p: Pointer, href: str | None = None) -> str:
+    label = f"{html.escape(p.path)}:{p.lineno}"
+    link = f'<a href="#{href}">{label}</a>' if href else label
+    return f'<span class="where">{link}</span> <code class="hl">{code_html(p.text)}</code>'
+
+
+def topic_section(v: TopicView, outcomes: list[tuple[str, str]], names: list[tuple[str, ...]]) -> str:
+    badges: dict = {}
+    for n, note in enumerate(v.notes, 1):
+        for p in ([note.at] if note.at else []) + note.faces:
+            badges.setdefault((p.path, p.lineno), []).append(n)
+    parts = [f'<section id="topic-{v.name}"><h2>{v.name}</h2><p class="concept">{html.escape(v.concept)}</p>']
+    parts += [piece_table(p, v, badges, k) for k, p in enumerate(v.pieces)]
+    if v.name == "names":
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in ("checkpoint name", "shape", f"{v.pair[0]}/",
+                                                              f"{v.pair[1]}/"))
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in names)
+        parts.append("<h3>The names, generated from the converters</h3>"
+                     f'<div class="names-scroll"><table class="names"><tr>{head}</tr>{body}</table></div>')
+    if v.notes:
+        items = []
+        for n, note in enumerate(v.notes, 1):
+            at = where(note.at, f"{v.name}-{note.impl}-{note.at.lineno}") + "<br>" if note.at else ""
+            inside = "".join(f"<br>inside: {where(p)}" for p in note.inside)
+            inside += "".join(f"<br>instead of: {where(p, f'{v.name}-{other}-{p.lineno}')}" for p in note.faces
+                              for other in [v.pair[1] if note.impl == v.pair[0] else v.pair[0]])
+            idiom = (f'<br><span class="bitwise">written so only to stay bitwise; the idiomatic line:</span> '
+                     f'<code class="hl">{code_html(note.idiom)}</code>' if note.idiom else "")
+            items.append(f'<li id="note-{v.name}-{n}"><div>{at}{prose(note.text)}{idiom}{inside}</div></li>')
+        parts.append(f'<div class="notes"><strong>What the framework took over</strong><ol>{"".join(items)}</ol></div>')
+    failed = any(o != "PASS" for _, o in outcomes)
+    checks = []
+    for label, outcome in outcomes:
+        ok = outcome == "PASS"
+        detail = "" if ok else f'<div class="fail-detail">{html.escape(outcome[6:])}</div>'
+        checks.append(f'<li><span class="{"pass" if ok else "fail"}">{"✓ PASS" if ok else "✗ FAIL"}</span> '
+                      f"{html.escape(label)}{detail}</li>")
+    body = "".join(checks) or "<li>no check is wired for this pair yet</li>"
+    parts.append(f'<div class="proof{" failed" if failed else ""}"><strong>The proof</strong> '
+                 "(compare/equivalence.py, run when this page was built: same weights and names in, the "
+                 f"numbers compared)<ul>{body}</ul></div></section>")
+    return "".join(parts)
+
+
+def versions() -> str:
+    found = []
+    for package in ("jax", "jaxlib", "flax", "optax", "pygments"):
+        try:
+            found.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return ", ".join(found)
+
+
+def curves_html(run, pair: tuple[str, str], steps: int) -> str:
+    """The side-by-side run: its plot (an SVG, inline: its text stays text, at a size read on a
+    phone) and its log, wrapped rather than clipped."""
+    a, b = pair
+    if run:
+        svg, lines = run
+        text = svg.decode("utf-8")
+        text = text[text.index("<svg"):]  # the XML prolog and doctype have no place inside HTML
+        return (f'<figure class="curves" role="img" aria-label="loss curves of {a} and {b}, {steps} steps">'
+                f'{text}</figure><pre class="run">{html.escape(chr(10).join(lines))}</pre>')
+    if steps:
+        return f"<p>No side-by-side run covers {a} and {b} yet.</p>"
+    return "<p>No run was asked for (--steps 0).</p>"
+
+
+GENERATOR = "microgpt-jax compare lesson"  # how `lesson --html` knows a page it may replace
+
+
+def render(views: list[TopicView], outcomes: dict, names: list, run, pair: tuple[str, str], steps: int) -> str:
+    a, b = pair
+    passed = sum(o == "PASS" for checks in outcomes.values() for _, o in checks)
+    total = sum(len(checks) for checks in outcomes.values())
+    toc = "".join(
+        f'<li><a href="#topic-{v.name}">{v.name}</a> '
+        f'<span class="{"pass" if all(o == "PASS" for _, o in outcomes[v.name]) else "fail"}">'
+        f'{sum(o == "PASS" for _, o in outcomes[v.name])}/{len(outcomes[v.name])} ✓</span>'
+        f" — {html.escape(TOPICS[v.name].concept.split(':')[0])}</li>" for v in views)
+    curves = curves_html(run, pair, steps)
+    legend = ('<p class="legend">Marks:<span class="sw differ"></span>~ the two lines differ'
+              '<span class="sw left"></span>&lt; only on the left'
+              '<span class="sw right"></span>&gt; only on the right'
+              '<span class="sw gap"></span>a gap: nothing on that side does it'
+              '<span class="sw same"></span>unmarked: the same line</p>')
+    style = (f":root {{ {palette_css(LIGHT)}}}\n"
+             f"@media (prefers-color-scheme: dark) {{ :root {{ {palette_css(DARK)}}} }}\n" + token_css() + CSS)
+    opening_html = "".join(f"<p>{prose(t)}</p>" for t in opening(pair))
+    opening_html = f'<section id="opening"><h3>What changes between the two</h3>{opening_html}</section>'
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="{GENERATOR}">
+<title>microgpt: {a}/ beside {b}/</title>
+<style>{style}</style></head>
+<body><main>
+<h1>microgpt, twice: <code>{a}/</code> beside <code>{b}/</code></h1>
+<p>Karpathy's microgpt (a character-level GPT of 4,192 parameters) is written here in two ways that
+compute the same numbers. Each topic below shows both, read from the source files when this page was
+built. Every line sits beside the line on the other side that does the same thing; a line with no
+counterpart faces a hatched gap, which is usually where a framework took the work over. The note under
+a topic says what it took over, points (numbered badges) at the line where that happens and at
+the lines it replaces, and quotes the library's own line. The proof under each topic lists the
+equivalence checks that cover it, run when the page was built: {passed} of {total} passed.</p>
+{legend}
+{opening_html}
+<nav><h3>Topics</h3><ol>{toc}</ol></nav>
+<h2 id="training">Training side by side</h2>
+<p class="concept">One initialisation, converted into both, trained in lockstep on the same names
+(<code>python -m compare --steps {steps}</code>): the loss of each step (faint) and its running mean,
+and how far apart the weights are after each step.</p>
+{curves}
+{"".join(topic_section(v, outcomes[v.name], names) for v in views)}
+<footer>Built by <code>python -m compare lesson --html</code> from the live source, with {versions()}.
+This page asks the network for nothing.</footer>
+</main></body></html>
+"""
