@@ -91,5 +91,9 @@ class Impl:
     # adds); each tap's value enters the rest of the pass plus its perturbation, so that
     # jax.grad with respect to `perturbations` is the gradient of the loss with respect to each
     # tap. `taps` maps every tap name to its value (before the perturbation is added); the loss
-    # is loss_fn's (or batch_loss_fn's) bit for bit. Nothing of this runs in the trainers' step.
+    # is loss_fn's (or batch_loss_fn's) bit for bit when run op by op (under jit XLA may fuse the
+    # added zeros differently). common.taps.zero_perturbations builds the zeros. Differentiate with
+    # `params` passed to the transform, not closed over (NNX refuses a module from outside it):
+    # jax.grad(lambda z, p: tapped_loss(p, batch, cfg, z), has_aux=True)(zeros, params).
+    # Nothing of this runs in the trainers' step.
     tapped_loss: Callable | None = None

@@ -42,3 +42,12 @@ def tap_shapes(cfg: Config, T: int) -> dict[str, tuple[int, ...]]:
 def tap_names(cfg: Config) -> list[str]:
     """The tap names in forward order (the loss, a scalar, comes after the last)."""
     return list(tap_shapes(cfg, 1))
+
+
+def zero_perturbations(cfg: Config, inputs_shape: tuple[int, ...]) -> dict:
+    """{tap name: float32 zeros of its shape} for tokens of `inputs_shape`, (T,) or (B, T): the
+    `perturbations` argument of Impl.tapped_loss when only the values and their gradients are wanted."""
+    import jax.numpy as jnp
+
+    *lead, T = inputs_shape
+    return {name: jnp.zeros((*lead, *shape), jnp.float32) for name, shape in tap_shapes(cfg, T).items()}

@@ -1,7 +1,9 @@
 """`python -m compare` (side by side), `python -m compare diff [topic ...]` (the lesson in the
 terminal), `python -m compare lesson --html PATH` (the lesson as a web page), `python -m compare bench`,
 `python -m compare --against float64|eager` (where two runs of one implementation part),
-`python -m compare check MODULE` (the equivalence grid on any implementation, by module path)."""
+`python -m compare check MODULE` (the equivalence grid on any implementation, by module path),
+`python -m compare where` (the first operation where two implementations part), `python -m compare
+golden` / `judge` (a reference's outputs in a file, and a candidate's file judged against them)."""
 
 import sys
 
@@ -21,6 +23,14 @@ def main(argv):
         from compare import check
 
         return check.main(argv[1:])
+    if argv and argv[0] == "where":
+        from compare import where
+
+        return where.main(argv[1:])
+    if argv and argv[0] in ("golden", "judge"):
+        from compare import golden
+
+        return (golden.main if argv[0] == "golden" else golden.judge_main)(argv[1:])
     if argv and argv[0] == "bench":
         from compare import bench
 

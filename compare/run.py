@@ -146,6 +146,10 @@ def main(argv) -> int:
         "lesson": "write the lesson as one web page (see `compare lesson --help`)",
         "bench": "time them, compile and steady state (see `compare bench --help`)",
         "check": "run the equivalence grid on any implementation, by module path (see `compare check --help`)",
+        "where": "the first tap, gradient or Adam entry where two implementations part, and why "
+                 "(see `compare where --help`)",
+        "golden": "write the reference's inputs and outputs to an .npz, for a port in another framework",
+        "judge": "judge a candidate .npz against a golden file: where's table, exit 0/1",
         "--against": "float64 or eager: where two runs of one implementation (--impl) part (see `compare --against "
                      "float64 --help`)",
     })

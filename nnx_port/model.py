@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 from flax.nnx.nn.attention import dot_product_attention_weights  # not re-exported as nnx.<name>
+from flax.traverse_util import flatten_dict, unflatten_dict
 
 from common.config import Config
 
@@ -32,6 +33,20 @@ def dense(features_in: int, features: int, cfg: Config, rngs: nnx.Rngs) -> nnx.L
 
 def init_params(cfg: Config, *, key: jax.Array) -> "GPT":
     return GPT(cfg, rngs=nnx.Rngs(params=key))
+
+
+# ----------------------------------------------------------------------------- taps
+
+def tap(module: nnx.Module, name: str, x):
+    """Record `x` under `name` (sow, as an nnx.Intermediate) and return it plus its perturbation
+    (perturb, an nnx.Perturbation), inside `nnx.capture` only. Outside a capture (the trainers'
+    step) NNX 0.12.8 would keep both as new attributes of the module and add the zeros, so the
+    step would no longer be the program it was; `__captures__` is what nnx.capture sets on every
+    module while it runs (NNX's own sow and perturb test for it; 0.12.12's capture_noop does the same)."""
+    if not hasattr(module, "__captures__"):
+        return x
+    module.sow(nnx.Intermediate, name, x, reduce_fn=lambda _, x: x)  # the value itself, not a tuple of calls
+    return module.perturb(f"{name}_perturbation", x)  # capture keeps one name per module for both kinds
 
 
 # ----------------------------------------------------------------------------- layers
@@ -56,19 +71,19 @@ class Attention(nnx.Module):
     def __call__(self, x):
         cfg = self.cfg
         T, H, hd = x.shape[0], cfg.n_head, cfg.head_dim
-        q = self.wq(x).reshape(T, H, hd)  # (T, H, hd)
-        k = self.wk(x).reshape(T, H, hd)  # (T, H, hd)
-        v = self.wv(x).reshape(T, H, hd)  # (T, H, hd)
+        q = tap(self, "q", self.wq(x).reshape(T, H, hd))  # (T, H, hd)
+        k = tap(self, "k", self.wk(x).reshape(T, H, hd))  # (T, H, hd)
+        v = tap(self, "v", self.wv(x).reshape(T, H, hd))  # (T, H, hd)
         causal = nnx.make_causal_mask(jnp.ones(T))  # (1, T, T) position t sees positions <= t
         # The weights, then an einsum: what linen's nn.dot_product_attention does inside.
         # nnx.dot_product_attention (no dropout) hands off to jax.nn.dot_product_attention, whose
         # backward sums in another order: logits and loss stayed bitwise, but the wk, wte and wpe
         # gradients came out up to 1.5e-8 apart from pure's (1 to 9 ulps of the element; seeds 0-2).
-        weights = dot_product_attention_weights(
+        weights = tap(self, "attn_weights", dot_product_attention_weights(
             q, k, mask=causal, dropout_rate=0.0, deterministic=True
-        )  # (H, T, T)
+        ))  # (H, T, T)
         out = jnp.einsum("hqk,khd->qhd", weights, v).reshape(T, H * hd)  # (T, D)
-        return self.wo(out)
+        return tap(self, "attn_out", self.wo(out))
 
 
 class MLP(nnx.Module):
@@ -79,7 +94,8 @@ class MLP(nnx.Module):
         self.fc2 = dense(4 * cfg.n_embd, cfg.n_embd, cfg, rngs)
 
     def __call__(self, x):
-        return self.fc2(nnx.relu(self.fc1(x)))
+        hidden = tap(self, "mlp_hidden", nnx.relu(self.fc1(x)))  # (T, 4D)
+        return tap(self, "mlp_out", self.fc2(hidden))
 
 
 class Block(nnx.Module):
@@ -90,8 +106,10 @@ class Block(nnx.Module):
         self.norm_mlp, self.mlp = rmsnorm(cfg, rngs), MLP(cfg, rngs=rngs)
 
     def __call__(self, x):
-        x = x + self.attn(self.norm_attn(x))
-        x = x + self.mlp(self.norm_mlp(x))
+        x = x + self.attn(tap(self, "norm_attn", self.norm_attn(x)))
+        x = tap(self, "res_attn", x)
+        x = x + self.mlp(tap(self, "norm_mlp", self.norm_mlp(x)))
+        x = tap(self, "res_mlp", x)
         return x
 
 
@@ -112,10 +130,12 @@ class GPT(nnx.Module):
     def __call__(self, tokens):
         T = tokens.shape[0]
         x = self.wte(tokens) + self.wpe(jnp.arange(T))  # (T, D)
-        x = self.norm_in(x)  # microgpt norms the embeddings too: the residual stream starts normed
+        x = tap(self, "embed", x)
+        # microgpt norms the embeddings too: the residual stream starts normed
+        x = tap(self, "norm_in", self.norm_in(x))
         for block in self.blocks:
             x = block(x)
-        return self.lm_head.attend(x)  # (T, V)
+        return tap(self, "logits", self.lm_head.attend(x))  # (T, V)
 
 
 def forward(gpt: GPT, tokens, cfg: Config):
@@ -125,11 +145,15 @@ def forward(gpt: GPT, tokens, cfg: Config):
 
 # ----------------------------------------------------------------------------- loss
 
+def mean_nll(logits, batch):
+    """Mean next-token negative log-likelihood of logits (T, V) or (B, T, V) over the real (unpadded) positions."""
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch.targets)  # -log softmax(logits)[target]
+    return jnp.sum(nll * batch.mask) / jnp.sum(batch.mask)
+
+
 def loss_fn(gpt: GPT, batch, cfg: Config):
     """Mean next-token negative log-likelihood over the name's real (unpadded) positions."""
-    logits = forward(gpt, batch.inputs, cfg)  # (T, V)
-    nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch.targets)  # (T,)
-    return jnp.sum(nll * batch.mask) / jnp.sum(batch.mask)
+    return mean_nll(forward(gpt, batch.inputs, cfg), batch)  # logits (T, V)
 
 
 def batch_loss_fn(gpt: GPT, batch, cfg: Config):
@@ -137,5 +161,42 @@ def batch_loss_fn(gpt: GPT, batch, cfg: Config):
     same, whatever the length of its name. The single-sequence module call, batched with nnx.vmap
     (the module is shared by every name: in_axes None)."""
     logits = nnx.vmap(forward, in_axes=(None, 0, None))(gpt, batch.inputs, cfg)  # (B, T, V)
-    nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch.targets)  # (B, T)
-    return jnp.sum(nll * batch.mask) / jnp.sum(batch.mask)
+    return mean_nll(logits, batch)
+
+
+# ----------------------------------------------------------------------------- taps of one pass
+
+TAP_PARTS = {"q": "attn", "k": "attn", "v": "attn", "attn_weights": "attn", "attn_out": "attn",
+             "mlp_hidden": "mlp", "mlp_out": "mlp"}  # the other taps of a layer are its Block's own
+
+
+def tap_path(name: str) -> tuple:
+    """A tap's name -> its path in the captured state: 'l0.q' -> ('blocks', 0, 'attn', 'q'); 'embed' -> ('embed',)."""
+    if "." not in name:
+        return (name,)
+    layer, local = name.split(".", 1)
+    return ("blocks", int(layer[1:]), *((TAP_PARTS[local],) if local in TAP_PARTS else ()), local)
+
+
+def tapped_forward(gpt: GPT, tokens, cfg: Config, perturbations: dict):
+    """forward, recording every tap: tokens (T,) -> (logits (T, V), {tap name: value})."""
+    init = nnx.State(unflatten_dict({
+        (*tap_path(name)[:-1], f"{tap_path(name)[-1]}_perturbation"): nnx.Perturbation(p)
+        for name, p in perturbations.items()
+    }))
+    logits, sown, _ = nnx.capture(forward, nnx.Intermediate, nnx.Perturbation, init=init)(gpt, tokens, cfg)
+    sown = flatten_dict(nnx.to_pure_dict(sown))  # {path: value}, the perturbations' paths among them
+    return logits, {name: sown[tap_path(name)] for name in perturbations}
+
+
+def tapped_loss(gpt: GPT, batch, cfg: Config, perturbations: dict):
+    """loss_fn (or batch_loss_fn for (B, T)) with the taps: -> (loss, {tap name: value}); the
+    gradient with respect to `perturbations` is the loss's gradient with respect to each tap."""
+    # nnx.capture marks every module while it runs, and NNX refuses to change a module made outside
+    # the jax transform now tracing (the caller's jax.grad over `perturbations`): capture a copy made here.
+    gpt = nnx.clone(gpt)
+    if batch.inputs.ndim == 1:
+        logits, values = tapped_forward(gpt, batch.inputs, cfg, perturbations)
+    else:
+        logits, values = nnx.vmap(tapped_forward, in_axes=(None, 0, None, 0))(gpt, batch.inputs, cfg, perturbations)
+    return mean_nll(logits, batch), values

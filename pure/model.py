@@ -20,6 +20,26 @@ def init_params(cfg: Config, *, key: jax.Array) -> dict[str, jax.Array]:
     }
 
 
+# ----------------------------------------------------------------------------- taps
+
+class Taps:
+    """The named intermediates of one forward pass (common/taps.py), recorded by explicit code: each
+    value is kept under its name and goes on plus its perturbation (zeros), so that the gradient
+    with respect to `perturbations` is the gradient with respect to the value."""
+
+    def __init__(self, perturbations: dict):
+        self.perturbations, self.values = perturbations, {}
+
+    def __call__(self, name: str, x):
+        self.values[name] = x
+        return x + self.perturbations[name]
+
+
+def tap(taps: Taps | None, name: str, x):
+    """`x` itself when no taps are asked for: the trainers' step traces exactly what it did without taps."""
+    return x if taps is None else taps(name, x)
+
+
 # ----------------------------------------------------------------------------- layers
 
 def dense(x, w):
@@ -35,63 +55,88 @@ def rmsnorm(x, cfg: Config):
     return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + cfg.norm_eps)
 
 
-def attention(params, x, cfg: Config, layer: int):
+def attention(params, x, cfg: Config, layer: int, taps: Taps | None = None):
     """Causal multi-head self-attention."""
     T, H, hd = x.shape[0], cfg.n_head, cfg.head_dim
-    q = dense(x, params[f"l{layer}.wq"]).reshape(T, H, hd)  # (T, H, hd)
-    k = dense(x, params[f"l{layer}.wk"]).reshape(T, H, hd)  # (T, H, hd)
-    v = dense(x, params[f"l{layer}.wv"]).reshape(T, H, hd)  # (T, H, hd)
+    q = tap(taps, f"l{layer}.q", dense(x, params[f"l{layer}.wq"]).reshape(T, H, hd))  # (T, H, hd)
+    k = tap(taps, f"l{layer}.k", dense(x, params[f"l{layer}.wk"]).reshape(T, H, hd))  # (T, H, hd)
+    v = tap(taps, f"l{layer}.v", dense(x, params[f"l{layer}.wv"]).reshape(T, H, hd))  # (T, H, hd)
     q = q / jnp.sqrt(hd).astype(x.dtype)
     scores = jnp.einsum("qhd,khd->hqk", q, k)  # (H, T, T)
     causal = jnp.tril(jnp.ones((T, T), bool))  # position t sees positions <= t
     scores = jnp.where(causal, scores, jnp.finfo(x.dtype).min)
-    weights = jax.nn.softmax(scores, axis=-1)  # (H, T, T)
+    weights = tap(taps, f"l{layer}.attn_weights", jax.nn.softmax(scores, axis=-1))  # (H, T, T)
     out = jnp.einsum("hqk,khd->qhd", weights, v).reshape(T, H * hd)  # (T, D)
-    return dense(out, params[f"l{layer}.wo"])
+    return tap(taps, f"l{layer}.attn_out", dense(out, params[f"l{layer}.wo"]))
 
 
-def mlp(params, x, cfg: Config, layer: int):
+def mlp(params, x, cfg: Config, layer: int, taps: Taps | None = None):
     """D -> 4D -> D with a ReLU between."""
     del cfg  # the MLP's width comes from the parameters
-    return dense(jax.nn.relu(dense(x, params[f"l{layer}.fc1"])), params[f"l{layer}.fc2"])
+    hidden = tap(taps, f"l{layer}.mlp_hidden", jax.nn.relu(dense(x, params[f"l{layer}.fc1"])))  # (T, 4D)
+    return tap(taps, f"l{layer}.mlp_out", dense(hidden, params[f"l{layer}.fc2"]))
 
 
-def block(params, x, cfg: Config, layer: int):
+def block(params, x, cfg: Config, layer: int, taps: Taps | None = None):
     """Pre-norm residual block: attention, then the MLP."""
-    x = x + attention(params, rmsnorm(x, cfg), cfg, layer)
-    x = x + mlp(params, rmsnorm(x, cfg), cfg, layer)
+    x = x + attention(params, tap(taps, f"l{layer}.norm_attn", rmsnorm(x, cfg)), cfg, layer, taps)
+    x = tap(taps, f"l{layer}.res_attn", x)
+    x = x + mlp(params, tap(taps, f"l{layer}.norm_mlp", rmsnorm(x, cfg)), cfg, layer, taps)
+    x = tap(taps, f"l{layer}.res_mlp", x)
     return x
 
 
 # ----------------------------------------------------------------------------- forward
 
-def forward(params, tokens, cfg: Config):
+def forward(params, tokens, cfg: Config, taps: Taps | None = None):
     """Logits for each position of one sequence: tokens (T,) int -> (T, V)."""
     T = tokens.shape[0]
     # jnp.take, as nn.Embed looks rows up: plain indexing (`wte[tokens]`) promises in-bound indices,
     # take fills out-of-range rows, and XLA compiles the two gradients' scatter-adds differently
     # (1 ulp apart at n_embd 24 and 32; compare/tolerances.py).
     x = jnp.take(params["wte"], tokens, axis=0) + jnp.take(params["wpe"], jnp.arange(T), axis=0)  # (T, D)
-    x = rmsnorm(x, cfg)  # microgpt norms the embeddings too: the residual stream starts normed
+    x = tap(taps, "embed", x)
+    # microgpt norms the embeddings too: the residual stream starts normed
+    x = tap(taps, "norm_in", rmsnorm(x, cfg))
     for layer in range(cfg.n_layer):
-        x = block(params, x, cfg, layer)
-    return x @ params["lm_head"].T  # (T, V)
+        x = block(params, x, cfg, layer, taps)
+    return tap(taps, "logits", x @ params["lm_head"].T)  # (T, V)
 
 
 # ----------------------------------------------------------------------------- loss
 
+def mean_nll(logits, batch):
+    """Mean next-token negative log-likelihood of logits (T, V) or (B, T, V) over the real (unpadded) positions."""
+    target_logits = jnp.take_along_axis(logits, batch.targets[..., None], axis=-1)[..., 0]  # (T,) or (B, T)
+    nll = jax.nn.logsumexp(logits, axis=-1) - target_logits  # -log softmax(logits)[target]
+    return jnp.sum(nll * batch.mask) / jnp.sum(batch.mask)
+
+
 def loss_fn(params, batch, cfg: Config):
     """Mean next-token negative log-likelihood over the name's real (unpadded) positions."""
-    logits = forward(params, batch.inputs, cfg)  # (T, V)
-    target_logits = jnp.take_along_axis(logits, batch.targets[:, None], axis=-1)[:, 0]  # (T,)
-    nll = jax.nn.logsumexp(logits, axis=-1) - target_logits  # (T,) -log softmax(logits)[target]
-    return jnp.sum(nll * batch.mask) / jnp.sum(batch.mask)
+    return mean_nll(forward(params, batch.inputs, cfg), batch)  # logits (T, V)
 
 
 def batch_loss_fn(params, batch, cfg: Config):
     """The same mean over the real positions of B names (B, T) together: every token weighs the
     same, whatever the length of its name. The single-sequence forward, batched with jax.vmap."""
     logits = jax.vmap(forward, in_axes=(None, 0, None))(params, batch.inputs, cfg)  # (B, T, V)
-    target_logits = jnp.take_along_axis(logits, batch.targets[..., None], axis=-1)[..., 0]  # (B, T)
-    nll = jax.nn.logsumexp(logits, axis=-1) - target_logits  # (B, T) -log softmax(logits)[target]
-    return jnp.sum(nll * batch.mask) / jnp.sum(batch.mask)
+    return mean_nll(logits, batch)
+
+
+# ----------------------------------------------------------------------------- taps of one pass
+
+def tapped_forward(params, tokens, cfg: Config, perturbations: dict):
+    """forward, recording every tap: tokens (T,) -> (logits (T, V), {tap name: value})."""
+    taps = Taps(perturbations)
+    return forward(params, tokens, cfg, taps), taps.values
+
+
+def tapped_loss(params, batch, cfg: Config, perturbations: dict):
+    """loss_fn (or batch_loss_fn for (B, T)) with the taps: -> (loss, {tap name: value}); the
+    gradient with respect to `perturbations` is the loss's gradient with respect to each tap."""
+    if batch.inputs.ndim == 1:
+        logits, values = tapped_forward(params, batch.inputs, cfg, perturbations)
+    else:
+        logits, values = jax.vmap(tapped_forward, in_axes=(None, 0, None, 0))(params, batch.inputs, cfg, perturbations)
+    return mean_nll(logits, batch), values

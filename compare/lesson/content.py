@@ -119,7 +119,7 @@ COUNTERPARTS = (
      "nnx_port": "optimizer.update(gpt, grads)"},
     # the output matrix (a piece of pure's line that survives its matrix products becoming a helper)
     {"pure": 'params["lm_head"]', "flax_port": '"lm_head").attend(x)',
-     "nnx_port": "return self.lm_head.attend(x)"},
+     "nnx_port": "self.lm_head.attend(x)"},
     # calling the model on its weights: pure's forward is the model itself, it has no such line
     {"flax_port": "return GPT(cfg).apply(", "nnx_port": "return gpt(tokens)"},
     # the names: pure returns its table, the frameworks map one name to a path
@@ -194,12 +194,13 @@ FLAX_NOTES = {
     "attention": (
         Note("nn.make_causal_mask(", "the lower-triangular mask, with a leading axis for the heads.",
              faces=(("pure", "jnp.tril("),)),
-        Note("nn.dot_product_attention(", "scales q by 1/sqrt(hd), forms the scores, fills the masked ones with "
-             "the dtype's lowest value, takes the softmax and weighs the values, all inside one call.",
+        Note("nn.dot_product_attention_weights(", "scales q by 1/sqrt(hd), forms the scores, fills the masked ones "
+             "with the dtype's lowest value and takes the softmax, inside one call; the einsum with v is written "
+             "out (what nn.dot_product_attention does inside) so that the weights are a tap.",
              ((LINEN_ATTENTION, "query = query / jnp.sqrt(depth)"),
               (LINEN_ATTENTION, "big_neg = jnp.finfo(dtype).min")),
              faces=(("pure", "q = q / jnp.sqrt(hd)"),),
-             more=(("pure", "pure writes those five lines out, its scaling facing a gap here."),)),
+             more=(("pure", "pure writes those four lines out, its scaling facing a gap here."),)),
     ),
     "loss": (
         Note("optax.softmax_cross_entropy_with_integer_labels(", "computes logsumexp(logits) - logits[target], "
@@ -250,7 +251,7 @@ NNX_NOTES = {
              faces=(("flax_port", "nn.RMSNorm("), ("pure", "return x * jax.lax.rsqrt("))),
         Note("self.blocks = nnx.List(", "submodules are attributes set in __init__; a plain Python list of them is "
              "refused, nnx.List holds the layers.",
-             faces=(("flax_port", "x = Block(cfg, name="), ("pure", "x = block(params, x, cfg, layer)"))),
+             faces=(("flax_port", "x = Block(cfg, name="), ("pure", "x = block(params, x, cfg, layer, taps)"))),
         Note("self.lm_head.attend(x)", "lm_head is an nnx.Embed read with attend: x @ table.T, the (V, D) "
              "table's transpose. " + DENSE_LM_HEAD_COST,
              faces=(("pure", 'params["lm_head"]'),),
@@ -266,8 +267,8 @@ NNX_NOTES = {
              "bitwise, but the wk, wte and wpe gradients came out up to 1.5e-8 apart (1 to 9 ulps of the "
              "element, seeds 0-2; nnx_port/model.py).",
              ((NNX_ATTENTION, "query = query / jnp.sqrt(depth)"), (NNX_ATTENTION, "big_neg = jnp.finfo(dtype).min")),
-             faces=(("flax_port", "nn.dot_product_attention("), ("pure", "q = q / jnp.sqrt(hd)")),
-             more=(("flax_port", "The two lines are what linen's nn.dot_product_attention does inside."),),
+             faces=(("flax_port", "nn.dot_product_attention_weights("), ("pure", "q = q / jnp.sqrt(hd)")),
+             more=(("flax_port", "flax_port writes the same two lines (its weights are a tap)."),),
              idiom="out = nnx.dot_product_attention(q, k, v, mask=causal).reshape(T, H * hd)"),
     ),
     "loss": (
@@ -361,7 +362,7 @@ TOPICS = {
     ),
     "loss": Topic(
         "The loss: mean next-token cross-entropy over the name's real positions (the padding is masked out).",
-        {"pure": ("model:loss_fn",), "flax_port": ("model:loss_fn",), "nnx_port": ("model:loss_fn",)},
+        {impl: ("model:mean_nll + model:loss_fn",) for impl in IMPLS},
         {"flax_port": FLAX_NOTES["loss"], "nnx_port": NNX_NOTES["loss"]},
     ),
     "optimizer": Topic(

@@ -1,0 +1,139 @@
+"""`python -m compare golden OUT.npz` and `python -m compare judge GOLDEN.npz CANDIDATE.npz`: the
+reference's numbers in a file, for a port in another framework (PyTorch, NumPy, ...) that compare/
+cannot import.
+
+A golden file holds, under fixed names:
+  golden                the marker: b"microgpt golden 1" (a file without it is never overwritten)
+  config                the Config as JSON (the candidate must be built with it)
+  inputs/<param>        the weights, in the checkpoint's flat names (common/checkpoint.py)
+  tokens/inputs, tokens/targets, tokens/mask   (k, T): step i trains on row i; `where`'s entries use row 0
+  tap/<t>, loss, tap_grad/<t>, grad/<param>, m/<param>, v/<param>, params/<param>
+                        what `compare where` lines up, for row 0 (tap names: common/taps.py)
+  steps/params/<param>  the parameters after k Adam steps, one row each
+A candidate writes the same names (all but golden, config, inputs/ and tokens/) from the same inputs;
+`judge` prints `where`'s table and `first parts at:` line, exit 0 (bitwise or float32 rounding) or 1.
+"""
+
+import json
+
+import numpy as np
+
+from common import checkpoint
+from common.checkpoint import param_shapes
+from common.cli import Parser, add_model_flags, make_config, seed_value, setup_jax
+from common.config import Config
+from common.errors import UserError
+from compare import where
+
+MARKER = b"microgpt golden 1"
+GIVEN = ("golden", "config")  # and every inputs/ and tokens/ entry: what the candidate reads, not writes
+
+
+def is_golden(path: str) -> bool:
+    """A file this project's `golden` wrote (its marker inside)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return "golden" in f.files and f["golden"].tobytes() == MARKER
+    except (OSError, ValueError, EOFError):
+        return False
+
+
+is_golden.kind = "a golden file it wrote carries the marker entry `golden`"
+
+
+def judged(name: str) -> bool:
+    return name not in GIVEN and not name.startswith(("inputs/", "tokens/"))
+
+
+# ----------------------------------------------------------------------------- golden
+
+def write_golden(path: str, cfg: Config, *, steps: int = 3, seed: int = 0, jit: bool = True) -> dict:
+    """Run pure from its initialisation for `seed` on `steps` names and write everything to `path`."""
+    import jax
+
+    import pure
+    from common.data import Tokenizer, default_names, training_batches
+    from common.runner import name_at
+
+    ref = pure.impl()
+    docs = default_names()
+    tok = Tokenizer.from_names(docs)
+    batches = training_batches(docs, tok, cfg.block_size, steps, seed)
+    start = where.reference_start(cfg, seed=seed, jit=jit)
+    out = where.outputs(ref, start, name_at(batches, 0), cfg, jit=jit)
+    stepped, _ = jax.jit(lambda s, b: ref.train_steps(s, b, cfg))(ref.state_from_flat(*start, cfg), batches)
+    out |= {f"steps/params/{k}": np.asarray(v) for k, v in ref.state_to_flat(stepped)[0].items()}
+    out |= {f"inputs/{k}": np.asarray(v) for k, v in start[0].items()}
+    out |= {f"tokens/{f}": np.asarray(v) for f, v in zip(("inputs", "targets", "mask"), batches)}
+    out |= {"golden": np.frombuffer(MARKER, np.uint8), "config": np.frombuffer(
+        json.dumps({**cfg.__dict__}).encode(), np.uint8)}
+    checkpoint.atomic_write(path, lambda f: np.savez(f, **out))
+    return out
+
+
+def main(argv) -> int:
+    p = Parser(prog="compare golden", description="Write the reference's inputs and outputs to a .npz, for a port "
+               "in another framework to be judged by `compare judge`.")
+    p.add_argument("out", metavar="OUT.npz", help="the golden file to write")
+    p.add_argument("--steps", type=int, default=3, help="Adam steps whose parameters are written (default 3)")
+    p.add_argument("--seed", type=seed_value, default=0, help="initialisation and which names (default 0)")
+    p.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
+    add_model_flags(p)
+    args = p.parse_args(argv)
+    if not args.out.endswith(".npz"):
+        raise UserError(f"{args.out}: a golden file is an .npz; give a path ending in .npz")
+    if not 1 <= args.steps <= 1000:
+        raise UserError(f"steps={args.steps}: write between 1 and 1000 steps")
+    checkpoint.check_outputs([("golden", args.out, is_golden)])
+    cfg = make_config(args, 27)
+    setup_jax(args)
+    out = write_golden(args.out, cfg, steps=args.steps, seed=args.seed)
+    print(f"golden written to {args.out}: {sum(judged(k) for k in out)} entries to match, "
+          f"{len(param_shapes(cfg))} weights and {args.steps} names as inputs")
+    return 0
+
+
+# ----------------------------------------------------------------------------- judge
+
+def load(path: str, what: str) -> dict:
+    import os
+
+    if not os.path.exists(path):
+        raise UserError(f"{what} {path} does not exist: give the path of an .npz (`compare golden` writes one)")
+    try:
+        with checkpoint.open_regular(path, what), np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except UserError:
+        raise
+    except (OSError, ValueError, EOFError) as err:
+        raise UserError(f"{what} {path} is not a readable .npz ({err}): give a file np.savez wrote") from None
+
+
+def judge(golden: dict, candidate: dict) -> tuple[Config, where.Report]:
+    """The same table as `where`, the golden file as `a` (its scales), the candidate as `b`."""
+    if "golden" not in golden or golden["golden"].tobytes() != MARKER:
+        raise UserError("the golden file has no golden marker: write it with `python -m compare golden`")
+    cfg = Config(**json.loads(golden["config"].tobytes()))
+    names = [k for k in golden if judged(k)]
+    missing = [k for k in names if k not in candidate]
+    if missing:
+        raise UserError(f"the candidate lacks {len(missing)} entries, first {missing[0]!r}: write every name "
+                        "of the golden file (see compare/golden.py)")
+    wrong = [k for k in names if np.shape(candidate[k]) != np.shape(golden[k])]
+    if wrong:
+        k = wrong[0]
+        raise UserError(f"{k!r} is {np.shape(candidate[k])} in the candidate, {np.shape(golden[k])} in the golden "
+                        "file: the candidate was made for another shape; build it from this golden file's config")
+    return cfg, where.report(golden, candidate, cfg, extra=[("update", k, k) for k in names if k.startswith("steps/")])
+
+
+def judge_main(argv) -> int:
+    p = Parser(prog="compare judge", description="Judge a candidate's outputs against a golden file, entry by "
+               "entry, in the order the computation runs.")
+    p.add_argument("golden", metavar="GOLDEN.npz")
+    p.add_argument("candidate", metavar="CANDIDATE.npz")
+    args = p.parse_args(argv)
+    cfg, report = judge(load(args.golden, "golden file"), load(args.candidate, "candidate"))
+    print("\n".join(report.lines(f"judge: {args.candidate} against {args.golden} ({cfg.n_layer} layer, "
+                                 f"n_embd {cfg.n_embd}, block_size {cfg.block_size})")))
+    return report.exit_code

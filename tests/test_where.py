@@ -1,0 +1,150 @@
+"""Taps and `compare where`: the three twins' taps and their gradients are bitwise equal, taps cost
+the trainers' step nothing, and every planted difference (tests/planted.py) is named at its tap."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import planted
+import pytest
+
+from compare import where
+from compare.verdict import BITWISE, DIFFERENT
+
+OTHER = dict(n_embd=24, n_head=3, n_layer=2, block_size=8)  # the other shape: two layers, 3 heads of 8
+
+
+def impls():
+    import flax_port
+    import nnx_port
+    import pure
+
+    return {"pure": pure.impl(), "flax_port": flax_port.impl(), "nnx_port": nnx_port.impl()}
+
+
+@pytest.fixture(scope="module")
+def default(cfg):
+    """One start and one name at the default shape, and pure's outputs (compiled once)."""
+    batch = where.one_batch(cfg, seed=0)
+    start = where.reference_start(cfg, seed=0)
+    return cfg, start, batch, where.outputs(impls()["pure"], start, batch, cfg)
+
+
+@pytest.mark.parametrize("name", ["flax_port", "nnx_port"])
+def test_twins_taps_gradients_and_update_bitwise_at_the_default_shape(default, name):
+    cfg, start, batch, ref = default
+    report = where.report(ref, where.outputs(impls()[name], start, batch, cfg), cfg)
+    assert [r.tap for r in report.rows[:3]] == ["embed", "norm_in", "l0.norm_attn"]  # forward order
+    assert report.level == BITWISE and report.first is None and report.first_line() is None, report.lines("")
+    assert report.exit_code == 0
+
+
+def test_twins_bitwise_at_another_shape_with_a_batch(cfg):
+    """Two layers, 3 heads, 3 names (B, T): each tap gains a leading B. Bitwise equality is
+    transitive, so pure ~ flax_port and pure ~ nnx_port cover the third pair."""
+    other = dataclasses.replace(cfg, **OTHER)
+    batch = where.one_batch(other, batch_size=3, seed=1)
+    start = where.reference_start(other, seed=1)
+    ref = where.outputs(impls()["pure"], start, batch, other)
+    assert ref["tap/l1.attn_weights"].shape == (3, 3, 8, 8)
+    for name in ("flax_port", "nnx_port"):
+        report = where.report(ref, where.outputs(impls()[name], start, batch, other), other)
+        assert report.level == BITWISE, "\n".join(report.lines(name))
+
+
+def test_tap_gradient_is_the_loss_gradient(default):
+    """d loss / d logits, from the perturbation, equals softmax - one-hot over the real positions
+    (computed here in float64; 1e-6 absolute: float32 gradients near 0.05, measured 4e-9 apart)."""
+    cfg, _, batch, ref = default
+    logits = ref["tap/logits"].astype(np.float64)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    p[np.arange(len(p)), np.asarray(batch.targets)] -= 1
+    expected = p * np.asarray(batch.mask)[:, None] / np.asarray(batch.mask).sum()
+    np.testing.assert_allclose(ref["tap_grad/logits"], expected, rtol=0, atol=1e-6)
+    assert np.abs(ref["tap_grad/logits"]).max() > 1e-3  # not trivially 0
+
+
+@pytest.mark.parametrize("name", ["pure", "flax_port", "nnx_port"])
+def test_tapped_loss_is_loss_fn_bitwise_op_by_op(cfg, name):
+    """Adding zero perturbations is exact: run op by op, the tapped loss is the loss's bits. (Under
+    jit XLA may fuse the added zeros differently: measured, a batch's logits 1 ulp apart.)"""
+    from common.taps import zero_perturbations
+
+    impl = impls()[name]
+    params = impl.params_of(impl.state_from_flat(*where.reference_start(cfg, seed=0), cfg))
+    batch = where.one_batch(cfg, seed=0)
+    with jax.disable_jit():
+        loss, taps = impl.tapped_loss(params, batch, cfg, zero_perturbations(cfg, batch.inputs.shape))
+        assert np.asarray(loss).tobytes() == np.asarray(impl.loss_fn(params, batch, cfg)).tobytes()
+        assert set(taps) == set(zero_perturbations(cfg, (1,)))
+
+
+# ----------------------------------------------------------------------------- planted differences
+
+@pytest.fixture(scope="module")
+def eager(default):
+    """pure's outputs op by op: the planted ports (pure with one change) run op by op too, which
+    reuses the compiled ops across ports where compiling each port whole would not."""
+    cfg, start, batch, _ = default
+    return cfg, start, batch, where.outputs(impls()["pure"], start, batch, cfg, jit=False)
+
+
+@pytest.mark.parametrize("plant", sorted(planted.PLANTED))
+def test_where_names_each_planted_difference(eager, plant):
+    cfg, start, batch, ref = eager
+    build, tap, phase = planted.PLANTED[plant]
+    report = where.report(ref, where.outputs(build(), start, batch, cfg, jit=False), cfg)
+    assert (report.first.tap, report.first.phase) == (tap, phase), "\n".join(report.lines(plant))
+    assert report.first_line() == f"first parts at: {tap} ({phase})"
+    assert report.level == DIFFERENT and report.exit_code == 1
+    first = next(r for r in report.rows if r.level != BITWISE)
+    assert first.tap == tap and all(r.level == BITWISE for r in report.rows[:report.rows.index(first)])
+    if plant == "transposed_to_flat":
+        assert "transpose" in report.first.why
+    else:
+        assert "a different computation" in report.first.why, report.first.why
+
+
+# ----------------------------------------------------------------------------- taps cost nothing
+
+def lowered_step(impl, cfg, batch):
+    jax.clear_caches()  # jit keeps a trace per function: without this a patched `tap` would not be traced
+    state = impl.state_from_flat(*where.reference_start(cfg, seed=0), cfg)
+    return jax.jit(impl.train_step, static_argnums=2).lower(state, batch, cfg).as_text()
+
+
+def test_taps_leave_the_trainers_step_the_same_program(default, monkeypatch):
+    """The train step lowers to the same text whether each twin's tap mechanism is there or
+    replaced by the identity; and a tap that always added its zeros (as NNX's perturb does outside
+    nnx.capture) would change it: the check can fail."""
+    import flax_port.model
+    import nnx_port.model
+    import pure.model
+
+    cfg, _, batch, _ = default
+    modules = {"pure": pure.model, "flax_port": flax_port.model, "nnx_port": nnx_port.model}
+    with_taps = {name: lowered_step(impl, cfg, batch) for name, impl in impls().items()}
+    for module in modules.values():
+        monkeypatch.setattr(module, "tap", lambda owner, name, x: x)
+    for name, impl in impls().items():
+        assert lowered_step(impl, cfg, batch) == with_taps[name], name
+    monkeypatch.setattr(pure.model, "tap", lambda owner, name, x: x + jnp.zeros_like(x))
+    assert lowered_step(impls()["pure"], cfg, batch) != with_taps["pure"]
+
+
+# ----------------------------------------------------------------------------- the command
+
+def test_where_command_bitwise_other_shape_and_bad_impls(capsys):
+    from common.cli import run_cli
+
+    code = run_cli(where.main, ["--impls", "pure,nnx_port", "--n-embd", "8", "--n-head", "2", "--block-size", "8",
+                                "--no-cache"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "where: bitwise equal; 0 of " in out and "first parts at" not in out
+    assert "forward   l0.attn_weights        2x8x8" in out
+    code = run_cli(where.main, ["--impls", "pure"])
+    err = capsys.readouterr().err
+    assert code == 2 and "name exactly two" in err and "Traceback" not in err and len(err.splitlines()) == 1
