@@ -206,10 +206,8 @@ def assert_case(candidate: str, case: Case, reference: str = "pure") -> Result:
 
 def localize(candidate: str, case: Case, reference: str) -> list[str]:
     """`compare where` on the first failing check: the operation where the two part, and why."""
-    try:  # MERGE: compare/where.py comes with its own branch; from then on import it unconditionally
-        from compare.where import locate
-    except ImportError:
-        return ["where: compare/where.py is not on this branch, so the first failure is not localized"]
+    from compare.where import locate
+
     report = locate(impls.get(reference), impls.get(candidate), case.config(), batch_size=case.batch,
                     jit=case.jit, seed=0)
     lines = [report.first_line()]

@@ -97,6 +97,14 @@ def topic_checks(topic: str, pair: tuple[str, str]) -> list[tuple[str, object]]:
         return [(f"{label} [jit]", lambda: run(jax.jit, True)),
                 (f"{unjitted_label or label} [no jit]", lambda: run(eq.identity, False))]
 
+    def taps():  # compare where: every tap, its gradient, the parameter gradients and one update
+        from compare.verdict import BITWISE
+        from compare.where import locate
+
+        x = check_inputs(pair)
+        report = locate(x["impls"][pair[0]], x["impls"][pair[1]], x["cfg"])
+        assert report.level == BITWISE, report.first_line()
+
     names_check = [("names to the tree and back, bitwise, " + " and ".join(pair), round_trip)]
     two = "2 names"
     logits = both(f"logits, bitwise, {two}", "logits")
@@ -112,6 +120,7 @@ def topic_checks(topic: str, pair: tuple[str, str]) -> list[tuple[str, object]]:
                           f"one Adam update, moments bitwise, weights equal to float32 rounding, {two}") + updates,
         "train": updates,
         "sampling": both("8 names sampled with one key, bitwise", "samples"),
+        "taps": [("every tap and its gradient (compare where), bitwise, 1 name [jit]", taps)],
     }
     return table.get(topic, [])  # a topic with no check wired yet shows "none wired for this pair yet"
 

@@ -164,6 +164,16 @@ PURE_NOTES = {
     ),
 }
 
+TAPS_NOTES_PURE = (
+    Note("return x if taps is None else taps(name, x)", "explicit code: forward takes an optional Taps object "
+         "and passes it down, and every named value goes through tap(). With taps=None, as in the trainers, "
+         "tap returns x itself and traces to nothing: the train step is the program it was without taps (a "
+         "test compares the lowered programs)."),
+    Note("return x + self.perturbations[name]", "the value goes on plus a perturbation of zeros: jax.grad with "
+         "respect to the perturbations is the gradient of the loss with respect to each value, which is how "
+         "`compare where` reads the backward pass tap by tap."),
+)
+
 FLAX_NOTES = {
     "params": (
         Note("nn.Dense(", "nn.Dense creates its kernel, laid out (in, out), the first time it is called, names "
@@ -226,6 +236,19 @@ FLAX_NOTES = {
     "sampling": (
         Note("GPT(cfg).apply(", "the logits function is the module applied to the params tree; the loop "
              "around it is the same code for both."),
+    ),
+    "taps": (
+        Note('module.sow("intermediates"', "sow keeps the value in the \"intermediates\" collection, but only "
+             "when apply is told that collection is mutable; the trainers' apply does not, and sow returns "
+             "without recording anything.",
+             (("flax.linen.module:Module.sow", "if not self.scope.is_mutable_collection(col):"),)),
+        Note("return module.perturb(name, x)", "perturb adds the variable of that name in the \"perturbations\" "
+             "collection, zeros passed in by tapped_forward, so the gradient with respect to it is the gradient "
+             "with respect to the value; with no perturbations passed it returns x untouched.",
+             faces=(("pure", "return x if taps is None"),),
+             more=(("pure", "pure threads a Taps object by hand where linen's collections carry it."),)),
+        Note('mutable="intermediates"', "apply returns the sown collection beside the logits, nested by module "
+             "path (l0/attn/q): tap_path maps the shared tap names onto it."),
     ),
 }
 
@@ -302,6 +325,20 @@ NNX_NOTES = {
     "sampling": (
         Note("model.forward(gpt, tokens, cfg)", "the logits function calls the module itself; the loop around "
              "it is the same code on both sides."),
+    ),
+    "taps": (
+        Note('if not hasattr(module, "__captures__"):', "NNX's sow and perturb record into nnx.capture's state "
+             "while a capture runs; outside one (the trainers' step) NNX 0.12.8 would keep them as new "
+             "attributes of the module and add the zeros, so tap() calls them only inside a capture, by the "
+             "same test NNX makes.",
+             (("flax.nnx.module:Module.perturb", "if hasattr(self, '__captures__'):"),
+              ("flax.nnx.module:Module.perturb", "return old_value + value"))),
+        Note("nnx.capture(forward,", "capture runs forward with every module marked, takes the Perturbations "
+             "from init and returns the sown Intermediates beside the output, as nnx state by attribute path "
+             "(blocks/0/attn/q).",
+             more=(("flax_port", "linen asks for the same through apply's mutable= and a perturbations "
+                                 "collection."),),
+             faces=(("flax_port", 'mutable="intermediates"'),)),
     ),
 }
 
@@ -388,6 +425,17 @@ TOPICS = {
         {impl: ("sample:sample_tokens", "model:forward") for impl in IMPLS},
         {"flax_port": FLAX_NOTES["sampling"], "nnx_port": NNX_NOTES["sampling"]},
         shared=("common.sampling:sample_tokens",),
+    ),
+    "taps": Topic(
+        "Capturing intermediates: the named values of one forward pass (common/taps.py), and the loss's "
+        "gradient with respect to each, recorded the way each framework does it; `compare where` reads them "
+        "to name the first operation where two implementations part.",
+        {
+            "pure": ("model:Taps + model:tap", "model:tapped_forward"),
+            "flax_port": ("model:tap", "model:tapped_forward"),
+            "nnx_port": ("model:tap", "model:tapped_forward"),
+        },
+        {"pure": TAPS_NOTES_PURE, "flax_port": FLAX_NOTES["taps"], "nnx_port": NNX_NOTES["taps"]},
     ),
 }
 
