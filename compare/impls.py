@@ -84,14 +84,13 @@ def pairs(names) -> list[tuple[str, str]]:
 
 
 def labels(names: list[str]) -> list[str]:
-    """Short column labels: pure, flax, nnx; a module path by its last part (examples.equinox_port ->
-    equinox), made longer only where two would read the same."""
+    """Short column labels: the project's names as they are, a module path by its last part
+    (examples.equinox_port -> equinox_port), the whole path only where two would read the same."""
     def short(name, level):
-        last = name.rsplit(".", 1)[-1]
-        return [last.split("_")[0], last, name][level]
+        return [name.rsplit(".", 1)[-1], name][level]
 
     levels = [0] * len(names)
-    for _ in range(2):
+    for _ in range(1):
         shown = [short(n, lv) for n, lv in zip(names, levels)]
         levels = [lv + 1 if shown.count(s) > 1 else lv for s, lv in zip(shown, levels)]
     return [short(n, lv) for n, lv in zip(names, levels)]

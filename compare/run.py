@@ -188,7 +188,7 @@ def main(argv) -> int:
         ))
     compile_s = time.perf_counter() - t0
 
-    labels = impls_mod.labels(names)  # pure, flax, nnx; a module path by its last part (equinox)
+    labels = impls_mod.labels(names)  # pure, flax_port, nnx_port; a module path by its last part (equinox_port)
     widths = [max(9, len(s) + 5) for s in labels]
     print(f"{'step':<16} | " + " | ".join(f"{s + ' loss':>{w}}" for s, w in zip(labels, widths))
           + " | largest difference over params and pairs (ulps of the param's scale; which)")

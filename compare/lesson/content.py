@@ -125,6 +125,12 @@ COUNTERPARTS = (
     # the names: pure returns its table, the frameworks map one name to a path
     {"pure": "return shapes"},
     {"flax_port": 'return (name, "embedding")', "nnx_port": 'return (name, "embedding")'},
+    # taps: what tap() does, then the line that runs the model with the taps on
+    {"pure": "`x` itself when no taps are asked for", "flax_port": "Record `x` under `name` (sow, into",
+     "nnx_port": "Record `x` under `name` (sow, as an"},
+    {"pure": "return forward(params, tokens, cfg, taps), taps.values",
+     "flax_port": 'logits, sown = GPT(cfg).apply({"params": params, "perturbations"',
+     "nnx_port": "logits, sown, _ = nnx.capture(forward"},
 )
 
 # ----------------------------------------------------------------------------- notes
@@ -431,7 +437,7 @@ TOPICS = {
         "gradient with respect to each, recorded the way each framework does it; `compare where` reads them "
         "to name the first operation where two implementations part.",
         {
-            "pure": ("model:Taps + model:tap", "model:tapped_forward"),
+            "pure": ("model:tap + model:Taps", "model:tapped_forward"),
             "flax_port": ("model:tap", "model:tapped_forward"),
             "nnx_port": ("model:tap", "model:tapped_forward"),
         },
