@@ -15,7 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-MODULES = ("pure", "flax_port", "nnx_port", "compare", "compare.nnx_styles", "examples.equinox_port")  # every entry point
+# every entry point
+MODULES = ("pure", "flax_port", "nnx_port", "compare", "compare.nnx_styles", "examples.equinox_port")
 COMMAND = re.compile(r"python -m ([a-z_][a-z_.]*)((?:[ \t]+(?:\\\n)?[^\s`|;#]+)*)")
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
