@@ -7,7 +7,7 @@ graphdef is static (the modules' structure, the optax transformation); the varia
 pytree of arrays, so the common runner's `jax.jit(...).lower(state, ...)` and `lax.scan` carry
 it like the other twins' states. Each step merges them back into live modules, runs NNX code,
 and splits again: under jit the merge and split happen while tracing and cost nothing per step
-(README compares this with `nnx.jit` called on the modules every step). apply_grads merges with
+(docs/speed.md compares this with `nnx.jit` called on the modules every step). apply_grads merges with
 `copy=True`: by default merge reuses the state's Variables, and the in-place update would then
 change the caller's state whenever the step runs without jit.
 None of these functions is jitted here: callers jit them where they call them.

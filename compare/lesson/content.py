@@ -159,13 +159,13 @@ PURE_NOTES = {
              "do. Plain indexing promises in-bound indices where take fills out-of-range rows, and XLA "
              "compiles the two gradients' scatter-adds differently: wte and wpe gradients 1-2 ulps of scale "
              "apart for 74-77 of 80 names at n_embd 24 and 32 (none at the default shape), and a 1000-step "
-             "run at n_embd 32 ended 0.27 apart (compare/tolerances.py, README).",
+             "run at n_embd 32 ended 0.27 apart (compare/tolerances.py, docs/equality.md).",
              idiom='x = params["wte"][tokens] + params["wpe"][:T]'),
     ),
     "optimizer": (
         Note("c1, c2 = 1 - b1**t", "each bias correction is computed once and divided into every leaf, as "
              "optax orders it. Written per leaf, XLA compiled the division differently: parameters 1-2 ulps "
-             "apart after a step, and free runs drifted 0.28 apart (README).",
+             "apart after a step, and free runs drifted 0.28 apart (docs/equality.md).",
              idiom="m_hat = jax.tree.map(lambda m: m / (1 - b1**t), m)"),
     ),
 }
