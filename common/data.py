@@ -81,6 +81,10 @@ CONTROL_NAMES = {"\x1b": "ESC", "\x07": "BEL", "\t": "TAB", "\x00": "NUL", "\x08
                  "\x0b": "VT", "\x0c": "FF", "\x85": "NEL"}
 
 
+# Every character control_character names (categories Cc, Zl, Zp) but the line ends \n and \r.
+ANY_CONTROL = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def _parse_names(raw: bytes, where: str) -> list[str]:
     try:
         text = raw.decode("utf-8-sig")  # a byte-order mark (Notepad writes one) is not a letter
@@ -92,12 +96,14 @@ def _parse_names(raw: bytes, where: str) -> list[str]:
     # Lines end at \n, \r\n or \r only (str.splitlines would also break at \x0b, \x1c, \x85, ..., and
     # the line numbers would no longer be an editor's); a control character left in a line is refused.
     # Whitespace around a name is dropped, as before (a trailing tab or \r is harmless).
-    docs = [line.strip() for line in re.split(r"\r\n|\r|\n", text)]
-    for number, name in enumerate(docs, 1):
-        bad = control_character(name)
-        if bad:
-            raise UserError(f"{where} line {number} holds a control character ({bad}): names are letters; "
-                            "remove it and save again")
+    lines = text.split("\n") if "\r" not in text else re.split(r"\r\n|\r|\n", text)
+    docs = list(map(str.strip, lines))
+    if ANY_CONTROL.search(text):  # only then line by line: 64 MiB of blank lines took 30 s so, 7 s without
+        for number, name in enumerate(docs, 1):
+            bad = control_character(name)
+            if bad:
+                raise UserError(f"{where} line {number} holds a control character ({bad}): names are letters; "
+                                "remove it and save again")
     docs = [d for d in docs if d]
     if not raw:
         raise UserError(f"{where} is empty: give a file with one name per line")
