@@ -1,4 +1,9 @@
-"""Counting XLA compilations, so tests can assert "compiled once" without timing anything."""
+"""Counting XLA compilations, so tests can assert "compiled once" without timing anything.
+
+One count is one executable the process had to obtain for a program it had not run yet. JAX records
+the event around its compile-or-read step, so an executable read from the persistent compilation
+cache (common/cli.py's setup_jax; the test session shares one) counts as well, at the seconds the
+read took: a count means the same with the cache warm or cold (tests/test_models.py checks it)."""
 
 import contextlib
 

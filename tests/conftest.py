@@ -10,10 +10,52 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+SHARED = "MICROGPT_TEST_COMPILES"  # the session's compilation cache, made by the first pytest process
+
+
+def pytest_configure(config):
+    """One compilation cache for the whole session, made before pytest-xdist starts its workers
+    (they inherit the variable): a program one worker compiled, the other reads back."""
+    if SHARED not in os.environ:
+        import tempfile
+
+        os.environ[SHARED] = config.compiles_folder = tempfile.mkdtemp(prefix="microgpt-tests-")
+
+
+def pytest_unconfigure(config):
+    proc = getattr(config, "device_checks", None)
+    if proc is not None and proc.poll() is None:  # a run stopped early (-x, Ctrl-C): leave nothing behind
+        proc.kill()
+        proc.wait()
+    if getattr(config, "compiles_folder", None):
+        import shutil
+
+        shutil.rmtree(config.compiles_folder, ignore_errors=True)
+        del os.environ[SHARED]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
-    """Keep the tests' downloads and compilation cache out of the user's cache directory."""
+    """Keep the tests' downloads and compilation caches out of the user's cache directory.
+
+    The commands a test runs in a child process get this process's own folder (MICROGPT_CACHE); they
+    run while the test waits, so no two of them write it at once. The pytest processes themselves
+    compile through the session's shared cache, which starts empty (the session stays hermetic):
+    the two workers meet the same programs (the lesson's checks are the grid's), and under
+    disable_jit an operation compiled once is read back rather than compiled again (measured in one
+    process: 17.5 s against 26 s for one eager update of pure and flax_port, 2026-11-30). Should one
+    worker read an entry the other is still writing, JAX warns that it could not read it, and compiles.
+    common/compiles.py counts a read as a compile, so "compiled once" means the same."""
+    import jax
+    import numpy as np
+
     os.environ["MICROGPT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    jax.config.update("jax_compilation_cache_dir", str(Path(os.environ[SHARED]) / "jax-compilation-cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    # JAX opens its cache at the first compile and keeps that folder: compile now, so that a command
+    # run in-process (setup_jax, with the per-process folder) cannot move it.
+    jax.jit(lambda x: x + 1)(np.float32(0))
     yield
 
 
@@ -50,13 +92,13 @@ def impl(request):
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
-    """A checkpoint from each trainer (60 steps, --no-cache keeps the test hermetic), shared by
+    """A checkpoint from each trainer (60 steps), shared by
     every test file that loads one."""
     folder = tmp_path_factory.mktemp("ckpt")
     paths = {}
     for module in ("pure", "flax_port", "nnx_port"):
         paths[module] = str(folder / f"{module}.npz")
-        code, out, err = cli(module, "--steps", "60", "--num-samples", "2", "--save", paths[module], "--no-cache")
+        code, out, err = cli(module, "--steps", "60", "--num-samples", "2", "--save", paths[module])
         assert code == 0, err
     return paths
 
@@ -133,13 +175,6 @@ def pytest_collection_modifyitems(session, config, items):
     items.sort(key=lambda item: FIRST.index(item.path.name) if item.path.name in FIRST else len(FIRST))
     if "PYTEST_XDIST_WORKER" not in os.environ and any(item.name == DEVICE_TEST for item in items):
         config.device_checks = start_device_checks()
-
-
-def pytest_unconfigure(config):
-    proc = getattr(config, "device_checks", None)
-    if proc is not None and proc.poll() is None:  # a run stopped early (-x, Ctrl-C): leave nothing behind
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture

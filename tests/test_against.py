@@ -33,7 +33,7 @@ def run_command(*argv):
 def float64_run(tmp_path_factory):
     png = tmp_path_factory.mktemp("plot") / "apart.png"
     outcome, lines = run_command("--against", "float64", "--steps", str(STEPS), "--log-every", "10",
-                                 "--plot", str(png), "--no-cache")
+                                 "--plot", str(png))
     return outcome, lines, png
 
 
@@ -44,7 +44,7 @@ def test_the_float32_side_is_the_trainers_run_bit_for_bit(float64_run, tmp_path)
 
     outcome, _, _ = float64_run
     target = tmp_path / "pure.npz"
-    r = run_module("pure", "--steps", str(STEPS), "--num-samples", "1", "--save", str(target), "--no-cache")
+    r = run_module("pure", "--steps", str(STEPS), "--num-samples", "1", "--save", str(target))
     assert r.returncode == 0, r.stderr
     saved, _, _ = checkpoint.load(str(target))
     float32, float64 = outcome.final_flat
@@ -193,7 +193,7 @@ def test_adam_entries_with_a_second_moment_near_zero_are_named():
 
 def test_jit_against_eager_reports_the_same_way(tmp_path):
     png = tmp_path / "eager.pdf"  # the format follows the extension
-    outcome, lines = run_command("--against", "eager", "--steps", "3", "--plot", str(png), "--no-cache")
+    outcome, lines = run_command("--against", "eager", "--steps", "3", "--plot", str(png))
     assert lines[0].startswith("compare --against eager: pure, ") and "jit and eager runs" in lines[0]
     assert [ln[:16] for ln in lines if re.match(r"step +\d+ / ", ln)] == ["step    1 /    3", "step    3 /    3"]
     assert len(outcome.difference) == 3 and png.read_bytes()[:5] == b"%PDF-" and outputs.is_plot(str(png))

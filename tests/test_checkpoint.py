@@ -48,7 +48,7 @@ def test_saved_by_one_sampled_by_the_other_gives_the_same_names(trained, saver, 
 
 
 def test_prefix_starts_every_name(trained):
-    code, out, _ = cli("pure", "sample", "--load", trained["pure"], "--prefix", "ka", "--no-cache")
+    code, out, _ = cli("pure", "sample", "--load", trained["pure"], "--prefix", "ka")
     assert code == 0 and len(samples(out)) == 20 and all(n.startswith("ka") for n in samples(out))
 
 
@@ -80,11 +80,11 @@ def test_a_plain_dict_saved_by_the_seeds_script_loads_as_is(trained, tmp_path):
         seed_dict = {k: z[k] for k in z.files if not k.startswith("__")}
     plain = tmp_path / "seed.npz"
     np.savez(plain, **seed_dict)  # what the seed holds in memory, no config, no characters
-    ours = cli("pure", "sample", "--load", trained["pure"], "--no-cache")
+    ours = cli("pure", "sample", "--load", trained["pure"])
     # characters from default data; the head count from --n-head, as no array's shape tells it
-    theirs = cli("flax_port", "sample", "--load", str(plain), "--n-head", "4", "--no-cache")
+    theirs = cli("flax_port", "sample", "--load", str(plain), "--n-head", "4")
     assert ours[0] == theirs[0] == 0 and samples(ours[1]) == samples(theirs[1])
-    assert_user_error(cli("flax_port", "sample", "--load", str(plain), "--no-cache"),
+    assert_user_error(cli("flax_port", "sample", "--load", str(plain)),
                       "has no config", "pass --n-head")
 
 
@@ -95,8 +95,8 @@ def test_the_check_of_equal_names_can_fail(trained, tmp_path):
     arrays["lm_head"] = arrays["lm_head"][::-1].copy()
     other = tmp_path / "other.npz"
     np.savez(other, **arrays)
-    a = cli("pure", "sample", "--load", trained["pure"], "--no-cache")
-    b = cli("pure", "sample", "--load", str(other), "--no-cache")
+    a = cli("pure", "sample", "--load", trained["pure"])
+    b = cli("pure", "sample", "--load", str(other))
     assert samples(a[1]) != samples(b[1])
 
 
@@ -202,7 +202,7 @@ def test_nan_training_names_the_step_and_parameters_and_keeps_the_old_checkpoint
     keep = tmp_path / "good.npz"
     keep.write_bytes(open(trained[module], "rb").read())
     before = keep.read_bytes()
-    result = cli(module, "--lr", "1e30", "--steps", "50", "--save", str(keep), "--no-cache")
+    result = cli(module, "--lr", "1e30", "--steps", "50", "--save", str(keep))
     assert_user_error(result, f"training diverged at step {step}: its update made {', '.join(bad)} non-finite",
                       "nothing was saved: lower --lr")
     assert keep.read_bytes() == before
@@ -215,7 +215,7 @@ def test_a_run_whose_last_update_diverges_is_caught(module, tmp_path):
     the one that breaks the weights, every loss is finite and only the final weights show it."""
     step, bad = first_divergence(1e30, 50)
     target = tmp_path / "w.npz"
-    code, out, err = cli(module, "--lr", "1e30", "--steps", str(step), "--save", str(target), "--no-cache")
+    code, out, err = cli(module, "--lr", "1e30", "--steps", str(step), "--save", str(target))
     assert "nan" not in out.lower()  # the printed losses are all finite
     assert_user_error((code, out, err), f"training diverged at step {step}: its update made {', '.join(bad)}")
     assert not target.exists()

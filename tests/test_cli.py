@@ -12,7 +12,7 @@ from conftest import assert_user_error, cli, run_module
 
 @pytest.mark.parametrize("module", ["pure", "flax_port"])
 def test_a_short_run_prints_losses_names_and_timings(module):
-    r = run_module(module, "--steps", "30", "--log-every", "10", "--num-samples", "5", "--no-cache")
+    r = run_module(module, "--steps", "30", "--log-every", "10", "--num-samples", "5")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith(f"{module}: 5163 names, vocab 27, 4192 parameters")

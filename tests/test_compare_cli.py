@@ -15,7 +15,7 @@ from conftest import run_module
 def test_side_by_side_run_agrees_and_draws_the_plot(tmp_path):
     png = tmp_path / "curves.png"
     r = run_module(
-        "compare", "--steps", "40", "--log-every", "20", "--num-samples", "4", "--plot", str(png), "--no-cache"
+        "compare", "--steps", "40", "--log-every", "20", "--num-samples", "4", "--plot", str(png)
     )
     assert r.returncode == 0, r.stderr
     out = r.stdout.splitlines()
@@ -38,7 +38,7 @@ def test_the_verdict_names_the_first_step_and_parameter_that_differ(monkeypatch,
 
     monkeypatch.setattr(flax_port.optim, "adam", adam_with_wrong_eps)
     verdict_json = tmp_path / "verdict.json"
-    code = run.main(["--steps", "20", "--log-every", "10", "--num-samples", "2", "--no-cache",
+    code = run.main(["--steps", "20", "--log-every", "10", "--num-samples", "2",
                      "--impls", "pure,flax_port", "--json", str(verdict_json)])
     out = capsys.readouterr().out.splitlines()
     assert code == 1
@@ -70,7 +70,7 @@ def test_a_nudged_weight_ends_different_at_step_0(monkeypatch, capsys):
         return dst.state_from_flat(params, opt, cfg)
 
     monkeypatch.setattr(convert, "state", nudging_state)
-    code = run.main(["--steps", "10", "--num-samples", "2", "--no-cache", "--impls", "pure,nnx_port"])
+    code = run.main(["--steps", "10", "--num-samples", "2", "--impls", "pure,nnx_port"])
     last = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("verdict:")][0]
     assert code == 1
     assert last.startswith("verdict: different: parameters of every 10-step chunk run from the same state beyond "
@@ -93,7 +93,7 @@ def test_rounding_alone_is_the_middle_level_and_exits_0(monkeypatch, capsys):
 
     monkeypatch.setattr(pure.model, "forward", forward_with_indexing)
     code = run.main(["--n-embd", "24", "--n-head", "3", "--steps", "30", "--log-every", "10", "--num-samples", "2",
-                     "--no-cache", "--impls", "pure,flax_port"])
+                     "--impls", "pure,flax_port"])
     out = capsys.readouterr().out.splitlines()
     last = [ln for ln in out if ln.startswith("verdict:")][0]
     assert code == 0, last
@@ -155,11 +155,11 @@ def test_compare_save_writes_a_checkpoint_both_trainers_sample_from(tmp_path, ca
     from conftest import cli
 
     target = tmp_path / "both.npz"
-    assert run.main(["--steps", "30", "--num-samples", "2", "--save", str(target), "--no-cache"]) == 0
+    assert run.main(["--steps", "30", "--num-samples", "2", "--save", str(target)]) == 0
     flat, fields, chars = checkpoint.load(str(target))
     assert fields["num_steps"] == 30 and chars == "abcdefghijklmnopqrstuvwxyz" and len(flat) == 9
-    a = cli("pure", "sample", "--load", str(target), "--num-samples", "4", "--no-cache")
-    b = cli("flax_port", "sample", "--load", str(target), "--num-samples", "4", "--no-cache")
+    a = cli("pure", "sample", "--load", str(target), "--num-samples", "4")
+    b = cli("flax_port", "sample", "--load", str(target), "--num-samples", "4")
     assert a[0] == b[0] == 0 and a[1] == b[1] and a[1].count("sample ") == 4
 
 
@@ -167,7 +167,7 @@ def test_compare_stops_on_divergence_naming_the_step_and_saves_nothing(tmp_path,
     from common.cli import run_cli
 
     target = tmp_path / "w.npz"
-    code = run_cli(run.main, ["--lr", "1e30", "--steps", "50", "--save", str(target), "--no-cache"])
+    code = run_cli(run.main, ["--lr", "1e30", "--steps", "50", "--save", str(target)])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "pure: training diverged at step 2: its update made " in err and "lower --lr" in err

@@ -41,7 +41,7 @@ def built_page(tmp_path_factory):
     """The page, built once through the command (running every check, which `--check` then
     reuses), without the side-by-side run (--steps 0)."""
     target = tmp_path_factory.mktemp("lesson") / "lesson.html"
-    code = run_cli(lesson.lesson_main, ["--html", str(target), "--steps", "0", "--no-cache"])
+    code = run_cli(lesson.lesson_main, ["--html", str(target), "--steps", "0"])
     return code, target.read_text(encoding="utf-8")
 
 

@@ -166,11 +166,32 @@ def test_a_whole_run_compiles_the_train_step_once(impl, tok):
 
 def test_the_compile_counter_sees_a_recompile():
     f = jax.jit(lambda x: x * 2)
+    three, four = np.ones(3, np.float32), np.ones(4, np.float32)  # numpy: making them compiles nothing
     with count_compiles() as seen:
-        f(jnp.ones(3))
-        f(jnp.ones(4))  # a new shape: compiled again
-        f(jnp.ones(4))
+        f(three)
+        f(four)  # a new shape: compiled again
+        f(four)
     assert len(seen) == 2
+
+
+def test_a_program_read_from_the_persistent_cache_counts_as_one_compile():
+    """The session shares a persistent compilation cache (conftest.py), so a program another test or
+    process compiled is read back, not compiled: still one executable obtained, counted once."""
+    f, five = jax.jit(lambda x: x * 3.0 + 1.0), np.ones(5, np.float32)
+    reads = []
+    listener = lambda event, **kwargs: reads.append(event)  # noqa: E731
+    with count_compiles() as first:
+        f(five)
+    jax.clear_caches()  # forget the executable in memory; the persistent cache still holds it
+    jax.monitoring.register_event_listener(listener)
+    try:
+        with count_compiles() as again:
+            f(five)
+            f(five)
+    finally:
+        jax.monitoring.unregister_event_listener(listener)
+    assert len(first) == 1 and len(again) == 1
+    assert "/jax/compilation_cache/cache_hits" in reads  # read back, not compiled
 
 
 # ----------------------------------------------------------------------------- Adam

@@ -216,7 +216,7 @@ def test_python_m_nnx_port_trains_samples_and_saves(tmp_path):
     """The real entry point, as a user runs it. (Checkpoints loading across all three
     implementations: tests/test_checkpoint.py.)"""
     path = str(tmp_path / "nnx.npz")
-    r = run_module("nnx_port", "--steps", "50", "--log-every", "25", "--save", path, "--no-cache")
+    r = run_module("nnx_port", "--steps", "50", "--log-every", "25", "--save", path)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("nnx_port: ") and "vocab 27, 4192 parameters, seed 42" in lines[0]
