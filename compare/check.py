@@ -24,9 +24,12 @@ however many tests or candidates use it.
 
 import dataclasses
 import functools
+import os
 import string
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from common.config import Config
 from common.errors import UserError
@@ -102,14 +105,12 @@ class Runner:
     def __init__(self, name: str, reference: str):
         self.impl, self.reference = impls.get(name), impls.get(reference)
         self.states, self.functions, self.outputs = {}, {}, {}
+        self.started = {}  # Case -> a Future: its jit function compiled, or its no_jit outputs (`start`)
 
     def state(self, shape: str):
-        if shape not in self.states:
-            import jax
-
-            cfg = Case("logits", shape).config()
-            made = equivalence.states_from_one_init([self.reference, self.impl], cfg, key=jax.random.PRNGKey(0))
-            self.states[shape] = made[1]
+        if shape not in self.states:  # two threads may both convert: the first one kept is used by all
+            made = self.impl.state_from_flat(*start(self.reference.name, shape), Case("logits", shape).config())
+            self.states.setdefault(shape, made)
         return self.states[shape]
 
     def function(self, case: Case):
@@ -148,11 +149,56 @@ class Runner:
         prompt, n = prompt_tokens(tok, "ka", cfg)
         return self.impl.params_of(state), (prompt, n, jax.random.PRNGKey(0))
 
+    def start(self, case: Case, pool) -> None:
+        """Begin a case in `pool`, ahead of `output`: a jit case's function compiled for its inputs,
+        a case without jit run whole (op by op, each op compiled on its own). XLA compiles outside
+        the GIL, so the grid's compiles, and the initialisations they need, run as many at once as
+        the pool has threads."""
+        if case not in self.started and case not in self.outputs:
+            self.started[case] = pool.submit(self.compile if case.jit else self.output, case)
+
+    def compile(self, case: Case):
+        import jax
+
+        x, data = self.inputs(case)
+        return jax.jit(equivalence.raw(case.kind, self.impl, case.config())).lower(x, data).compile()
+
     def output(self, case: Case) -> dict:
         if case not in self.outputs:
+            started = self.started.pop(case, None) if case.jit else None  # a no_jit case's future is this call
+            if started is not None and not started.cancelled():
+                fn = started.result()
+            else:
+                fn = self.function(case)
             x, data = self.inputs(case)
-            self.outputs[case] = equivalence.flatten(case.kind, self.impl, self.function(case)(x, data))
+            self.outputs.setdefault(case, equivalence.flatten(case.kind, self.impl, fn(x, data)))
         return self.outputs[case]
+
+    def result(self, case: Case) -> dict:
+        """The case's outputs: begun in a pool (`start`), or computed now."""
+        started = None if case.jit else self.started.pop(case, None)
+        if started is not None and not started.cancelled():
+            return started.result()
+        return self.output(case)
+
+
+STARTS: dict = {}  # (reference, shape) -> [a lock, its flat initialisation once made]
+STARTS_LOCK = threading.Lock()
+
+
+def start(reference: str, shape: str) -> tuple[dict, dict]:
+    """The reference's initialisation at `shape` (key 0), in the flat layout: made once per process,
+    by whichever thread needs it first (the others wait), and converted into every implementation,
+    the reference's own state included."""
+    with STARTS_LOCK:
+        entry = STARTS.setdefault((reference, shape), [threading.Lock(), None])
+    with entry[0]:
+        if entry[1] is None:
+            import jax
+
+            ref = impls.get(reference)
+            entry[1] = ref.state_to_flat(ref.init_state(Case("logits", shape).config(), key=jax.random.PRNGKey(0)))
+    return entry[1]
 
 
 @functools.cache
@@ -185,7 +231,7 @@ class Result:
 
 def judge(candidate: str, case: Case, reference: str = "pure") -> Result:
     """Run one check: the reference's outputs against the candidate's, as a verdict."""
-    a, b = runner(reference, reference).output(case), runner(candidate, reference).output(case)
+    a, b = runner(reference, reference).result(case), runner(candidate, reference).result(case)
     missing = sorted(set(a) ^ set(b))
     verdict = Verdict()
     if not missing:
@@ -231,6 +277,23 @@ def grid_line(grid: list[Case]) -> str:
             f"({', '.join(shapes)}), with jit and without; {batches}{dev}")
 
 
+def compile_threads() -> int:
+    """Threads compiling the grid's jit functions ahead: one per core, at least two (measured on this
+    2-core machine, 2026-11-30: see docs/porting.md)."""
+    return max(2, min(8, os.cpu_count() or 2))
+
+
+def show(result: Result) -> Result:
+    """Print one row of the table as soon as its check is judged."""
+    case = result.case
+    where = f"{case.batch} names" if case.batch > 1 else "1 name"
+    where += f", {case.devices} devices" if case.devices > 1 else ""
+    label = f"{case.kind:<8} {case.shape:<16} {case.mode:<7} {where}"
+    print(f"{label:<40} {result.level:<26} {result.describe()}")
+    sys.stdout.flush()
+    return result
+
+
 def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | None = None) -> int:
     """Print the table and the verdict; write `json_path`; return the exit code."""
     impls.get(reference), impls.get(candidate)  # one line naming what is missing, before any work
@@ -240,15 +303,16 @@ def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | N
     grid = cases(shapes)
     print(f"compare check {candidate} against {reference}: {grid_line(grid)}")
     print(f"{'check':<40} {'verdict':<26} largest difference")
-    results = []
-    for case in grid:
-        result = judge(candidate, case, reference)
-        results.append(result)
-        where = f"{case.batch} names" if case.batch > 1 else "1 name"
-        where += f", {case.devices} devices" if case.devices > 1 else ""
-        label = f"{case.kind:<8} {case.shape:<16} {case.mode:<7} {where}"
-        print(f"{label:<40} {result.level:<26} {result.describe()}")
-        sys.stdout.flush()
+    pool = ThreadPoolExecutor(compile_threads())
+    try:
+        # the longest tasks first, so that none is left running alone at the end: a case without jit
+        # runs op by op for seconds; a compile takes one or two
+        for case in sorted(grid, key=lambda c: c.jit):
+            for who in (runner(reference, reference), runner(candidate, reference)):
+                who.start(case, pool)
+        results = [show(judge(candidate, case, reference)) for case in grid]
+    finally:  # on Ctrl-C or an error, start no further compile; the ones running end first
+        pool.shutdown(wait=True, cancel_futures=True)
     counts = {lv: sum(r.level == lv for r in results) for lv in LEVELS}
     level = max((r.level for r in results), key=LEVELS.index)
     failed = [r for r in results if r.level == DIFFERENT]

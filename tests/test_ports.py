@@ -2,7 +2,7 @@
 it does not know by name, and every way a module can fail to be one is one line and exit 2.
 
 The modules are written under tmp_path and put on sys.path, as a user's own package would be;
-`compare check` on a port with a planted difference (pure with a wrong RMSNorm epsilon) exits 1."""
+`compare check` on a port with a planted difference exits 1 and names it."""
 
 import contextlib
 import io
@@ -10,6 +10,7 @@ import itertools
 import json
 import textwrap
 
+import planted
 import pytest
 
 from common.cli import run_cli
@@ -116,27 +117,49 @@ def test_labels_of_module_paths_stay_short_and_distinct():
 
 def test_a_port_by_path_runs_side_by_side_and_a_planted_epsilon_is_different(tmp_path, monkeypatch, capsys):
     name = port(tmp_path, monkeypatch, WRONG_EPS)
-    code = run_cli(run.main, ["--steps", "10", "--num-samples", "2", "--no-cache", "--impls", f"pure,{name}"])
+    code = run_cli(run.main, ["--steps", "10", "--num-samples", "2", "--impls", f"pure,{name}"])
     out = capsys.readouterr().out
     assert code == 1, out
     assert f"one initialisation converted into pure, {name}" in out
     assert [ln for ln in out.splitlines() if ln.startswith("verdict:")][0].startswith("verdict: different")
 
 
-def test_check_exits_1_on_a_planted_epsilon(tmp_path, monkeypatch, capsys):
-    name = port(tmp_path, monkeypatch, WRONG_EPS)
+PLANTED_PORT = """
+    import planted  # tests/planted.py: pure with one thing changed
+
+
+    def impl():
+        return planted.PLANTED[{plant!r}][0]()
+"""
+
+
+def test_check_exits_1_on_a_planted_transpose_and_names_it(tmp_path, monkeypatch, capsys):
+    """The whole command on a port whose to_flat hands l0.wq over transposed: its programs are
+    pure's own (read back from the session's compilation cache), its numbers put in the wrong place."""
+    name = port(tmp_path, monkeypatch, PLANTED_PORT.format(plant="transposed_to_flat"))
     verdict = tmp_path / "check.json"
     code = run_cli(check.main, [name, "--shapes", "default", "--json", str(verdict)])
     out = capsys.readouterr().out
     assert code == 1, out
-    rows = {ln.split()[0] + " " + ln.split()[2]: ln for ln in out.splitlines() if ln.startswith(("logits", "grads"))}
-    assert "different" in rows["logits jit"] and "different" in rows["grads no_jit"], out
-    assert "first failure: logits-default-jit" in out
+    assert "first failure: grads-default-jit" in out and "first parts at: l0.wq (gradient)" in out, out
+    assert "transpose" in out.splitlines()[-3], out  # the why under the first-parts line
     payload = json.loads(verdict.read_text())
-    assert payload["exit_code"] == 1 and payload["first_failure"]["case"] == "logits-default-jit"
-    # every check of numbers sees the epsilon; eight sampled names need not (a 1e-6 change in the
-    # logits rarely moves a draw)
-    assert {c["level"] for c in payload["checks"] if c["kind"] != "samples"} == {"different"}
+    assert payload["exit_code"] == 1 and payload["first_failure"]["case"] == "grads-default-jit"
+    # what reads the flat layout differs, what does not (logits, sampled names) stays bitwise
+    levels = {c["kind"]: set() for c in payload["checks"]}
+    for c in payload["checks"]:
+        levels[c["kind"]].add(c["level"])
+    assert levels == {"logits": {"bitwise equal"}, "samples": {"bitwise equal"}, "grads": {"different"},
+                      "update": {"different"}, "updates": {"different"}}, levels
+
+
+@pytest.mark.parametrize("plant", sorted(planted.PLANTED))
+def test_check_catches_each_planted_difference(plant, tmp_path, monkeypatch):
+    """Every planted difference of `compare where`'s tests is "different" on one update without jit
+    (op by op, so the ports share their compiled operations)."""
+    name = port(tmp_path, monkeypatch, PLANTED_PORT.format(plant=plant))
+    with pytest.raises(AssertionError, match=f"update-default-no_jit: {name} against pure: different"):
+        check.assert_case(name, check.Case("update", mode="no_jit"))
 
 
 def test_the_pytest_helper_fails_on_a_planted_epsilon(tmp_path, monkeypatch):
