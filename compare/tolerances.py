@@ -104,6 +104,34 @@ SPLIT_THRESHOLDS = (1e-6, 1e-4, 1e-2)
 # (l0.fc1[11, 49], step 260) sqrt(v) is 1.1x the median: there the cause is a ReLU kink, not Adam.
 NEAR_ZERO_SECOND_MOMENT = 1e-3
 
+# `compare where` and `compare judge` judge an update row on each side's own inputs when it is beyond
+# ROUNDING_ULPS against the other side while every earlier row is at most rounding (compare/where.py,
+# on_own_inputs; compare/golden.py, steps_on_own_state): the rounding of a gradient entry that nearly
+# cancels (sqrt(v) near 0, NEAR_ZERO_SECOND_MOMENT) is amplified by Adam into hundreds of ulps of the
+# weight. Each side passes if it is within this many ulps of its tensor's scale of:
+#   - for m/, v/, params/ (one step): pure/optim.py's step in float64 NumPy from that side's own
+#     gradient rows and the shared start;
+#   - for steps/params/ (golden files): pure's remaining k - 1 steps (float32, jit) run from the
+#     candidate's own state after step 1 (its params/, m/, v/).
+# Measured 2026-11-30, this 2-core machine, jax 0.12.0.1, pure's golden file against the NumPy
+# candidate of tests/test_golden.py (forward, hand-written backward, float32 Adam), at seed 0 / the
+# default shape / 2 steps; seed 1 / 2 layers / 5 steps; seed 2 / n_embd 32, 2 heads, block 32 / 3
+# steps; seed 3 / n_embd 24, 3 heads / 3 steps:
+#   - against each other the one-step params rows reached 129 ulps (seed 1, l1.wv[0, 15]), 163 and
+#     198 (seed 2, l0.wk[31, 15], l0.fc2[105, 10]), 658 (seed 3, l0.wo[20, 0]): |g| 4e-8 to 2e-7,
+#     3e-5 to 7e-5 of the median, the two gradients 0.07 to 1 ulp of their scale apart (0.2% to 2%
+#     of the entry); the steps/params rows 128, 198 and 659, and at seed 3 l0.wq 559, l0.wk 486;
+#   - each side against its own float64 step: at most 1 ulp, every m/, v/, params/ row, both sides,
+#     all four settings;
+#   - the steps rows against the rerun: pure's own file bitwise equal; the NumPy candidate at most
+#     6.5 ulps (seed 2, l0.wq; 3.19 at seed 3, 3 at seed 1, 2.56 at seed 0).
+# A wrong Adam is far beyond it, on its own inputs, at all four settings: beta1 0.9 at least 2.9e6
+# ulps (m rows), beta2 0.999 7.6e6 (v rows), learning rate 0.0101 3,360, eps 1e-6 470, no bias
+# correction 1.7e5 (params rows), a learning rate that does not decay 336 (steps rows, 2 steps). The
+# closest, eps 1.1e-8: the worst params row 1,420 to 7,110 ulps per setting (the least-hit rows 19 to
+# 87). The value is ROUNDING_ULPS, so that "equal to float32 rounding" keeps one meaning.
+ON_OWN_INPUTS_ULPS = ROUNDING_ULPS
+
 # ----------------------------------------------------------------------------- batches and devices
 # (compare/batch_checks.py.) Bounds in float32 ulps at each leaf's largest |value|: a gradient
 # entry near 0 that comes out of a cancellation has no meaningful relative error. pure and

@@ -10,7 +10,7 @@ import planted
 import pytest
 
 from compare import where
-from compare.verdict import BITWISE, DIFFERENT
+from compare.verdict import BITWISE, DIFFERENT, ROUNDING
 
 OTHER = dict(n_embd=24, n_head=3, n_layer=2, block_size=8)  # the other shape: two layers, 3 heads of 8
 
@@ -95,7 +95,7 @@ def eager(default):
 def test_where_names_each_planted_difference(eager, plant):
     cfg, start, batch, ref = eager
     build, tap, phase = planted.PLANTED[plant]
-    report = where.report(ref, where.outputs(build(), start, batch, cfg, jit=False), cfg)
+    report = where.report(ref, where.outputs(build(), start, batch, cfg, jit=False), cfg, start=start)
     assert (report.first.tap, report.first.phase) == (tap, phase), "\n".join(report.lines(plant))
     assert report.first_line() == f"first parts at: {tap} ({phase})"
     assert report.level == DIFFERENT and report.exit_code == 1
@@ -105,6 +105,37 @@ def test_where_names_each_planted_difference(eager, plant):
         assert "transpose" in report.first.why
     else:
         assert "a different computation" in report.first.why, report.first.why
+
+
+@pytest.mark.parametrize("adam_eps", [1e-8, 1.1e-8])
+def test_an_update_adam_amplified_from_a_gradients_rounding_is_judged_on_its_own_inputs(default, adam_eps):
+    """A port whose l0.wk gradient is pure's but for 8 ulps of its scale in its smallest entry (float32
+    rounding), stepped by Adam in float32 NumPy: where that entry nearly cancels, Adam's first step
+    m̂/(√v̂ + eps) ≈ g/(|g| + eps) makes the new weight differ beyond rounding. Judged on each side's
+    own inputs the row is float32 rounding, the entry named; with eps 1.1e-8 (the failing twin) it
+    stays different."""
+    cfg, start, _, ref = default
+    f32 = np.float32
+    g = ref["grad/l0.wk"].copy()
+    i = int(np.argmin(np.where(g != 0, np.abs(g), np.inf)))
+    g.flat[i] += 8 * np.spacing(np.abs(g).max())
+    m, v = f32(1 - cfg.beta1) * g, f32(1 - cfg.beta2) * (g * g)
+    step = (m / (f32(1) - f32(cfg.beta1))) / (np.sqrt(v / (f32(1) - f32(cfg.beta2))) + f32(adam_eps))
+    port = ref | {"grad/l0.wk": g, "m/l0.wk": m, "v/l0.wk": v,
+                  "params/l0.wk": np.asarray(start[0]["l0.wk"]) - f32(cfg.learning_rate) * step}
+    plain = next(r for r in where.report(ref, port, cfg).rows if r.tap == "params/l0.wk")
+    assert plain.level == DIFFERENT and plain.ulps > 16  # the case: against each other, beyond rounding
+    report = where.report(ref, port, cfg, start=start)
+    row = next(r for r in report.rows if r.tap == "params/l0.wk")
+    assert report.first_line() == "first parts at: l0.wk (gradient)", "\n".join(report.lines(""))
+    if adam_eps == cfg.adam_eps:
+        assert report.level == row.level == ROUNDING and row.ulps == plain.ulps, "\n".join(report.lines(""))
+        entry = f"l0.wk{[int(k) for k in np.unravel_index(i, g.shape)]}"
+        assert f"where √v̂ is near 0: entries {entry} (" in row.own and row.own.endswith("float32 rounding")
+        assert f"  params/l0.wk (update): {row.own}" in report.lines(""), "\n".join(report.lines(""))
+    else:
+        assert report.level == row.level == DIFFERENT and row.own.endswith("a different computation"), row.own
+        assert "b's beyond 16: Adam's step" in row.own, row.own
 
 
 # ----------------------------------------------------------------------------- taps cost nothing
@@ -139,8 +170,7 @@ def test_taps_leave_the_trainers_step_the_same_program(default, monkeypatch):
 def test_where_command_bitwise_other_shape_and_bad_impls(capsys):
     from common.cli import run_cli
 
-    code = run_cli(where.main, ["--impls", "pure,nnx_port", "--n-embd", "8", "--n-head", "2", "--block-size", "8",
-                                "--no-cache"])
+    code = run_cli(where.main, ["--impls", "pure,nnx_port", "--n-embd", "8", "--n-head", "2", "--block-size", "8"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "where: bitwise equal; 0 of " in out and "first parts at" not in out
