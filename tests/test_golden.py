@@ -213,9 +213,13 @@ def test_a_planted_backward_or_update_mistake_is_found_where_it_is(written, tmp_
 # amplifies a gradient's rounding (measured 2026-11-30, jax 0.12.0.1; the third, seed 2 / n_embd 32 /
 # 2 heads / block 32, params/l0.fc2 198 ulps, is measured in compare/tolerances.py, ON_OWN_INPUTS_ULPS):
 # the flags, the row, its entry, the row's ulps against pure's file.
+# Where Adam amplifies depends on the last bits of pure's numbers, so on the jax version: the first row
+# past rounding was params/l1.wv (l1.wv[0, 15], 129 ulps) and params/l0.wo (l0.wo[20, 0], 658 ulps) on
+# jax 0.12.0.1; on jax 0.10.2 the second setting's was params/l0.wv (l0.wv[2, 12], 19 ulps). The test
+# finds the rows from the table.
 AMPLIFIED = {
-    "seed 1, 2 layers, 5 steps": (["--seed", "1", "--n-layer", "2", "--steps", "5"], "params/l1.wv", "l1.wv[0, 15]"),
-    "seed 3, n_embd 24, 3 heads": (["--seed", "3", "--n-embd", "24", "--n-head", "3"], "params/l0.wo", "l0.wo[20, 0]"),
+    "seed 1, 2 layers, 5 steps": ["--seed", "1", "--n-layer", "2", "--steps", "5"],
+    "seed 3, n_embd 24, 3 heads": ["--seed", "3", "--n-embd", "24", "--n-head", "3"],
 }
 
 
@@ -223,7 +227,7 @@ AMPLIFIED = {
 def amplified(tmp_path_factory):
     """The golden files of AMPLIFIED, written once: {setting: (path, entries)}."""
     folder, out = tmp_path_factory.mktemp("amplified"), {}
-    for i, (setting, (flags, _, _)) in enumerate(AMPLIFIED.items()):
+    for i, (setting, flags) in enumerate(AMPLIFIED.items()):
         path = str(folder / f"golden{i}.npz")
         assert run_cli(golden.main, [path, *flags]) == 0
         with np.load(path) as f:
@@ -240,7 +244,6 @@ def rows(out: str) -> dict:
 @pytest.mark.parametrize("setting", AMPLIFIED)
 def test_an_update_adam_amplified_from_rounding_is_judged_on_its_own_inputs(amplified, tmp_path, capsys, setting):
     path, g = amplified[setting]
-    _, row, entry = AMPLIFIED[setting]
     cand = numpy_entries(g, 1e-5)
     cfg = Config(**json.loads(g["config"].tobytes()))
     plain = where.report(g, cand, cfg, extra=[("update", k, k) for k in g if k.startswith("steps/")])
@@ -251,12 +254,17 @@ def test_an_update_adam_amplified_from_rounding_is_judged_on_its_own_inputs(ampl
     out = capsys.readouterr().out
     assert code == 0 and "where: equal to float32 rounding" in out, out
     table = rows(out)
-    assert table[row][0] > ROUNDING_ULPS and table[row][1] == ROUNDING, out
-    assert (f"  {row} (update): " in out and "Adam amplified a rounding difference of the gradient where √v̂ is near "
-            f"0: entries {entry} (" in out), out
+    past = [name for name, (ulps, _) in table.items()
+            if name.startswith(("m/", "v/", "params/")) and ulps > ROUNDING_ULPS]  # the one-step update rows
+    assert past and all(table[name][1] == ROUNDING for name in past), out
+    for name in past:
+        line = next(line for line in out.splitlines() if line.startswith(f"  {name} (update): "))
+        assert ("Adam amplified a rounding difference of the gradient where √v̂ is near 0: entries "
+                f"{name.split('/', 1)[1]}[") in line, out
     # the k-step rows carry it on (and at seed 3 into l0.wq and l0.wk): judged from the candidate's own first step
     carried = [name for name, (ulps, _) in table.items() if name.startswith("steps/") and ulps > ROUNDING_ULPS]
-    assert f"steps/{row}" in carried and all(table[name][1] == ROUNDING for name in carried), out
+    assert {f"steps/{name}" for name in past if name.startswith("params/")} <= set(carried), out
+    assert all(table[name][1] == ROUNDING for name in carried), out
     assert all(f"  {name} (update): " in out for name in carried), out
     assert out.count("what the first step carried forward") == len(carried), out
 
