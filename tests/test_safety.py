@@ -131,7 +131,7 @@ def test_any_stdout_encoding_escapes_what_it_cannot_hold(tmp_path):
     assert "\\u2501" in out and "\u00b7" in out  # ━ escaped; the middle dot, which latin-1 has, as it is
     path = tmp_path / "accented.npz"
     random_checkpoint(path, chars=ACCENTED[:26], n_embd=4, n_head=1, block_size=2)  # a small sampler to compile
-    r = run_module("pure", "sample", "--load", str(path), "--num-samples", "6", 
+    r = run_module("pure", "sample", "--load", str(path), "--num-samples", "6",
                    env={"PYTHONIOENCODING": "ascii"})
     assert r.returncode == 0 and r.stderr == "", r.stderr
     assert sum(ln.startswith("sample ") for ln in r.stdout.splitlines()) == 6
