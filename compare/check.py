@@ -103,13 +103,13 @@ class Runner:
     compiled functions and outputs, each made once."""
 
     def __init__(self, name: str, reference: str):
-        self.impl, self.reference = impls.get(name), impls.get(reference)
+        self.impl, self.reference = impls.get(name), reference  # its name or module path, not Impl.name
         self.states, self.functions, self.outputs = {}, {}, {}
         self.started = {}  # Case -> a Future: its jit function compiled, or its no_jit outputs (`start`)
 
     def state(self, shape: str):
         if shape not in self.states:  # two threads may both convert: the first one kept is used by all
-            made = self.impl.state_from_flat(*start(self.reference.name, shape), Case("logits", shape).config())
+            made = self.impl.state_from_flat(*start(self.reference, shape), Case("logits", shape).config())
             self.states.setdefault(shape, made)
         return self.states[shape]
 

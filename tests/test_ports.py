@@ -168,6 +168,13 @@ def test_the_pytest_helper_fails_on_a_planted_epsilon(tmp_path, monkeypatch):
         check.assert_case(name, check.Case("logits"))
 
 
+def test_a_reference_named_by_module_path_whose_impl_has_another_name(tmp_path, monkeypatch):
+    """The reference is found again by the path it was named by, not by its Impl's name ("wrong_eps")."""
+    name = port(tmp_path, monkeypatch, WRONG_EPS)
+    result = check.judge("pure", check.Case("logits", mode="no_jit"), reference=name)
+    assert result.level == "different" and not result.missing, result.describe()
+
+
 def test_check_refuses_bad_flags_in_one_line():
     assert_user_error(call(check.main, "examples.equinox_port", "--shapes", "tiny"), "--shapes 'tiny'")
     assert_user_error(call(check.main, "pure"), "name another implementation")
