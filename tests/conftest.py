@@ -10,16 +10,47 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-SHARED = "MICROGPT_TEST_COMPILES"  # the session's compilation cache, made by the first pytest process
+SHARED = "MICROGPT_TEST_COMPILES"  # the tests' compilation caches, chosen by the first pytest process
+KEEP_MB, PRUNE_TO_MB = 1024, 512  # past KEEP_MB, the least recently used entries go, down to PRUNE_TO_MB
 
 
 def pytest_configure(config):
-    """One compilation cache for the whole session, made before pytest-xdist starts its workers
-    (they inherit the variable): a program one worker compiled, the other reads back."""
-    if SHARED not in os.environ:
+    """The compilation caches of the tests, chosen before pytest-xdist starts its workers (they
+    inherit the variable): one for the pytest processes, in which a program one worker compiled the
+    other reads back, and one per test file for the commands its tests run in child processes.
+
+    They live in pytest's own cache folder (.pytest_cache/, in the checkout, ignored by git), so a
+    second run reads back what the first compiled: on this machine the suite takes about 16 minutes
+    from empty caches and about 4 when they are warm (docs/speed.md). JAX's cache key is the program
+    itself with the jax and jaxlib versions, the XLA flags and the compile options, so an entry
+    can only be read back by the same compilation; `uv run pytest --cache-clear` starts from empty.
+    Without pytest's cache (-p no:cacheprovider) a temporary folder is used and removed."""
+    if SHARED in os.environ:  # a pytest run by a test (the device checks): the caller's caches
+        return
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        folder = cache.mkdir("microgpt-compiles")
+        prune(folder)
+    else:
         import tempfile
 
-        os.environ[SHARED] = config.compiles_folder = tempfile.mkdtemp(prefix="microgpt-tests-")
+        folder = config.compiles_folder = tempfile.mkdtemp(prefix="microgpt-tests-")
+    os.environ[SHARED] = config.compiles = str(folder)
+
+
+def prune(folder: Path) -> None:
+    """Keep the caches under KEEP_MB: past it, remove the entries least recently used (JAX writes
+    an entry once and only reads it after; the newer of its access and change times stands for its use)."""
+    entries = [(max(st.st_atime, st.st_mtime), st.st_size, path) for path in folder.rglob("*") if path.is_file()
+               for st in [path.stat()]]
+    total = sum(size for _, size, _ in entries)
+    if total <= KEEP_MB << 20:
+        return
+    for _, size, path in sorted(entries):
+        path.unlink(missing_ok=True)
+        total -= size
+        if total <= PRUNE_TO_MB << 20:
+            break
 
 
 def pytest_unconfigure(config):
@@ -31,32 +62,43 @@ def pytest_unconfigure(config):
         import shutil
 
         shutil.rmtree(config.compiles_folder, ignore_errors=True)
+    if getattr(config, "compiles", None):
         del os.environ[SHARED]
 
 
 @pytest.fixture(scope="session", autouse=True)
-def private_cache(tmp_path_factory):
+def private_cache():
     """Keep the tests' downloads and compilation caches out of the user's cache directory.
 
-    The commands a test runs in a child process get this process's own folder (MICROGPT_CACHE); they
-    run while the test waits, so no two of them write it at once. The pytest processes themselves
-    compile through the session's shared cache, which starts empty (the session stays hermetic):
-    the two workers meet the same programs (the lesson's checks are the grid's), and under
-    disable_jit an operation compiled once is read back rather than compiled again (measured in one
-    process: 17.5 s against 26 s for one eager update of pure and flax_port, 2026-11-30). Should one
-    worker read an entry the other is still writing, JAX warns that it could not read it, and compiles.
-    common/compiles.py counts a read as a compile, so "compiled once" means the same."""
+    The pytest processes compile through the folder pytest_configure chose. Under disable_jit it
+    helps within one process too: an operation compiled once is read back rather than compiled
+    again (measured in one process: 17.5 s against 26 s for one eager update of pure and
+    flax_port, 2026-11-30). Should one worker read an entry the other is still writing, JAX warns
+    that it could not read it, and compiles. common/compiles.py counts a read as a compile, so
+    "compiled once" means the same whether the program came from XLA or from the cache."""
     import jax
     import numpy as np
 
-    os.environ["MICROGPT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    jax.config.update("jax_compilation_cache_dir", str(Path(os.environ[SHARED]) / "jax-compilation-cache"))
+    jax.config.update("jax_compilation_cache_dir", str(Path(os.environ[SHARED]) / "in-process"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     # JAX opens its cache at the first compile and keeps that folder: compile now, so that a command
-    # run in-process (setup_jax, with the per-process folder) cannot move it.
+    # run in-process (setup_jax, with MICROGPT_CACHE's folder) cannot move it.
     jax.jit(lambda x: x + 1)(np.float32(0))
     yield
+
+
+@pytest.fixture(scope="module", autouse=True)
+def commands_cache(request):
+    """MICROGPT_CACHE for the commands this file's tests run in child processes: the file's own
+    folder. pytest-xdist runs a file in one worker, and a test waits for its command, so no two
+    processes write one folder at once (JAX writes an entry in place: a reader could see half of it,
+    and the command would print JAX's warning). A test that needs another sets its own."""
+    folder = Path(os.environ[SHARED]) / "commands" / request.path.stem
+    folder.mkdir(parents=True, exist_ok=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MICROGPT_CACHE", str(folder))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -194,6 +194,43 @@ def test_a_program_read_from_the_persistent_cache_counts_as_one_compile():
     assert "/jax/compilation_cache/cache_hits" in reads  # read back, not compiled
 
 
+def test_the_tests_compile_through_pytests_cache_folder(request):
+    """What a second run reads back (docs/speed.md): the pytest processes' programs in
+    .pytest_cache/d/microgpt-compiles/in-process, each test file's commands in commands/<file>."""
+    import os
+
+    from conftest import SHARED
+
+    folder = os.environ[SHARED]
+    if getattr(request.config, "cache", None) is not None:  # else a temporary folder (-p no:cacheprovider)
+        assert folder == str(request.config.cache.mkdir("microgpt-compiles"))
+    entries = set(os.listdir(os.path.join(folder, "in-process")))
+    import secrets
+
+    unique = np.float32(secrets.randbits(24))  # a constant in the program: no earlier run compiled it
+    jax.jit(lambda x: x * unique + 1)(np.zeros(3, np.float32))
+    assert len(set(os.listdir(os.path.join(folder, "in-process"))) - entries) == 1
+    assert os.environ["MICROGPT_CACHE"] == os.path.join(folder, "commands", "test_models")
+
+
+def test_the_tests_caches_keep_the_entries_used_last(tmp_path, monkeypatch):
+    import os
+
+    import conftest
+
+    monkeypatch.setattr(conftest, "KEEP_MB", 3)
+    monkeypatch.setattr(conftest, "PRUNE_TO_MB", 2)
+    (tmp_path / "in-process").mkdir()
+    for i in range(4):  # 1 MiB each, used at times 10, 20, 30, 40 (entry 0 the least recently)
+        entry = tmp_path / "in-process" / f"e{i}"
+        entry.write_bytes(bytes(1 << 20))
+        os.utime(entry, (10 * (i + 1), 10 * (i + 1)))
+    conftest.prune(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "in-process").iterdir()) == ["e2", "e3"]
+    conftest.prune(tmp_path)  # under the bound: nothing goes
+    assert len(list((tmp_path / "in-process").iterdir())) == 2
+
+
 # ----------------------------------------------------------------------------- Adam
 
 def adam_by_the_formula(p, g, m, v, step, cfg):
