@@ -207,7 +207,10 @@ def judge_main(argv) -> int:
                "entry, in the order the computation runs.")
     p.add_argument("golden", metavar="GOLDEN.npz")
     p.add_argument("candidate", metavar="CANDIDATE.npz")
+    p.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache (judge "
+                   "compiles pure's steps 2 to k when it reruns them from the candidate's state)")
     args = p.parse_args(argv)
+    setup_jax(args)
     cfg, report = judge(load(args.golden, "golden file"), load(args.candidate, "candidate"))
     print("\n".join(report.lines(f"judge: {args.candidate} against {args.golden} ({cfg.n_layer} layer, "
                                  f"n_embd {cfg.n_embd}, block_size {cfg.block_size})")))

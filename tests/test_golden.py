@@ -168,7 +168,7 @@ def test_numpy_candidate_is_judged_without_being_imported(written, tmp_path, cap
     path, g = written
     assert g["steps/params/wte"].shape == g["inputs/wte"].shape and g["tokens/inputs"].shape[0] == 2
     capsys.readouterr()
-    code = run_cli(golden.judge_main, [path, candidate(g, tmp_path / "numpy.npz")])
+    code = run_cli(golden.judge_main, [path, candidate(g, tmp_path / "numpy.npz"), "--no-cache"])
     out = capsys.readouterr().out
     # NumPy's matmuls sum in another order than XLA's: rounding, first in a forward tap. Measured
     # 2026-11-30 on this 2-core machine, jax 0.12.0.1, largest ulps of each tensor's scale (the bound
