@@ -117,6 +117,23 @@ def test_ctrl_c_at_any_moment_ends_in_one_line_by_sigint(moment, module, args, w
     assert "saved" not in out
 
 
+
+@pytest.mark.parametrize("moment, wait_for, after_s", [
+    ("before the first check", "compare check ", 0.0),
+    ("while the pool compiles and runs checks", "check ", 2.0),  # the table's header, then 2 s into the grid
+])
+def test_ctrl_c_in_check_ends_in_one_line_and_writes_no_json(moment, wait_for, after_s, tmp_path):
+    """`compare check` runs its checks in a pool of threads; Ctrl-C still ends it at once, by SIGINT,
+    in one line, with no --json file (measured by hand, 2026-11-30: 0.03-0.07 s after the signal,
+    at 1, 6 and 15 s into the grid)."""
+    target = tmp_path / "check.json"
+    p = start("compare", "check", "examples.equinox_port", "--no-cache", "--json", str(target),
+              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = interrupt(p, wait_for=wait_for, after_s=after_s)
+    assert p.returncode == -signal.SIGINT, (moment, p.returncode, err)
+    assert one_line(err) == "compare check: interrupted; nothing was saved", moment
+    assert list(tmp_path.iterdir()) == [], moment
+
 SAVE_SCRIPT = """
 import os, signal, sys, time
 from common import checkpoint, shell
