@@ -20,29 +20,81 @@ def pytest_configure(config):
     other reads back, and one per test file for the commands its tests run in child processes.
 
     They live in pytest's own cache folder (.pytest_cache/, in the checkout, ignored by git), so a
-    second run reads back what the first compiled: on this machine the suite takes about 16 minutes
+    second run reads back what the first compiled: on this machine the suite takes about 15 minutes
     from empty caches and about 4 when they are warm (docs/speed.md). JAX's cache key is the program
-    itself with the jax and jaxlib versions, the XLA flags and the compile options, so an entry
-    can only be read back by the same compilation; `uv run pytest --cache-clear` starts from empty.
-    Without pytest's cache (-p no:cacheprovider) a temporary folder is used and removed."""
+    itself with the jaxlib version, the XLA flags and the compile options, but not the CPU that
+    XLA compiled for, so each CPU gets its own folder. `uv run pytest --cache-clear` starts from
+    empty. Without pytest's cache (-p no:cacheprovider), or while another run in this checkout holds
+    the folder, a temporary folder is used and removed."""
     if SHARED in os.environ:  # a pytest run by a test (the device checks): the caller's caches
         return
     cache = getattr(config, "cache", None)
+    folder = None
     if cache is not None:
-        folder = cache.mkdir("microgpt-compiles")
-        prune(folder)
-    else:
+        folder = cache.mkdir("microgpt-compiles") / f"cpu-{cpu_fingerprint()}"
+        folder.mkdir(exist_ok=True)
+        if not hold(config, folder):
+            folder = None
+    if folder is None:
         import tempfile
 
         folder = config.compiles_folder = tempfile.mkdtemp(prefix="microgpt-tests-")
     os.environ[SHARED] = config.compiles = str(folder)
 
 
+def cpu_fingerprint() -> str:
+    """The CPU XLA compiles for: its feature flags (Linux), else what Python knows of the machine."""
+    import hashlib
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            what = next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        what = ""
+    return hashlib.sha256((what or platform.machine() + platform.processor()).encode()).hexdigest()[:12]
+
+
+UNFINISHED = "unfinished-run"  # present while a run uses the folder; left behind by one that was stopped
+
+
+def hold(config, folder: Path) -> bool:
+    """Take the folder for this run, or False if another run in this checkout holds it. A run that
+    was stopped (Ctrl-C, a crash) may have left an entry half-written, and JAX never rewrites an
+    entry: what it wrote goes, then the rest is pruned."""
+    import fcntl
+
+    lock = open(folder / "lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        return False
+    config.compiles_lock = lock  # held until this process ends
+    marker = folder / UNFINISHED
+    if marker.exists():
+        since = marker.stat().st_mtime
+        for path in folder.rglob("*"):
+            if path.is_file() and path.name != "lock" and path.stat().st_mtime >= since:
+                path.unlink(missing_ok=True)
+    marker.touch()
+    prune(folder)
+    return True
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A run that ended by itself (tests passed or failed) leaves its entries whole."""
+    config = session.config
+    if getattr(config, "compiles_lock", None) and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED,
+                                                                  pytest.ExitCode.NO_TESTS_COLLECTED):
+        (Path(config.compiles) / UNFINISHED).unlink(missing_ok=True)
+
+
 def prune(folder: Path) -> None:
     """Keep the caches under KEEP_MB: past it, remove the entries least recently used (JAX writes
     an entry once and only reads it after; the newer of its access and change times stands for its use)."""
-    entries = [(max(st.st_atime, st.st_mtime), st.st_size, path) for path in folder.rglob("*") if path.is_file()
-               for st in [path.stat()]]
+    entries = [(max(st.st_atime, st.st_mtime), st.st_size, path) for path in folder.rglob("*")
+               if path.is_file() and path.name not in ("lock", UNFINISHED) for st in [path.stat()]]
     total = sum(size for _, size, _ in entries)
     if total <= KEEP_MB << 20:
         return
@@ -79,6 +131,13 @@ def private_cache():
     import jax
     import numpy as np
 
+    # until a test file's own folder (commands_cache): what session fixtures run, per worker
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    os.environ["MICROGPT_CACHE"] = str(Path(os.environ[SHARED]) / "commands" / f"session-{worker}")
+    # jax 0.10.2 (not 0.12) puts the cache folder's path into every key, through the GPU autotuning
+    # cache it points XLA at (CPU has none): keys then changed with the folder a command set, and a
+    # warm run missed (measured 2026-11-30, one program, two folders). Off, the key is the program's.
+    jax.config.update("jax_persistent_cache_enable_xla_caches", "none")
     jax.config.update("jax_compilation_cache_dir", str(Path(os.environ[SHARED]) / "in-process"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -91,9 +150,10 @@ def private_cache():
 @pytest.fixture(scope="module", autouse=True)
 def commands_cache(request):
     """MICROGPT_CACHE for the commands this file's tests run in child processes: the file's own
-    folder. pytest-xdist runs a file in one worker, and a test waits for its command, so no two
-    processes write one folder at once (JAX writes an entry in place: a reader could see half of it,
-    and the command would print JAX's warning). A test that needs another sets its own."""
+    folder. Within one run (the lock of pytest_configure), under --dist loadfile (addopts), a file
+    runs in one worker, and a test waits for its command, so no two processes write one folder at
+    once (JAX writes an entry in place: a reader could see half of it, and the command would print
+    JAX's warning). A test that needs another sets its own."""
     folder = Path(os.environ[SHARED]) / "commands" / request.path.stem
     folder.mkdir(parents=True, exist_ok=True)
     with pytest.MonkeyPatch.context() as mp:

@@ -196,21 +196,54 @@ def test_a_program_read_from_the_persistent_cache_counts_as_one_compile():
 
 def test_the_tests_compile_through_pytests_cache_folder(request):
     """What a second run reads back (docs/speed.md): the pytest processes' programs in
-    .pytest_cache/d/microgpt-compiles/in-process, each test file's commands in commands/<file>."""
+    .pytest_cache/d/microgpt-compiles/cpu-<this CPU>/in-process, each test file's commands in
+    commands/<file>."""
     import os
-
-    from conftest import SHARED
-
-    folder = os.environ[SHARED]
-    if getattr(request.config, "cache", None) is not None:  # else a temporary folder (-p no:cacheprovider)
-        assert folder == str(request.config.cache.mkdir("microgpt-compiles"))
-    entries = set(os.listdir(os.path.join(folder, "in-process")))
     import secrets
+    import tempfile
+
+    import conftest
+
+    folder = os.environ[conftest.SHARED]
+    if getattr(request.config, "cache", None) is not None and not folder.startswith(tempfile.gettempdir()):
+        # (a temporary folder: -p no:cacheprovider, or another run held this checkout's)
+        assert folder == str(request.config.cache.mkdir("microgpt-compiles") / f"cpu-{conftest.cpu_fingerprint()}")
 
     unique = np.float32(secrets.randbits(24))  # a constant in the program: no earlier run compiled it
-    jax.jit(lambda x: x * unique + 1)(np.zeros(3, np.float32))
-    assert len(set(os.listdir(os.path.join(folder, "in-process"))) - entries) == 1
+
+    def probe_of_the_tests_cache(x):  # JAX names the entry after the function (the other worker writes too)
+        return x * unique + 1
+
+    def probes():
+        return {f for f in os.listdir(os.path.join(folder, "in-process")) if f.startswith("jit_probe_of_the_tests_cache-")}
+
+    before = probes()
+    jax.jit(probe_of_the_tests_cache)(np.zeros(3, np.float32))
+    assert len(probes() - before) == 1
     assert os.environ["MICROGPT_CACHE"] == os.path.join(folder, "commands", "test_models")
+
+
+def test_a_stopped_runs_entries_go_and_two_runs_never_share_a_folder(tmp_path):
+    """A run stopped midway may have left an entry half-written (JAX writes in place and never
+    rewrites one): the next run removes what the stopped one wrote, and keeps the rest. While a run
+    holds the folder, another gets none (and compiles in a temporary one)."""
+    import os
+    import types
+
+    import conftest
+
+    first, second = types.SimpleNamespace(), types.SimpleNamespace()
+    assert conftest.hold(first, tmp_path)
+    os.utime(tmp_path / conftest.UNFINISHED, (100, 100))  # the run started at time 100 and was stopped
+    (tmp_path / "in-process").mkdir()
+    for name, t in [("before", 50), ("during", 150)]:
+        (tmp_path / "in-process" / name).write_bytes(b"entry")
+        os.utime(tmp_path / "in-process" / name, (t, t))
+    assert not conftest.hold(second, tmp_path)  # the stopped run's process still holds it
+    first.compiles_lock.close()  # its process ended
+    assert conftest.hold(second, tmp_path)
+    assert sorted(os.listdir(tmp_path / "in-process")) == ["before"]
+    second.compiles_lock.close()
 
 
 def test_the_tests_caches_keep_the_entries_used_last(tmp_path, monkeypatch):
