@@ -62,8 +62,10 @@ def hold(config, folder: Path) -> bool:
     """Take the folder for this run, or False if another run in this checkout holds it. A run that
     was stopped (Ctrl-C, a crash) may have left an entry half-written, and JAX never rewrites an
     entry: what it wrote goes, then the rest is pruned."""
-    import fcntl
-
+    try:
+        import fcntl
+    except ImportError:  # not POSIX (Windows): no lock to take, so no shared folder either
+        return False
     lock = open(folder / "lock", "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
