@@ -151,10 +151,11 @@ checkpoint.atomic_write(sys.argv[1], write)
 
 def test_ctrl_c_while_saving_leaves_the_old_file_whole_and_no_temporary(tmp_path):
     """The handler removes the temporary it finds registered; the old file was never opened.
-    The writer waits in short sleeps, as a real one runs Python between its writes: numpy's BLAS
-    thread makes the process two threads, the kernel may hand SIGINT to the other one, and then
-    Python runs the handler only when the main thread next runs bytecode. One long sleep(30) hung
-    here once in CI (2026-11-30) and 1 time in 150 under load by hand."""
+    The writer waits in short sleeps, as a real one runs Python between its writes: Python acts on
+    a signal between bytecodes, and one that lands after the print and before a long sleep has
+    begun (or in numpy's BLAS thread) is acted on only when that sleep ends. With one sleep(30) this
+    hung once in CI (2026-11-30); by hand, under load, 1 run in 600 with one thread and 2 in 300
+    with numpy's two; with short sleeps, 0 in 300."""
     target = tmp_path / "w.npz"
     target.write_bytes(b"the old checkpoint")
     p = subprocess.Popen([sys.executable, "-c", SAVE_SCRIPT, str(target), "ours"], cwd=ROOT,
