@@ -17,7 +17,7 @@ import pure.model
 from common.config import Config
 from common.data import Batch, Tokenizer, training_batches
 from common.devices import data_mesh, place_batches, place_state
-from compare import batch_checks, convert, equivalence
+from compare import batch_checks, check, convert, equivalence
 from compare.tolerances import DEVICES_ULPS
 from conftest import assert_user_error, cli
 
@@ -166,3 +166,27 @@ def test_a_run_on_4_devices_compiles_once_and_prints_its_layout():
 def test_a_batch_that_does_not_split_over_the_devices_is_refused():
     assert_user_error(cli("pure", "--steps", "2", "--batch-size", "6", "--devices", "4"),
                       "batch-size=6 does not split over devices=4")
+
+
+# ----------------------------------------------------------------------------- compare check's own 4-device rows
+
+@pytest.mark.parametrize("case", [c for c in check.cases(["default"]) if c.devices > 1], ids=str)
+def test_compare_check_runs_its_4_device_rows_on_a_port_named_by_path(case):
+    """The rows `compare check` adds when JAX sees 4 devices (place_state, place_batches inside its
+    Runner), on the Equinox port reached by module path: as equal as the twins are there (by hand,
+    2026-11-30, `check examples.equinox_port` with 4 forced host devices: all four bitwise)."""
+    assert check.device_count() == 4
+    result = check.judge("examples.equinox_port", case)
+    assert not result.missing and result.level == result.expected == equivalence.expected_level(case.kind, case.jit), \
+        result.describe()
+
+
+def test_compare_check_catches_a_planted_adam_epsilon_on_4_devices(tmp_path, monkeypatch):
+    """The failing twin of the rows above: pure with Adam's epsilon 1e-6 (tests/planted.py), one
+    update of 8 names split over 4 devices."""
+    (tmp_path / "planted_eps_port.py").write_text("import planted\n\n\ndef impl():\n"
+                                                  "    return planted.PLANTED['adam_eps'][0]()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    case = check.Case("update", batch=check.BATCH, devices=check.DEVICES)
+    with pytest.raises(AssertionError, match="update-default-b8-4dev-jit: planted_eps_port against pure: different"):
+        check.assert_case("planted_eps_port", case)
