@@ -141,13 +141,16 @@ def check_sampling_flags(args) -> None:
 
 
 def setup_jax(args) -> None:
-    """Persistent compilation cache in the user cache directory (never the repo) unless --no-cache."""
+    """Persistent compilation cache in the user cache directory (never the repo), one folder per CPU
+    (common/compiles.py: cpu_fingerprint), unless --no-cache."""
     import jax
 
+    from common.compiles import cpu_fingerprint
     from common.data import cache_dir
 
     if not args.no_cache and cache_dir() is not None:  # no cache directory (HOME empty or unset): compile afresh
-        jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax-compilation-cache"))
+        folder = cache_dir() / "jax-compilation-cache" / f"cpu-{cpu_fingerprint()}"  # a program is for one CPU
+        jax.config.update("jax_compilation_cache_dir", str(folder))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 

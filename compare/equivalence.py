@@ -1,4 +1,5 @@
-"""The equivalence checks: same weights and tokens into two implementations, the same numbers out.
+"""The equivalence checks: same weights and tokens into two implementations, the same numbers out,
+and the grid of cases they run on.
 
 Any two implementations (their `Impl`, common/impl.py), five kinds of output:
   logits   forward(params, tokens)                 -> {"logits"}
@@ -8,9 +9,20 @@ Any two implementations (their `Impl`, common/impl.py), five kinds of output:
   samples  sample_tokens(params, prompt, key)      -> {"tokens"}
 Each output is put in the checkpoint's flat names, so that any pair compares entry by entry, and
 judged with compare/verdict.py: bitwise, or equal to float32 rounding where the arithmetic differs.
-`variant` wraps the function under test (`jax.jit`, chex's with_jit/without_jit, or nothing), so
-every check runs with jit and without.
+
+Two modes, one meaning everywhere in this project (the tests, `compare check`, the docs):
+  jit     the function under an outer `jax.jit`, compiled whole by XLA;
+  no_jit  the function called as it is (chex's `without_jit`): jax runs it operation by
+          operation, each compiled on its own, while the jits a library keeps inside (optax's bias
+          correction, `jnp.matmul`) and every `lax.scan` stay compiled whole. `jax.disable_jit()`,
+          which turns those off too, is named as such where it is used.
+
+The grid (`Case`, `grid`): every kind at six model shapes, with jit and without, with batches of
+8 names and split over 4 devices. Two tiers of it: `FULL`, the product, and `QUICK`, a covering
+design that takes every kind, mode, shape, batch and device count at least once (below).
 """
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -20,27 +32,138 @@ from common.impl import Impl
 from compare.verdict import BITWISE, ROUNDING, assert_level
 
 KINDS = ("logits", "grads", "update", "updates", "samples")
+STATE_KINDS = ("update", "updates")  # the kinds that take a training state; the others take its params
 SAMPLES = 8  # names per sampling check
 SHAPES = {  # the grid of model shapes: the default, and one change at a time around it
     "default": {}, "n_embd32": dict(n_embd=32), "n_embd24_3heads": dict(n_embd=24, n_head=3),
     "2layers": dict(n_layer=2), "block8": dict(block_size=8), "block32": dict(block_size=32),
 }
 MODES = ("jit", "no_jit")
-# Without an outer jit, a lax.scan is still compiled whole: for `updates` (a scan of train steps)
-# and `samples` (a scan over positions) the no_jit variant compiles the very program the jit one
-# does, so it runs at the default shape only. Logits, gradients and one update run op by op there,
-# each op compiled alone, so the shape-dependent choices of whole-program compilation (which broke
-# bitwise equality at n_embd 24 and 32 under jit) do not arise; they run at three shapes.
-NO_JIT_SHAPES = ("default", "n_embd24_3heads", "block32")
-GRID = [(kind, shape, mode) for kind in KINDS for shape in SHAPES for mode in MODES
-        if mode == "jit" or (shape in NO_JIT_SHAPES and (kind not in ("updates", "samples") or shape == "default"))]
-BATCH_KINDS = ("grads", "update", "updates")  # with batches of names, at the default shape, jit and without
-DEVICES_GRID = [("grads", "jit"), ("update", "jit"), ("updates", "jit"), ("grads", "no_jit")]  # split over 4 devices
+BATCH, DEVICES = 8, 4  # names a step in the batch checks; devices they are split over
+BATCH_KINDS = ("grads", "update", "updates")  # the kinds that take a batch of names
+VOCAB = 27  # the grid's tokenizer: 26 letters and BOS
 
 
 def identity(fn):
     return fn
 
+
+# ----------------------------------------------------------------------------- the grid
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One check: which output, at which model shape, with jit or without, how many names a step
+    and over how many devices."""
+
+    kind: str
+    shape: str = "default"
+    mode: str = "jit"
+    batch: int = 1
+    devices: int = 1
+
+    def __str__(self) -> str:  # a pytest id: grads-default-b8-4dev-jit
+        parts = [self.kind, self.shape] + [f"b{self.batch}"] * (self.batch > 1) + [f"{self.devices}dev"] * (
+            self.devices > 1)
+        return "-".join(parts + [self.mode])
+
+    @property
+    def jit(self) -> bool:
+        return self.mode == "jit"
+
+    @property
+    def group(self) -> "Group":
+        return Group(self.shape, self.mode, self.batch, self.devices)
+
+    def config(self) -> Config:
+        return self.group.config()
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """The cases that differ only in their kind: they share one program (compare/programs.py)."""
+
+    shape: str = "default"
+    mode: str = "jit"
+    batch: int = 1
+    devices: int = 1
+
+    def __str__(self) -> str:
+        return str(Case("*", *dataclasses.astuple(self)))[2:]
+
+    @property
+    def jit(self) -> bool:
+        return self.mode == "jit"
+
+    def config(self) -> Config:
+        return Config(vocab_size=VOCAB, **SHAPES[self.shape])
+
+
+# Without an outer jit, a lax.scan is still compiled whole: for `updates` (a scan of train steps)
+# and `samples` (a scan over positions) the no_jit case compiles the very program the jit one
+# does, so it runs at the default shape only. Logits, gradients and one update run op by op there,
+# each op compiled alone, so the shape-dependent choices of whole-program compilation (which broke
+# bitwise equality at n_embd 24 and 32 under jit) do not arise; they run at three shapes.
+NO_JIT_SHAPES = ("default", "n_embd24_3heads", "block32")
+DEVICES_GRID = [("grads", "jit"), ("update", "jit"), ("updates", "jit"), ("grads", "no_jit")]  # split over 4 devices
+
+FULL = tuple(
+    [Case(kind, shape, mode) for kind in KINDS for shape in SHAPES for mode in MODES
+     if mode == "jit" or (shape in NO_JIT_SHAPES and (kind not in ("updates", "samples") or shape == "default"))]
+    + [Case(kind, "default", mode, batch=BATCH) for kind in BATCH_KINDS for mode in MODES]
+    + [Case(kind, "default", mode, batch=BATCH, devices=DEVICES) for kind, mode in DEVICES_GRID]
+)
+
+# The quick tier (`uv run pytest`, `compare check`): a covering design, read it by its columns.
+#   kinds  every kind at the default shape, with jit and without, one name a step;
+#   shapes every other shape under jit, with two kinds, so that each kind also runs at two shapes
+#          other than the default (the table);
+#   no_jit one shape other than the default without jit: gradients at n_embd 24 with 3 heads, the
+#          shape at which summation order first broke an equality (compare/tolerances.py);
+#   batch  every kind that takes a batch, 8 names a step, with jit and without;
+#   devices the same 4-device checks as FULL (where JAX sees 4 devices).
+# Pairs are never sampled: every case compares every pair, since each implementation's outputs are
+# computed once and shared. Each (implementation, shape, mode, batch, devices) group is one compiled
+# program (compare/programs.py), so this tier compiles 7 programs per implementation (plus one on
+# 4 devices) where FULL compiles 8.
+QUICK_SHAPES = {  # shape -> the two kinds it runs under jit
+    "n_embd32": ("grads", "samples"),
+    "n_embd24_3heads": ("logits", "update"),
+    "2layers": ("grads", "updates"),
+    "block8": ("logits", "update"),
+    "block32": ("updates", "samples"),
+}
+QUICK = tuple(
+    [Case(kind, "default", mode) for kind in KINDS for mode in MODES]
+    + [Case(kind, shape) for shape, kinds in QUICK_SHAPES.items() for kind in kinds]
+    + [Case("grads", "n_embd24_3heads", "no_jit")]
+    + [Case(kind, "default", mode, batch=BATCH) for kind in BATCH_KINDS for mode in MODES]
+    + [Case(kind, "default", mode, batch=BATCH, devices=DEVICES) for kind, mode in DEVICES_GRID]
+)
+TIERS = {"quick": QUICK, "full": FULL}
+
+
+def grid(tier: str = "quick", shapes=None, devices: bool = True) -> list[Case]:
+    """The cases of a tier, in its order; only those at `shapes` (default: all) and, unless
+    `devices`, none split over several devices."""
+    return [c for c in TIERS[tier] if (shapes is None or c.shape in shapes) and (devices or c.devices == 1)]
+
+
+def kinds_of(group: Group, tier: str = "quick") -> tuple[str, ...]:
+    """The kinds a tier checks in one group, in KINDS order: what that group's program computes."""
+    return tuple(k for k in KINDS if Case(k, *dataclasses.astuple(group)) in TIERS[tier])
+
+
+def shape_flags(shape: str) -> list[str]:
+    """A shape of the grid as the command line's model flags: n_embd24_3heads -> --n-embd 24 --n-head 3."""
+    return [arg for field, value in SHAPES[shape].items() for arg in (f"--{field.replace('_', '-')}", str(value))]
+
+
+def groups(cases) -> list[Group]:
+    """The groups of some cases, each once, in the cases' order."""
+    return list(dict.fromkeys(c.group for c in cases))
+
+
+# ----------------------------------------------------------------------------- the functions under test
 
 def raw(kind: str, impl: Impl, cfg: Config):
     """The function under test, (x, data) -> outputs in the implementation's own trees; `x` is
@@ -59,6 +182,19 @@ def raw(kind: str, impl: Impl, cfg: Config):
             params, data[0], data[1], cfg, key=data[2], num_samples=SAMPLES, temperature=jnp.float32(0.5)
         )
     raise ValueError(f"unknown kind {kind!r}: one of {KINDS}")
+
+
+def bundle(kinds, impl: Impl, cfg: Config):
+    """Several kinds as one function, (state, {kind: data}) -> {kind: outputs}: under jit, one
+    program computes everything a group of checks reads. Each kind is its `raw` function, fed the
+    state or the params inside it."""
+    fns = {kind: raw(kind, impl, cfg) for kind in kinds}
+
+    def run(state, data):
+        params = impl.params_of(state)
+        return {kind: fn(state if kind in STATE_KINDS else params, data[kind]) for kind, fn in fns.items()}
+
+    return run
 
 
 def flatten(kind: str, impl: Impl, out) -> dict:

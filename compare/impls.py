@@ -78,6 +78,20 @@ def get(name: str) -> Impl:
     return made
 
 
+RESOLVED: dict[str, Impl] = {}
+
+
+def resolve(what: "str | Impl") -> Impl:
+    """What a user has, a name, a module path or an Impl, as an Impl. A name is looked up (`get`)
+    once per process, so that every helper given the same name shares one Impl, and with it one
+    set of compiled programs (compare/programs.py)."""
+    if isinstance(what, Impl):
+        return what
+    if what not in RESOLVED:
+        RESOLVED[what] = get(what)
+    return RESOLVED[what]
+
+
 def pairs(names) -> list[tuple[str, str]]:
     """Every pair once, in column order: (pure, flax_port), (pure, nnx_port), (flax_port, nnx_port)."""
     return list(itertools.combinations(names, 2))

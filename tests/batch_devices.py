@@ -17,9 +17,9 @@ import pure.model
 from common.config import Config
 from common.data import Batch, Tokenizer, training_batches
 from common.devices import data_mesh, place_batches, place_state
-from compare import batch_checks, check, convert, equivalence
+from compare import batch_checks, check, convert, equivalence, impls, programs
 from compare.tolerances import DEVICES_ULPS
-from conftest import assert_user_error, cli
+from conftest import assert_user_error, cli, equinox_expects
 
 TOK = Tokenizer("abcdefghijklmnopqrstuvwxyz")
 CFG = Config(vocab_size=TOK.vocab_size)
@@ -121,39 +121,19 @@ class DevicesTest(chex.TestCase):
                                                   DEVICES_ULPS, variant=self.variant, grads_fn=psum_twice)
 
 
-@functools.cache
-def every_state():
-    from compare import impls
-
-    names = impls.available()
-    made = equivalence.states_from_one_init([impls.get(n) for n in names], CFG, key=jax.random.PRNGKey(0))
-    return {n: (impls.get(n), place_state(s, mesh(4))) for n, s in zip(names, made)}
+def pair_id(pair):
+    return "~".join(pair)
 
 
-def every_pair():
-    from compare import impls
-
-    return impls.pairs(impls.available())
-
-
-@pytest.mark.parametrize("kind, mode", [("grads", "jit"), ("update", "jit"), ("updates", "jit"), ("grads", "no_jit")])
-@pytest.mark.parametrize("pair", every_pair(), ids="~".join)
-def test_every_pair_under_the_same_sharding_of_4_devices(kind, pair, mode):
+@pytest.mark.parametrize("pair", impls.pairs(impls.available()), ids=pair_id)
+def test_every_pair_under_the_same_sharding_of_4_devices(device_case, pair, grid_tier):
     """8 names a step split over 4 devices, state replicated: every pair as on one device (bitwise,
-    one update without an outer jit equal to rounding), nnx_port included."""
-    out = [sharded_outputs(kind, name, mode) for name in pair]
-    equivalence.assert_same(kind, *out, equivalence.expected_level(kind, mode == "jit"), f"{kind} on 4 devices")
-
-
-@functools.cache
-def sharded_outputs(kind: str, name: str, mode: str) -> dict:
-    """One implementation's outputs on 4 devices, computed once and compared in every pair it is in."""
-    batches = place_batches(steps_of(8, 2), mesh(4))
-    data = batches if kind == "updates" else first(batches)
-    it, state = every_state()[name]
-    fn = equivalence.raw(kind, it, CFG)
-    x = state if kind != "grads" else it.params_of(state)
-    return equivalence.flatten(kind, it, (jax.jit(fn) if mode == "jit" else fn)(x, data))
+    one update without an outer jit equal to rounding), nnx_port included. Each implementation's
+    outputs come from the grid's program on 4 devices (compare/programs.py), made once."""
+    pure = impls.resolve("pure")
+    out = [programs.runner(impls.resolve(name), pure, grid_tier).output(device_case) for name in pair]
+    equivalence.assert_same(device_case.kind, *out, equivalence.expected_level(device_case.kind, device_case.jit),
+                            str(device_case))
 
 
 def test_a_run_on_4_devices_compiles_once_and_prints_its_layout():
@@ -170,15 +150,14 @@ def test_a_batch_that_does_not_split_over_the_devices_is_refused():
 
 # ----------------------------------------------------------------------------- compare check's own 4-device rows
 
-@pytest.mark.parametrize("case", [c for c in check.cases(["default"]) if c.devices > 1], ids=str)
-def test_compare_check_runs_its_4_device_rows_on_a_port_named_by_path(case):
+def test_compare_check_runs_its_4_device_rows_on_a_port_named_by_path(device_case):
     """The rows `compare check` adds when JAX sees 4 devices (place_state, place_batches inside its
-    Runner), on the Equinox port reached by module path: as equal as the twins are there (by hand,
-    2026-11-30, `check examples.equinox_port` with 4 forced host devices: all four bitwise)."""
+    programs), on the Equinox port reached by module path: as equal as the twins are there, or to
+    rounding where the port's own matrix products are compiled otherwise (conftest.py: EQUINOX_ROUNDS)."""
     assert check.device_count() == 4
-    result = check.judge("examples.equinox_port", case)
-    assert not result.missing and result.level == result.expected == equivalence.expected_level(case.kind, case.jit), \
-        result.describe()
+    result = check.judge("examples.equinox_port", device_case)
+    reached, expected = (check.LEVELS.index(level) for level in (result.level, equinox_expects(device_case)))
+    assert not result.missing and reached <= expected, result.describe()
 
 
 def test_compare_check_catches_a_planted_adam_epsilon_on_4_devices(tmp_path, monkeypatch):

@@ -108,7 +108,7 @@ def test_b_names_a_step_are_the_same_names_in_the_same_order(docs, tok):
 # ----------------------------------------------------------------------------- pure ≡ flax_port, batched
 
 class BatchedEqualTest(chex.TestCase):
-    """The batched equalities of every pair run in tests/test_compare.py (test_equal_on_batches_of_8_names,
+    """The batched equalities of every pair run in tests/test_compare.py (the grid's cases with 8 names,
     with jit and without); here, that the batch checks of compare/batch_checks.py fail on a real difference."""
 
     @chex.variants(with_jit=True)

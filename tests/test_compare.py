@@ -1,8 +1,11 @@
-"""The implementations compute the same thing: every check on a grid of model shapes, for every pair,
-with jit and without, each with a failing twin proving that the check fails on a real difference.
+"""The implementations compute the same thing: every check of the grid (compare/equivalence.py) for
+every pair, with jit and without, each with a failing twin proving that the check fails on a real
+difference.
 
-Compiled functions are shared: one per (kind of output, implementation, shape, jit or not), reused by
-every pair, seed and scale, so the grid costs a compile per function, not per case.
+The grid's cases come from conftest.py (`case`, `jit_group`): the quick tier by default, the whole
+grid with --full. Each implementation's outputs come from compare/programs.py, one compiled program
+per group of cases (shape, mode, batch), shared by every pair, seed, scale, nudged weight and name
+of this file, and by `compare check` and the lesson in the same process.
 """
 
 import dataclasses
@@ -16,179 +19,120 @@ import pytest
 from absl.testing import parameterized
 
 import flax_port.model
-from common.config import Config
-from common.data import Tokenizer, encode_name, training_batches
-from common.runner import prompt_tokens
-from compare import convert, equivalence, impls
+from common.compiles import count_compiles
+from common.data import Tokenizer
+from compare import convert, equivalence, impls, programs
+from compare.equivalence import Case, Group
 from compare.tolerances import JIT_VS_EAGER, JIT_VS_EAGER_10X
 from compare.verdict import BITWISE, DIFFERENT, ROUNDING, Verdict, assert_level
 
-TOK = Tokenizer("abcdefghijklmnopqrstuvwxyz")
-LONG = "abcdefghijklmnopqrstuvwxyz"  # longer than every block_size of the grid: truncated
-SHAPES = equivalence.SHAPES  # the default, and one change at a time around it
+TOK = Tokenizer(programs.ALPHABET)
+LONG = programs.LONG  # longer than every block_size of the grid: truncated
 NAMES = impls.available()
 PAIRS = impls.pairs(NAMES)
-MODES = list(equivalence.MODES)
+PURE, FLAX = "pure", "flax_port"
+CFG = Group().config()
 
 
-def config(shape: str) -> Config:
-    return Config(vocab_size=TOK.vocab_size, **SHAPES[shape])
-
-
-@functools.cache
 def impl(name: str):
-    return impls.get(name)
+    return impls.resolve(name)
 
 
-@functools.cache
-def function(kind: str, name: str, cfg: Config, mode: str):
-    """The function under test, compiled once for its shapes (jit) or called as is (no_jit: library
-    jits inside, such as optax's, stay on, as with chex's without_jit)."""
-    fn = equivalence.raw(kind, impl(name), cfg)
-    return jax.jit(fn) if mode == "jit" else fn
-
-
-@functools.cache
-def states(shape: str, seed: int = 0, scale: float = 1.0) -> dict:
-    """One initialisation in every implementation. Every state of one implementation and shape shares
-    the first one's tree structure: a fresh flax TrainState or nnx graphdef holds a new optax object,
-    a new static value, and the compiled functions would compile again for it."""
-    cfg = config(shape)
-    made = equivalence.states_from_one_init([impl(n) for n in NAMES], cfg, key=jax.random.PRNGKey(seed), scale=scale)
-    if (seed, scale) != (0, 1.0):
-        made = [jax.tree.unflatten(jax.tree.structure(first), jax.tree.leaves(m))
-                for first, m in zip(states(shape).values(), made)]
-    return dict(zip(NAMES, made))
-
-
-def inputs(kind: str, name: str, shape: str, seed: int = 0, scale: float = 1.0, word: str = "kaelyn"):
-    """(x, data) for one check: params or state, and the tokens, name(s) or prompt."""
-    cfg = config(shape)
-    state = (states(shape) if (seed, scale) == (0, 1.0) else states(shape, seed, scale))[name]
-    params = impl(name).params_of(state)
-    if kind == "logits":
-        return params, encode_name(word, TOK, cfg.block_size).inputs
-    if kind == "grads":
-        return params, encode_name(word, TOK, cfg.block_size)
-    if kind == "update":
-        return state, encode_name(word, TOK, cfg.block_size)
-    if kind == "updates":
-        words = [word, "emma", "x", LONG, "olivia", "bo", "ava", "zoe", "kaelyn", "mia"]
-        return state, training_batches(words, TOK, cfg.block_size, 10, seed)
-    prompt, n = prompt_tokens(TOK, "ka", cfg)
-    return params, (prompt, n, jax.random.PRNGKey(seed))
-
-
-def outputs(kind: str, name: str, shape: str, mode: str, **kw) -> dict:
-    x, data = inputs(kind, name, shape, **kw)
-    return equivalence.flatten(kind, impl(name), function(kind, name, config(shape), mode)(x, data))
-
-
-@functools.cache
-def cached_outputs(kind: str, name: str, shape: str, mode: str) -> dict:
-    return outputs(kind, name, shape, mode)
+@pytest.fixture(scope="module")
+def runner(grid_tier):
+    """name -> its Runner on this run's tier, started from pure's initialisation."""
+    return lambda name: programs.runner(impl(name), impl(PURE), grid_tier)
 
 
 def pair_id(pair):
     return "~".join(pair)
 
 
+def inputs(kind: str, name: str, shape: str = "default"):
+    """(x, data) of one kind at one group, one name a step: params or state, and the grid's data."""
+    group = Group(shape)
+    state = programs.state(impl(name), impl(PURE), shape)
+    x = state if kind in equivalence.STATE_KINDS else impl(name).params_of(state)
+    return x, programs.data(kind, group)
+
+
 # ----------------------------------------------------------------------------- the grid
 
-GRID = equivalence.GRID  # every kind at every shape under jit; without jit at three (see there)
+@pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
+def test_equal_on_the_grid(case, pair, runner):
+    a, b = (runner(name).output(case) for name in pair)
+    equivalence.assert_same(case.kind, a, b, equivalence.expected_level(case.kind, case.jit), str(case))
+
+
+def nudged(name: str, state, shape: str, param: str = "l0.wq", by: float = 1e-4):
+    """A training state of implementation `name`, one weight moved by `by` (through the flat layout),
+    Adam's state kept, in the state's own tree structure (the compiled program's)."""
+    it = impl(name)
+    flat, opt = it.state_to_flat(state)
+    moved = it.state_from_flat(dict(flat, **{param: jnp.asarray(flat[param]).at[0, 0].add(by)}), opt,
+                               Group(shape).config())
+    return jax.tree.unflatten(jax.tree.structure(state), jax.tree.leaves(moved))
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
-@pytest.mark.parametrize("kind, shape, mode", GRID)
-def test_equal_on_the_shape_grid(kind, shape, pair, mode):
-    a, b = (cached_outputs(kind, name, shape, mode) for name in pair)
-    equivalence.assert_same(kind, a, b, equivalence.expected_level(kind, mode == "jit"), f"{kind} at {shape}")
+def test_the_grid_catches_one_weight_nudged_by_1e_4(jit_group, pair, runner):
+    """The same compiled programs, one weight of the second implementation moved: every kind of the
+    group that reads the weight catches it (in the logits that is only ~10 ulps: the checks demand
+    every bit where the arithmetic is the same). Sampled names are left out: a 1e-4 nudge need not
+    change a drawn token (test_sample_check_catches_different_weights moves more)."""
+    a = runner(pair[0]).grid_outputs(jit_group)
+    other = runner(pair[1])
+    b = other.run(jit_group, nudged(pair[1], other.state(jit_group.shape), jit_group.shape))
+    kinds = [k for k in a if k != "samples"]
+    assert kinds, jit_group
+    for kind in kinds:
+        with pytest.raises(AssertionError, match="expected bitwise equal"):
+            equivalence.assert_same(kind, a[kind], b[kind], BITWISE, f"{kind} at {jit_group}")
 
 
-@pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("kind", ["logits", "grads", "update"])
-def test_grid_check_catches_one_weight_nudged_by_1e_4(kind, shape, pair):
-    """The same compiled functions, one weight of the second implementation moved: caught at every
-    shape. (In the logits that is only ~10 ulps: the checks demand every bit where the arithmetic is the same.)"""
-    a = cached_outputs(kind, pair[0], shape, "jit")
-    x, data = inputs(kind, pair[1], shape)
-    x = nudged(pair[1], x, shape, is_state=kind == "update")
-    b = equivalence.flatten(kind, impl(pair[1]), function(kind, pair[1], config(shape), "jit")(x, data))
-    with pytest.raises(AssertionError, match="expected bitwise equal"):
-        equivalence.assert_same(kind, a, b, equivalence.expected_level(kind, jit=True))
-
-
-def nudged(name: str, x, shape: str, is_state: bool = False, param: str = "l0.wq", by: float = 1e-4):
-    """Params or a training state of implementation `name`, one weight moved by `by` (through the flat layout)."""
-    cfg, it = config(shape), impl(name)
-    if is_state:  # move the weight, keep the Adam state
-        flat, opt = it.state_to_flat(x)
-        moved = it.state_from_flat(dict(flat, **{param: jnp.asarray(flat[param]).at[0, 0].add(by)}), opt, cfg)
-        return jax.tree.unflatten(jax.tree.structure(x), jax.tree.leaves(moved))  # the compiled step's own structure
-    flat = it.to_flat(x)
-    return it.from_flat(dict(flat, **{param: jnp.asarray(flat[param]).at[0, 0].add(by)}), cfg)
-
-
-# ----------------------------------------------------------------------------- batches of names
-
-@functools.cache
-def batch_function(kind: str, name: str, mode: str):
-    fn = equivalence.raw(kind, impl(name), CFG)
-    return jax.jit(fn) if mode == "jit" else fn
-
-
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
-@pytest.mark.parametrize("kind", ["grads", "update", "updates"])
-def test_equal_on_batches_of_8_names(kind, pair, mode):
-    """B names a step (each twin's batch_loss_fn: a vmap of its one-name forward, the mean over real
-    tokens), the default shape: the same levels as one name a step."""
-    out = [batch_outputs(kind, name, mode) for name in pair]
-    equivalence.assert_same(kind, *out, equivalence.expected_level(kind, mode == "jit"), f"{kind}, 8 names a step")
-
-
-@functools.cache
-def batch_outputs(kind: str, name: str, mode: str) -> dict:
-    words = ["emma", "a", LONG, "olivia", "bo", "kaelyn", "zoe", "ava", "mia", "x", "noah", "li"]
-    batches = training_batches(words, TOK, CFG.block_size, 2, 0, batch_size=8)  # (2, 8, T)
-    data = batches if kind == "updates" else type(batches)(*(col[0] for col in batches))
-    state = states("default")[name]
-    x = state if kind != "grads" else impl(name).params_of(state)
-    return equivalence.flatten(kind, impl(name), batch_function(kind, name, mode)(x, data))
-
-
-@pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
-def test_batch_check_catches_one_weight_nudged_by_1e_4(pair):
-    words = ["emma", "a", LONG, "olivia", "bo", "kaelyn", "zoe", "ava"]
-    batches = training_batches(words, TOK, CFG.block_size, 1, 0, batch_size=8)
-    batch = type(batches)(*(col[0] for col in batches))  # (8, T)
-    out = []
-    for name, move in zip(pair, (False, True)):
-        params = impl(name).params_of(states("default")[name])
-        params = nudged(name, params, "default") if move else params
-        out.append(equivalence.flatten("grads", impl(name), batch_function("grads", name, "jit")(params, batch)))
-    with pytest.raises(AssertionError, match="expected bitwise equal"):
-        equivalence.assert_same("grads", *out, BITWISE)
+def test_nudged_helper_really_changes_one_weight():
+    for name in NAMES:
+        state = programs.state(impl(name), impl(PURE), "default")
+        a, b = (impl(name).to_flat(impl(name).params_of(s)) for s in (state, nudged(name, state, "default")))
+        diffs = {k: int(np.sum(np.asarray(a[k]) != np.asarray(b[k]))) for k in a}
+        assert diffs["l0.wq"] == 1 and sum(diffs.values()) == 1, name
 
 
 # ----------------------------------------------------------------------------- seeds, scales, names
 
 @pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
 @pytest.mark.parametrize("seed, scale, word", [(1, 1.0, "a"), (2, 10.0, LONG), (1, 10.0, "a"), (2, 1.0, LONG)])
-@pytest.mark.parametrize("kind", ["logits", "grads", "update", "updates"])
-def test_equal_at_other_seeds_scales_and_name_lengths(kind, seed, scale, word, pair):
-    """Default shape, under jit: weights at init scale and at 10x, names of 1 letter and longer than
-    block_size; the compiled functions of the grid, fed other inputs."""
-    a, b = (outputs(kind, name, "default", "jit", seed=seed, scale=scale, word=word) for name in pair)
-    equivalence.assert_same(kind, a, b, BITWISE)
+def test_equal_at_other_seeds_scales_and_name_lengths(jit_group, seed, scale, word, pair, runner):
+    """Every program of the grid, under jit: weights at init scale and at 10x, names of 1 letter and
+    longer than block_size, other names, keys and batches; the same compiled program, fed other inputs."""
+    out = [runner(name).run(jit_group, runner(name).state(jit_group.shape, seed, scale), word=word, seed=seed)
+           for name in pair]
+    for kind in out[0]:
+        equivalence.assert_same(kind, out[0][kind], out[1][kind], BITWISE, f"{kind} at {jit_group}, seed {seed}, "
+                                f"scale {scale}")
+
+
+# ----------------------------------------------------------------------------- what the programs are
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_grids_program_computes_what_each_function_computes_alone(name, grid_tier):
+    """The grid's program traces several functions together; XLA could fuse them otherwise than it
+    fuses one alone, the way a user jits it. It does not: each kind's outputs are bitwise those of
+    its function jitted on its own. Quick: logits and one update (the jitted train step) at the
+    default shape; --full: every kind at every shape."""
+    shapes = list(equivalence.SHAPES) if grid_tier == "full" else ["default"]
+    kinds = equivalence.KINDS if grid_tier == "full" else ("logits", "update")
+    for shape in shapes:
+        group = Group(shape)
+        run = programs.runner(impl(name), impl(PURE), grid_tier)
+        together = run.run(group)
+        for kind in kinds:
+            x, data = inputs(kind, name, shape)
+            alone = equivalence.compute(kind, impl(name), x, data, group.config(), jax.jit)
+            equivalence.assert_same(kind, together[kind], alone, BITWISE, f"{kind} at {shape}, together and alone")
 
 
 # ----------------------------------------------------------------------------- failing twins (configs, masks)
-
-PURE, FLAX = "pure", "flax_port"
-CFG = config("default")
-
 
 PORTS = [(name, name) for name in NAMES if name != PURE]  # each port against pure
 
@@ -198,11 +142,11 @@ class FailingTwinTest(chex.TestCase):
     raise, with jit and without."""
 
     def check(self, port, kind, cfg_b=None, level=None):
-        x_a, data = inputs(kind, PURE, "default")
-        x_b, _ = inputs(kind, port, "default")
+        x_a, data = inputs(kind, PURE)
+        x_b, _ = inputs(kind, port)
         if cfg_b is not None:  # the port built or stepped with another config (NNX builds its norms from it)
-            flat, opt = impl(PURE).state_to_flat(states("default")[PURE])
-            if kind in ("update", "updates"):
+            flat, opt = impl(PURE).state_to_flat(programs.state(impl(PURE), impl(PURE), "default"))
+            if kind in equivalence.STATE_KINDS:
                 x_b = impl(port).state_from_flat(flat, opt, cfg_b)
             else:
                 x_b = impl(port).from_flat(flat, cfg_b)
@@ -247,7 +191,7 @@ class FailingTwinTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     @parameterized.named_parameters(*PORTS)
     def test_sample_check_catches_different_weights(self, port):
-        x_a, data = inputs("samples", PURE, "default")
+        x_a, data = inputs("samples", PURE)
         flat = dict(impl(PURE).to_flat(x_a))
         flat["lm_head"] = flat["lm_head"].at[0].add(-2.0)  # 'a' much less likely
         x_b = impl(port).from_flat(flat, CFG)
@@ -257,14 +201,12 @@ class FailingTwinTest(chex.TestCase):
 
 # ----------------------------------------------------------------------------- truly eager
 
-@pytest.mark.parametrize("shape", ["default"])
-def test_one_update_bitwise_under_disable_jit(shape):
+def test_one_update_bitwise_under_disable_jit():
     """chex's without_jit leaves library jits (optax's) on; jax.disable_jit() turns them off too, and
     then even one update is bitwise."""
-    for kind in ("update",):  # logits and gradients run op by op without jit in the grid already
-        with jax.disable_jit():
-            a, b = (outputs(kind, name, shape, "no_jit") for name in (PURE, FLAX))
-        equivalence.assert_same(kind, a, b, BITWISE, f"{kind} under disable_jit at {shape}")
+    with jax.disable_jit():
+        a, b = (equivalence.compute("update", impl(name), *inputs("update", name), CFG) for name in (PURE, FLAX))
+    equivalence.assert_same("update", a, b, BITWISE, "update under disable_jit")
 
 
 # ----------------------------------------------------------------------------- the verdict's levels
@@ -293,24 +235,33 @@ def test_assert_level_accepts_rounding_only_where_asked():
 
 # ----------------------------------------------------------------------------- each alone, jit vs not
 
+@functools.cache
+def jit_and_eager(which: str, scale: float):
+    """(params, batch, jitted {kind: outputs}, eager (logits, (loss, grads))) of one implementation,
+    seed 1, the 26-letter name: the jit side from the grid's program."""
+    run = programs.runner(impl(which), impl(PURE))
+    state = run.state("default", 1, scale)
+    jitted = run.program(Group())(*run.inputs(Group(), state, word=LONG, seed=1))
+    params, batch = impl(which).params_of(state), programs.data("grads", Group(), word=LONG)
+    eager = (impl(which).forward(params, batch.inputs, CFG), equivalence.raw("grads", impl(which), CFG)(params, batch))
+    return params, batch, jitted, eager
+
+
 @pytest.mark.parametrize("which", [PURE, FLAX])
 @pytest.mark.parametrize("scale", [1.0, 10.0])
 def test_jit_and_eager_agree_for_each_implementation(which, scale):
-    params, batch = inputs("grads", which, "default", seed=1, scale=scale, word=LONG)
-    it = impl(which)
+    _, _, jitted, (logits, grads) = jit_and_eager(which, scale)
     tol = JIT_VS_EAGER if scale == 1.0 else JIT_VS_EAGER_10X
-    chex.assert_trees_all_close(it.forward(params, batch.inputs, CFG),
-                                function("logits", which, CFG, "jit")(params, batch.inputs), **tol)
-    chex.assert_trees_all_close(equivalence.raw("grads", it, CFG)(params, batch),
-                                function("grads", which, CFG, "jit")(params, batch), **tol)
+    chex.assert_trees_all_close(logits, jitted["logits"], **tol)
+    chex.assert_trees_all_close(grads, jitted["grads"], **tol)
 
 
 @pytest.mark.parametrize("scale, by", [(1.0, 1e-3), (10.0, 1e-2)])
 def test_jit_vs_eager_check_catches_a_nudged_weight(scale, by):
-    params, batch = inputs("grads", PURE, "default", seed=1, scale=scale, word=LONG)
+    params, batch, _, _ = jit_and_eager(PURE, scale)
     changed = dict(params, wte=params["wte"].at[TOK.bos].add(by))  # BOS starts every name
     eager_logits = impl(PURE).forward(params, batch.inputs, CFG)
-    jit_logits = function("logits", PURE, CFG, "jit")(changed, batch.inputs)
+    jit_logits = jax.jit(equivalence.raw("logits", impl(PURE), CFG))(changed, batch.inputs)
     with pytest.raises(AssertionError):
         chex.assert_trees_all_close(eager_logits, jit_logits, **(JIT_VS_EAGER if scale == 1.0 else JIT_VS_EAGER_10X))
 
@@ -318,15 +269,16 @@ def test_jit_vs_eager_check_catches_a_nudged_weight(scale, by):
 # ----------------------------------------------------------------------------- conversion
 
 @pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
-def test_round_trips_are_bitwise(pair):
+def test_round_trips_are_bitwise(pair, runner):
     a, b = impl(pair[0]), impl(pair[1])
-    stepped = function("update", pair[0], CFG, "jit")(*inputs("update", pair[0], "default"))[0]
+    run = runner(pair[0])
+    stepped = run.program(Group())(*run.inputs(Group()))["update"][0]
     back = convert.state(convert.state(stepped, a, b, CFG), b, a, CFG)
     chex.assert_trees_all_equal(a.state_to_flat(back), a.state_to_flat(stepped))
 
 
 def test_round_trip_check_catches_a_changed_leaf():
-    params = impl(PURE).params_of(states("default")[PURE])
+    params, _ = inputs("logits", PURE)
     flat = dict(impl(FLAX).to_flat(impl(FLAX).from_flat(params, CFG)))
     flat["l0.wq"] = flat["l0.wq"].at[0, 0].add(1e-7)
     with pytest.raises(AssertionError):
@@ -336,7 +288,7 @@ def test_round_trip_check_catches_a_changed_leaf():
 def test_a_tree_that_does_not_fit_is_refused_naming_each_path():
     from common.errors import UserError
 
-    params = dict(impl(PURE).params_of(states("default")[PURE]))
+    params, _ = inputs("logits", PURE)
     broken = dict(params)
     del broken["l0.wk"]
     broken["l0.extra"] = jnp.zeros(3)
@@ -347,15 +299,49 @@ def test_a_tree_that_does_not_fit_is_refused_naming_each_path():
     assert "missing l0.wk (expected (16, 16))" in msg
     assert "extra l0.extra (3,)" in msg
     assert "wpe has shape (8, 16), expected (16, 16)" in msg
-    flax_broken = jax.tree.map(lambda x: x, impl(FLAX).params_of(states("default")[FLAX]))
+    flax_broken = jax.tree.map(lambda x: x, inputs("logits", FLAX)[0])
     flax_broken["l0"]["attn"]["wq"]["bias"] = jnp.zeros(16)
     with pytest.raises(UserError, match="extra l0/attn/wq/bias"):
         convert.flax_to_pure(flax_broken, CFG)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_nudged_helper_really_changes_one_weight(name):
-    x = impl(name).params_of(states("default")[name])
-    a, b = impl(name).to_flat(x), impl(name).to_flat(nudged(name, x, "default"))
-    diffs = {k: int(np.sum(np.asarray(a[k]) != np.asarray(b[k]))) for k in a}
-    assert diffs["l0.wq"] == 1 and sum(diffs.values()) == 1
+# ----------------------------------------------------------------------------- the compile budget
+
+# The quick tier's budget, in programs the grid compiles per implementation and in the kinds they
+# hold (compare/programs.py: one program per group; a kind's cost, a second or so of XLA for a
+# train step, grows with what the program holds). A case at a new shape, or a new batch size,
+# adds a program; a kind more at a shape the tier has adds to the kinds. Raising these is a
+# decision to make the first `uv run pytest` of every clone slower: say so in docs/speed.md.
+QUICK_PROGRAMS_PER_IMPL = 7  # the default shape with one name and with 8, and the five other shapes
+QUICK_KINDS_PER_IMPL = 18  # 5 at the default, 3 with 8 names, 2 at each other shape
+
+
+def within_budget(cases) -> programs.Cost:
+    cost = programs.cost(cases)
+    assert cost.programs <= QUICK_PROGRAMS_PER_IMPL and cost.kinds <= QUICK_KINDS_PER_IMPL, (
+        f"the quick grid compiles {cost.programs} programs holding {cost.kinds} kinds per implementation, over its "
+        f"budget of {QUICK_PROGRAMS_PER_IMPL} and {QUICK_KINDS_PER_IMPL} (tests/test_compare.py): move the new cases "
+        "behind --full, or raise the budget and say why in docs/speed.md")
+    return cost
+
+
+def test_the_quick_grid_compiles_within_its_budget():
+    """What the quick tier asks of the grid, counted from its design, and what the programs compiled
+    in this process really cost: one XLA compile each, never a second for the same group."""
+    cost = within_budget(equivalence.grid("quick", devices=False))
+    assert cost == programs.Cost(QUICK_PROGRAMS_PER_IMPL, QUICK_KINDS_PER_IMPL), cost
+    run = programs.Runner(impl(PURE), impl(PURE))  # a fresh runner: its programs are compiled (or read back) now
+    with count_compiles() as seen:
+        run.program(Group("block8"))
+        run.program(Group("block8"))
+    assert len(seen) == 1
+
+
+def test_the_budget_catches_a_new_shape_in_the_quick_grid():
+    """The budget's failing twin: a new group in the quick grid (batches of 32 names) is a program more
+    per implementation; one kind more at a shape it has, a kind more to compile."""
+    more = [*equivalence.grid("quick", devices=False), Case("grads", "default", batch=32)]
+    with pytest.raises(AssertionError, match="over its budget"):
+        within_budget(more)
+    with pytest.raises(AssertionError, match="over its budget"):
+        within_budget([*equivalence.grid("quick", devices=False), Case("logits", "n_embd32")])

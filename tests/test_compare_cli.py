@@ -8,7 +8,7 @@ import pytest
 
 import flax_port.optim
 from common import outputs
-from compare import run
+from compare import equivalence, run
 from conftest import run_module
 
 
@@ -26,6 +26,19 @@ def test_side_by_side_run_agrees_and_draws_the_plot(tmp_path):
     assert out[-1].startswith("verdict: bitwise equal")
     assert out[-1].endswith("sampled names identical")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and outputs.is_plot(str(png))  # marked: a rerun replaces it
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("flags", [equivalence.shape_flags(shape) for shape in equivalence.SHAPES]
+                         + [["--batch-size", str(equivalence.BATCH)]], ids=[*equivalence.SHAPES, "batch8"])
+def test_1000_lockstep_steps_are_bitwise_for_every_pair_at_every_shape(flags, capsys):
+    """The long runs: `python -m compare` as the README shows it, all three from one initialisation,
+    at every shape of the grid and with batches of 8 names: bitwise after every one of 1000 steps."""
+    code = run.main(["--steps", "1000", "--num-samples", "8", *flags])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert out[-1] == ("verdict: bitwise equal: every pair, parameters after every one of 1000 steps; "
+                       "sampled names identical"), out[-6:]
 
 
 def test_the_verdict_names_the_first_step_and_parameter_that_differ(monkeypatch, capsys, tmp_path):

@@ -29,9 +29,12 @@ PAIR = lesson.DEFAULT_PAIR
 @pytest.fixture
 def fresh_outcomes():
     """For a test that patches the code: the checks run afresh, and what it saw is forgotten."""
+    from compare import programs
+
     saved = dict(lesson.OUTCOMES)
     lesson.OUTCOMES.clear()
-    yield
+    with programs.isolated():  # programs traced afresh, with the patched code
+        yield
     lesson.OUTCOMES.clear()
     lesson.OUTCOMES.update(saved)
 

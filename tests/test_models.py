@@ -9,7 +9,7 @@ from flax.traverse_util import flatten_dict
 
 import flax_port.model
 import pure.model
-from common.compiles import count_compiles
+from common.compiles import count_compiles, cpu_fingerprint
 from common.config import Config
 from common.data import Batch, encode_name, training_batches
 from common.runner import chunk_size, run_training, sample_names
@@ -207,7 +207,7 @@ def test_the_tests_compile_through_pytests_cache_folder(request):
     folder = os.environ[conftest.SHARED]
     if getattr(request.config, "cache", None) is not None and not folder.startswith(tempfile.gettempdir()):
         # (a temporary folder: -p no:cacheprovider, or another run held this checkout's)
-        assert folder == str(request.config.cache.mkdir("microgpt-compiles") / f"cpu-{conftest.cpu_fingerprint()}")
+        assert folder == str(request.config.cache.mkdir("microgpt-compiles") / f"cpu-{cpu_fingerprint()}")
 
     unique = np.float32(secrets.randbits(24))  # a constant in the program: no earlier run compiled it
 
@@ -215,7 +215,8 @@ def test_the_tests_compile_through_pytests_cache_folder(request):
         return x * unique + 1
 
     def probes():
-        return {f for f in os.listdir(os.path.join(folder, "in-process")) if f.startswith("jit_probe_of_the_tests_cache-")}
+        return {f for f in os.listdir(os.path.join(folder, "in-process"))
+                if f.startswith("jit_probe_of_the_tests_cache-")}
 
     before = probes()
     jax.jit(probe_of_the_tests_cache)(np.zeros(3, np.float32))

@@ -59,11 +59,13 @@ def check_inputs(pair: tuple[str, ...] = ()):
                 ten=training_batches(ten, tok, cfg.block_size, 10, 0), prompt=(prompt, n, jax.random.PRNGKey(0)))
 
 
+WORDS = ("emma", "abcdefghijklmnopqrstuvwxyz")  # the two names of a check: 4 letters, and 26 truncated to the block
+
+
 def topic_checks(topic: str, pair: tuple[str, str]) -> list[tuple[str, object]]:
     """THE glue between the lesson and the equivalence checks (compare/equivalence.py, any pair):
     topic -> [(label, run)], where run() raises AssertionError if the check fails."""
     import chex
-    import jax
 
     from common.checkpoint import param_shapes
     from compare import equivalence as eq
@@ -78,24 +80,26 @@ def topic_checks(topic: str, pair: tuple[str, str]) -> list[tuple[str, object]]:
             chex.assert_trees_all_equal({k: back[k] for k in param_shapes(x["cfg"])}, flat)
 
     def check(kind):
-        def run(variant, jit):
-            x = check_inputs(pair)
-            a, b = (x["impls"][n] for n in pair)
-            takes_state = kind in ("update", "updates")
-            xs = [x["states"][n] if takes_state else x["impls"][n].params_of(x["states"][n]) for n in pair]
-            data = {"logits": [w.inputs for w in x["names"]], "grads": x["names"], "update": x["names"],
-                    "updates": [x["ten"]], "samples": [x["prompt"]]}[kind]
-            # one function per side for all the data (same shapes): compiled once, not once per name
-            fa, fb = (variant(eq.raw(kind, impl, x["cfg"])) for impl in (a, b))
-            for d in data:
-                eq.assert_same(kind, eq.flatten(kind, a, fa(xs[0], d)), eq.flatten(kind, b, fb(xs[1], d)),
-                               eq.expected_level(kind, jit), f"{kind}, {a.name} vs {b.name}")
+        def run(jit):
+            # the grid's programs (compare/programs.py, shared with `compare check` and the tests),
+            # fed each of the check's names: compiled once, not once per name
+            from compare import impls, programs
+            from compare.equivalence import Group
+
+            group = Group(mode="jit" if jit else "no_jit")
+            reference = impls.resolve(impls.available()[0])
+            a, b = (impls.resolve(n) for n in pair)
+            for word in WORDS if kind in ("logits", "grads", "update") else WORDS[:1]:
+                kinds = None if jit else (kind,)  # without jit, only what the check reads
+                out_a, out_b = (programs.runner(impl, reference).run(group, word=word, kinds=kinds)[kind]
+                                for impl in (a, b))
+                eq.assert_same(kind, out_a, out_b, eq.expected_level(kind, jit), f"{kind}, {a.name} vs {b.name}")
         return run
 
     def both(label, kind, unjitted_label=None):
         run = check(kind)
-        return [(f"{label} [jit]", lambda: run(jax.jit, True)),
-                (f"{unjitted_label or label} [no jit]", lambda: run(eq.identity, False))]
+        return [(f"{label} [jit]", lambda: run(True)),
+                (f"{unjitted_label or label} [no jit]", lambda: run(False))]
 
     def taps():  # compare where: every tap, its gradient, the parameter gradients and one update
         from compare.verdict import BITWISE

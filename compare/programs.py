@@ -1,0 +1,224 @@
+"""The grid's programs: one per implementation and group of checks, shared by every check, test and
+command that reads it.
+
+A group is the cases that differ only in their kind (compare/equivalence.py: `Case.group`): one
+model shape, mode, batch size and device count. Its kinds are one function (`equivalence.bundle`)
+fed one state and each kind's data. Under jit that function is compiled once, as one XLA program,
+and every check of the group reads its part of the outputs; without jit it runs op by op, each
+operation compiled on its own and shared with every other call of it in the process. A program is
+the unit of cost (an XLA compile of a train step takes about a second on a 2-core machine, running
+it a millisecond), so the grid costs one compile per group, not one per check, and a check with
+other inputs (another seed, a nudged weight, a longer name) runs the same compiled program.
+
+The bundle computes what each function computes on its own: measured on 2026-12-06 (AMD EPYC,
+AVX-512, jax 0.12.0.1), every kind's outputs from the bundle were bitwise those of the same function
+jitted alone, for pure and flax_port at the default shape and at n_embd 24 with 3 heads; the tests
+check it for every implementation (tests/test_compare.py, the default shape quick and every shape
+under --full).
+
+`runner(impl, reference)` gives one `Runner` per implementation, reference and tier in a process:
+`compare check`, the tests and the lesson's checks share it.
+"""
+
+import contextlib
+import dataclasses
+import string
+import threading
+
+from common.impl import Impl
+from compare import equivalence
+from compare.equivalence import BATCH_KINDS, Case, Group
+
+ALPHABET = string.ascii_lowercase  # vocab 27: the census names' letters and BOS
+WORD = "kaelyn"  # the name of logits, grads and update
+LONG = ALPHABET  # longer than every block_size of the grid: truncated
+UPDATE_WORDS = [WORD, "emma", "x", LONG, "olivia", "bo", "ava", "zoe", "kaelyn", "mia"]  # ten updates, one name each
+BATCH_WORDS = ["emma", "a", LONG, "olivia", "bo", "kaelyn", "zoe", "ava", "mia", "x", "noah", "li"]
+PROMPT = "ka"  # what the sampled names start with
+
+
+def data(kind: str, group: Group, *, word: str = WORD, seed: int = 0):
+    """One kind's input besides the state: tokens, a name, ten names, a batch, or a prompt and key."""
+    import jax
+
+    from common.data import Batch, Tokenizer, encode_name, training_batches
+    from common.runner import prompt_tokens
+
+    tok, cfg = Tokenizer(ALPHABET), group.config()
+    if group.batch > 1:
+        batches = training_batches(BATCH_WORDS, tok, cfg.block_size, 2, seed, batch_size=group.batch)  # (2, B, T)
+        return batches if kind == "updates" else Batch(*(col[0] for col in batches))
+    if kind == "logits":
+        return encode_name(word, tok, cfg.block_size).inputs
+    if kind in ("grads", "update"):
+        return encode_name(word, tok, cfg.block_size)
+    if kind == "updates":
+        return training_batches([word, *UPDATE_WORDS[1:]], tok, cfg.block_size, 10, seed)
+    prompt, n = prompt_tokens(tok, PROMPT, cfg)
+    return prompt, n, jax.random.PRNGKey(seed)
+
+
+STARTS: dict = {}  # (reference, shape, seed) -> [a lock, its flat initialisation once made]
+STARTS_LOCK = threading.Lock()
+
+
+def start(reference: Impl, shape: str, seed: int = 0) -> tuple[dict, dict]:
+    """The reference's initialisation at `shape` (PRNGKey(seed)), in the flat layout: made once per
+    process, by whichever thread needs it first (the others wait), and converted into every
+    implementation, the reference's own state included."""
+    with STARTS_LOCK:
+        entry = STARTS.setdefault((reference, shape, seed), [threading.Lock(), None])
+    with entry[0]:
+        if entry[1] is None:
+            import jax
+
+            made = reference.init_state(Group(shape).config(), key=jax.random.PRNGKey(seed))
+            entry[1] = reference.state_to_flat(made)
+    return entry[1]
+
+
+STATES: dict = {}
+
+
+def state(impl: Impl, reference: Impl, shape: str, seed: int = 0, scale: float = 1.0):
+    """The reference's initialisation (key `seed`, weights times `scale`) in `impl`, made once per
+    process. Every state of one implementation and shape has the first one's tree structure: a
+    fresh flax TrainState or nnx graphdef holds a new optax object, a new static value, which a
+    compiled program refuses."""
+    import jax
+
+    key = (impl, reference, shape, seed, scale)
+    if key not in STATES:
+        params, opt = start(reference, shape, seed)
+        params = {k: v * scale for k, v in params.items()} if scale != 1.0 else params
+        made = impl.state_from_flat(params, opt, Group(shape).config())
+        if (seed, scale) != (0, 1.0):
+            first = state(impl, reference, shape)
+            made = jax.tree.unflatten(jax.tree.structure(first), jax.tree.leaves(made))
+        STATES.setdefault(key, made)  # two threads may both convert: the first kept serves all
+    return STATES[key]
+
+
+class Runner:
+    """One implementation on the grid of a tier, started from the reference's initialisation: its
+    states, its programs and their outputs, each made once."""
+
+    def __init__(self, impl: Impl, reference: Impl, tier: str = "quick"):
+        self.impl, self.reference, self.tier = impl, reference, tier
+        self.programs: dict = {}  # (Group, kinds) -> the compiled program (jit) or the bundle (no_jit)
+        self.outputs: dict = {}  # Case -> its flat outputs on the grid's inputs
+        self.started: dict = {}  # Group (jit) or Case (no_jit) -> a Future: its program compiled, or its outputs
+        self.lock = threading.Lock()
+
+    def kinds(self, group: Group) -> tuple[str, ...]:
+        return equivalence.kinds_of(group, self.tier)
+
+    def state(self, shape: str, seed: int = 0, scale: float = 1.0):
+        return state(self.impl, self.reference, shape, seed, scale)
+
+    def inputs(self, group: Group, state=None, *, word: str = WORD, seed: int = 0, kinds=None):
+        """(state, {kind: data}) for the group's program (or some of its kinds), placed on its devices."""
+        state = self.state(group.shape) if state is None else state
+        feed = {kind: data(kind, group, word=word, seed=seed) for kind in (kinds or self.kinds(group))}
+        if group.devices > 1:
+            from common.devices import data_mesh, place_batches, place_state
+
+            mesh = data_mesh(group.devices)
+            state = place_state(state, mesh)
+            feed = {kind: place_batches(d, mesh) if kind in BATCH_KINDS else d for kind, d in feed.items()}
+        return state, feed
+
+    def program(self, group: Group, kinds: tuple[str, ...] | None = None):
+        """The group's function: compiled once for its inputs' shapes (jit), or the bundle itself
+        (no_jit: run op by op, nothing to share by running the kinds together, so `kinds` may be
+        fewer than the group's)."""
+        kinds = self.kinds(group) if kinds is None else kinds
+        with self.lock:
+            made = self.programs.get((group, kinds))
+        if made is None:
+            import jax
+
+            fn = equivalence.bundle(kinds, self.impl, group.config())
+            made = jax.jit(fn).lower(*self.inputs(group, kinds=kinds)).compile() if group.jit else fn
+            with self.lock:
+                made = self.programs.setdefault((group, kinds), made)
+        return made
+
+    def run(self, group: Group, state=None, *, word: str = WORD, seed: int = 0, kinds=None) -> dict:
+        """{kind: flat outputs} of the group's program on these inputs (default: the grid's)."""
+        out = self.program(group, kinds)(*self.inputs(group, state, word=word, seed=seed, kinds=kinds))
+        return {kind: equivalence.flatten(kind, self.impl, value) for kind, value in out.items()}
+
+    def begin(self, case: Case, pool) -> None:
+        """Start a case in `pool`, ahead of `output`: its group's program compiled (jit, once for
+        the group) or the case run op by op (no_jit). XLA compiles outside the GIL, so as many compile
+        at once as the pool has threads."""
+        key = case.group if case.jit else case
+        if key not in self.started and case not in self.outputs:
+            self.started[key] = pool.submit(self.program if case.jit else self.compute, key)
+
+    def grid_outputs(self, group: Group) -> dict:
+        """{kind: flat outputs} of every kind of a group, on the grid's inputs."""
+        return {kind: self.output(Case(kind, *dataclasses.astuple(group))) for kind in self.kinds(group)}
+
+    def output(self, case: Case) -> dict:
+        """The case's flat outputs on the grid's inputs: under jit from its group's program (one run
+        gives every kind of the group), without jit from its own function run op by op."""
+        if case.kind not in self.kinds(case.group):
+            raise ValueError(f"{case} is not in the {self.tier} grid")
+        started = self.started.pop(case.group if case.jit else case, None)
+        if started is not None and not started.cancelled():
+            started.result()  # the program compiled, or (no_jit) the case's outputs made
+        return self.compute(case)
+
+    def compute(self, case: Case) -> dict:
+        if case not in self.outputs:
+            if case.jit:
+                for kind, out in self.run(case.group).items():
+                    self.outputs.setdefault(Case(kind, *dataclasses.astuple(case.group)), out)
+            else:
+                self.outputs.setdefault(case, self.run(case.group, kinds=(case.kind,))[case.kind])
+        return self.outputs[case]
+
+
+RUNNERS: dict = {}  # (impl, reference, tier) -> its Runner
+
+
+def runner(impl: Impl, reference: Impl, tier: str = "quick") -> Runner:
+    """One Runner per implementation, reference and tier in a process: the reference's own is shared
+    by every candidate."""
+    key = (impl, reference, tier)
+    with STARTS_LOCK:
+        if key not in RUNNERS:
+            RUNNERS[key] = Runner(impl, reference, tier)
+        return RUNNERS[key]
+
+
+@contextlib.contextmanager
+def isolated():
+    """Runners made afresh inside the block, and the process's own back after it: for code patched
+    while the block runs (a test's planted difference), which programs traced before would not see."""
+    global RUNNERS
+    saved, RUNNERS = RUNNERS, {}
+    try:
+        yield
+    finally:
+        RUNNERS = saved
+
+
+def tier_of(case: Case) -> str:
+    """The smaller tier that holds a case."""
+    return "quick" if case in equivalence.QUICK else "full"
+
+
+@dataclasses.dataclass(frozen=True)
+class Cost:
+    """What a set of cases compiles, per implementation: the jit programs and how many kinds they hold."""
+
+    programs: int
+    kinds: int
+
+
+def cost(cases) -> Cost:
+    jit = [g for g in equivalence.groups(cases) if g.jit]
+    return Cost(len(jit), sum(1 for c in cases if c.jit))
