@@ -1,13 +1,15 @@
-"""`python -m compare check MODULE [--against pure] [--json PATH]`: the twins' equivalence grid, run on any port.
+"""`python -m compare check MODULE [--against pure] [--full] [--json PATH]`: the twins' equivalence grid on any port.
 
 The grid is the one tests/ runs for pure, flax_port and nnx_port (compare/equivalence.py): logits,
-loss and gradients, one update, ten updates and sampled names, at the six model shapes, with jit
-and without; loss, gradients and updates with batches of 8 names; and the same split over 4
-devices where the host has them. Each check starts both implementations from one initialisation
-(the reference's, converted through the flat layout), feeds them the same names and compares the
-outputs in the flat names, with the verdict's three levels (compare/verdict.py). The first check
-that comes out "different" is localized by `compare where`. Exit 0 when no check is different, 1
-otherwise, 2 for bad input.
+loss and gradients, one update, ten updates and sampled names, with jit and without, at model
+shapes around the default; loss, gradients and updates with batches of 8 names; and the same
+split over 4 devices where the host has them. By default the quick grid (every kind at the default
+shape and at two others, every shape, one name and eight; the tests' default tier), with --full the
+whole product. Each check starts both implementations from one initialisation (drawn once per shape,
+converted through the flat layout), feeds them the same names and compares the outputs in the flat
+names, with the verdict's three levels (compare/verdict.py). The first check that comes out
+"different" is localized by `compare where`. Exit 0 when no check is different, 1 otherwise, 2 for
+bad input.
 
 For a user's own pytest, the same grid, one test per check:
 
@@ -18,8 +20,8 @@ For a user's own pytest, the same grid, one test per check:
     def test_my_port_matches_pure(case):
         check.assert_case("mypkg.port", case)
 
-Compiled functions and the reference's outputs are kept per process, so each is compiled once
-however many tests or candidates use it.
+The programs and the reference's outputs are kept per process (compare/programs.py), so each is
+compiled once however many tests or candidates use it.
 """
 
 import dataclasses
@@ -57,10 +59,10 @@ def cases(shapes=None, devices: bool | None = None, tier: str = "quick") -> list
     return equivalence.grid(tier, shapes, device_count() >= DEVICES if devices is None else devices)
 
 
-def runner(name: str | Impl, reference: str | Impl = "pure", tier: str = "quick") -> programs.Runner:
-    """The Runner of an implementation (a name, a module path or an Impl) on a tier's grid, started
-    from the reference's initialisation; one per process, shared by every check that reads it."""
-    return programs.runner(impls.resolve(name), impls.resolve(reference), tier)
+def runner(name: str | Impl, tier: str = "quick") -> programs.Runner:
+    """The Runner of an implementation (a name, a module path or an Impl) on a tier's grid; one per
+    process, shared by every check that reads it."""
+    return programs.runner(impls.resolve(name), tier)
 
 
 @dataclasses.dataclass
@@ -89,8 +91,8 @@ def judge(candidate: str | Impl, case: Case, reference: str | Impl = "pure", tie
     """Run one check: the reference's outputs against the candidate's, as a verdict. `tier`: whose
     programs compute it (default: the smaller tier that holds the case)."""
     tier = tier or programs.tier_of(case)
-    a = runner(reference, reference, tier).output(case)
-    b = runner(candidate, reference, tier).output(case)
+    a = runner(reference, tier).output(case)
+    b = runner(candidate, tier).output(case)
     missing = sorted(set(a) ^ set(b))
     verdict = Verdict()
     if not missing:
@@ -167,7 +169,7 @@ def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | N
     grid = cases(shapes, tier=tier)
     print(f"compare check {candidate} against {reference}: {grid_line(grid, tier)}")
     print(f"{'check':<40} {'verdict':<26} largest difference")
-    who = (programs.runner(ref, ref, tier), programs.runner(cand, ref, tier))
+    who = (programs.runner(ref, tier), programs.runner(cand, tier))
     pool = ThreadPoolExecutor(compile_threads())
     try:
         # the longest tasks first, so that none is left running alone at the end: a case without jit

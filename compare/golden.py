@@ -35,7 +35,7 @@ from common.checkpoint import param_shapes
 from common.cli import Parser, add_model_flags, make_config, seed_value, setup_jax
 from common.config import Config
 from common.errors import UserError
-from compare import where
+from compare import programs, where
 from compare.tolerances import ON_OWN_INPUTS_ULPS
 from compare.verdict import DIFFERENT, ROUNDING, ulps_of_scale
 
@@ -62,7 +62,8 @@ def judged(name: str) -> bool:
 # ----------------------------------------------------------------------------- golden
 
 def write_golden(path: str, cfg: Config, *, steps: int = 3, seed: int = 0, jit: bool = True) -> dict:
-    """Run pure from its initialisation for `seed` on `steps` names and write everything to `path`."""
+    """Run pure from the initialisation for `seed` (compare/programs.py: `start`) on `steps` names and write
+    everything to `path`."""
     import jax
 
     import pure
@@ -73,7 +74,7 @@ def write_golden(path: str, cfg: Config, *, steps: int = 3, seed: int = 0, jit: 
     docs = default_names()
     tok = Tokenizer.from_names(docs)
     batches = training_batches(docs, tok, cfg.block_size, steps, seed)
-    start = where.reference_start(cfg, seed=seed, jit=jit)
+    start = programs.start(cfg, seed)
     out = where.outputs(ref, start, name_at(batches, 0), cfg, jit=jit)
     stepped, _ = jax.jit(lambda s, b: ref.train_steps(s, b, cfg))(ref.state_from_flat(*start, cfg), batches)
     out |= {f"steps/params/{k}": np.asarray(v) for k, v in ref.state_to_flat(stepped)[0].items()}

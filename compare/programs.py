@@ -16,8 +16,9 @@ jitted alone, for pure and flax_port at the default shape and at n_embd 24 with 
 check it for every implementation (tests/test_compare.py, the default shape quick and every shape
 under --full).
 
-`runner(impl, reference)` gives one `Runner` per implementation, reference and tier in a process:
-`compare check`, the tests and the lesson's checks share it.
+`runner(impl)` gives one `Runner` per implementation and tier in a process: `compare check`, the
+tests and the lesson's checks share it. Every implementation starts from one initialisation
+(`start`), drawn once per shape and converted into each.
 """
 
 import contextlib
@@ -25,6 +26,7 @@ import dataclasses
 import string
 import threading
 
+from common.config import Config
 from common.impl import Impl
 from compare import equivalence
 from compare.equivalence import BATCH_KINDS, Case, Group
@@ -58,53 +60,59 @@ def data(kind: str, group: Group, *, word: str = WORD, seed: int = 0):
     return prompt, n, jax.random.PRNGKey(seed)
 
 
-STARTS: dict = {}  # (reference, shape, seed) -> [a lock, its flat initialisation once made]
-STARTS_LOCK = threading.Lock()
+STARTS: dict = {}  # (config, seed) -> the flat initialisation
+STATES: dict = {}  # (impl, shape, seed, scale) -> its state
+LOCK = threading.Lock()
 
 
-def start(reference: Impl, shape: str, seed: int = 0) -> tuple[dict, dict]:
-    """The reference's initialisation at `shape` (PRNGKey(seed)), in the flat layout: made once per
-    process, by whichever thread needs it first (the others wait), and converted into every
-    implementation, the reference's own state included."""
-    with STARTS_LOCK:
-        entry = STARTS.setdefault((reference, shape, seed), [threading.Lock(), None])
-    with entry[0]:
-        if entry[1] is None:
-            import jax
+def start(cfg: Config, seed: int = 0) -> tuple[dict, dict]:
+    """The initialisation every check starts from, (flat params, {"step", "m", "v"}): every weight
+    N(0, init_std) drawn with NumPy from `seed`, Adam at step 0. Every implementation, reference and
+    candidate, gets it through its own state_from_flat; `compare check`, `compare where` and
+    `compare golden` all draw it here, so a check's seed is where's. (Drawn with NumPy rather than
+    by an implementation's init_state: compiling that costs 1 to 3 s a shape, and no check reads
+    how the numbers were drawn. Each implementation's own initialisation is tested on its own:
+    tests/test_models.py.)"""
+    import jax.numpy as jnp
+    import numpy as np
 
-            made = reference.init_state(Group(shape).config(), key=jax.random.PRNGKey(seed))
-            entry[1] = reference.state_to_flat(made)
-    return entry[1]
+    from common.checkpoint import param_shapes
+
+    with LOCK:
+        if (cfg, seed) not in STARTS:
+            rng = np.random.default_rng(seed)
+            params = {name: jnp.asarray(cfg.init_std * rng.standard_normal(size), jnp.float32)
+                      for name, size in param_shapes(cfg).items()}
+            zeros = {name: jnp.zeros_like(w) for name, w in params.items()}
+            STARTS[cfg, seed] = params, {"step": jnp.int32(0), "m": zeros, "v": dict(zeros)}
+        return STARTS[cfg, seed]
 
 
-STATES: dict = {}
-
-
-def state(impl: Impl, reference: Impl, shape: str, seed: int = 0, scale: float = 1.0):
-    """The reference's initialisation (key `seed`, weights times `scale`) in `impl`, made once per
-    process. Every state of one implementation and shape has the first one's tree structure: a
-    fresh flax TrainState or nnx graphdef holds a new optax object, a new static value, which a
-    compiled program refuses."""
+def state(impl: Impl, shape: str, seed: int = 0, scale: float = 1.0):
+    """The grid's initialisation (`seed`, weights times `scale`) in `impl`, made once per process.
+    Every state of one implementation and shape has the first one's tree structure: a fresh flax
+    TrainState or nnx graphdef holds a new optax object, a new static value, which a compiled
+    program refuses."""
     import jax
 
-    key = (impl, reference, shape, seed, scale)
+    key = (impl, shape, seed, scale)
     if key not in STATES:
-        params, opt = start(reference, shape, seed)
+        params, opt = start(Group(shape).config(), seed)
         params = {k: v * scale for k, v in params.items()} if scale != 1.0 else params
         made = impl.state_from_flat(params, opt, Group(shape).config())
         if (seed, scale) != (0, 1.0):
-            first = state(impl, reference, shape)
+            first = state(impl, shape)
             made = jax.tree.unflatten(jax.tree.structure(first), jax.tree.leaves(made))
         STATES.setdefault(key, made)  # two threads may both convert: the first kept serves all
     return STATES[key]
 
 
 class Runner:
-    """One implementation on the grid of a tier, started from the reference's initialisation: its
-    states, its programs and their outputs, each made once."""
+    """One implementation on the grid of a tier, started from the grid's initialisation: its
+    programs and their outputs, each made once."""
 
-    def __init__(self, impl: Impl, reference: Impl, tier: str = "quick"):
-        self.impl, self.reference, self.tier = impl, reference, tier
+    def __init__(self, impl: Impl, tier: str = "quick"):
+        self.impl, self.tier = impl, tier
         self.programs: dict = {}  # (Group, kinds) -> the compiled program (jit) or the bundle (no_jit)
         self.outputs: dict = {}  # Case -> its flat outputs on the grid's inputs
         self.started: dict = {}  # Group (jit) or Case (no_jit) -> a Future: its program compiled, or its outputs
@@ -114,12 +122,14 @@ class Runner:
         return equivalence.kinds_of(group, self.tier)
 
     def state(self, shape: str, seed: int = 0, scale: float = 1.0):
-        return state(self.impl, self.reference, shape, seed, scale)
+        return state(self.impl, shape, seed, scale)
 
-    def inputs(self, group: Group, state=None, *, word: str = WORD, seed: int = 0, kinds=None):
-        """(state, {kind: data}) for the group's program (or some of its kinds), placed on its devices."""
+    def inputs(self, group: Group, state=None, *, word: str = WORD, seed: int = 0, kinds=None, feed=None):
+        """(state, {kind: data}) for the group's program (or some of its kinds), placed on its devices;
+        `feed` gives some kinds' data in place of the grid's (other names, another prompt)."""
         state = self.state(group.shape) if state is None else state
-        feed = {kind: data(kind, group, word=word, seed=seed) for kind in (kinds or self.kinds(group))}
+        feed = {kind: (feed or {}).get(kind) if kind in (feed or {}) else data(kind, group, word=word, seed=seed)
+                for kind in (kinds or self.kinds(group))}
         if group.devices > 1:
             from common.devices import data_mesh, place_batches, place_state
 
@@ -144,9 +154,9 @@ class Runner:
                 made = self.programs.setdefault((group, kinds), made)
         return made
 
-    def run(self, group: Group, state=None, *, word: str = WORD, seed: int = 0, kinds=None) -> dict:
+    def run(self, group: Group, state=None, *, word: str = WORD, seed: int = 0, kinds=None, feed=None) -> dict:
         """{kind: flat outputs} of the group's program on these inputs (default: the grid's)."""
-        out = self.program(group, kinds)(*self.inputs(group, state, word=word, seed=seed, kinds=kinds))
+        out = self.program(group, kinds)(*self.inputs(group, state, word=word, seed=seed, kinds=kinds, feed=feed))
         return {kind: equivalence.flatten(kind, self.impl, value) for kind, value in out.items()}
 
     def begin(self, case: Case, pool) -> None:
@@ -181,17 +191,16 @@ class Runner:
         return self.outputs[case]
 
 
-RUNNERS: dict = {}  # (impl, reference, tier) -> its Runner
+RUNNERS: dict = {}  # (impl, tier) -> its Runner
 
 
-def runner(impl: Impl, reference: Impl, tier: str = "quick") -> Runner:
-    """One Runner per implementation, reference and tier in a process: the reference's own is shared
-    by every candidate."""
-    key = (impl, reference, tier)
-    with STARTS_LOCK:
-        if key not in RUNNERS:
-            RUNNERS[key] = Runner(impl, reference, tier)
-        return RUNNERS[key]
+def runner(impl: Impl, tier: str = "quick") -> Runner:
+    """One Runner per implementation and tier in a process: the reference's own is shared by every
+    candidate, the twins' by every pair."""
+    with LOCK:
+        if (impl, tier) not in RUNNERS:
+            RUNNERS[impl, tier] = Runner(impl, tier)
+        return RUNNERS[impl, tier]
 
 
 @contextlib.contextmanager

@@ -1,6 +1,7 @@
 """`python -m compare where --impls A,B`: the first operation where two implementations part, and why.
 
-One initialisation (pure's, converted into each through the checkpoint's flat layout) and one name
+One initialisation (compare/programs.py: `start`, the one `compare check` draws, converted into each
+through the checkpoint's flat layout) and one name
 (or a batch) go through both. What comes out is lined up in the order the computation runs:
   forward   every tap (common/taps.py) of the forward pass, then the loss
   backward  the loss's gradient with respect to each tap, from the loss back to the embedding
@@ -285,19 +286,6 @@ def summary(rows: list[Row], a: dict, b: dict) -> Report:
 
 # ----------------------------------------------------------------------------- one implementation's outputs
 
-def reference_start(cfg: Config, *, seed: int, jit: bool = True) -> tuple[dict, dict]:
-    """pure's initialisation for `seed` (as `python -m compare` draws it), in the flat layout:
-    (flat params, {"step", "m", "v"})."""
-    import jax
-
-    import pure
-    from common.runner import init_state
-
-    ref = pure.impl()
-    init_key, _ = jax.random.split(jax.random.PRNGKey(seed))
-    return ref.state_to_flat(init_state(ref, cfg, key=init_key, jit=jit))
-
-
 def one_batch(cfg: Config, *, batch_size: int = 1, seed: int = 0, data: str | None = None):
     """The first name (or `batch_size` names) a run with this seed trains on."""
     from common.data import Tokenizer, load_names, training_batches
@@ -352,8 +340,10 @@ def locate(a: Impl, b: Impl, cfg: Config, *, batch_size: int = 1, jit: bool = Tr
            batch=None) -> Report:
     """Run `a` and `b` from one initialisation on one name (or `batch_size` names, or `batch`) and
     report where they first part."""
+    from compare.programs import start as draw
+
     batch = batch if batch is not None else one_batch(cfg, batch_size=batch_size, seed=seed)
-    start = reference_start(cfg, seed=seed, jit=jit)
+    start = draw(cfg, seed)
     return report(outputs(a, start, batch, cfg, jit=jit), outputs(b, start, batch, cfg, jit=jit), cfg, start=start)
 
 
@@ -385,7 +375,7 @@ def main(argv) -> int:
     batch = one_batch(cfg, batch_size=args.batch_size, seed=args.seed, data=args.data)
     result = locate(a, b, cfg, jit=not args.no_jit, seed=args.seed, batch=batch)
     mode = "op by op (--no-jit)" if args.no_jit else "jit"
-    title = (f"where: {a.name} vs {b.name}, one initialisation (pure's, seed {args.seed}), "
+    title = (f"where: {a.name} vs {b.name}, one initialisation (seed {args.seed}), "
              f"{args.batch_size} name{'s' if args.batch_size > 1 else ''}, {mode}")
     print("\n".join(result.lines(title)))
     return result.exit_code

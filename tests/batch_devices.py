@@ -84,10 +84,11 @@ class DevicesTest(chex.TestCase):
             batch_checks.assert_sharded_pure_flax_equal(pure_state, flax_state, steps_of(8, 2), CFG, mesh(4),
                                                         variant=self.variant)
 
-    @chex.variants(with_jit=True, without_jit=True)
+    @chex.variants(with_jit=True)
     @parameterized.parameters(("pure", 4, 10.0))
     def test_n_devices_match_one_within_the_bound(self, which, n, scale):
         self.check_devices_match_one(which, n, scale)
+
 
     @chex.variants(with_jit=True)
     @parameterized.parameters(("flax_port", 2, 1.0))
@@ -121,6 +122,15 @@ class DevicesTest(chex.TestCase):
                                                   DEVICES_ULPS, variant=self.variant, grads_fn=psum_twice)
 
 
+@pytest.mark.full
+def test_n_devices_match_one_within_the_bound_without_jit():
+    """Without jit every operation on 4 devices compiles on its own, 200 of them: seconds for a check the
+    quick tier makes under jit (DevicesTest) and, without jit, bitwise between every pair (below)."""
+    pure_state, _ = states(1, 10.0)
+    batch_checks.assert_devices_match_one(MODELS["pure"], pure_state[0], first(steps_of(32)), CFG, mesh(4),
+                                          DEVICES_ULPS)
+
+
 def pair_id(pair):
     return "~".join(pair)
 
@@ -130,8 +140,7 @@ def test_every_pair_under_the_same_sharding_of_4_devices(device_case, pair, grid
     """8 names a step split over 4 devices, state replicated: every pair as on one device (bitwise,
     one update without an outer jit equal to rounding), nnx_port included. Each implementation's
     outputs come from the grid's program on 4 devices (compare/programs.py), made once."""
-    pure = impls.resolve("pure")
-    out = [programs.runner(impls.resolve(name), pure, grid_tier).output(device_case) for name in pair]
+    out = [programs.runner(impls.resolve(name), grid_tier).output(device_case) for name in pair]
     equivalence.assert_same(device_case.kind, *out, equivalence.expected_level(device_case.kind, device_case.jit),
                             str(device_case))
 

@@ -127,8 +127,8 @@ def update_without_jit():
     pure_impl = impls.resolve("pure")
     for name in ("flax_port", "nnx_port"):
         for case in (Case("update", mode="no_jit"), Case("update", mode="no_jit", batch=8)):
-            a = programs.runner(pure_impl, pure_impl).output(case)
-            b = programs.runner(impls.resolve(name), pure_impl).output(case)
+            a = programs.runner(pure_impl).output(case)
+            b = programs.runner(impls.resolve(name)).output(case)
             for key in a:
                 u = batch_checks.ulps_apart(a[key], b[key])
                 if u > worst:
@@ -235,8 +235,8 @@ def equinox_rows():
     pure_impl, port = impls.resolve("pure"), impls.resolve("examples.equinox_port")
     worst, at, jit_worst = 0.0, "", 0.0
     for case in equivalence.grid("quick", devices=jax.device_count() >= 4):
-        a = programs.runner(pure_impl, pure_impl).output(case)
-        b = programs.runner(port, pure_impl).output(case)
+        a = programs.runner(pure_impl).output(case)
+        b = programs.runner(port).output(case)
         u = max(batch_checks.ulps_apart(a[k], b[k]) for k in a)
         if case.jit:
             jit_worst = max(jit_worst, u)

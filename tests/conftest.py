@@ -278,7 +278,10 @@ def cli(module: str, *argv: str):
     impl_factory = {"pure": pure.impl, "flax_port": flax_port.impl, "nnx_port": nnx_port.impl}[module]
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = run_cli(lambda a: trainer_main(impl_factory, module, a), list(argv))
+        try:
+            code = run_cli(lambda a: trainer_main(impl_factory, module, a), list(argv))
+        except SystemExit as stop:  # argparse's refusal, the end of the process when run as one
+            code = stop.code
     return code, out.getvalue(), err.getvalue()
 
 

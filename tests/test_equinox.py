@@ -59,7 +59,7 @@ def zeros_for(cfg, T, batch=()):
 
 def params(name: str):
     it = impls.resolve(name)
-    return it, it.params_of(programs.state(it, impls.resolve("pure"), "default"))
+    return it, it.params_of(programs.state(it, "default"))
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ causality, the state threaded through jit, checkpoint round trips, the command l
 bitwise equality with pure under jit (logits, loss and gradients, one update, ten updates,
 sampled tokens), each check with a failing twin."""
 
-import functools
 
 import chex
 import jax
@@ -19,7 +18,8 @@ from common.config import Config
 from common.data import Batch, Tokenizer, encode_name, training_batches
 from common.errors import UserError
 from common.runner import prompt_tokens
-from compare import convert
+from compare import convert, impls, programs
+from compare.equivalence import Group
 from conftest import cli, run_module
 from nnx_port import checkpoint, model, train
 
@@ -232,76 +232,43 @@ def test_python_m_nnx_port_trains_samples_and_saves(tmp_path):
 
 # ----------------------------------------------------------------------------- bitwise equal to pure, under jit
 
-@functools.lru_cache
-def jitted(impl_name: str, what: str):
-    """One compiled function per implementation and check, shared by a check and its failing twin."""
-    impl = {"pure": PURE, "nnx_port": NNX}[impl_name]
-    return jax.jit({
-        "logits": lambda p, t: impl.forward(p, t, CFG),
-        "grads": lambda p, b: jax.value_and_grad(impl.loss_fn)(p, b, CFG),
-        "step": lambda s, b: impl.train_step(s, b, CFG),
-        "steps": lambda s, b: impl.train_steps(s, b, CFG),
-        "sample": lambda p, t, n, k: impl.sample_tokens(p, t, n, CFG, key=k, num_samples=8,
-                                                        temperature=jnp.float32(0.5)),
-    }[what])
+NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn"]
+BATCH = encode_name("emma", TOK, CFG.block_size)
+PROMPT = prompt_tokens(TOK, "", CFG)
+FEED = {"logits": BATCH.inputs, "grads": BATCH, "update": BATCH,  # this file's names, prompt and key
+        "updates": training_batches(NAMES, TOK, CFG.block_size, 10, seed=0),
+        "samples": (*PROMPT, jax.random.PRNGKey(7))}
+
+
+def outputs(name: str, state) -> dict:
+    """{kind: flat outputs} of every kind at the default shape, under jit: the grid's compiled program
+    (compare/programs.py, shared with tests/test_compare.py), fed this file's names."""
+    run = programs.runner(impls.resolve(name))
+    return run.run(Group(), state, feed=FEED)
 
 
 @pytest.fixture(scope="module")
 def twins():
     """One initialisation, as pure's state and as nnx's, plus nnx's with one weight nudged by 1e-4
-    (same graphdef, so the compiled functions are reused)."""
-    pure_state = PURE.init_state(CFG, key=jax.random.PRNGKey(0))
-    nnx_state = convert.state(pure_state, PURE, NNX, CFG)
+    (the same tree structure, so the compiled program is reused)."""
+    pure_state = programs.state(impls.resolve("pure"), "default")
+    nnx_state = programs.state(impls.resolve("nnx_port"), "default")
     flat_params, flat_opt = NNX.state_to_flat(nnx_state)
     flat_params["l0.wq"] = flat_params["l0.wq"].at[0, 0].add(1e-4)
     nudged = (nnx_state[0], NNX.state_from_flat(flat_params, flat_opt, CFG)[1])
     return pure_state, nnx_state, nudged
 
 
-BATCH = encode_name("emma", TOK, CFG.block_size)
+def equal(kind: str):
+    """The check of one kind: pure's outputs and nnx_port's, bitwise."""
+    def check(pure_state, nnx_state):
+        chex.assert_trees_all_equal(outputs("pure", pure_state)[kind], outputs("nnx_port", nnx_state)[kind])
+
+    check.__name__ = f"assert_{kind}_equal"
+    return check
 
 
-def assert_logits_equal(pure_state, nnx_state):
-    logits_p = jitted("pure", "logits")(PURE.params_of(pure_state), BATCH.inputs)
-    logits_n = jitted("nnx_port", "logits")(NNX.params_of(nnx_state), BATCH.inputs)
-    chex.assert_trees_all_equal(logits_p, logits_n)
-
-
-def assert_grads_equal(pure_state, nnx_state):
-    loss_p, grads_p = jitted("pure", "grads")(PURE.params_of(pure_state), BATCH)
-    loss_n, grads_n = jitted("nnx_port", "grads")(NNX.params_of(nnx_state), BATCH)
-    chex.assert_trees_all_equal(loss_p, loss_n)
-    chex.assert_trees_all_equal(grads_p, NNX.to_flat(grads_n))
-
-
-def assert_one_update_equal(pure_state, nnx_state):
-    new_p, loss_p = jitted("pure", "step")(pure_state, BATCH)
-    new_n, loss_n = jitted("nnx_port", "step")(nnx_state, BATCH)
-    chex.assert_trees_all_equal(loss_p, loss_n)
-    chex.assert_trees_all_equal(PURE.state_to_flat(new_p), NNX.state_to_flat(new_n))
-
-
-NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn"]
-TEN = training_batches(NAMES, TOK, CFG.block_size, 10, seed=0)
-
-
-def assert_ten_updates_equal(pure_state, nnx_state):
-    new_p, losses_p = jitted("pure", "steps")(pure_state, TEN)
-    new_n, losses_n = jitted("nnx_port", "steps")(nnx_state, TEN)
-    chex.assert_trees_all_equal(losses_p, losses_n)
-    chex.assert_trees_all_equal(PURE.state_to_flat(new_p), NNX.state_to_flat(new_n))
-
-
-def assert_samples_equal(pure_state, nnx_state):
-    prompt, n = prompt_tokens(TOK, "", CFG)
-    key = jax.random.PRNGKey(7)
-    toks_p = jitted("pure", "sample")(PURE.params_of(pure_state), prompt, n, key)
-    toks_n = jitted("nnx_port", "sample")(NNX.params_of(nnx_state), prompt, n, key)
-    chex.assert_trees_all_equal(toks_p, toks_n)
-
-
-CHECKS = [assert_logits_equal, assert_grads_equal, assert_one_update_equal, assert_ten_updates_equal,
-          assert_samples_equal]
+CHECKS = [equal(kind) for kind in ("logits", "grads", "update", "updates", "samples")]
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
@@ -320,5 +287,6 @@ def test_the_check_catches_one_weight_nudged_by_1e_4(twins, check):
 def test_the_sample_check_catches_other_weights(twins):
     pure_state, _, _ = twins
     other = convert.state(PURE.init_state(CFG, key=jax.random.PRNGKey(1)), PURE, NNX, CFG)
+    other = jax.tree.unflatten(jax.tree.structure(twins[1]), jax.tree.leaves(other))  # the program's tree structure
     with pytest.raises(AssertionError):
-        assert_samples_equal(pure_state, other)
+        CHECKS[-1](pure_state, other)

@@ -9,7 +9,7 @@ import numpy as np
 import planted
 import pytest
 
-from compare import where
+from compare import programs, where
 from compare.verdict import BITWISE, DIFFERENT, ROUNDING
 
 OTHER = dict(n_embd=24, n_head=3, n_layer=2, block_size=8)  # the other shape: two layers, 3 heads of 8
@@ -27,7 +27,7 @@ def impls():
 def default(cfg):
     """One start and one name at the default shape, and pure's outputs (compiled once)."""
     batch = where.one_batch(cfg, seed=0)
-    start = where.reference_start(cfg, seed=0)
+    start = programs.start(cfg, 0)
     return cfg, start, batch, where.outputs(impls()["pure"], start, batch, cfg)
 
 
@@ -45,7 +45,7 @@ def test_twins_bitwise_at_another_shape_with_a_batch(cfg):
     transitive, so pure ~ flax_port and pure ~ nnx_port cover the third pair."""
     other = dataclasses.replace(cfg, **OTHER)
     batch = where.one_batch(other, batch_size=3, seed=1)
-    start = where.reference_start(other, seed=1)
+    start = programs.start(other, 1)
     ref = where.outputs(impls()["pure"], start, batch, other)
     assert ref["tap/l1.attn_weights"].shape == (3, 3, 8, 8)
     for name in ("flax_port", "nnx_port"):
@@ -73,7 +73,7 @@ def test_tapped_loss_is_loss_fn_bitwise_op_by_op(cfg, name):
     from common.taps import zero_perturbations
 
     impl = impls()[name]
-    params = impl.params_of(impl.state_from_flat(*where.reference_start(cfg, seed=0), cfg))
+    params = impl.params_of(impl.state_from_flat(*programs.start(cfg, 0), cfg))
     batch = where.one_batch(cfg, seed=0)
     with jax.disable_jit():
         loss, taps = impl.tapped_loss(params, batch, cfg, zero_perturbations(cfg, batch.inputs.shape))
@@ -142,7 +142,7 @@ def test_an_update_adam_amplified_from_a_gradients_rounding_is_judged_on_its_own
 
 def lowered_step(impl, cfg, batch):
     jax.clear_caches()  # jit keeps a trace per function: without this a patched `tap` would not be traced
-    state = impl.state_from_flat(*where.reference_start(cfg, seed=0), cfg)
+    state = impl.state_from_flat(*programs.start(cfg, 0), cfg)
     return jax.jit(impl.train_step, static_argnums=2).lower(state, batch, cfg).as_text()
 
 

@@ -87,11 +87,10 @@ def topic_checks(topic: str, pair: tuple[str, str]) -> list[tuple[str, object]]:
             from compare.equivalence import Group
 
             group = Group(mode="jit" if jit else "no_jit")
-            reference = impls.resolve(impls.available()[0])
             a, b = (impls.resolve(n) for n in pair)
             for word in WORDS if kind in ("logits", "grads", "update") else WORDS[:1]:
                 kinds = None if jit else (kind,)  # without jit, only what the check reads
-                out_a, out_b = (programs.runner(impl, reference).run(group, word=word, kinds=kinds)[kind]
+                out_a, out_b = (programs.runner(impl).run(group, word=word, kinds=kinds)[kind]
                                 for impl in (a, b))
                 eq.assert_same(kind, out_a, out_b, eq.expected_level(kind, jit), f"{kind}, {a.name} vs {b.name}")
         return run
