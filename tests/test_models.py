@@ -316,7 +316,7 @@ def test_learning_rate_decays_linearly_to_zero(cfg):
 
 # ----------------------------------------------------------------------------- whole runs
 
-def short_run(impl, docs, tok, seed, steps=200):
+def short_run(impl, docs, tok, seed, steps=500):  # 500 as below: the programs are the same
     cfg = Config(vocab_size=tok.vocab_size, num_steps=steps)
     init_key, sample_key = jax.random.split(jax.random.PRNGKey(seed))
     batches = training_batches(docs, tok, cfg.block_size, cfg.num_steps, seed)

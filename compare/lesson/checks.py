@@ -37,26 +37,14 @@ def parameter_paths(impl_name: str, cfg) -> dict[str, str]:
 
 @functools.cache
 def check_inputs(pair: tuple[str, ...] = ()):
-    """The default config, one initialisation (the first implementation's) in the layout of each of
-    `pair` (all if empty), two names (4 letters, and 26 truncated to the block), ten names for a run
-    of updates, a prompt and a key."""
-    import jax
+    """The default config, and the grid's initialisation (compare/programs.py) in each of `pair`
+    (all if empty): what the names check converts, shared with every other check of the process."""
+    from compare import impls, programs
+    from compare.equivalence import Group
 
-    from common.config import Config
-    from common.data import Tokenizer, encode_name, training_batches
-    from common.runner import prompt_tokens
-    from compare import equivalence, impls
-
-    tok = Tokenizer("abcdefghijklmnopqrstuvwxyz")
-    cfg = Config(vocab_size=tok.vocab_size)
     names = list(dict.fromkeys([impls.available()[0], *(pair or impls.available())]))
-    made = [impls.get(n) for n in names]
-    states = dict(zip(names, equivalence.states_from_one_init(made, cfg, key=jax.random.PRNGKey(0))))
-    words = [encode_name(n, tok, cfg.block_size) for n in ("emma", "abcdefghijklmnopqrstuvwxyz")]
-    ten = ["emma", "olivia", "ava", "x", "isabella", "mia", "bo", "zoe", "kaelyn", "abcdefghijklmnopqrstuvwxyz"]
-    prompt, n = prompt_tokens(tok, "ka", cfg)
-    return dict(cfg=cfg, impls=dict(zip(names, made)), states=states, names=words,
-                ten=training_batches(ten, tok, cfg.block_size, 10, 0), prompt=(prompt, n, jax.random.PRNGKey(0)))
+    made = {n: impls.resolve(n) for n in names}
+    return dict(cfg=Group().config(), impls=made, states={n: programs.state(made[n], "default") for n in names})
 
 
 WORDS = ("emma", "abcdefghijklmnopqrstuvwxyz")  # the two names of a check: 4 letters, and 26 truncated to the block
