@@ -10,7 +10,8 @@
 
 An ulp here is the float32 spacing at the largest |value| of a leaf (a whole gradient matrix, say):
 a gradient entry near 0 that comes out of a cancellation has no meaningful relative error.
-Each check takes `variant` (chex's with_jit / without_jit in the tests, `jax.jit` or nothing).
+Each check takes `variant`: how a function is run, `jax.jit` or compare/equivalence.py's op_by_op
+(the two modes, VARIANTS there), or chex's with_jit in a chex test.
 """
 
 import chex

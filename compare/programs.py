@@ -140,8 +140,8 @@ class Runner:
 
     def program(self, group: Group, kinds: tuple[str, ...] | None = None):
         """The group's function: compiled once for its inputs' shapes (jit), or the bundle itself
-        (no_jit: run op by op, nothing to share by running the kinds together, so `kinds` may be
-        fewer than the group's)."""
+        (no_jit: `run` calls it under jax.disable_jit(), every operation on its own; nothing is
+        shared by running the kinds together, so `kinds` may be fewer than the group's)."""
         kinds = self.kinds(group) if kinds is None else kinds
         with self.lock:
             made = self.programs.get((group, kinds))
@@ -155,8 +155,11 @@ class Runner:
         return made
 
     def run(self, group: Group, state=None, *, word: str = WORD, seed: int = 0, kinds=None, feed=None) -> dict:
-        """{kind: flat outputs} of the group's program on these inputs (default: the grid's)."""
-        out = self.program(group, kinds)(*self.inputs(group, state, word=word, seed=seed, kinds=kinds, feed=feed))
+        """{kind: flat outputs} of the group's program on these inputs (default: the grid's); without
+        jit, op by op under jax.disable_jit() (compare/equivalence.py: the modes)."""
+        fn = self.program(group, kinds)
+        fn = fn if group.jit else equivalence.op_by_op(fn)
+        out = fn(*self.inputs(group, state, word=word, seed=seed, kinds=kinds, feed=feed))
         return {kind: equivalence.flatten(kind, self.impl, value) for kind, value in out.items()}
 
     def begin(self, case: Case, pool) -> None:

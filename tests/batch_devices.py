@@ -19,7 +19,8 @@ from common.data import Batch, Tokenizer, training_batches
 from common.devices import data_mesh, place_batches, place_state
 from compare import batch_checks, check, convert, equivalence, impls, programs
 from compare.tolerances import DEVICES_ULPS
-from conftest import assert_user_error, cli, equinox_expects
+from compare.verdict import BITWISE
+from conftest import assert_user_error, cli
 
 TOK = Tokenizer("abcdefghijklmnopqrstuvwxyz")
 CFG = Config(vocab_size=TOK.vocab_size)
@@ -128,7 +129,7 @@ def test_n_devices_match_one_within_the_bound_without_jit():
     quick tier makes under jit (DevicesTest) and, without jit, bitwise between every pair (below)."""
     pure_state, _ = states(1, 10.0)
     batch_checks.assert_devices_match_one(MODELS["pure"], pure_state[0], first(steps_of(32)), CFG, mesh(4),
-                                          DEVICES_ULPS)
+                                          DEVICES_ULPS, variant=equivalence.op_by_op)
 
 
 def pair_id(pair):
@@ -137,9 +138,9 @@ def pair_id(pair):
 
 @pytest.mark.parametrize("pair", impls.pairs(impls.available()), ids=pair_id)
 def test_every_pair_under_the_same_sharding_of_4_devices(device_case, pair, grid_tier):
-    """8 names a step split over 4 devices, state replicated: every pair as on one device (bitwise,
-    one update without an outer jit equal to rounding), nnx_port included. Each implementation's
-    outputs come from the grid's program on 4 devices (compare/programs.py), made once."""
+    """8 names a step split over 4 devices, state replicated: every pair as on one device, bitwise
+    with jit and op by op, nnx_port included. Each implementation's outputs come from the grid's
+    program on 4 devices (compare/programs.py), made once."""
     out = [programs.runner(impls.resolve(name), grid_tier).output(device_case) for name in pair]
     equivalence.assert_same(device_case.kind, *out, equivalence.expected_level(device_case.kind, device_case.jit),
                             str(device_case))
@@ -161,12 +162,10 @@ def test_a_batch_that_does_not_split_over_the_devices_is_refused():
 
 def test_compare_check_runs_its_4_device_rows_on_a_port_named_by_path(device_case):
     """The rows `compare check` adds when JAX sees 4 devices (place_state, place_batches inside its
-    programs), on the Equinox port reached by module path: as equal as the twins are there, or to
-    rounding where the port's own matrix products are compiled otherwise (conftest.py: EQUINOX_ROUNDS)."""
+    programs), on the Equinox port reached by module path: as equal as the twins are there."""
     assert check.device_count() == 4
     result = check.judge("examples.equinox_port", device_case)
-    reached, expected = (check.LEVELS.index(level) for level in (result.level, equinox_expects(device_case)))
-    assert not result.missing and reached <= expected, result.describe()
+    assert not result.missing and result.level == result.expected == BITWISE, result.describe()
 
 
 def test_compare_check_catches_a_planted_adam_epsilon_on_4_devices(tmp_path, monkeypatch):

@@ -285,26 +285,6 @@ def cli(module: str, *argv: str):
     return code, out.getvalue(), err.getvalue()
 
 
-# Where the Equinox port (examples/equinox_port) is expected to round although the twins are bitwise:
-# without an outer jit its `Dense` is `x @ weight`, jnp.matmul, which jax wraps in a jit of its
-# own, so the product and its backward run as compiled programs where pure's `lax.dot_general` runs
-# as one operation (docs/porting.md). Measured, gradients of 8 names without jit (on 1 device and
-# split over 4): 1.5 ulps of scale in l0.fc1 (2026-12-06, AMD EPYC with AVX-512, jax 0.12.0.1,
-# natively and under --xla_cpu_max_isa=SSE4_2); 3 ulps in l0.wv on an Intel Xeon with AVX-512
-# (issue 26); bitwise on jax 0.10.2. One update without jit reads such gradients. Under jit both
-# sides are one program each, and bitwise.
-EQUINOX_ROUNDS = {("grads", "no_jit"), ("update", "no_jit")}
-
-
-def equinox_expects(case) -> str:
-    """The level the Equinox port must reach on a check of the grid: the twins' own, or rounding
-    where EQUINOX_ROUNDS says."""
-    from compare.equivalence import expected_level
-    from compare.verdict import ROUNDING
-
-    return ROUNDING if (case.kind, case.mode) in EQUINOX_ROUNDS else expected_level(case.kind, case.jit)
-
-
 def assert_user_error(result, *fragments: str) -> None:
     """Exit code 2, every fragment in the message, one line, no traceback."""
     code, _, err = result

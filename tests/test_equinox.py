@@ -20,7 +20,6 @@ from common.data import Tokenizer, encode_name, training_batches
 from common.taps import tap_names, tap_shapes
 from compare import check, impls, programs
 from compare.verdict import ROUNDING, assert_level
-from conftest import equinox_expects
 
 PORT = "examples.equinox_port"
 LEVELS = check.LEVELS
@@ -28,8 +27,11 @@ LEVELS = check.LEVELS
 # ----------------------------------------------------------------------------- the grid, as a user's pytest runs it
 
 def test_equinox_port_matches_pure(case):  # the failing twin: tests/test_ports.py, a planted epsilon
+    """As equal as the twins: bitwise on every check, with jit and without (op by op). Called without an
+    outer jit, a mode the grid does not use, its gradients round where the twins' do not: its `Dense`
+    is `x @ weight`, jnp.matmul, which jax wraps in a jit of its own (docs/porting.md)."""
     result = check.assert_case(PORT, case)  # fails on "different"
-    assert LEVELS.index(result.level) <= LEVELS.index(equinox_expects(case)), result.describe()
+    assert LEVELS.index(result.level) <= LEVELS.index(result.expected), result.describe()
 
 
 def test_compare_check_on_the_command_line(tmp_path, capsys):
