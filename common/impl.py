@@ -70,6 +70,10 @@ class Impl:
         to `perturbations` is the gradient of the loss with respect to each tap. `taps` maps
         every tap name to its value (before the perturbation is added); the loss is loss_fn's
         (or batch_loss_fn's) bit for bit. Nothing of this runs in the trainers' step.
+      tapped_sample(params, prompt, prompt_len, cfg, *, key, num_samples, temperature) -> (tokens,
+        {"logits", "scaled"}): optional (None: `compare where --sample` compares tokens and logits
+        only). Per name and position, (num_samples, T, V) each: the forward's logits at that position
+        on the tokens so far, and the categorical's input (logits / temperature).
     """
 
     name: str  # "pure", "flax_port", "nnx_port", or a port's own label
@@ -97,3 +101,8 @@ class Impl:
     # jax.grad(lambda z, p: tapped_loss(p, batch, cfg, z), has_aux=True)(zeros, params).
     # Nothing of this runs in the trainers' step.
     tapped_loss: Callable | None = None
+    # The sampling taps (optional; `compare where --sample`): sample_tokens's arguments -> (tokens,
+    # {"logits": (num_samples, T, V), the forward's row at each position on the tokens so far;
+    # "scaled": (num_samples, T, V), what the categorical draws each token from}). A port that samples
+    # with common.sampling.sample_tokens gets them with taps=True (the twins' sample.py).
+    tapped_sample: Callable | None = None

@@ -9,7 +9,7 @@ def impl():
     return Impl(
         name="flax_port", init_state=train.init_state, train_step=train.train_step,
         train_steps=train.train_steps,
-        params_of=train.params_of, sample_tokens=sample.sample_tokens,
+        params_of=train.params_of, sample_tokens=sample.sample_tokens, tapped_sample=sample.tapped_sample,
         forward=model.forward, loss_fn=model.loss_fn, batch_loss_fn=model.batch_loss_fn, tapped_loss=model.tapped_loss,
         to_flat=checkpoint.to_flat, from_flat=checkpoint.from_flat,  # linen's paths <-> the seed's names
         state_to_flat=checkpoint.state_to_flat, state_from_flat=checkpoint.state_from_flat,

@@ -15,3 +15,11 @@ def sample_tokens(params, prompt, prompt_len, cfg: Config, *, key, num_samples: 
     return sampling.sample_tokens(
         logits_fn, prompt, prompt_len, cfg, key=key, num_samples=num_samples, temperature=temperature
     )
+
+
+def tapped_sample(params, prompt, prompt_len, cfg: Config, *, key, num_samples: int, temperature):
+    """sample_tokens with the sampling taps: (tokens, {"logits", "scaled"}), for `compare where --sample`."""
+    logits_fn = lambda tokens: model.forward(params, tokens, cfg)  # noqa: E731
+    return sampling.sample_tokens(
+        logits_fn, prompt, prompt_len, cfg, key=key, num_samples=num_samples, temperature=temperature, taps=True
+    )

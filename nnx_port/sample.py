@@ -16,3 +16,11 @@ def sample_tokens(gpt: model.GPT, prompt, prompt_len, cfg: Config, *, key, num_s
     return sampling.sample_tokens(
         logits_fn, prompt, prompt_len, cfg, key=key, num_samples=num_samples, temperature=temperature
     )
+
+
+def tapped_sample(gpt: model.GPT, prompt, prompt_len, cfg: Config, *, key, num_samples: int, temperature):
+    """sample_tokens with the sampling taps: (tokens, {"logits", "scaled"}), for `compare where --sample`."""
+    logits_fn = lambda tokens: model.forward(gpt, tokens, cfg)  # noqa: E731
+    return sampling.sample_tokens(
+        logits_fn, prompt, prompt_len, cfg, key=key, num_samples=num_samples, temperature=temperature, taps=True
+    )

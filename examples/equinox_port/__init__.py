@@ -24,4 +24,5 @@ def impl():
         to_flat=checkpoint.to_flat, from_flat=checkpoint.from_flat,  # module fields <-> the seed's names
         state_to_flat=checkpoint.state_to_flat, state_from_flat=checkpoint.state_from_flat,
         tapped_loss=model.tapped_loss,  # explicit code: Equinox has no sow
+        tapped_sample=sample.tapped_sample,
     )
