@@ -71,12 +71,15 @@ class Result:
     verdict: Verdict
     expected: str  # what the twins reach on this check (compare/equivalence.py: expected_level)
     missing: list  # output names one side has and the other not
+    error: str = ""  # what the candidate did instead of outputs of the right kind: raised, or gave another shape
 
     @property
     def level(self) -> str:
-        return DIFFERENT if self.missing else self.verdict.level
+        return DIFFERENT if self.missing or self.error else self.verdict.level
 
     def describe(self) -> str:
+        if self.error:
+            return f"error: {self.error}"
         if self.missing:
             return f"outputs only one side has: {', '.join(self.missing[:4])}"
         v = self.verdict
@@ -91,13 +94,36 @@ def judge(candidate: str | Impl, case: Case, reference: str | Impl = "pure", tie
     """Run one check: the reference's outputs against the candidate's, as a verdict. `tier`: whose
     programs compute it (default: the smaller tier that holds the case)."""
     tier = tier or programs.tier_of(case)
-    a = runner(reference, tier).output(case)
-    b = runner(candidate, tier).output(case)
+    expected = equivalence.expected_level(case.kind, case.jit)
+    a = runner(reference, tier).output(case)  # the reference raising is not a row: it is the reference
+    try:
+        b = runner(candidate, tier).output(case)
+    except programs.PortError as err:
+        return Result(case, Verdict(), expected, [], str(err))
     missing = sorted(set(a) ^ set(b))
+    error = "" if missing else unreadable(a, b, runner(reference, tier).impl.name)
     verdict = Verdict()
-    if not missing:
+    if not missing and not error:
         verdict.add(a, b)
-    return Result(case, verdict, equivalence.expected_level(case.kind, case.jit), missing)
+    return Result(case, verdict, expected, missing, error)
+
+
+def unreadable(a: dict, b: dict, reference: str) -> str:
+    """What makes the candidate's outputs not comparable with the reference's, entry by entry: another
+    shape, another dtype (float64 where microgpt is float32: x64 turned on), values that are not finite
+    where the reference's are; "" when there is none."""
+    import numpy as np
+
+    for key in a:
+        x, y = np.asarray(a[key]), np.asarray(b[key])
+        if x.shape != y.shape:
+            return f"{key} has shape {y.shape} where {reference} gives {x.shape}"
+        if x.dtype != y.dtype:
+            return f"{key} is {y.dtype} where {reference} gives {x.dtype}"
+        if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all() and np.isfinite(x).all():
+            bad = int(np.size(y) - np.isfinite(y).sum())
+            return f"{key} holds {bad} values that are not finite (NaN or inf) where {reference}'s are all finite"
+    return ""
 
 
 def assert_case(candidate: str | Impl, case: Case, reference: str | Impl = "pure") -> Result:
@@ -115,12 +141,16 @@ def assert_case(candidate: str | Impl, case: Case, reference: str | Impl = "pure
 # ----------------------------------------------------------------------------- localizing
 
 def localize(candidate: Impl, case: Case, reference: Impl) -> list[str]:
-    """`compare where` on the first failing check: the operation where the two part, and why."""
-    from compare.where import locate
+    """`compare where --case` on a failing check: the same initialisation, names, mode and devices,
+    and where the two first part (a step, a sampled position, a tap), and why."""
+    from compare.where import case_report
 
-    report = locate(reference, candidate, case.config(), batch_size=case.batch, jit=case.jit, seed=0)
-    lines = [report.first_line()]
-    if report.first is not None and getattr(report.first, "why", None):
+    try:
+        report = case_report(reference, candidate, case)
+    except programs.PortError as err:
+        return [f"where: {err}"]
+    lines = report.notes + report.summary()
+    if report.first is not None:
         lines.append(f"why: {report.first.why}")
     return lines
 
@@ -148,13 +178,18 @@ def compile_threads() -> int:
     return max(2, min(8, os.cpu_count() or 2))
 
 
-def show(result: Result) -> Result:
-    """Print one row of the table as soon as its check is judged."""
+def show(result: Result, candidate: str, reference: str) -> Result:
+    """Print one row of the table as soon as its check is judged; under a row that is not bitwise, the
+    `compare where` command that reproduces and localizes it."""
+    from compare.where import command_for
+
     case = result.case
     where = f"{case.batch} names" if case.batch > 1 else "1 name"
     where += f", {case.devices} devices" if case.devices > 1 else ""
     label = f"{case.kind:<8} {case.shape:<16} {case.mode:<7} {where}"
     print(f"{label:<40} {result.level:<26} {result.describe()}")
+    if result.level != BITWISE:
+        print(f"{'':<4}localize: {command_for(case, candidate, reference)}")
     sys.stdout.flush()
     return result
 
@@ -162,6 +197,8 @@ def show(result: Result) -> Result:
 def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | None = None,
         tier: str = "quick") -> int:
     """Print the table and the verdict; write `json_path`; return the exit code."""
+    from compare.where import command_for
+
     if candidate == reference:
         raise UserError(f"check {candidate} --against {reference}: name another implementation to compare with")
     ref, cand = impls.resolve(reference), impls.resolve(candidate)  # one line naming what is missing, before any work
@@ -177,7 +214,7 @@ def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | N
         for case in sorted(grid, key=lambda c: c.jit):
             for one in who:
                 one.begin(case, pool)
-        results = [show(judge(cand, case, ref, tier)) for case in grid]
+        results = [show(judge(cand, case, ref, tier), candidate, reference) for case in grid]
     finally:  # on Ctrl-C or an error, start no further compile; the ones running end first
         pool.shutdown(wait=True, cancel_futures=True)
     counts = {lv: sum(r.level == lv for r in results) for lv in LEVELS}
@@ -186,7 +223,7 @@ def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | N
     where_lines = []
     if failed:
         first = failed[0].case
-        print(f"first failure: {first}; localizing it with compare where ...")
+        print(f"first failure: {first}; localizing it: {command_for(first, candidate, reference)}")
         where_lines = localize(cand, first, ref)
         for line in where_lines:
             print(line)

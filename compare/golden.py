@@ -11,7 +11,8 @@ A golden file holds, under fixed names:
                         what `compare where` lines up, for row 0 (tap names: common/taps.py)
   steps/params/<param>  the parameters after k Adam steps, one row each
 A candidate writes the same names (all but golden, config, inputs/ and tokens/) from the same inputs;
-`judge` prints `where`'s table and `first parts at:` line, exit 0 (bitwise or float32 rounding) or 1.
+`judge` prints `where`'s table and its two lines (`first differs at:`, `first rounds at:`), exit 0 (bitwise or
+float32 rounding) or 1.
 
 Two kinds of rows can be beyond rounding against the file although the candidate is right, because
 Adam amplifies a rounding difference of a gradient that nearly cancels (compare/where.py):
@@ -76,6 +77,8 @@ def write_golden(path: str, cfg: Config, *, steps: int = 3, seed: int = 0, jit: 
     batches = training_batches(docs, tok, cfg.block_size, steps, seed)
     start = programs.start(cfg, seed)
     out = where.outputs(ref, start, name_at(batches, 0), cfg, jit=jit)
+    for extra in ("step", "forward"):  # Adam's count and forward()'s own logits, which `where` checks too,
+        del out[extra]  # are not a golden file's entries: its format is fixed
     stepped, _ = jax.jit(lambda s, b: ref.train_steps(s, b, cfg))(ref.state_from_flat(*start, cfg), batches)
     out |= {f"steps/params/{k}": np.asarray(v) for k, v in ref.state_to_flat(stepped)[0].items()}
     out |= {f"inputs/{k}": np.asarray(v) for k, v in start[0].items()}
@@ -133,7 +136,7 @@ def judge(golden: dict, candidate: dict) -> tuple[Config, where.Report]:
     missing = [k for k in names if k not in candidate]
     if missing:
         raise UserError(f"the candidate lacks {len(missing)} entries, first {missing[0]!r}: write every name "
-                        "of the golden file (see compare/golden.py)")
+                        "of the golden file (docs/where.md, \"The golden file\")")
     wrong = [k for k in names if np.shape(candidate[k]) != np.shape(golden[k])]
     if wrong:
         k = wrong[0]
@@ -145,7 +148,7 @@ def judge(golden: dict, candidate: dict) -> tuple[Config, where.Report]:
     steps = [f"steps/params/{p}" for p in params if f"steps/params/{p}" in names]  # in the order of the others
     steps += [k for k in names if k.startswith("steps/") and k not in steps]
     rows = where.rows_of(golden, candidate, cfg, extra=[("update", k, k) for k in steps], start=start)
-    return cfg, where.summary(steps_on_own_state(rows, golden, candidate, cfg), golden, candidate)
+    return cfg, where.summary(steps_on_own_state(rows, golden, candidate, cfg), golden, candidate, cfg, start)
 
 
 def rerun_from_first_step(golden: dict, candidate: dict, cfg: Config) -> dict:

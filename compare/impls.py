@@ -57,6 +57,7 @@ def find(name: str):
 def get(name: str) -> Impl:
     """The `Impl` of one implementation: a known name or any importable module path whose `impl()`
     returns a common.impl.Impl with every required function (see common/impl.py)."""
+    x64 = x64_enabled()
     module = find(name)
     factory = getattr(module, "impl", None)
     if not callable(factory):
@@ -69,6 +70,14 @@ def get(name: str) -> Impl:
     if not isinstance(made, Impl):
         raise UserError(f"{name}.impl() returned a {type(made).__name__}, not a common.impl.Impl: build one with "
                         f"common.impl.Impl(name=..., init_state=..., ...) ({GUIDE})")
+    if x64_enabled() and not x64:
+        import sys
+
+        import jax
+
+        jax.config.update("jax_enable_x64", False)
+        print(f"note: importing {name} turned on jax_enable_x64 (64-bit floats); microgpt is float32 throughout, so "
+              "it is turned off again and the port runs in float32", file=sys.stderr)
     missing = [f for f in required_fields() if not callable(getattr(made, f))]
     wrong = [f for f in optional_fields() if getattr(made, f) is not None and not callable(getattr(made, f))]
     if missing or wrong:
@@ -76,6 +85,14 @@ def get(name: str) -> Impl:
         raise UserError(f"{name}.impl() gives no function for {what}: each must be a callable "
                         f"({'the optional ones may be None; ' if wrong else ''}{GUIDE})")
     return made
+
+
+def x64_enabled() -> bool:
+    """Whether 64-bit floats are on (a port may turn them on when imported)."""
+    import sys
+
+    jax = sys.modules.get("jax")
+    return bool(jax is not None and jax.config.read("jax_enable_x64"))
 
 
 RESOLVED: dict[str, Impl] = {}

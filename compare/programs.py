@@ -107,6 +107,19 @@ def state(impl: Impl, shape: str, seed: int = 0, scale: float = 1.0):
     return STATES[key]
 
 
+# Which function of the Impl computes each kind (the message of a port that raises names it).
+FUNCTIONS = {"logits": "forward", "grads": "loss_fn (under jax.value_and_grad)", "update": "train_step",
+             "updates": "train_steps", "samples": "sample_tokens"}
+
+
+class PortError(Exception):
+    """A function of an implementation raised (or gave what cannot be read) while computing a kind."""
+
+    def __init__(self, impl: Impl, function: str, err: BaseException):
+        lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()] or [""]
+        super().__init__(f"{impl.name}'s {function} raised {type(err).__name__}: {lines[0][:240]}")
+
+
 class Runner:
     """One implementation on the grid of a tier, started from the grid's initialisation: its
     programs and their outputs, each made once."""
@@ -116,13 +129,17 @@ class Runner:
         self.programs: dict = {}  # (Group, kinds) -> the compiled program (jit) or the bundle (no_jit)
         self.outputs: dict = {}  # Case -> its flat outputs on the grid's inputs
         self.started: dict = {}  # Group (jit) or Case (no_jit) -> a Future: its program compiled, or its outputs
+        self.errors: dict = {}  # Group -> True where its program as a whole failed: its kinds run one by one
         self.lock = threading.Lock()
 
     def kinds(self, group: Group) -> tuple[str, ...]:
         return equivalence.kinds_of(group, self.tier)
 
     def state(self, shape: str, seed: int = 0, scale: float = 1.0):
-        return state(self.impl, shape, seed, scale)
+        try:
+            return state(self.impl, shape, seed, scale)
+        except Exception as err:
+            raise PortError(self.impl, "state_from_flat", err) from err
 
     def inputs(self, group: Group, state=None, *, word: str = WORD, seed: int = 0, kinds=None, feed=None):
         """(state, {kind: data}) for the group's program (or some of its kinds), placed on its devices;
@@ -160,7 +177,13 @@ class Runner:
         fn = self.program(group, kinds)
         fn = fn if group.jit else equivalence.op_by_op(fn)
         out = fn(*self.inputs(group, state, word=word, seed=seed, kinds=kinds, feed=feed))
-        return {kind: equivalence.flatten(kind, self.impl, value) for kind, value in out.items()}
+        flat = {}
+        for kind, value in out.items():
+            try:
+                flat[kind] = equivalence.flatten(kind, self.impl, value)
+            except Exception as err:
+                raise PortError(self.impl, "to_flat" if kind in ("grads",) else "state_to_flat", err) from err
+        return flat
 
     def begin(self, case: Case, pool) -> None:
         """Start a case in `pool`, ahead of `output`: its group's program compiled (jit, once for
@@ -180,17 +203,32 @@ class Runner:
         if case.kind not in self.kinds(case.group):
             raise ValueError(f"{case} is not in the {self.tier} grid")
         started = self.started.pop(case.group if case.jit else case, None)
-        if started is not None and not started.cancelled():
-            started.result()  # the program compiled, or (no_jit) the case's outputs made
+        if started is not None and not started.cancelled() and started.exception() is None:
+            started.result()  # the program compiled, or (no_jit) the case's outputs made; a failure is compute's
         return self.compute(case)
 
     def compute(self, case: Case) -> dict:
+        """The case's outputs, made once (a jit case's whole group at once). A function of the port that
+        raises is a PortError naming it: its group's program is then compiled kind by kind, so that
+        the other kinds of the group are still judged."""
         if case not in self.outputs:
-            if case.jit:
-                for kind, out in self.run(case.group).items():
-                    self.outputs.setdefault(Case(kind, *dataclasses.astuple(case.group)), out)
-            else:
+            if case.jit and not self.errors.get(case.group):
+                try:
+                    made = self.run(case.group)
+                except PortError:
+                    raise
+                except Exception:  # a kind of the group fails to trace or run: each on its own, below
+                    self.errors[case.group] = True
+                else:
+                    for kind, out in made.items():
+                        self.outputs.setdefault(Case(kind, *dataclasses.astuple(case.group)), out)
+                    return self.outputs[case]
+            try:
                 self.outputs.setdefault(case, self.run(case.group, kinds=(case.kind,))[case.kind])
+            except PortError:
+                raise
+            except Exception as err:
+                raise PortError(self.impl, FUNCTIONS[case.kind], err) from err
         return self.outputs[case]
 
 

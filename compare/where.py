@@ -1,34 +1,47 @@
 """`python -m compare where --impls A,B`: the first operation where two implementations part, and why.
 
 One initialisation (compare/programs.py: `start`, the one `compare check` draws, converted into each
-through the checkpoint's flat layout) and one name
-(or a batch) go through both. What comes out is lined up in the order the computation runs:
+through the checkpoint's flat layout) and one name (or a batch) go through both. What comes out is
+lined up in the order the computation runs:
   forward   every tap (common/taps.py) of the forward pass, then the loss
   backward  the loss's gradient with respect to each tap, from the loss back to the embedding
   gradient  the loss's gradient with respect to each parameter, in the order the backward reaches them
-  update    one Adam step from there: the moments m and v, then the new parameters
-Each row is judged as compare/verdict.py judges a tensor (ulps of its own scale). The first row that
-is not bitwise equal is where the two part: every row before it was equal, so the inputs of the
-operation that made it were equal and the operation itself made the difference. Within
-ROUNDING_ULPS it is float32 rounding (the same arithmetic summed in another order); beyond, a
-different computation.
+  update    one Adam step from there: the moments m and v, the new parameters, the step count
+Each row is judged as compare/verdict.py judges a tensor (ulps of its own scale; an integer exactly).
+Two rows are named, always: the first beyond float32 rounding (`first differs at:`, what is wrong,
+and the exit code follows it) and the first that is not bitwise equal (`first rounds at:`, with its
+level): a port that rounds differently early and has a real mistake later gets both, each on its
+line. Why each parts is compare/explain.py's: what was equal before it, the operation, its readers.
 
-The update rows are the exception, because Adam amplifies: where a gradient entry nearly cancels
-(√v̂ a few eps), the first step m̂/(√v̂ + eps) ≈ g/(|g| + eps) turns a fraction of an ulp of the
-gradient's scale into hundreds of ulps of the weight's. So an update row beyond rounding, when every
-earlier row is at most rounding and this parameter's gradients are not bitwise equal, is judged on
-each side's own inputs (`on_own_inputs`): each side's m, v and new parameters against pure/optim.py's
-step computed in float64 from that side's own gradient and the shared start. A right Adam lands
-within 1 ulp of it (measured; the bound is ON_OWN_INPUTS_ULPS, compare/tolerances.py), and the row
-is float32 rounding, named as Adam's amplification with its entries; a wrong beta1, beta2, eps,
-learning rate or bias correction lands far off, and the row stays different.
+Beyond one step:
+  --steps K   the first K steps of a run, each from the same state (the first implementation's after
+              the step before, converted into the second), so that what each step adds is seen on
+              its own: the table of the first step where they part, with the step named;
+  --sample    the sampled names position by position: the tokens, then at the first position where
+              a token differs the sampling taps (the forward's logits on the tokens so far, what the
+              categorical draws from: Impl.tapped_sample);
+  --case C    a row of `compare check` (its id, e.g. grads-n_embd24_3heads-b8-no_jit): its shape,
+              batch, mode, devices and data, so that the row is reproduced and localized; `check`
+              prints this command beside every row that is not bitwise.
 
-`locate` is the function behind the command; `compare check` calls it to localize a failure.
-`rows_of` and `report` are shared with `compare judge` (compare/golden.py), which fills the same
-table from files instead of from two implementations.
+The update rows are judged on more than the two values, because Adam amplifies: where a gradient
+entry nearly cancels (√v̂ a few eps), the first step m̂/(√v̂ + eps) ≈ g/(|g| + eps) turns a fraction
+of an ulp of the gradient's scale into hundreds of ulps of the weight's. So an update row beyond
+rounding, when every earlier row is at most rounding and this parameter's gradients are not bitwise
+equal, is judged on each side's own inputs (`on_own_inputs`): each side's m, v and new parameters
+against pure/optim.py's step computed in float64 from that side's own gradient and the shared start.
+A right Adam lands within 1 ulp of it (measured; the bound is ON_OWN_INPUTS_ULPS,
+compare/tolerances.py), and the row is float32 rounding, named as Adam's amplification with its
+entries; a wrong beta1, beta2, eps, learning rate or bias correction lands far off, and the row stays
+different, with the change to Adam that reproduces it where one does (compare/explain.py).
+
+`locate`, `walk` and `sample_report` take two `Impl`s (compare.impls.resolve turns a name or module
+path into one); `compare check` calls them to localize a failure. `rows_of` and `report` are shared
+with `compare judge` (compare/golden.py), which fills the same table from files.
 """
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -37,35 +50,13 @@ from common.cli import Parser, add_model_flags, make_config, seed_value, setup_j
 from common.config import Config
 from common.errors import UserError
 from common.impl import Impl
+from compare import explain
+from compare.explain import ADAM
 from compare.tolerances import ON_OWN_INPUTS_ULPS, ROUNDING_ULPS
 from compare.verdict import BITWISE, DIFFERENT, ROUNDING, ulps_of_scale
 
-PHASES = ("forward", "backward", "gradient", "update")
+PHASES = ("forward", "backward", "gradient", "update", "sampling")
 LEVELS = (BITWISE, ROUNDING, DIFFERENT)
-
-# What computes each tap (its name within a layer), for the `why` of a forward parting.
-OPERATIONS = {
-    "embed": "wte[tokens] + wpe[positions]",
-    "norm_in": "the RMSNorm of the embeddings",
-    "norm_attn": "the RMSNorm before attention",
-    "q": "x @ wq, split into heads",
-    "k": "x @ wk, split into heads",
-    "v": "x @ wv, split into heads",
-    "attn_weights": "the softmax of the scaled, causally masked scores q·k",
-    "attn_out": "the weighted values, joined, @ wo",
-    "res_attn": "the residual sum after attention",
-    "norm_mlp": "the RMSNorm before the MLP",
-    "mlp_hidden": "relu(x @ fc1)",
-    "mlp_out": "hidden @ fc2",
-    "res_mlp": "the residual sum after the MLP",
-    "logits": "x @ lm_head.T",
-    "loss": "the mean negative log-likelihood of the logits",
-}
-ADAM = {
-    "m": "Adam's first moment, b1·m + (1 − b1)·g (beta1)",
-    "v": "Adam's second moment, b2·v + (1 − b2)·g² (beta2)",
-    "params": "Adam's step, p − lr·m̂/(√v̂ + eps) (learning rate, bias correction, eps)",
-}
 
 
 # ----------------------------------------------------------------------------- the table
@@ -73,37 +64,69 @@ ADAM = {
 @dataclasses.dataclass(frozen=True)
 class Row:
     phase: str  # one of PHASES
-    tap: str  # a tap name, "loss", a parameter's flat name, or "m/<name>", "v/<name>", "params/<name>"
+    tap: str  # a tap name, "loss", a parameter's flat name, "m/<name>", "v/<name>", "params/<name>", "step"
     shape: tuple
     absolute: float  # largest |a - b|
-    ulps: float  # that, in ulps of max |a| of the tensor (compare/verdict.py)
+    ulps: float  # that, in ulps of max |a| of the tensor (compare/verdict.py); for integers, inf when apart
     level: str
     own: str = ""  # set when the row was judged on each side's own inputs (`on_own_inputs`): what was found
+    note: str = ""  # what makes the two not comparable: another shape or dtype
 
     def line(self) -> str:
         shape = "x".join(map(str, self.shape)) or "scalar"
-        return f"{self.phase:<9} {self.tap:<22} {shape:<10} {self.absolute:>10.3g} {self.ulps:>10.3g}  {self.level}"
+        ulps = "-" if self.ulps == float("inf") and np.isfinite(self.absolute) else f"{self.ulps:.3g}"  # integers
+        return f"{self.phase:<9} {self.tap:<22} {shape:<10} {self.absolute:>10.3g} {ulps:>10}  {self.level}"
 
 
 @dataclasses.dataclass(frozen=True)
 class Parting:
+    """A row where two implementations part, and why."""
+
     tap: str
     phase: str
     why: str
+    level: str = DIFFERENT
+    ulps: float = 0.0
+    at: str = ""  # when not the first step's table: "at step 2", "at position 3 of name 5"
+    note: str = ""  # what makes the two not comparable (another shape or dtype), said in place of ulps
+
+    def place(self) -> str:
+        return f"{self.tap} ({self.phase}{', ' + self.at if self.at else ''})"
 
 
 @dataclasses.dataclass
 class Report:
     rows: list[Row]
     level: str  # the verdict's level over every row
-    first: Parting | None  # None when every row is bitwise equal
+    differs: Parting | None  # the first row beyond float32 rounding: what is wrong; None when there is none
+    rounds: Parting | None  # the first row that is not bitwise equal, of whatever level; None when all are
+    notes: list[str] = dataclasses.field(default_factory=list)  # said above the two lines (steps, samples)
 
     @property
     def exit_code(self) -> int:
         return 1 if self.level == DIFFERENT else 0
 
-    def first_line(self) -> str | None:
-        return None if self.first is None else f"first parts at: {self.first.tap} ({self.first.phase})"
+    @property
+    def first(self) -> Parting | None:
+        """The row to act on: the first different one, else the first that rounds."""
+        return self.differs or self.rounds
+
+    def summary(self) -> list[str]:
+        """The two lines, always: where the two first differ (beyond float32 rounding: the exit code
+        follows it) and where they first stop being bitwise equal, each with its level."""
+
+        def line(label: str, found: Parting | None, none: str) -> str:
+            if found is None:
+                return f"{label}: none: {none}"
+            ulps = "integers apart" if found.ulps == float("inf") else f"{found.ulps:.3g} ulps of its scale"
+            ulps = found.note or ulps
+            return f"{label}: {found.place()}: {found.level}, {ulps}"
+
+        return [line("first differs at", self.differs, "no row beyond float32 rounding"),
+                line("first rounds at", self.rounds, "every row bitwise equal")]
+
+    def first_line(self) -> str:
+        return self.summary()[0]
 
     def lines(self, title: str) -> list[str]:
         head = f"{'phase':<9} {'tap':<22} {'shape':<10} {'|a - b|':>10} {'ulps':>10}  level"
@@ -118,8 +141,9 @@ class Report:
                 out.append(f"  and {len(own) - len(shown)} more rows different on their own inputs too")
         parted = sum(row.level != BITWISE for row in self.rows)
         out.append(f"where: {self.level}; {parted} of {len(self.rows)} entries not bitwise equal")
+        out += self.notes + self.summary()
         if self.first is not None:
-            out += [self.first_line(), f"why: {self.first.why}"]
+            out.append(f"why: {self.first.why}")
         return out
 
 
@@ -128,30 +152,45 @@ def entry_order(cfg: Config) -> list[tuple[str, str, str]]:
     from common.taps import tap_names
 
     taps, params = tap_names(cfg), list(param_shapes(cfg))
-    order = [("forward", t, f"tap/{t}") for t in taps] + [("forward", "loss", "loss")]
+    order = [("forward", t, f"tap/{t}") for t in taps] + [("forward", "forward()", "forward")]
+    order += [("forward", "loss", "loss")]
     order += [("backward", t, f"tap_grad/{t}") for t in reversed(taps)]
     order += [("gradient", p, f"grad/{p}") for p in reversed(params)]
     order += [("update", f"{part}/{p}", f"{part}/{p}") for part in ("m", "v", "params") for p in params]
-    return order
+    return order + [("update", "step", "step")]
 
 
 def level_of(ulps: float) -> str:
     return BITWISE if ulps == 0 else ROUNDING if ulps <= ROUNDING_ULPS else DIFFERENT
 
 
+def row_of(phase: str, name: str, x, y) -> Row:
+    """One entry of both sides as a row: floats in ulps of the first side's scale, integers exactly;
+    another shape or dtype is a different row that says so."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.shape != y.shape or x.dtype != y.dtype:
+        what = f"shape {y.shape}" if x.shape != y.shape else f"dtype {y.dtype}"
+        given = x.shape if x.shape != y.shape else x.dtype
+        return Row(phase, name, tuple(x.shape), float("inf"), float("inf"), DIFFERENT,
+                   note=f"the second gives {what} where the first gives {given}")
+    if np.issubdtype(x.dtype, np.integer) or np.issubdtype(y.dtype, np.integer):
+        apart = float(np.max(np.abs(x.astype(np.int64) - y.astype(np.int64)))) if x.size else 0.0
+        return Row(phase, name, tuple(x.shape), apart, float("inf") if apart else 0.0, DIFFERENT if apart else BITWISE)
+    ulps, _ = ulps_of_scale(x, y)
+    absolute = float(np.nanmax(np.abs(x.astype(np.float64) - y))) if x.size and ulps else 0.0
+    if ulps and np.isnan(absolute):
+        absolute = float("inf")
+    return Row(phase, name, tuple(x.shape), absolute, ulps, level_of(ulps))
+
+
 def rows_of(a: dict, b: dict, cfg: Config, extra=(), start: tuple[dict, dict] | None = None) -> list[Row]:
     """Two sets of flat outputs ({key: array}, as `outputs` makes them) -> the table's rows;
-    `extra` (phase, name, key) rows come last (the golden file's k steps). With `start`, the state
-    both stepped from (flat params, {"step", "m", "v"}), the update rows are judged on each side's
-    own inputs where their gradients differ by rounding (`on_own_inputs`)."""
-    rows = []
-    for phase, name, key in [*entry_order(cfg), *extra]:
-        x, y = np.asarray(a[key]), np.asarray(b[key])
-        ulps, _ = ulps_of_scale(x, y)
-        absolute = float(np.nanmax(np.abs(x.astype(np.float64) - y))) if x.size and ulps else 0.0
-        if ulps and np.isnan(absolute):
-            absolute = float("inf")
-        rows.append(Row(phase, name, tuple(x.shape), absolute, ulps, level_of(ulps)))
+    `extra` (phase, name, key) rows come last (the golden file's k steps). An entry neither side has
+    (a golden file's step count) is left out. With `start`, the state both stepped from (flat
+    params, {"step", "m", "v"}), the update rows are judged on each side's own inputs where their
+    gradients differ by rounding (`on_own_inputs`)."""
+    rows = [row_of(phase, name, a[key], b[key]) for phase, name, key in [*entry_order(cfg), *extra]
+            if key in a or key in b]
     return rows if start is None else on_own_inputs(rows, a, b, cfg, start)
 
 
@@ -161,19 +200,7 @@ def adam_float64(start: tuple[dict, dict], grads: dict, cfg: Config) -> dict:
     """pure/optim.py's Adam step in float64 NumPy, from `start` (flat params, {"step", "m", "v"}) and
     one side's gradients {param: array} -> {"m/<p>", "v/<p>", "params/<p>"} (float64): the learning
     rate lr·(1 - step/num_steps) for the 0-based step, bias corrections 1 - beta**(step + 1)."""
-    params, opt = start
-    b1, b2, eps = cfg.beta1, cfg.beta2, cfg.adam_eps
-    step = int(np.asarray(opt["step"]))
-    lr = cfg.learning_rate * (1 - step / cfg.num_steps)
-    c1, c2 = 1 - b1 ** (step + 1), 1 - b2 ** (step + 1)
-    out = {}
-    for p, g in grads.items():
-        g = np.asarray(g, np.float64)
-        m = (1 - b1) * g + b1 * np.asarray(opt["m"][p], np.float64)
-        v = (1 - b2) * g * g + b2 * np.asarray(opt["v"][p], np.float64)
-        out[f"m/{p}"], out[f"v/{p}"] = m, v
-        out[f"params/{p}"] = np.asarray(params[p], np.float64) - lr * (m / c1) / (np.sqrt(v / c2) + eps)
-    return out
+    return explain.adam_step(start, grads, cfg)
 
 
 def element(name: str, shape: tuple, flat_index: int) -> str:
@@ -219,7 +246,7 @@ def on_own_inputs(rows: list[Row], a: dict, b: dict, cfg: Config, start: tuple[d
     for row in rows:
         part, _, p = row.tap.partition("/")
         grad = f"grad/{p}"
-        if (row.level != DIFFERENT or row.phase != "update" or part not in ADAM or p not in names
+        if (row.level != DIFFERENT or row.phase != "update" or part not in ("m", "v", "params") or p not in names
                 or np.array_equal(a[grad], b[grad])):
             out.append(row)
             continue
@@ -236,58 +263,40 @@ def on_own_inputs(rows: list[Row], a: dict, b: dict, cfg: Config, start: tuple[d
             out.append(dataclasses.replace(row, level=ROUNDING, own=note))
         else:
             off = "b" if own[1] > ON_OWN_INPUTS_ULPS else "a"
-            note = (f"{against}, {off}'s beyond {ON_OWN_INPUTS_ULPS:g}: {ADAM[part]} computed another way: "
+            found = explain.reproduced_by(start, b if off == "b" else a, cfg, p)
+            note = (f"{against}, {off}'s beyond {ON_OWN_INPUTS_ULPS:g}: {ADAM[part]} computed another way ({found}): "
                     "a different computation")
             out.append(dataclasses.replace(row, own=note))
     return out
 
 
-def why(row: Row, a: dict, b: dict) -> str:
-    """Why the first row that parts does: which operation, and rounding or another computation."""
-    layer_local = row.tap.split(".", 1)[-1]
-    if row.phase == "forward":
-        what = (f"the inputs of {OPERATIONS.get(layer_local, row.tap)} (every earlier tap, and the weights) were "
-                f"bitwise equal and its output {row.tap} is not: the operation itself")
-    elif row.phase == "backward":
-        what = (f"every forward value and the gradient of every later tap were bitwise equal, d loss/d {row.tap} "
-                f"is not: the backward of the operation that reads {row.tap}")
-    elif row.phase == "gradient":
-        what = (f"every tap and its gradient were bitwise equal, d loss/d {row.tap} is not: the backward of the "
-                f"operation that reads the weight {row.tap}, or how the gradient is put in the flat layout")
-    elif row.own:
-        return f"{row.tap}: {row.own}"
-    else:
-        part = row.tap.split("/", 1)[0]
-        what = (f"the gradients and the state before the step were bitwise equal, {row.tap} is not: "
-                f"{ADAM.get(part, 'Adam over several steps')}")
-    key = {"forward": "tap/", "backward": "tap_grad/", "gradient": "grad/"}.get(row.phase, "")
-    key = "loss" if row.tap == "loss" else key + row.tap
-    key = key if key in a else row.tap
-    x, y = np.asarray(a[key]), np.asarray(b[key])
-    if x.ndim == 2 and x.shape[0] == x.shape[1] and np.array_equal(x, y.T):
-        return (f"{what}; it is exactly the transpose of the other's: a weight laid out the other way round "
-                "(to_flat/from_flat)")
-    if row.level == ROUNDING:
-        return f"{what}; {row.ulps:.3g} ulps of its scale: float32 rounding (the same arithmetic in another order)"
-    return f"{what}; {row.ulps:.3g} ulps of its scale, beyond {ROUNDING_ULPS:g}: a different computation"
-
-
-def report(a: dict, b: dict, cfg: Config, extra=(), start: tuple[dict, dict] | None = None) -> Report:
+def report(a: dict, b: dict, cfg: Config, extra=(), start: tuple[dict, dict] | None = None, at: str = "") -> Report:
     """The table (`rows_of`), its level and where it first parts. `start`: see `rows_of`."""
-    return summary(rows_of(a, b, cfg, extra, start), a, b)
+    return summary(rows_of(a, b, cfg, extra, start), a, b, cfg, start, at)
 
 
-def summary(rows: list[Row], a: dict, b: dict) -> Report:
-    """Rows -> the Report: the level over every row, the first row that is not bitwise equal and why."""
+def summary(rows: list[Row], a: dict, b: dict, cfg: Config | None = None, start=None, at: str = "") -> Report:
+    """Rows -> the Report: the level over every row, the first row beyond rounding and the first that
+    is not bitwise equal, each with why (compare/explain.py)."""
     level = max((row.level for row in rows), key=LEVELS.index)
-    first = next((row for row in rows if row.level != BITWISE), None)
-    return Report(rows, level, None if first is None else Parting(first.tap, first.phase, why(first, a, b)))
+    cfg = cfg or Config()
+
+    def parting(row):
+        if row is None:
+            return None
+        return Parting(row.tap, row.phase, explain.why(row, a, b, rows, cfg, start), row.level, row.ulps, at,
+                       row.note)
+
+    differs = next((row for row in rows if row.level == DIFFERENT), None)
+    rounds = next((row for row in rows if row.level != BITWISE), None)
+    return Report(rows, level, parting(differs), parting(rounds))
 
 
 # ----------------------------------------------------------------------------- one implementation's outputs
 
-def one_batch(cfg: Config, *, batch_size: int = 1, seed: int = 0, data: str | None = None):
-    """The first name (or `batch_size` names) a run with this seed trains on."""
+def one_batch(cfg: Config, *, batch_size: int = 1, seed: int = 0, data: str | None = None, steps: int = 1):
+    """The first name (or `batch_size` names) a run with this seed trains on; with `steps`, the first
+    `steps` of them stacked (steps, T) or (steps, B, T)."""
     from common.data import Tokenizer, load_names, training_batches
     from common.runner import name_at
 
@@ -297,20 +306,17 @@ def one_batch(cfg: Config, *, batch_size: int = 1, seed: int = 0, data: str | No
         raise UserError(f"the names use {tok.vocab_size} tokens, the config says vocab_size={cfg.vocab_size}")
     if batch_size < 1:
         raise UserError(f"batch-size={batch_size}: use 1 or more names")
-    return name_at(training_batches(docs, tok, cfg.block_size, 1, seed, batch_size), 0)
+    batches = training_batches(docs, tok, cfg.block_size, steps, seed, batch_size)
+    return batches if steps > 1 else name_at(batches, 0)
 
 
-def outputs(impl: Impl, start: tuple[dict, dict], batch, cfg: Config, *, jit: bool = True) -> dict:
-    """Everything `where` lines up, from `impl`, in flat names: "tap/<t>", "loss", "tap_grad/<t>",
-    "grad/<param>", "m/<param>", "v/<param>", "params/<param>" (numpy arrays)."""
+@functools.cache
+def tapped_step(impl: Impl, cfg: Config, jit: bool):
+    """(state, batch, zeros) -> (loss, taps, tap gradients, gradients, stepped state): one function per
+    implementation, config and mode, compiled once for its shapes (jit) or run op by op."""
     import jax
 
-    from common.taps import zero_perturbations
-
-    if impl.tapped_loss is None:
-        raise UserError(f"{impl.name} has no tapped_loss (common/impl.py): it cannot show its taps")
-    state = impl.state_from_flat(*start, cfg)
-    zeros = zero_perturbations(cfg, batch.inputs.shape)
+    from compare.equivalence import op_by_op
 
     def run(state, batch, zeros):
         params = impl.params_of(state)
@@ -322,13 +328,45 @@ def outputs(impl: Impl, start: tuple[dict, dict], batch, cfg: Config, *, jit: bo
         stepped, _ = impl.train_step(state, batch, cfg)
         return loss, taps, tap_grads, grads, stepped
 
-    if jit:
-        loss, taps, tap_grads, grads, stepped = jax.jit(run)(state, batch, zeros)
-    else:
-        with jax.disable_jit():
-            loss, taps, tap_grads, grads, stepped = run(state, batch, zeros)
-    params, opt = impl.state_to_flat(stepped)
-    flat = {"loss": loss}
+    return jax.jit(run) if jit else op_by_op(run)
+
+
+@functools.cache
+def forwarded(impl: Impl, cfg: Config, jit: bool):
+    """(state, tokens (T,) or (B, T)) -> impl.forward's logits (under vmap for B names)."""
+    import jax
+
+    from compare.equivalence import op_by_op
+
+    def run(state, tokens):
+        params = impl.params_of(state)
+        if tokens.ndim == 1:
+            return impl.forward(params, tokens, cfg)
+        return jax.vmap(lambda t: impl.forward(params, t, cfg))(tokens)
+
+    return jax.jit(run) if jit else op_by_op(run)
+
+
+def outputs(impl: Impl, start: tuple[dict, dict], batch, cfg: Config, *, jit: bool = True, place=None) -> dict:
+    """Everything `where` lines up, from `impl`, in flat names: "tap/<t>", "loss", "tap_grad/<t>",
+    "grad/<param>", "m/<param>", "v/<param>", "params/<param>", "step" (numpy arrays). `place` puts the
+    state and batch on devices (a --case split over several)."""
+    from common.taps import zero_perturbations
+
+    if impl.tapped_loss is None:
+        raise UserError(f"{impl.name} has no tapped_loss (common/impl.py): it cannot show its taps")
+    with port_calls(impl, "state_from_flat"):
+        state = impl.state_from_flat(*start, cfg)
+    zeros = zero_perturbations(cfg, batch.inputs.shape)
+    if place is not None:
+        state, batch = place(state, batch)
+    with port_calls(impl, "tapped_loss, loss_fn or train_step"):
+        loss, taps, tap_grads, grads, stepped = tapped_step(impl, cfg, jit)(state, batch, zeros)
+    with port_calls(impl, "forward"):  # the model's own function, beside the tapped pass's logits
+        forward = forwarded(impl, cfg, jit)(state, batch.inputs)
+    with port_calls(impl, "state_to_flat"):
+        params, opt = impl.state_to_flat(stepped)
+    flat = {"loss": loss, "step": opt["step"], "forward": forward}
     flat |= {f"tap/{t}": v for t, v in taps.items()} | {f"tap_grad/{t}": v for t, v in tap_grads.items()}
     flat |= {f"grad/{p}": v for p, v in impl.to_flat(grads).items()}
     flat |= {f"m/{p}": v for p, v in opt["m"].items()} | {f"v/{p}": v for p, v in opt["v"].items()}
@@ -337,27 +375,208 @@ def outputs(impl: Impl, start: tuple[dict, dict], batch, cfg: Config, *, jit: bo
 
 
 def locate(a: Impl, b: Impl, cfg: Config, *, batch_size: int = 1, jit: bool = True, seed: int = 0,
-           batch=None) -> Report:
-    """Run `a` and `b` from one initialisation on one name (or `batch_size` names, or `batch`) and
-    report where they first part."""
+           batch=None, start=None, place=None) -> Report:
+    """Run `a` and `b` from one initialisation (`start`, default the one for `seed`) on one name (or
+    `batch_size` names, or `batch`) and report where they first part."""
     from compare.programs import start as draw
 
     batch = batch if batch is not None else one_batch(cfg, batch_size=batch_size, seed=seed)
-    start = draw(cfg, seed)
-    return report(outputs(a, start, batch, cfg, jit=jit), outputs(b, start, batch, cfg, jit=jit), cfg, start=start)
+    start = start if start is not None else draw(cfg, seed)
+    out_a, out_b = (outputs(impl, start, batch, cfg, jit=jit, place=place) for impl in (a, b))
+    return report(out_a, out_b, cfg, start=start)
+
+
+# ----------------------------------------------------------------------------- several steps
+
+class port_calls:  # noqa: N801 (a context manager read as a phrase: `with port_calls(impl, "forward"):`)
+    """Turns whatever a port's function raises into compare/programs.py's PortError, naming it: a port's
+    exception is a line of the report, not a traceback."""
+
+    def __init__(self, impl: Impl, function: str):
+        self.impl, self.function = impl, function
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, tb):
+        from compare.programs import PortError
+
+        if err is None or isinstance(err, (PortError, UserError, KeyboardInterrupt)) or kind is None:
+            return False
+        if not isinstance(err, Exception):
+            return False
+        raise PortError(self.impl, self.function, err) from err
+
+
+def flat_state(out: dict, cfg: Config) -> tuple[dict, dict]:
+    """The state after a step, from `outputs`: (flat params, {"step", "m", "v"})."""
+    names = list(param_shapes(cfg))
+    return ({p: out[f"params/{p}"] for p in names},
+            {"step": out["step"], "m": {p: out[f"m/{p}"] for p in names}, "v": {p: out[f"v/{p}"] for p in names}})
+
+
+def walk(a: Impl, b: Impl, cfg: Config, batches, *, jit: bool = True, start=None, seed: int = 0, place=None) -> Report:
+    """Step by step over `batches` (k, T) or (k, B, T), each step from the same state: `a`'s after
+    the step before, converted into each. The table is the first step's where the two differ beyond
+    rounding (else the last step's); the two lines name the step of each."""
+    from common.runner import name_at
+    from compare.programs import start as draw
+
+    state = start if start is not None else draw(cfg, seed)
+    k = len(batches.inputs)
+    rounds = last = None
+    for i in range(k):
+        out_a, out_b = (outputs(impl, state, name_at(batches, i), cfg, jit=jit, place=place) for impl in (a, b))
+        last = report(out_a, out_b, cfg, start=state, at=f"step {i + 1} of {k}")
+        rounds = rounds or last.rounds
+        if last.differs is not None:
+            break
+        state = flat_state(out_a, cfg)
+    note = (f"steps: {i + 1} of {k} walked, each from the same state (the first implementation's after the step "
+            f"before); the table is of step {i + 1}")
+    level = max((last.level, rounds.level if rounds else BITWISE), key=LEVELS.index)
+    return Report(last.rows, level, last.differs, rounds, [note])
+
+
+# ----------------------------------------------------------------------------- sampling
+
+def sampled(impl: Impl, start, prompt, prompt_len, cfg: Config, *, key, num_samples: int, temperature,
+            jit: bool = True) -> dict:
+    """One implementation's sampled tokens, and its sampling taps where it has them (Impl.tapped_sample)."""
+    import jax
+
+    from compare.equivalence import op_by_op
+
+    with port_calls(impl, "state_from_flat or params_of"):
+        params = impl.params_of(impl.state_from_flat(*start, cfg))
+    fn = impl.tapped_sample or impl.sample_tokens
+
+    def run(params, prompt, prompt_len, key, temperature):
+        return fn(params, prompt, prompt_len, cfg, key=key, num_samples=num_samples, temperature=temperature)
+
+    with port_calls(impl, "tapped_sample" if impl.tapped_sample else "sample_tokens"):
+        out = (jax.jit(run) if jit else op_by_op(run))(params, prompt, prompt_len, key, temperature)
+    tokens, taps = out if impl.tapped_sample else (out, {})
+    return {"tokens": np.asarray(tokens), **{k: np.asarray(v) for k, v in taps.items()}}
+
+
+def sample_report(a: Impl, b: Impl, cfg: Config, *, prompt, prompt_len, key, num_samples: int = 8,
+                  temperature: float = 0.5, jit: bool = True, start=None, seed: int = 0) -> Report:
+    """The sampled names of both, position by position. At the first position where a token differs
+    (the earliest over the names), the taps there: the forward's logits on the tokens so far, what the
+    categorical draws from (where both have Impl.tapped_sample), then the tokens; else the taps of
+    every position, bitwise or not."""
+    from compare.programs import start as draw
+
+    start = start if start is not None else draw(cfg, seed)
+    temperature = np.float32(temperature)
+    sa, sb = (sampled(impl, start, prompt, prompt_len, cfg, key=key, num_samples=num_samples,
+                      temperature=temperature, jit=jit) for impl in (a, b))
+    apart = np.argwhere(sa["tokens"] != sb["tokens"])  # (name, position) pairs
+    taps = [t for t in ("logits", "scaled") if t in sa and t in sb]
+    if len(apart):
+        name, pos = min(apart.tolist(), key=lambda np_: (np_[1], np_[0]))
+        pick = {t: (sa[t][name, pos], sb[t][name, pos]) for t in taps}
+        pick["token"] = (sa["tokens"][name, pos], sb["tokens"][name, pos])
+        at = f"position {pos} of name {name}"
+        note = (f"sampled: {num_samples} names of {cfg.block_size} positions; the first token that differs is at "
+                f"{at} ({'with' if taps else 'without'} sampling taps: "
+                f"{'both have' if taps else 'one has no'} Impl.tapped_sample)")
+    else:
+        pick = {t: (sa[t], sb[t]) for t in taps} | {"token": (sa["tokens"], sb["tokens"])}
+        at = ""
+        note = f"sampled: {num_samples} names of {cfg.block_size} positions; every token the same"
+    rows = [row_of("sampling", t, x, y) for t, (x, y) in pick.items()]
+    reasons = {"logits": "the forward's logits on the same tokens so far", "scaled": "the categorical's input (the "
+               "logits over the temperature)", "token": "the token drawn with the same key"}
+    report_ = summary(rows, {r.tap: pick[r.tap][0] for r in rows}, {r.tap: pick[r.tap][1] for r in rows}, cfg)
+
+    def named(p: Parting | None) -> Parting | None:
+        if p is None:
+            return None
+        earlier = explain.before(next(r for r in rows if r.tap == p.tap), rows)
+        why = (f"the tokens before {at or 'every position'} were the same and every earlier sampling tap was "
+               f"{earlier}; {reasons[p.tap]} is not the same ({p.level})")
+        if p.tap == "token" and taps and not report_.rows[0].level == DIFFERENT:
+            why += " (the distributions drawn from agree: the draw itself, a key split or the categorical)"
+        return dataclasses.replace(p, why=why, at=at)
+
+    return Report(rows, report_.level, named(report_.differs), named(report_.rounds), [note])
+
+
+# ----------------------------------------------------------------------------- a row of compare check
+
+def case_of(text: str):
+    """A check's id (as `compare check` prints it: kind-shape[-bB][-Ndev]-mode) -> its Case."""
+    from compare.equivalence import KINDS, MODES, SHAPES, Case
+
+    parts = text.split("-")
+    if len(parts) < 3 or parts[0] not in KINDS or parts[1] not in SHAPES or parts[-1] not in MODES:
+        raise UserError(f"--case {text!r}: give a check's id as `compare check` prints it, e.g. "
+                        "grads-n_embd24_3heads-b8-no_jit (kind-shape[-bB][-Ndev]-mode)")
+    batch, devices = 1, 1
+    for extra in parts[2:-1]:
+        if extra.startswith("b") and extra[1:].isdigit():
+            batch = int(extra[1:])
+        elif extra.endswith("dev") and extra[:-3].isdigit():
+            devices = int(extra[:-3])
+        else:
+            raise UserError(f"--case {text!r}: {extra!r} is neither a batch (b8) nor a device count (4dev)")
+    return Case(parts[0], parts[1], parts[-1], batch, devices)
+
+
+def command_for(case, candidate: str, reference: str) -> str:
+    """The `compare where` command that reproduces and localizes a row of `compare check`."""
+    prefix = f"XLA_FLAGS=--xla_force_host_platform_device_count={case.devices} " if case.devices > 1 else ""
+    return f"{prefix}uv run python -m compare where --impls {reference},{candidate} --case {case}"
+
+
+def case_report(a: Impl, b: Impl, case) -> Report:
+    """`where` on a row of `compare check`: the grid's initialisation, data, mode and devices."""
+    from compare import programs
+    from compare.equivalence import SAMPLES, Group
+
+    group = Group(case.shape, case.mode, case.batch, case.devices)
+    cfg, jit = group.config(), group.jit
+    start = programs.start(cfg, 0)
+    place = None
+    if case.devices > 1:
+        from common.devices import data_mesh, place_batches, place_state
+
+        mesh = data_mesh(case.devices)
+
+        def place(state, batch):
+            stacked = type(batch)(*(np.asarray(c)[None] for c in batch))
+            return place_state(state, mesh), type(batch)(*(c[0] for c in place_batches(stacked, mesh)))
+
+    if case.kind == "samples":
+        prompt, n, key = programs.data("samples", group)
+        return sample_report(a, b, cfg, prompt=prompt, prompt_len=n, key=key, num_samples=SAMPLES, jit=jit,
+                             start=start)
+    if case.kind == "updates":
+        return walk(a, b, cfg, programs.data("updates", group), jit=jit, start=start, place=place)
+    return locate(a, b, cfg, jit=jit, batch=programs.data("grads", group), start=start, place=place)
 
 
 # ----------------------------------------------------------------------------- the command
 
 def main(argv) -> int:
-    from compare import impls as impls_mod
 
     p = Parser(prog="compare where", description="Name the first operation where two implementations part: "
-               "forward taps, their gradients, the parameter gradients, one Adam update.")
+               "forward taps, their gradients, the parameter gradients, one Adam update; over several steps "
+               "(--steps), through sampling (--sample), or for a row of `compare check` (--case).")
     p.add_argument("--impls", default="pure,flax_port", help="two implementations: names or module paths "
                    "(default pure,flax_port)")
-    p.add_argument("--batch-size", type=int, default=1, help="names in the one step (default 1)")
-    p.add_argument("--seed", type=seed_value, default=0, help="initialisation and which name (default 0)")
+    p.add_argument("--case", default=None, help="a row of `compare check`, by the id it prints (e.g. "
+                   "update-n_embd24_3heads-b8-no_jit): its shape, batch, mode, devices and names; the other "
+                   "flags are then not taken")
+    p.add_argument("--steps", type=int, default=1, help="walk this many steps, each from the same state, and "
+                   "show the first where the two part (default 1)")
+    p.add_argument("--sample", action="store_true", help="compare the sampled names position by position, with "
+                   "the sampling taps")
+    p.add_argument("--num-samples", type=int, default=8, help="names sampled with --sample (default 8)")
+    p.add_argument("--batch-size", type=int, default=1, help="names in a step (default 1)")
+    p.add_argument("--seed", type=seed_value, default=0, help="initialisation, names and sampling key (default 0)")
     p.add_argument("--data", default=None, help="names file (default: the census names of the `names` package)")
     p.add_argument("--no-jit", action="store_true", help="run op by op, under jax.disable_jit()")
     p.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
@@ -366,16 +585,57 @@ def main(argv) -> int:
     names = [n.strip() for n in args.impls.split(",") if n.strip()]
     if len(names) != 2:
         raise UserError(f"--impls {args.impls!r}: name exactly two implementations, e.g. pure,flax_port")
-    from common.data import Tokenizer, load_names
+    if not 1 <= args.steps <= 1000:
+        raise UserError(f"--steps {args.steps}: walk between 1 and 1000 steps")
+    if not 1 <= args.num_samples <= 1000:
+        raise UserError(f"--num-samples {args.num_samples}: sample between 1 and 1000 names")
+    from compare.programs import PortError
 
+    try:
+        title, a, b, result = run(args, names)
+    except PortError as err:  # a port's exception is a line, not a traceback
+        print(f"where: {DIFFERENT}: {err}")
+        return 1
+    if a is b:
+        result.notes.insert(0, f"note: {names[0]} and {names[1]} are the same implementation: it is compared with "
+                            "itself")
+    print("\n".join(result.lines(title)))
+    return result.exit_code
+
+
+
+def run(args, names: list[str]):
+    """The command's work: (title, a, b, Report)."""
+    from common.data import Tokenizer, load_names
+    from compare import impls as impls_mod
+
+    if args.case is not None:
+        case = case_of(args.case)
+        setup_jax(args)
+        a, b = (impls_mod.resolve(n) for n in names)
+        title = f"where: {a.name} vs {b.name}, the check {case} (the grid's names and initialisation)"
+        return title, a, b, case_report(a, b, case)
     docs = load_names(args.data)
     cfg = make_config(args, Tokenizer.from_names(docs).vocab_size)
     setup_jax(args)
-    a, b = (impls_mod.get(n) for n in names)
-    batch = one_batch(cfg, batch_size=args.batch_size, seed=args.seed, data=args.data)
-    result = locate(a, b, cfg, jit=not args.no_jit, seed=args.seed, batch=batch)
+    a, b = (impls_mod.resolve(n) for n in names)
+    jit = not args.no_jit
+    if args.sample:
+        import jax
+
+        from common.runner import prompt_tokens
+
+        prompt, n = prompt_tokens(Tokenizer.from_names(docs), "", cfg)
+        result = sample_report(a, b, cfg, prompt=prompt, prompt_len=n, key=jax.random.PRNGKey(args.seed),
+                               num_samples=args.num_samples, jit=jit, seed=args.seed)
+    elif args.steps > 1:
+        batches = one_batch(cfg, batch_size=args.batch_size, seed=args.seed, data=args.data, steps=args.steps)
+        result = walk(a, b, cfg, batches, jit=jit, seed=args.seed)
+    else:
+        batch = one_batch(cfg, batch_size=args.batch_size, seed=args.seed, data=args.data)
+        result = locate(a, b, cfg, jit=jit, seed=args.seed, batch=batch)
     mode = "op by op (--no-jit)" if args.no_jit else "jit"
+    what = "sampling" if args.sample else f"{args.steps} steps" if args.steps > 1 else "one step"
     title = (f"where: {a.name} vs {b.name}, one initialisation (seed {args.seed}), "
-             f"{args.batch_size} name{'s' if args.batch_size > 1 else ''}, {mode}")
-    print("\n".join(result.lines(title)))
-    return result.exit_code
+             f"{args.batch_size} name{'s' if args.batch_size > 1 else ''} a step, {what}, {mode}")
+    return title, a, b, result

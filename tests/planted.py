@@ -63,8 +63,8 @@ def norm_eps():
     return with_config("norm_eps_1e-6", norm_eps=1e-6)
 
 
-def attention_variant(model, *, causal: bool = True, scale=jnp.sqrt):
-    """pure's attention (with its taps), the mask optional and the scale 1/scale(hd)."""
+def attention_variant(model, *, causal: bool = True, scale=jnp.sqrt, axis: int = -1):
+    """pure's attention (with its taps), the mask optional, the scale 1/scale(hd), the softmax over `axis`."""
     def attention(params, x, cfg, layer, taps=None):
         tap = model.tap
         T, H, hd = x.shape[0], cfg.n_head, cfg.head_dim
@@ -75,7 +75,7 @@ def attention_variant(model, *, causal: bool = True, scale=jnp.sqrt):
         scores = jnp.einsum("qhd,khd->hqk", q, k)
         if causal:
             scores = jnp.where(jnp.tril(jnp.ones((T, T), bool)), scores, jnp.finfo(x.dtype).min)
-        weights = tap(taps, f"l{layer}.attn_weights", jax.nn.softmax(scores, axis=-1))
+        weights = tap(taps, f"l{layer}.attn_weights", jax.nn.softmax(scores, axis=axis))
         out = jnp.einsum("hqk,khd->qhd", weights, v).reshape(T, H * hd)
         return tap(taps, f"l{layer}.attn_out", model.dense(out, params[f"l{layer}.wo"]))
 
@@ -138,6 +138,154 @@ def transposed_to_flat(name: str = "l0.wq"):
 
     return dataclasses.replace(base, name=f"transposed_{name}", to_flat=lambda tree, cfg=None: flip(base.to_flat(tree)),
                                state_to_flat=state_to_flat)
+
+
+# ----------------------------------------------------------------------------- what a port gets wrong (issue 28)
+
+def softmax_wrong_axis():
+    """The attention weights normalised over the queries (axis -2) rather than the keys."""
+    return with_model("softmax_wrong_axis",
+                      lambda model, optim: setattr(model, "attention", attention_variant(model, axis=-2)))
+
+
+def positions_off_by_one():
+    """Position embeddings read one place on (wpe[t + 1], wrapping at the block's end)."""
+    def change(model, optim):
+        def forward(params, tokens, cfg, taps=None):
+            T = tokens.shape[0]
+            x = jnp.take(params["wte"], tokens, axis=0) + jnp.take(params["wpe"], (jnp.arange(T) + 1) % T, axis=0)
+            x = model.tap(taps, "embed", x)
+            x = model.tap(taps, "norm_in", model.rmsnorm(x, cfg))
+            for layer in range(cfg.n_layer):
+                x = model.block(params, x, cfg, layer, taps)
+            return model.tap(taps, "logits", x @ params["lm_head"].T)
+
+        model.forward = forward
+
+    return with_model("positions_off_by_one", change)
+
+
+def residual_after_the_norm():
+    """The residual taken from the normed stream: norm(x) + attention(norm(x))."""
+    def change(model, optim):
+        def block(params, x, cfg, layer, taps=None):
+            tap = model.tap
+            h = tap(taps, f"l{layer}.norm_attn", model.rmsnorm(x, cfg))
+            x = tap(taps, f"l{layer}.res_attn", h + model.attention(params, h, cfg, layer, taps))
+            x = x + model.mlp(params, tap(taps, f"l{layer}.norm_mlp", model.rmsnorm(x, cfg)), cfg, layer, taps)
+            return tap(taps, f"l{layer}.res_mlp", x)
+
+        model.block = block
+
+    return with_model("residual_after_the_norm", change)
+
+
+def schedule_one_step_ahead():
+    """The learning rate of step t + 1 used at step t (a schedule counting from 1)."""
+    def change(model, optim):
+        real = optim.learning_rate
+        optim.learning_rate = lambda step, cfg: real(step + 1, cfg)
+
+    return with_model("schedule_one_step_ahead", change)
+
+
+def clipping_left_on(max_norm: float = 0.1):
+    """Gradients clipped to a global norm of 0.1 before Adam (a clipping step left in)."""
+    def change(model, optim):
+        real = optim.adam_update
+
+        def adam_update(params, grads, opt_state, cfg):
+            norm = jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grads)))
+            scale = jnp.minimum(1.0, max_norm / norm)
+            return real(params, jax.tree.map(lambda g: g * scale, grads), opt_state, cfg)
+
+        optim.adam_update = adam_update
+
+    return with_model("clipping_left_on", change)
+
+
+def moments_not_carried():
+    """Adam's moments restarted from zero at every step: step 1 is right, step 2 is not."""
+    def change(model, optim):
+        real = optim.adam_update
+
+        def adam_update(params, grads, opt_state, cfg):
+            zeros = jax.tree.map(jnp.zeros_like, opt_state["m"])
+            return real(params, grads, dict(opt_state, m=zeros, v=zeros), cfg)
+
+        optim.adam_update = adam_update
+
+    return with_model("moments_not_carried", change)
+
+
+def temperature_after_the_softmax():
+    """A sampler of the port's own that divides the probabilities by the temperature, not the logits:
+    log(softmax(l) / T), which the categorical draws from as if the temperature were 1."""
+    import pure
+
+    base = pure.impl()
+
+    def tapped_sample(params, prompt, prompt_len, cfg, *, key, num_samples, temperature):
+        T, bos = cfg.block_size, cfg.vocab_size - 1
+
+        def one_name(key):
+            def step(carry, pos):
+                tokens, key, done = carry
+                key, sub = jax.random.split(key)
+                logits = pure.model.forward(params, tokens, cfg)[pos]
+                scaled = jnp.log(jax.nn.softmax(logits) / temperature)  # the mistake
+                nxt = jax.random.categorical(sub, scaled)
+                nxt = jnp.where(pos + 1 < prompt_len, tokens[jnp.minimum(pos + 1, T - 1)], nxt)
+                nxt = jnp.where(done, bos, nxt)
+                return (tokens.at[pos + 1].set(nxt, mode="drop"), key, done | (nxt == bos)), (nxt, logits, scaled)
+
+            return jax.lax.scan(step, (jnp.asarray(prompt), key, jnp.array(False)), jnp.arange(T))[1]
+
+        tokens, logits, scaled = jax.vmap(one_name)(jax.random.split(key, num_samples))
+        return tokens, {"logits": logits, "scaled": scaled}
+
+    def sample_tokens(*args, **kwargs):
+        return tapped_sample(*args, **kwargs)[0]
+
+    return dataclasses.replace(base, name="temperature_after_the_softmax", sample_tokens=sample_tokens,
+                               tapped_sample=tapped_sample)
+
+
+def rounds_and_wrong_eps():
+    """A port that rounds differently in its forward pass (RMSNorm by a division, not rsqrt times) and
+    has a real mistake in its update (Adam's epsilon 1e-6): both must be named, each on its line."""
+    def change(model, optim):
+        model.rmsnorm = lambda x, cfg: x / jnp.sqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + cfg.norm_eps)
+        real = optim.adam_update
+        optim.adam_update = lambda params, grads, opt_state, cfg: real(
+            params, grads, opt_state, dataclasses.replace(cfg, adam_eps=1e-6))
+
+    return with_model("rounds_and_wrong_eps", change)
+
+
+def unchanged():
+    """pure itself, as a port reached by path: the twin that never parts."""
+    import pure
+
+    return dataclasses.replace(pure.impl(), name="unchanged")
+
+
+# A port's mistake -> (builder, how `where` looks: one step, --steps 3 or --sample, the place its
+# `first differs at:` line must name, and what its `why:` must say). tests/test_where.py runs each
+# through a module outside the repo, reached by its path.
+LOCALIZED = {
+    "softmax_wrong_axis": (softmax_wrong_axis, "step", "l0.attn_weights (forward)", "the softmax"),
+    "positions_off_by_one": (positions_off_by_one, "step", "embed (forward)", "wte[tokens] + wpe[positions]"),
+    "residual_after_the_norm": (residual_after_the_norm, "step", "l0.res_attn (forward)", "the residual sum"),
+    "schedule_one_step_ahead": (schedule_one_step_ahead, "step", "params/wte (update)",
+                                "the learning rate of the next step"),
+    "clipping_left_on": (clipping_left_on, "step", "m/wte (update)", "the gradient multiplied by"),
+    "moments_not_carried": (moments_not_carried, "steps", "m/wte (update, step 2 of 3)",
+                            "the moments not carried over"),
+    "temperature_after_the_softmax": (temperature_after_the_softmax, "sample", "scaled (sampling, position",
+                                      "the categorical's input"),
+    "rounds_and_wrong_eps": (rounds_and_wrong_eps, "step", "params/", "eps 1e-6"),
+}
 
 
 # (builder, the row `where` must name, its phase)

@@ -102,11 +102,13 @@ def numpy_pass(w: dict, cfg: dict, row, norm_eps: float, relu_passes_negatives: 
 
 
 def numpy_adam(params: dict, grads: dict, m: dict, v: dict, step: int, cfg: dict, beta1: float | None = None,
-               adam_eps: float | None = None, bias_correction: bool = True, decay: bool = True):
+               adam_eps: float | None = None, bias_correction: bool = True, decay: bool = True,
+               weight_decay: float = 0.0):
     """One Adam step as pure/optim.py takes it, in float32 -> (params, m, v): the learning rate
     lr·(1 - step/num_steps) for 0-based `step`, bias corrections for step + 1. Each keyword plants a
     mistake: `beta1` or `adam_eps` other than the config's, `bias_correction=False` (m and v used as
-    they are), `decay=False` (the learning rate kept at lr, which differs from step 2 on only)."""
+    they are), `decay=False` (the learning rate kept at lr, which differs from step 2 on only),
+    `weight_decay` (AdamW's decoupled p − lr·wd·p, as torch.optim.AdamW does by default with 0.01)."""
     b1, b2 = cfg["beta1"] if beta1 is None else beta1, cfg["beta2"]
     eps = f32(cfg["adam_eps"] if adam_eps is None else adam_eps)
     lr = f32(cfg["learning_rate"]) * (f32(1) - f32(step) / f32(cfg["num_steps"]) if decay else f32(1))
@@ -114,7 +116,8 @@ def numpy_adam(params: dict, grads: dict, m: dict, v: dict, step: int, cfg: dict
     c1, c2 = (c1, c2) if bias_correction else (f32(1), f32(1))
     m = {k: f32(1 - b1) * g + f32(b1) * m[k] for k, g in grads.items()}
     v = {k: f32(1 - b2) * (g * g) + f32(b2) * v[k] for k, g in grads.items()}
-    params = {k: p - lr * ((m[k] / c1) / (np.sqrt(v[k] / c2) + eps)) for k, p in params.items()}
+    params = {k: p - lr * ((m[k] / c1) / (np.sqrt(v[k] / c2) + eps) + f32(weight_decay) * p)
+              for k, p in params.items()}
     return params, m, v
 
 
@@ -183,11 +186,12 @@ def test_numpy_candidate_is_judged_without_being_imported(written, tmp_path, cap
     assert "where: equal to float32 rounding" in out and "(forward)" in out.splitlines()[-2], out
     assert "float32 rounding" in out.splitlines()[-1]
     # computed, not copied: every phase has entries that are not bitwise the reference's
-    assert {phase for phase, _, level in table(out) if level == ROUNDING} == set(where.PHASES), out
+    assert {phase for phase, _, level in table(out) if level == ROUNDING} == {"forward", "backward", "gradient",
+                                                                              "update"}, out
 
 
 @pytest.mark.parametrize("mistake, phase, name, why", [
-    ({"beta1": 0.9}, "update", "m/wte", "(beta1)"),  # the config's beta1 is 0.85
+    ({"beta1": 0.9}, "update", "m/wte", "microgpt's Adam with beta1 0.9"),  # the config's beta1 is 0.85
     ({"relu_passes_negatives": True}, "backward", "l0.norm_mlp", "the operation that reads l0.norm_mlp"),
     # step 1 is right, step 2's rate lr instead of lr·(1 - 1/num_steps): only the k-step rows can show it
     ({"decay": False}, "update", "steps/params/wte", "the learning rate's decay"),
@@ -206,7 +210,7 @@ def test_a_planted_backward_or_update_mistake_is_found_where_it_is(written, tmp_
     np.savez(tmp_path / "numpy_golden.npz", **right)
     code = run_cli(golden.judge_main, [str(tmp_path / "numpy_golden.npz"), planted])
     out = capsys.readouterr().out
-    assert code == 1 and f"first parts at: {name} ({phase})" in out and why in out, out
+    assert code == 1 and f"first differs at: {name} ({phase})" in out and why in out, out
 
 
 # Settings where the right NumPy candidate's update parts from pure's beyond rounding only because Adam
@@ -300,12 +304,28 @@ def test_a_planted_adam_mistake_stays_different_where_adam_amplified_rounding(am
     assert line.endswith("a different computation"), out
 
 
+def test_a_candidate_that_rounds_and_has_adamws_weight_decay_is_named_at_its_update(written, tmp_path, capsys):
+    """As a PyTorch port with torch.optim.AdamW (weight decay 0.01 by default) would be: its forward
+    rounds (NumPy's matmuls sum in another order) and its update is wrong. `first differs at:` names
+    the update, with the weight decay that reproduces it; `first rounds at:` the forward tap, on its
+    own line."""
+    path, g = written
+    code = run_cli(golden.judge_main, [path, candidate(g, tmp_path / "adamw.npz", weight_decay=0.01)])
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    differs = next(ln for ln in lines if ln.startswith("first differs at: "))
+    rounds = next(ln for ln in lines if ln.startswith("first rounds at: "))
+    assert code == 1 and "(update)" in differs and differs.split()[3].startswith("params/"), out
+    assert "(forward)" in rounds and "equal to float32 rounding" in rounds, out
+    assert "microgpt's Adam with weight decay 0.01" in out, out
+
+
 def test_numpy_candidate_with_another_epsilon_is_different(written, tmp_path, capsys):
     path, g = written
     code = run_cli(golden.judge_main, [path, candidate(g, tmp_path / "eps.npz", norm_eps=1e-2)])
     out = capsys.readouterr().out
     assert code == 1, out
-    assert "first parts at: norm_in (forward)" in out and "a different computation" in out
+    assert "first differs at: norm_in (forward)" in out and "a different computation" in out
 
 
 def test_bad_inputs_are_one_line_exit_2(written, tmp_path, capsys):
@@ -326,3 +346,93 @@ def test_bad_inputs_are_one_line_exit_2(written, tmp_path, capsys):
     assert run_cli(golden.main, [str(tmp_path / "notes.npz")]) == 2
     assert "without this project's mark (a golden file" in capsys.readouterr().err
     assert (tmp_path / "notes.npz").read_bytes() == b"mine"
+
+
+# ----------------------------------------------------------------------------- the format, as docs/where.md gives it
+
+def golden_format_doc() -> str:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "where.md").read_text()
+    return text.split("### The golden file", 1)[1].split("\n### ", 1)[0]
+
+
+def documented_entries(cfg: dict, k: int, section: str | None = None) -> dict:
+    """{entry: (dtype, shape)} from the two tables of docs/where.md's "The golden file", placeholders
+    filled in for this config: what a reader of the docs alone would write and read."""
+    import re
+
+    section = golden_format_doc() if section is None else section
+    D, H, V, T, L = cfg["n_embd"], cfg["n_head"], cfg["vocab_size"], cfg["block_size"], cfg["n_layer"]
+    sizes = {"V": V, "D": D, "H": H, "hd": D // H, "T": T, "k": k, "n": len(json.dumps(cfg).encode())}
+    params = ["wte", "wpe", "lm_head"] + [f"l{i}.{w}" for i in range(L) for w in ("wq", "wk", "wv", "wo", "fc1", "fc2")]
+    taps = ["embed", "norm_in"] + [f"l{i}.{t}" for i in range(L) for t in (
+        "norm_attn", "q", "k", "v", "attn_weights", "attn_out", "res_attn", "norm_mlp", "mlp_hidden", "mlp_out",
+        "res_mlp")] + ["logits"]
+    found = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not cells[0].startswith("`"):
+            continue
+        names = re.findall(r"`([^`]+)`", cells[0])
+        dtype, shape = (cells[1], cells[2]) if len(cells) == 4 else ("float32", cells[1])
+        for name in names:
+            for filled in expand(name, L, taps, params):
+                size = shape
+                if size in ("the tap's", "the weight's"):
+                    found[filled] = (dtype, None)  # checked against the tap's or the weight's entry below
+                    continue
+                size = re.sub(r"(\d)([A-Za-z])", r"\1*\2", size)  # 4D -> 4*D
+                found[filled] = (dtype, tuple(eval(size, {}, dict(sizes))) if size != "()" else ())
+    return found
+
+
+def expand(name: str, layers: int, taps: list, params: list) -> list:
+    """One documented name -> the entries it stands for (<i> every layer, <t> every tap, <p> every weight)."""
+    if "<t>" in name:
+        return [name.replace("<t>", t) for t in taps]
+    if "<p>" in name:
+        return [name.replace("<p>", p) for p in params]
+    if "<i>" in name:
+        return [name.replace("<i>", str(i)) for i in range(layers)]
+    return [name]
+
+
+def assert_documented(g: dict, section: str | None = None) -> None:
+    """The golden file `g` holds exactly the documented entries, of the documented dtypes and shapes."""
+    cfg = json.loads(g["config"].tobytes())
+    documented = documented_entries(cfg, len(g["tokens/inputs"]), section)
+    assert set(documented) == set(g), sorted(set(documented) ^ set(g))
+    for name, (dtype, shape) in documented.items():
+        if shape is None:  # the tap's or the weight's own shape
+            base = name.split("/", 1)[1] if name.startswith(("tap_grad/", "grad/")) else name.split("/")[-1]
+            shape = g[f"tap/{base}"].shape if name.startswith("tap_grad/") else g[f"inputs/{base}"].shape
+        assert (str(g[name].dtype), g[name].shape) == (dtype, shape), name
+
+
+@pytest.mark.parametrize("flags", [["--steps", "2"], ["--n-layer", "2", "--n-embd", "24", "--n-head", "3",
+                                                      "--block-size", "8", "--steps", "3"]])
+def test_the_documented_format_is_the_file_golden_writes(tmp_path, flags):
+    """Every entry of docs/where.md's two tables, with its dtype and shape, and no other entry."""
+    path = str(tmp_path / "g.npz")
+    assert run_cli(golden.main, [path, *flags]) == 0
+    with np.load(path) as f:
+        g = {name: f[name] for name in f.files}
+    assert_documented(g)
+    cfg = json.loads(g["config"].tobytes())
+    assert g["golden"].tobytes() == b"microgpt golden 1"
+    bos = cfg["vocab_size"] - 1
+    assert (g["tokens/inputs"][:, 0] == bos).all() and set(np.unique(g["tokens/mask"])) <= {0.0, 1.0}
+
+
+def test_the_format_check_catches_a_row_the_docs_leave_out_or_get_wrong(written):
+    """Its failing twins: the docs without the loss's row, and with wpe of shape (V, D)."""
+    _, g = written
+    section = golden_format_doc()
+    without_loss = "\n".join(ln for ln in section.splitlines() if not ln.startswith("| `loss` |"))
+    with pytest.raises(AssertionError, match="loss"):
+        assert_documented(g, without_loss)
+    wrong = section.replace("| `inputs/wpe` | float32 | (T, D) |", "| `inputs/wpe` | float32 | (V, D) |")
+    assert wrong != section
+    with pytest.raises(AssertionError, match="inputs/wpe"):
+        assert_documented(g, wrong)

@@ -141,7 +141,7 @@ def test_check_exits_1_on_a_planted_transpose_and_names_it(tmp_path, monkeypatch
     code = run_cli(check.main, [name, "--shapes", "default", "--json", str(verdict)])
     out = capsys.readouterr().out
     assert code == 1, out
-    assert "first failure: grads-default-jit" in out and "first parts at: l0.wq (gradient)" in out, out
+    assert "first failure: grads-default-jit" in out and "first differs at: l0.wq (gradient)" in out, out
     assert "transpose" in out.splitlines()[-3], out  # the why under the first-parts line
     payload = json.loads(verdict.read_text())
     assert payload["exit_code"] == 1 and payload["first_failure"]["case"] == "grads-default-jit"
@@ -178,3 +178,87 @@ def test_a_reference_named_by_module_path_whose_impl_has_another_name(tmp_path, 
 def test_check_refuses_bad_flags_in_one_line():
     assert_user_error(call(check.main, "examples.equinox_port", "--shapes", "tiny"), "--shapes 'tiny'")
     assert_user_error(call(check.main, "pure"), "name another implementation")
+
+
+# ----------------------------------------------------------------------------- a port's failure is a row
+
+RAISING_SAMPLER = """
+    import dataclasses
+
+    import numpy as np
+    import pure
+
+
+    def impl():
+        base = pure.impl()
+
+        def sample_tokens(params, prompt, prompt_len, cfg, **kw):  # a tracer turned into NumPy: raises under jit
+            return np.asarray(base.sample_tokens(params, prompt, prompt_len, cfg, **kw))
+
+        return dataclasses.replace(base, name="raising_sampler", sample_tokens=sample_tokens, tapped_sample=None)
+"""
+
+TRANSPOSED_LOGITS = """
+    import dataclasses
+
+    import pure
+
+
+    def impl():
+        base = pure.impl()
+        return dataclasses.replace(base, name="transposed", forward=lambda p, t, cfg: base.forward(p, t, cfg).T)
+"""
+
+X64 = """
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
+    import pure
+
+
+    def impl():
+        return pure.impl()
+"""
+
+
+def check_table(name: str, capsys) -> tuple[int, dict, str]:
+    """`compare check name --shapes default`: (exit code, {check id: its row}, all it printed)."""
+    code = run_cli(check.main, [name, "--shapes", "default"])
+    captured = capsys.readouterr()
+    rows = {}
+    for line in captured.out.splitlines():
+        parts = line.split()
+        if len(parts) > 4 and parts[0] in ("logits", "grads", "update", "updates", "samples"):
+            mode, batch = parts[2], int(parts[3])
+            rows[str(check.Case(parts[0], parts[1], mode, batch))] = line
+    return code, rows, captured.out + captured.err
+
+
+def test_a_port_raising_inside_sample_tokens_is_a_row_and_the_grid_goes_on(tmp_path, monkeypatch, capsys):
+    name = port(tmp_path, monkeypatch, RAISING_SAMPLER)
+    code, rows, out = check_table(name, capsys)
+    assert code == 1 and "Traceback" not in out, out
+    assert "error: raising_sampler's sample_tokens raised TracerArrayConversionError" in rows["samples-default-jit"]
+    others = [line for case, line in rows.items() if case != "samples-default-jit"]
+    assert len(others) == len(check.cases(["default"])) - 1 and all("bitwise equal" in ln for ln in others), out
+    assert f"localize: uv run python -m compare where --impls pure,{name} --case samples-default-jit" in out
+
+
+def test_a_forward_of_the_wrong_shape_is_a_row_naming_it(tmp_path, monkeypatch, capsys):
+    name = port(tmp_path, monkeypatch, TRANSPOSED_LOGITS)
+    code, rows, out = check_table(name, capsys)
+    assert code == 1 and "error: logits has shape (27, 16) where pure gives (16, 27)" in rows["logits-default-jit"]
+    assert "first differs at: forward() (forward): different, the second gives shape (27, 16)" in out, out
+
+
+def test_a_port_turning_on_x64_runs_in_float32_with_a_note(tmp_path, monkeypatch, capsys):
+    import jax
+
+    name = port(tmp_path, monkeypatch, X64)
+    try:
+        code, rows, out = check_table(name, capsys)
+    finally:
+        jax.config.update("jax_enable_x64", False)
+    assert f"note: importing {name} turned on jax_enable_x64" in out and code == 0, out
+    assert not jax.config.read("jax_enable_x64")

@@ -36,7 +36,9 @@ def test_twins_taps_gradients_and_update_bitwise_at_the_default_shape(default, n
     cfg, start, batch, ref = default
     report = where.report(ref, where.outputs(impls()[name], start, batch, cfg), cfg)
     assert [r.tap for r in report.rows[:3]] == ["embed", "norm_in", "l0.norm_attn"]  # forward order
-    assert report.level == BITWISE and report.first is None and report.first_line() is None, report.lines("")
+    assert report.level == BITWISE and report.first is None, report.lines("")
+    assert report.summary() == ["first differs at: none: no row beyond float32 rounding",
+                                "first rounds at: none: every row bitwise equal"]
     assert report.exit_code == 0
 
 
@@ -96,8 +98,9 @@ def test_where_names_each_planted_difference(eager, plant):
     cfg, start, batch, ref = eager
     build, tap, phase = planted.PLANTED[plant]
     report = where.report(ref, where.outputs(build(), start, batch, cfg, jit=False), cfg, start=start)
-    assert (report.first.tap, report.first.phase) == (tap, phase), "\n".join(report.lines(plant))
-    assert report.first_line() == f"first parts at: {tap} ({phase})"
+    assert (report.differs.tap, report.differs.phase) == (tap, phase), "\n".join(report.lines(plant))
+    assert report.first_line().startswith(f"first differs at: {tap} ({phase}): different, ")
+    assert report.summary()[1].startswith(f"first rounds at: {tap} ({phase}): different, ")  # nothing rounded before
     assert report.level == DIFFERENT and report.exit_code == 1
     first = next(r for r in report.rows if r.level != BITWISE)
     assert first.tap == tap and all(r.level == BITWISE for r in report.rows[:report.rows.index(first)])
@@ -127,7 +130,8 @@ def test_an_update_adam_amplified_from_a_gradients_rounding_is_judged_on_its_own
     assert plain.level == DIFFERENT and plain.ulps > 16  # the case: against each other, beyond rounding
     report = where.report(ref, port, cfg, start=start)
     row = next(r for r in report.rows if r.tap == "params/l0.wk")
-    assert report.first_line() == "first parts at: l0.wk (gradient)", "\n".join(report.lines(""))
+    lines = "\n".join(report.lines(""))
+    assert report.summary()[1].startswith("first rounds at: l0.wk (gradient): equal to float32 rounding"), lines
     if adam_eps == cfg.adam_eps:
         assert report.level == row.level == ROUNDING and row.ulps == plain.ulps, "\n".join(report.lines(""))
         entry = f"l0.wk{[int(k) for k in np.unravel_index(i, g.shape)]}"
@@ -173,8 +177,82 @@ def test_where_command_bitwise_other_shape_and_bad_impls(capsys):
     code = run_cli(where.main, ["--impls", "pure,nnx_port", "--n-embd", "8", "--n-head", "2", "--block-size", "8"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "where: bitwise equal; 0 of " in out and "first parts at" not in out
+    assert "where: bitwise equal; 0 of " in out and "first differs at: none" in out
     assert "forward   l0.attn_weights        2x8x8" in out
     code = run_cli(where.main, ["--impls", "pure"])
     err = capsys.readouterr().err
     assert code == 2 and "name exactly two" in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- what a port gets wrong, localized
+
+def port_module(tmp_path, monkeypatch, builder: str, name: str) -> str:
+    """A module outside the repo holding a planted port (tests/planted.py), importable by its path."""
+    (tmp_path / f"{name}.py").write_text(f"import planted\n\n\ndef impl():\n    return planted.{builder}()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+def where_says(*argv: str) -> tuple[int, list[str]]:
+    """`compare where argv` through its entry point: (exit code, printed lines)."""
+    import contextlib
+    import io
+
+    from common.cli import run_cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = run_cli(where.main, list(argv))
+    return code, out.getvalue().splitlines()
+
+
+@pytest.mark.parametrize("mistake", sorted(planted.LOCALIZED))
+def test_where_names_what_a_port_gets_wrong_on_its_first_differs_line(mistake, tmp_path, monkeypatch):
+    """Each mistake in a port outside the repo, named by `first differs at:` (the step, the state entry,
+    the sampling position and tap), with its why, and the first row that rounds on a line of its own.
+    Op by op (--no-jit): the ports share the compiled operations."""
+    build, how, place, why = planted.LOCALIZED[mistake]
+    name = port_module(tmp_path, monkeypatch, build.__name__, f"port_{mistake}")
+    extra = {"step": [], "steps": ["--steps", "3"], "sample": ["--sample"]}[how]
+    code, lines = where_says("--impls", f"pure,{name}", "--no-jit", *extra)
+    differs = next(ln for ln in lines if ln.startswith("first differs at: "))
+    assert code == 1 and differs.startswith(f"first differs at: {place}"), "\n".join(lines)
+    assert any(ln.startswith("first rounds at: ") for ln in lines)
+    assert why in next(ln for ln in lines if ln.startswith("why: ")), "\n".join(lines)
+    if mistake == "rounds_and_wrong_eps":  # rounding first, in the forward pass, on its own line
+        rounds = next(ln for ln in lines if ln.startswith("first rounds at: "))
+        assert "(forward)" in rounds and "equal to float32 rounding" in rounds, "\n".join(lines)
+
+
+@pytest.mark.parametrize("how", [[], ["--steps", "3"], ["--sample"]], ids=["step", "steps", "sample"])
+def test_the_unchanged_twin_never_parts(how, tmp_path, monkeypatch):
+    """The failing twins' twin: pure as a port outside the repo, under jit, never parts."""
+    name = port_module(tmp_path, monkeypatch, "unchanged", "port_unchanged")
+    code, lines = where_says("--impls", f"pure,{name}", *how)
+    assert code == 0 and "first differs at: none: no row beyond float32 rounding" in lines, "\n".join(lines)
+    assert "first rounds at: none: every row bitwise equal" in lines
+
+
+def test_a_port_that_raises_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys):
+    (tmp_path / "port_raising.py").write_text(
+        "import dataclasses\nimport pure\n\n\ndef impl():\n    base = pure.impl()\n\n"
+        "    def boom(*args, **kwargs):\n        raise ValueError('my sampler is not done')\n\n"
+        "    return dataclasses.replace(base, sample_tokens=boom, tapped_sample=None)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, lines = where_says("--impls", "pure,port_raising", "--sample")
+    assert code == 1 and lines == ["where: different: pure's sample_tokens raised ValueError: my sampler is not done"]
+
+
+def test_a_case_of_check_is_reproduced_and_bad_cases_are_one_line(capsys):
+    from common.cli import run_cli
+
+    case = where.case_of("update-n_embd24_3heads-b8-no_jit")
+    assert (case.kind, case.shape, case.batch, case.devices, case.mode) == ("update", "n_embd24_3heads", 8, 1, "no_jit")
+    assert str(case) == "update-n_embd24_3heads-b8-no_jit"
+    assert where.command_for(where.case_of("grads-default-b8-4dev-jit"), "my.port", "pure") == (
+        "XLA_FLAGS=--xla_force_host_platform_device_count=4 uv run python -m compare where --impls pure,my.port "
+        "--case grads-default-b8-4dev-jit")
+    for bad in ("grads", "grads-tiny-jit", "grads-default-x8-jit", "loss-default-jit"):
+        assert run_cli(where.main, ["--case", bad]) == 2
+        err = capsys.readouterr().err
+        assert f"--case {bad!r}" in err and len(err.strip().splitlines()) == 1, err
