@@ -113,11 +113,11 @@ class Group:
         return Config(vocab_size=VOCAB, **SHAPES[self.shape])
 
 
-# Without an outer jit, a lax.scan is still compiled whole: for `updates` (a scan of train steps)
-# and `samples` (a scan over positions) the no_jit case compiles the very program the jit one
-# does, so it runs at the default shape only. Logits, gradients and one update run op by op there,
-# each op compiled alone, so the shape-dependent choices of whole-program compilation (which broke
-# bitwise equality at n_embd 24 and 32 under jit) do not arise; they run at three shapes.
+# Without jit (jax.disable_jit()) every operation runs on its own, a lax.scan's body included (once per
+# step), so the shape-dependent choices of whole-program compilation (which broke bitwise equality at
+# n_embd 24 and 32 under jit) do not arise there, and a case costs a compile per distinct operation
+# and a Python dispatch per operation run. Logits, gradients and one update run at three shapes; ten
+# updates and sampling (ten train steps, sixteen positions of dispatches each) at the default only.
 NO_JIT_SHAPES = ("default", "n_embd24_3heads", "block32")
 DEVICES_GRID = [("grads", "jit"), ("update", "jit"), ("updates", "jit"), ("grads", "no_jit")]  # split over 4 devices
 

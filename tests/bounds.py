@@ -9,7 +9,8 @@ with the date, the CPU and the set:
     XLA_FLAGS="--xla_cpu_max_isa=SSE4_2 --xla_force_host_platform_device_count=4" uv run python tests/bounds.py
     UV_PROJECT_ENVIRONMENT=.venv-3.11 uv run --python 3.11 python tests/bounds.py
 
-With 4 devices (the last flag) it adds the devices bound. Each row: the bound, the largest value
+With 4 devices (the last flag) it adds the devices bound. Section names as arguments run only those
+(`... tests/bounds.py batch_of_one devices`). Each row: the bound, the largest value
 measured over the cases the tests use and more (seeds, scales, names), where it was reached, and
 the room left (bound / measured). Bounds in ulps are compare/verdict.py's ulps of each tensor's
 scale; allclose-style bounds are shown as the largest |a - b| / (atol + rtol |b|), 1.0 being the
@@ -250,16 +251,16 @@ def main():
                platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
     print(f"{platform.machine()} {cpu}; python {platform.python_version()}, jax {jax.__version__}; "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; {jax.device_count()} devices", flush=True)
-    padded_vs_unpadded()
-    adam_vs_float64()
-    jit_vs_eager()
-    update_without_an_outer_jit()
-    batch_of_one()
-    batch_vs_names()
-    equinox_rows()
-    rounding_chunks()
-    if jax.device_count() >= 4:
-        devices()
+    sections = [padded_vs_unpadded, adam_vs_float64, jit_vs_eager, update_without_an_outer_jit, batch_of_one,
+                batch_vs_names, equinox_rows, rounding_chunks] + [devices] * (jax.device_count() >= 4)
+    asked = sys.argv[1:]  # some of the sections by name (e.g. batch_of_one devices); default every one
+    unknown = sorted(set(asked) - {f.__name__ for f in sections})
+    if unknown:
+        sys.exit(f"bounds.py: no section {', '.join(unknown)} here; the sections: "
+                 + " ".join(f.__name__ for f in sections))
+    for section in sections:
+        if not asked or section.__name__ in asked:
+            section()
     over = [r for r in ROWS if r[2] > r[1]]
     if over:
         print("over the bound: " + ", ".join(r[0] for r in over))

@@ -26,12 +26,18 @@ def tier(config) -> str:
 def pytest_generate_tests(metafunc):
     """The one place that draws the grid's cases (compare/equivalence.py), for the tier this run
     takes: `case` (one device) and `device_case` (split over 4 devices, tests/batch_devices.py) are
-    every such case of the tier; `jit_group` every group the tier compiles under jit."""
+    every such case of the tier; `jit_group` every group the tier compiles under jit; `port_case` the
+    cases a port that is not ours (the Equinox port) is held to: the default shape's in the quick
+    tier (every kind, both modes, a batch), every case under --full."""
     from compare import equivalence
 
     cases = equivalence.grid(tier(metafunc.config))
     if "case" in metafunc.fixturenames:
         metafunc.parametrize("case", [c for c in cases if c.devices == 1], ids=str)
+    if "port_case" in metafunc.fixturenames:
+        quick = tier(metafunc.config) == "quick"
+        metafunc.parametrize("port_case", [c for c in cases if c.devices == 1 and (c.shape == "default" or not quick)],
+                             ids=str)
     if "device_case" in metafunc.fixturenames:
         metafunc.parametrize("device_case", [c for c in cases if c.devices > 1], ids=str)
     if "jit_group" in metafunc.fixturenames:
@@ -250,6 +256,14 @@ def trained(tmp_path_factory):
         code, out, err = cli(module, "--steps", "60", "--num-samples", "2", "--save", paths[module])
         assert code == 0, err
     return paths
+
+
+def first_quick(values, why: str = ""):
+    """Parameters of a test whose first value runs in the quick tier and the others under --full:
+    for a property that lives in shared code (common/), or that the grid already proves equal across
+    the implementations, so that checking it on one of them is the quick proof and on every one the
+    full. `why` is for the reader of the call."""
+    return [values[0]] + [pytest.param(v, marks=pytest.mark.full) for v in values[1:]]
 
 
 def run_module(module: str, *args: str, env=None, cwd=None, timeout=600):

@@ -13,7 +13,7 @@ import flax_port
 import nnx_port
 import pure
 from common import checkpoint
-from conftest import assert_user_error, cli
+from conftest import assert_user_error, cli, first_quick
 
 IMPLS = {"pure": pure.impl, "flax_port": flax_port.impl, "nnx_port": nnx_port.impl}
 PAIRS = [(a, b) for a in IMPLS for b in IMPLS if a != b]
@@ -52,7 +52,8 @@ def test_prefix_starts_every_name(trained):
     assert code == 0 and len(samples(out)) == 20 and all(n.startswith("ka") for n in samples(out))
 
 
-@pytest.mark.parametrize("module", list(IMPLS))
+@pytest.mark.parametrize("module", first_quick(list(IMPLS), "the sampler loop is common/sampling.py; the grid's "
+                                                            "samples check proves every pair bitwise from a prompt"))
 def test_the_sampler_copies_the_prompt_and_continues_from_it(trained, module):
     """On the raw tokens (the CLI prepends the prefix when decoding, so look beneath it): the
     prompt is copied, and at a tiny temperature the next token is the model's argmax after it."""
@@ -196,7 +197,7 @@ def first_divergence(lr: float, steps: int):
     raise AssertionError("this learning rate did not diverge")
 
 
-@pytest.mark.parametrize("module", list(IMPLS))
+@pytest.mark.parametrize("module", first_quick(list(IMPLS), "the check is common/runner.py's, the same for all"))
 def test_nan_training_names_the_step_and_parameters_and_keeps_the_old_checkpoint(trained, tmp_path, module):
     step, bad = first_divergence(1e30, 50)
     keep = tmp_path / "good.npz"
@@ -209,7 +210,7 @@ def test_nan_training_names_the_step_and_parameters_and_keeps_the_old_checkpoint
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good.npz"]
 
 
-@pytest.mark.parametrize("module", ["pure", "flax_port"])
+@pytest.mark.parametrize("module", first_quick(["pure", "flax_port"], "common/runner.py's check, as above"))
 def test_a_run_whose_last_update_diverges_is_caught(module, tmp_path):
     """Every loss sees the weights before its step's update: when the last update of the run is
     the one that breaks the weights, every loss is finite and only the final weights show it."""

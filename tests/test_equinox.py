@@ -2,7 +2,7 @@
 through compare.check's pytest helper (as a user's own tests would call it), `compare check` on
 the command line, its taps, and the port alone.
 
-The grid here is this run's tier (conftest.py: the quick grid, every case of it with --full). The
+The grid here is conftest.py's `port_case`: the quick tier's cases at the default shape, every case with --full. The
 check's compiled programs and pure's outputs are shared by every test of this file, and with
 tests/test_compare.py when it runs in the same process."""
 
@@ -26,11 +26,12 @@ LEVELS = check.LEVELS
 
 # ----------------------------------------------------------------------------- the grid, as a user's pytest runs it
 
-def test_equinox_port_matches_pure(case):  # the failing twin: tests/test_ports.py, a planted epsilon
+def test_equinox_port_matches_pure(port_case):  # the failing twin: tests/test_ports.py, a planted epsilon
     """As equal as the twins: bitwise on every check, with jit and without (op by op). Called without an
     outer jit, a mode the grid does not use, its gradients round where the twins' do not: its `Dense`
-    is `x @ weight`, jnp.matmul, which jax wraps in a jit of its own (docs/porting.md)."""
-    result = check.assert_case(PORT, case)  # fails on "different"
+    is `x @ weight`, jnp.matmul, which jax wraps in a jit of its own (docs/porting.md). The quick tier
+    takes the default shape's cases (every kind, both modes, 8 names a step), --full every shape."""
+    result = check.assert_case(PORT, port_case)  # fails on "different"
     assert LEVELS.index(result.level) <= LEVELS.index(result.expected), result.describe()
 
 

@@ -12,6 +12,7 @@ from common.config import Config
 from compare import golden, where
 from compare.tolerances import ROUNDING_ULPS
 from compare.verdict import DIFFERENT, ROUNDING
+from conftest import first_quick
 
 f32 = np.float32
 
@@ -410,8 +411,9 @@ def assert_documented(g: dict, section: str | None = None) -> None:
         assert (str(g[name].dtype), g[name].shape) == (dtype, shape), name
 
 
-@pytest.mark.parametrize("flags", [["--steps", "2"], ["--n-layer", "2", "--n-embd", "24", "--n-head", "3",
-                                                      "--block-size", "8", "--steps", "3"]])
+@pytest.mark.parametrize("flags", first_quick([["--steps", "2"], ["--n-layer", "2", "--n-embd", "24", "--n-head",
+                                                                  "3", "--block-size", "8", "--steps", "3"]],
+                                             "every placeholder at the default too; two layers under --full"))
 def test_the_documented_format_is_the_file_golden_writes(tmp_path, flags):
     """Every entry of docs/where.md's two tables, with its dtype and shape, and no other entry."""
     path = str(tmp_path / "g.npz")

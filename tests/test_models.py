@@ -13,7 +13,9 @@ from common.compiles import count_compiles, cpu_fingerprint
 from common.config import Config
 from common.data import Batch, encode_name, training_batches
 from common.runner import chunk_size, run_training, sample_names
+from compare import impls
 from compare.tolerances import ADAM_VS_FLOAT64, LEARNING_RATE, PADDED_VS_UNPADDED
+from conftest import first_quick
 
 MODELS = {"pure": pure.model, "flax_port": flax_port.model}
 
@@ -325,7 +327,10 @@ def short_run(impl, docs, tok, seed, steps=500):  # 500 as below: the programs a
     return losses, names, impl.to_flat(impl.params_of(state))
 
 
-def test_same_seed_same_run_bitwise_and_another_seed_differs(impl, docs, tok):
+@pytest.mark.parametrize("name", first_quick(["pure", "flax_port", "nnx_port"],
+                                             "the twins' runs are bitwise pure's: tests/test_compare_cli.py"))
+def test_same_seed_same_run_bitwise_and_another_seed_differs(name, docs, tok):
+    impl = impls.get(name)
     losses_a, names_a, params_a = short_run(impl, docs, tok, seed=3)
     losses_b, names_b, params_b = short_run(impl, docs, tok, seed=3)
     losses_c, names_c, _ = short_run(impl, docs, tok, seed=4)

@@ -182,7 +182,7 @@ def test_check_refuses_bad_flags_in_one_line():
 
 # ----------------------------------------------------------------------------- a port's failure is a row
 
-RAISING_SAMPLER = """
+TWO_FAILURES = """
     import dataclasses
 
     import numpy as np
@@ -195,18 +195,11 @@ RAISING_SAMPLER = """
         def sample_tokens(params, prompt, prompt_len, cfg, **kw):  # a tracer turned into NumPy: raises under jit
             return np.asarray(base.sample_tokens(params, prompt, prompt_len, cfg, **kw))
 
-        return dataclasses.replace(base, name="raising_sampler", sample_tokens=sample_tokens, tapped_sample=None)
-"""
+        def forward(params, tokens, cfg):  # (vocab, positions): the transpose of what the contract asks
+            return base.forward(params, tokens, cfg).T
 
-TRANSPOSED_LOGITS = """
-    import dataclasses
-
-    import pure
-
-
-    def impl():
-        base = pure.impl()
-        return dataclasses.replace(base, name="transposed", forward=lambda p, t, cfg: base.forward(p, t, cfg).T)
+        return dataclasses.replace(base, name="two_failures", forward=forward, sample_tokens=sample_tokens,
+                                   tapped_sample=None)
 """
 
 X64 = """
@@ -235,20 +228,21 @@ def check_table(name: str, capsys) -> tuple[int, dict, str]:
     return code, rows, captured.out + captured.err
 
 
-def test_a_port_raising_inside_sample_tokens_is_a_row_and_the_grid_goes_on(tmp_path, monkeypatch, capsys):
-    name = port(tmp_path, monkeypatch, RAISING_SAMPLER)
+def test_a_port_raising_in_its_sampler_and_of_the_wrong_shape_gets_two_rows_and_the_grid_goes_on(
+        tmp_path, monkeypatch, capsys):
+    """One port with two failures (one check run, one set of compiles): sample_tokens raising inside
+    jit, and a forward returning the transpose. Each is its own row naming the function, what was
+    expected and what came back; every other row is judged; the localization names forward()."""
+    name = port(tmp_path, monkeypatch, TWO_FAILURES)
     code, rows, out = check_table(name, capsys)
     assert code == 1 and "Traceback" not in out, out
-    assert "error: raising_sampler's sample_tokens raised TracerArrayConversionError" in rows["samples-default-jit"]
-    others = [line for case, line in rows.items() if case != "samples-default-jit"]
-    assert len(others) == len(check.cases(["default"])) - 1 and all("bitwise equal" in ln for ln in others), out
+    assert "error: two_failures's sample_tokens raised TracerArrayConversionError" in rows["samples-default-jit"]
+    for mode in ("jit", "no_jit"):  # the sampler raises only under jit; the transpose shows in both modes
+        assert "error: logits has shape (27, 16) where pure gives (16, 27)" in rows[f"logits-default-{mode}"]
+    failing = {"samples-default-jit", "logits-default-jit", "logits-default-no_jit"}
+    others = [line for case, line in rows.items() if case not in failing]
+    assert len(others) == len(check.cases(["default"])) - 3 and all("bitwise equal" in ln for ln in others), out
     assert f"localize: uv run python -m compare where --impls pure,{name} --case samples-default-jit" in out
-
-
-def test_a_forward_of_the_wrong_shape_is_a_row_naming_it(tmp_path, monkeypatch, capsys):
-    name = port(tmp_path, monkeypatch, TRANSPOSED_LOGITS)
-    code, rows, out = check_table(name, capsys)
-    assert code == 1 and "error: logits has shape (27, 16) where pure gives (16, 27)" in rows["logits-default-jit"]
     assert "first differs at: forward() (forward): different, the second gives shape (27, 16)" in out, out
 
 

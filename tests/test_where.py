@@ -42,6 +42,7 @@ def test_twins_taps_gradients_and_update_bitwise_at_the_default_shape(default, n
     assert report.exit_code == 0
 
 
+@pytest.mark.full  # the quick tier: every twin at the default shape above, another shape through the command below
 def test_twins_bitwise_at_another_shape_with_a_batch(cfg):
     """Two layers, 3 heads, 3 names (B, T): each tap gains a leading B. Bitwise equality is
     transitive, so pure ~ flax_port and pure ~ nnx_port cover the third pair."""
