@@ -316,8 +316,8 @@ def tokenizer_for(path: str, chars: str | None, cfg: Config, data: str | None) -
     if chars is not None:
         bad = control_character(chars)
         if bad:  # sampled, it would be printed raw to the terminal
-            raise UserError(f"checkpoint {path} stores a control character ({bad}) among its characters: train it "
-                            "again on data without one")
+            raise UserError(f"checkpoint {path} stores {bad} among its characters: train it again on data "
+                            "without one")
         tok = Tokenizer(chars)
         if tok.vocab_size != cfg.vocab_size or len(set(chars)) != len(chars):
             raise UserError(

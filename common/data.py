@@ -67,13 +67,18 @@ def default_names() -> list[str]:
 
 
 def control_character(line: str) -> str | None:
-    """The first control character of a line (ESC, BEL, a tab, NUL, ...; Unicode's line and paragraph
-    separators too), named, or None. As letters they would be learned, then sampled and printed
-    raw to the terminal, where ESC starts an escape sequence."""
+    """The first character of a line that must not be a letter, said with what it is, or None: a
+    control character (ESC, BEL, a tab, NUL, ...; Unicode's line and paragraph separators too), or
+    an invisible format character (Unicode category Cf: the bidirectional overrides such as U+202E,
+    a byte-order mark inside the text, zero-width spaces and joiners). As letters they would be
+    learned, then sampled and printed raw to the terminal, where ESC starts an escape sequence and
+    U+202E turns the rest of the line around; a format character is a letter no one can see."""
     for c in line:
-        if unicodedata.category(c) in ("Cc", "Zl", "Zp"):
+        category = unicodedata.category(c)
+        if category in ("Cc", "Zl", "Zp", "Cf"):
             name = CONTROL_NAMES.get(c) or unicodedata.name(c, "")
-            return f"{name + ', ' if name else ''}U+{ord(c):04X}"
+            what = "an invisible format character" if category == "Cf" else "a control character"
+            return f"{what} ({name + ', ' if name else ''}U+{ord(c):04X})"
     return None
 
 
@@ -98,12 +103,12 @@ def _parse_names(raw: bytes, where: str) -> list[str]:
     # Whitespace around a name is dropped, as before (a trailing tab or \r is harmless).
     lines = text.split("\n") if "\r" not in text else re.split(r"\r\n|\r|\n", text)
     docs = list(map(str.strip, lines))
-    if ANY_CONTROL.search(text):  # only then line by line: 64 MiB of blank lines took 30 s so, 7 s without
+    # only then line by line: 64 MiB of blank lines took 30 s so, 7 s without
+    if ANY_CONTROL.search(text) or any(unicodedata.category(c) == "Cf" for c in set(text)):
         for number, name in enumerate(docs, 1):
             bad = control_character(name)
             if bad:
-                raise UserError(f"{where} line {number} holds a control character ({bad}): names are letters; "
-                                "remove it and save again")
+                raise UserError(f"{where} line {number} holds {bad}: names are letters; remove it and save again")
     docs = [d for d in docs if d]
     if not raw:
         raise UserError(f"{where} is empty: give a file with one name per line")

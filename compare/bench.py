@@ -258,6 +258,12 @@ def print_scaling(rows: list[dict], names: list[str]) -> None:
               "B = 32 row on 1 device); they share this machine's cores: the cost of splitting, not a speed-up")
 
 
+# The most a run may ask for: a timed run of 10^6 steps is about a minute per implementation and
+# repeat here, 1,000 repeats of the default a quarter of an hour, 10^4 eager steps about twenty
+# minutes; past these a mistyped number would run until killed.
+MAX_STEPS, MAX_REPEATS, MAX_EAGER_STEPS = 1_000_000, 1000, 10_000
+
+
 def main(argv) -> int:
     p = Parser(prog="compare bench", description="Time the implementations side by side.")
     p.add_argument("--data", default=None, help="names file (default: the census names of the `names` package)")
@@ -272,8 +278,11 @@ def main(argv) -> int:
                    "three present); e.g. pure,examples.equinox_port")
     p.add_argument("--devices-rows-json", help=argparse.SUPPRESS)  # how bench calls itself for the devices rows
     args = p.parse_args(argv)
-    if args.repeats < 1 or args.eager_steps < 1 or args.steps < 1 or args.scaling_steps < 1:
-        raise UserError("--steps, --scaling-steps, --repeats and --eager-steps must each be at least 1")
+    for flag, value, most in (("--steps", args.steps, MAX_STEPS), ("--scaling-steps", args.scaling_steps, MAX_STEPS),
+                              ("--repeats", args.repeats, MAX_REPEATS), ("--eager-steps", args.eager_steps,
+                                                                         MAX_EAGER_STEPS)):
+        if not 1 <= value <= most:
+            raise UserError(f"{flag} {value}: give between 1 and {most:,}")
     checkpoint.check_outputs([("--json", args.json, outputs.is_json)], inputs=[data_file(args.data)])
     docs = load_names(args.data)
     tok = Tokenizer.from_names(docs)

@@ -45,7 +45,12 @@ def repeats_value(text: str) -> int:
         raise argparse.ArgumentTypeError(f"invalid repeats {text!r}: give a whole number, 1 or more") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"repeats {value}: time at least 1 repeat (the median needs one)")
+    if value > MAX_REPEATS:  # each repeat times every way for 1000 steps: seconds each
+        raise argparse.ArgumentTypeError(f"repeats {value}: time at most {MAX_REPEATS:,} (each takes seconds)")
     return value
+
+
+MAX_REPEATS = 1000
 
 
 def parser() -> Parser:

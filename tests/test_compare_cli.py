@@ -200,3 +200,25 @@ def test_compare_stops_on_divergence_naming_the_step_and_saves_nothing(tmp_path,
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "pure: training diverged at step 2: its update made " in err and "lower --lr" in err
     assert not target.exists()
+
+
+@pytest.mark.parametrize("module, args, message", [
+    ("bench", ["--repeats", "5000"], "--repeats 5000: give between 1 and 1,000"),
+    ("bench", ["--steps", "0"], "--steps 0: give between 1 and 1,000,000"),
+    ("bench", ["--eager-steps", "99999999999"], "--eager-steps 99999999999: give between 1 and 10,000"),
+    ("bench", ["--scaling-steps", "2000000"], "--scaling-steps 2000000: give between 1 and 1,000,000"),
+    ("nnx_styles", ["99999999999999999999"], "repeats 99999999999999999999: time at most 1,000"),
+    ("nnx_styles", ["0"], "repeats 0: time at least 1 repeat"),
+])
+def test_every_count_has_an_upper_bound(module, args, message, capsys):
+    """A mistyped count is refused before any work, in one line, rather than run until killed; the
+    bounds' failing twin is each command's default run (the smoke test above, docs/speed.md)."""
+    import importlib
+
+    main = importlib.import_module(f"compare.{module}").main
+    try:
+        code = run_cli(main, args)
+    except SystemExit as stop:  # argparse's refusal
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err

@@ -141,7 +141,12 @@ def test_any_stdout_encoding_escapes_what_it_cannot_hold(tmp_path):
 def test_a_control_character_in_the_data_is_refused_with_its_line(tmp_path):
     for text, where in (("emma\nol\x1bivia\n", "line 2 holds a control character (ESC, U+001B)"),
                         ("emma\r\nava\r\nzo\x07e\n", "line 3 holds a control character (BEL, U+0007)"),
-                        ("a\nb\x85c\n", "line 2 holds a control character (NEL, U+0085)")):
+                        ("a\nb\x85c\n", "line 2 holds a control character (NEL, U+0085)"),
+                        ("emma\nav\u202ea\n", "line 2 holds an invisible format character (RIGHT-TO-LEFT OVERRIDE, "
+                                              "U+202E)"),
+                        ("emma\nava\n\ufeffzoe\n", "line 3 holds an invisible format character (ZERO WIDTH NO-BREAK "
+                                                  "SPACE, U+FEFF)"),
+                        ("em\u200bma\n", "line 1 holds an invisible format character (ZERO WIDTH SPACE, U+200B)")):
         data = tmp_path / "names.txt"
         data.write_bytes(text.encode())
         assert_user_error(cli("pure", "--data", str(data), "--steps", "1"), f"data file {data} {where}")
@@ -153,6 +158,9 @@ def test_a_checkpoint_storing_a_control_character_is_refused(tmp_path):
     path = tmp_path / "esc.npz"
     random_checkpoint(path, chars="abcdefghijklmnopqrstuvwxy\x1b")
     assert_user_error(cli("pure", "sample", "--load", str(path)), "stores a control character (ESC, U+001B)")
+    random_checkpoint(path, chars="abcdefghijklmnopqrstuvwxy\u202e")  # sampled, it would turn the line around
+    assert_user_error(cli("pure", "sample", "--load", str(path)),
+                      "stores an invisible format character (RIGHT-TO-LEFT OVERRIDE, U+202E)")
 
 
 class Terminal:
