@@ -100,6 +100,7 @@ def install() -> None:
     if name is None or installed:
         return
     prog, installed = name, True
+    reopen_closed_descriptors()
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started with SIGINT ignored
         signal.signal(signal.SIGINT, on_interrupt)
     old = sys.stdout
@@ -114,6 +115,31 @@ def install() -> None:
     else:
         escape_unencodable(sys.stdout)
     escape_unencodable(sys.stderr)
+
+
+def reopen_closed_descriptors() -> None:
+    """A process started with standard input, output or error closed (`>&-`, `2>&-`): put /dev/null
+    there, as daemons do. Python then has no sys.stdout (None: the first print raised, a traceback
+    after a whole run) or no sys.stderr (argparse's usage error exited 1 rather than 2), and the
+    lowest free descriptor is the closed one, so the next file opened (a checkpoint being written)
+    would become standard output, and every line printed would go into it. Output nobody reads is
+    discarded; the exit code stays the run's."""
+    for fd, mode in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY)):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        null = os.open(os.devnull, mode)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+    if sys.stdout is None:
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
+                                      errors="backslashreplace", line_buffering=True)
+    if sys.stderr is None:
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
+                                      errors="backslashreplace", line_buffering=True)
 
 
 def escape_unencodable(stream) -> None:

@@ -383,3 +383,46 @@ def test_one_step_and_one_name_are_singular():
     code, out, err = cli("pure", "--steps", "1", "--num-samples", "1")
     assert code == 0, err
     assert " train 1 step " in out.splitlines()[-1] and " sample 1 name " in out.splitlines()[-1]
+
+
+# ----------------------------------------------------------------------------- closed descriptors
+
+def closed(redirects: str, module: str, *args: str):
+    """`python -m module args` started by a shell with `redirects` (e.g. `>&-`): (exit code, stderr
+    when it is open)."""
+    import shlex
+
+    line = " ".join(shlex.quote(a) for a in [sys.executable, "-m", module, *args])
+    keep = "2>/dev/null" if "2>&-" in redirects else ""
+    r = subprocess.run(["bash", "-c", f"exec {line} {redirects}"], cwd=ROOT, capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=300)
+    return r.returncode, r.stderr + keep
+
+
+ENTRY_POINTS = [("pure", []), ("flax_port", []), ("nnx_port", ["sample"]), ("compare", []), ("compare", ["diff"]),
+                ("compare", ["lesson"]), ("compare", ["check"]), ("compare", ["where"]), ("compare", ["golden"]),
+                ("compare", ["judge"]), ("compare", ["bench"]), ("compare", ["--against", "float64"]),
+                ("compare.nnx_styles", [])]
+
+
+@pytest.mark.parametrize("module, sub", ENTRY_POINTS, ids=lambda x: x if isinstance(x, str) else " ".join(x))
+def test_a_usage_error_exits_2_with_stdout_or_stderr_closed(module, sub):
+    """Every entry point, an unknown flag, started with standard output closed, standard error
+    closed, and both: exit 2 each time (with stderr closed, argparse's message had nowhere to go and
+    the exit code became 1); with stderr open, the one line, no traceback."""
+    for redirects in (">&-", "2>&-", ">&- 2>&-"):
+        code, err = closed(redirects, module, *sub, "--no-such-flag")
+        assert code == 2, (redirects, err)
+        if "2>&-" not in redirects:  # argparse names a missing argument first where one is required
+            assert ": error: " in one_line(err)
+
+
+def test_a_whole_run_with_stdout_closed_saves_its_checkpoint_and_exits_0(tmp_path):
+    """`python -m pure --save w.npz >&-`: a full run whose output nobody reads. It ended in a traceback
+    after saving (print to a None stdout), and the checkpoint, opened on the lowest free descriptor,
+    was descriptor 1: now /dev/null holds standard output and the file holds only the checkpoint."""
+    target = tmp_path / "w.npz"
+    code, err = closed(">&-", "pure", "--steps", "3", "--num-samples", "1", "--save", str(target))
+    assert code == 0 and err == "", err
+    flat, fields, chars = checkpoint.load(str(target))
+    assert fields["num_steps"] == 3 and len(flat) == 9
