@@ -233,6 +233,84 @@ def open_regular(path: str, what: str):
     return os.fdopen(fd, "rb")
 
 
+def npy_header(zf: zipfile.ZipFile, info, fail):
+    """(shape, dtype, header length) of one .npy member, from its header alone: nothing it declares
+    is allocated. `fail(what)` makes the UserError that names the file."""
+    try:
+        with zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"npy format {version} is not written by numpy.savez for plain arrays")
+            header_bytes = f.tell()
+    except ValueError as err:
+        raise fail(f"cannot be read ({info.filename}: {err}): save it again with --save") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise fail(f"is damaged ({err}): save it again with --save") from None
+    if dtype.hasobject:
+        raise fail("contains pickled objects, which are never loaded: save plain arrays")
+    return tuple(shape), dtype, header_bytes
+
+
+# What read_npz accepts (golden files and candidates): 4 GiB declared in all, far beyond a golden
+# file of any model this project trains (the default's is under 1 MB); and a compressed member over
+# 16 MiB may inflate at most 100 times (float arrays compress to about 90% of their size; only a
+# member of repeated bytes inflates further, as a zip bomb does).
+MAX_NPZ_BYTES = 2**32
+MAX_INFLATION, INFLATION_FROM = 100, 2**24
+
+
+def read_npz(path: str, what: str, fix: str) -> dict[str, np.ndarray]:
+    """Every member of an .npz that this project did not write (a golden file, a candidate), through
+    the checks a checkpoint gets: a regular file, a zip of .npy members only, each header read first
+    and its declared size checked against what the member holds, numbers only (no strings, no
+    pickles), the total and each member's inflation bounded. One UserError naming the file and
+    ending in `fix` for anything else."""
+    def fail(problem: str) -> UserError:
+        return UserError(f"{what} {path} {problem}".replace("save it again with --save", fix))
+
+    with open_regular(path, what) as file:
+        try:
+            if not zipfile.is_zipfile(file):
+                raise fail("is not an .npz file (truncated, or another format): save it again with --save")
+            zf = zipfile.ZipFile(file)
+            infos = zf.infolist()
+        except (OSError, zipfile.BadZipFile) as err:
+            raise fail(f"is damaged ({err}): save it again with --save") from None
+        with zf:
+            total, members = 0, []
+            for info in infos:
+                if not info.filename.endswith(".npy"):
+                    raise fail(f"is a zip but not an .npz (it holds {info.filename}): save it again with --save")
+                name = info.filename[: -len(".npy")]
+                shape, dtype, header_bytes = npy_header(zf, info, fail)
+                if dtype.kind not in "fiub":
+                    raise fail(f"is not of numbers: {name!r} holds {dtype.str} values: {fix}")
+                declared = header_bytes + math.prod(shape) * dtype.itemsize
+                if declared != info.file_size:
+                    raise fail(f"is damaged: {name} declares {shape} {dtype} ({declared:,} bytes) but the member "
+                               f"holds {info.file_size:,}: {fix}")
+                compressed = info.compress_type != zipfile.ZIP_STORED
+                if compressed and info.file_size > INFLATION_FROM and info.file_size > MAX_INFLATION * info.compress_size:
+                    raise fail(f"is refused: {name} inflates from {info.compress_size:,} to {info.file_size:,} bytes, "
+                               f"more than {MAX_INFLATION} times: {fix}")
+                total += declared
+                if total > MAX_NPZ_BYTES:
+                    raise fail(f"declares more than {MAX_NPZ_BYTES // 2**30} GiB of arrays: {fix}")
+                members.append((name, info))
+            out = {}
+            for name, info in members:
+                try:
+                    with zf.open(info) as f:
+                        out[name] = np.lib.format.read_array(f, allow_pickle=False)
+                except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
+                    raise fail(f"is damaged ({err}): {fix}") from None
+            return out
+
+
 class open_checkpoint:
     """A checkpoint opened and vetted, its arrays not read yet: `.shapes` (declared by each .npy
     header), `.fields` (config or None), `.chars` (or None); `.params()` reads the arrays.
@@ -304,23 +382,7 @@ class open_checkpoint:
 
     def _header(self, info):
         """(shape, dtype, header length) from a member's .npy header, reading nothing else."""
-        try:
-            with self.zip.open(info) as f:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-                elif version == (2, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-                else:
-                    raise ValueError(f"npy format {version} is not written by numpy.savez for plain arrays")
-                header_bytes = f.tell()
-        except ValueError as err:
-            raise self._fail(f"cannot be read ({info.filename}: {err}): save it again with --save") from None
-        except (OSError, zipfile.BadZipFile, EOFError) as err:
-            raise self._fail(f"is damaged ({err}): save it again with --save") from None
-        if dtype.hasobject:
-            raise self._fail("contains pickled objects, which are never loaded: save plain arrays")
-        return tuple(shape), dtype, header_bytes
+        return npy_header(self.zip, info, self._fail)
 
     def _read(self, name: str) -> np.ndarray:
         try:

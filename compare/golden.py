@@ -113,18 +113,34 @@ def main(argv) -> int:
 
 # ----------------------------------------------------------------------------- judge
 
+FORMAT = "docs/where.md, \"The golden file\""
+
+
 def load(path: str, what: str) -> dict:
+    """A golden file or a candidate, read through common/checkpoint.py's vetted reader (headers and
+    sizes checked before anything is allocated), then held to the format: a golden file's config is
+    JSON; a candidate's floats are float32 and finite."""
     import os
 
     if not os.path.exists(path):
         raise UserError(f"{what} {path} does not exist: give the path of an .npz (`compare golden` writes one)")
-    try:
-        with checkpoint.open_regular(path, what), np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    except UserError:
-        raise
-    except (OSError, ValueError, EOFError) as err:
-        raise UserError(f"{what} {path} is not a readable .npz ({err}): give a file np.savez wrote") from None
+    fix = ("write it again with `python -m compare golden`" if what == "golden file"
+           else f"write the candidate with np.savez, one float32 array per entry ({FORMAT})")
+    entries = checkpoint.read_npz(path, what, fix)
+    if what == "golden file" and "config" in entries:
+        try:
+            json.loads(entries["config"].tobytes())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise UserError(f"{what} {path}: its config is not JSON ({err}): {fix}") from None
+    if what == "candidate":
+        for name, value in entries.items():
+            if value.dtype.kind == "f" and value.dtype != np.float32:
+                raise UserError(f"{what} {path}: {name!r} is {value.dtype}: write float32, as the golden file "
+                                f"holds ({FORMAT})")
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise UserError(f"{what} {path}: {name!r} holds NaN or inf: the candidate's computation overflowed "
+                                "or divided by zero there; fix it before judging")
+    return entries
 
 
 def judge(golden: dict, candidate: dict) -> tuple[Config, where.Report]:

@@ -438,3 +438,66 @@ def test_the_format_check_catches_a_row_the_docs_leave_out_or_get_wrong(written)
     assert wrong != section
     with pytest.raises(AssertionError, match="inputs/wpe"):
         assert_documented(g, wrong)
+
+
+# ----------------------------------------------------------------------------- hostile files
+
+def hostile_files(g: dict, folder) -> list[tuple[str, str, str]]:
+    """(which side, path, what the one line must say): files judge must refuse before reading them
+    whole, each written here as a hostile or careless user could."""
+    import struct
+    import zipfile
+
+    def npz(name, entries, compress=False):
+        path = folder / name
+        (np.savez_compressed if compress else np.savez)(path, **entries)
+        return str(path)
+
+    base = dict(g)
+    base.pop("golden"), base.pop("config")  # a candidate holds the computed entries only
+    out = []
+    full = npz("full.npz", base)
+    truncated = folder / "truncated.npz"
+    truncated.write_bytes(open(full, "rb").read()[: 5000])
+    out.append(("candidate", str(truncated), "is not an .npz"))
+    out.append(("candidate", npz("text.npz", {**base, "loss": np.array("three")}), "'loss' holds <U5"))
+    out.append(("candidate", npz("f64.npz", {**base, "grad/wte": base["grad/wte"].astype(np.float64)}),
+                "'grad/wte' is float64"))
+    out.append(("candidate", npz("nan.npz", {**base, "tap/logits": np.full_like(base["tap/logits"], np.nan)}),
+                "'tap/logits' holds NaN or inf"))
+    # a header that declares 10^12 float32 in a member that holds a few bytes
+    lie = folder / "lie.npz"
+    with zipfile.ZipFile(lie, "w") as z:
+        header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }"
+        header += b" " * (63 - len(header) % 64) + b"\n"
+        z.writestr("loss.npy", b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + b"\0" * 16)
+    out.append(("candidate", str(lie), "declares (1000000, 1000000) float32"))
+    # a member that inflates to 1 GiB from about a megabyte
+    bomb = folder / "bomb.npz"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        with z.open("loss.npy", "w", force_zip64=True) as f:
+            header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (268435456,), }"
+            header += b" " * (63 - len(header) % 64) + b"\n"
+            f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header)
+            chunk = b"\0" * 2**24
+            for _ in range(64):
+                f.write(chunk)
+    out.append(("candidate", str(bomb), "inflates"))
+    bad_config = dict(g, config=np.frombuffer(b"{not json", np.uint8))
+    out.append(("golden file", npz("badconfig.npz", bad_config), "config is not"))
+    return out
+
+
+def test_hostile_candidates_and_goldens_are_one_line_exit_2(written, tmp_path, capsys):
+    """Each file of hostile_files: one line naming the file and what is wrong, exit 2, and nothing
+    allocated for what a header merely claims (the 10^12-element header, the 1 GiB inflation)."""
+    import resource
+
+    path, g = written
+    for side, bad, fragment in hostile_files(g, tmp_path):
+        argv = [path, bad] if side == "candidate" else [bad, path]
+        code = run_cli(golden.judge_main, argv)
+        err = capsys.readouterr().err
+        assert code == 2 and fragment in err and bad in err and len(err.strip().splitlines()) == 1, (fragment, err)
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    assert peak_gib < 4, f"{peak_gib:.1f} GiB resident"
