@@ -153,11 +153,25 @@ def is_lesson_page(path: str) -> bool:
 is_lesson_page.kind = "a lesson page it wrote carries its generator tag"
 
 
+# What each output path held when check_outputs looked, before any work: None (nothing there) or the
+# file's identity (device, inode, size, modification time). atomic_write's last step replaces only
+# that; a file that appeared or changed during the run is someone else's (the user, another run).
+CHECKED: dict[str, tuple | None] = {}
+
+
+def identity(p: Path) -> tuple | None:
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def check_outputs(outputs, inputs=()) -> None:
     """Each (flag, path or None, recognizer) a command will write, checked before any work: the
     path takes a file (`writable_target`), is none of the `inputs` (paths read by the command),
     is not given twice, and an existing file there carries this project's mark (the recognizer's
-    `.kind` says which, for the refusal)."""
+    `.kind` says which, for the refusal). What is there now is remembered (CHECKED) for the save."""
     seen = {}
     for flag, path, ours in outputs:
         if path is None:
@@ -168,6 +182,7 @@ def check_outputs(outputs, inputs=()) -> None:
             raise UserError(f"{seen[key]} and {flag} both name {path}: one would overwrite the other; "
                             "give two paths")
         seen[key] = flag
+        CHECKED[key] = identity(p)
         if not p.exists():
             continue
         for source in filter(None, inputs):
@@ -182,10 +197,24 @@ def check_outputs(outputs, inputs=()) -> None:
                             "it is left alone: remove it or choose another path")
 
 
+def before_final_step(path: str) -> None:
+    """Called between the whole temporary file and the step that puts it at `path`: a test's hook
+    writes a file there at this moment, to reproduce the race deterministically."""
+
+
+def changed_during_the_run(path: str) -> UserError:
+    return UserError(f"{path} was written by someone else while this run worked (another program, or another "
+                     "run saving to the same path): it is left alone and nothing was saved; save to another path")
+
+
 def atomic_write(path: str, write) -> None:
-    """Call `write(file)` on a temporary file beside `path`, then rename it over `path`: a reader
-    (or an interrupted save) never sees half a file, and an old file is replaced only by a whole one."""
+    """Call `write(file)` on a temporary file beside `path`, then put it at `path`: a reader (or an
+    interrupted save) never sees half a file, and an old file is replaced only by a whole one. When
+    check_outputs saw `path` before the work, only what it saw is replaced: a new file is linked into
+    place (which fails if anything appeared there meanwhile), an old one is replaced only if it is
+    still the very file that was checked; otherwise nothing is written and the run says so."""
     p = writable_target(path)
+    key = os.path.realpath(p)
     tmp = None
     try:
         fd, tmp = create_temporary(p)
@@ -193,7 +222,25 @@ def atomic_write(path: str, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, p)
+        before_final_step(path)
+        if key in CHECKED and CHECKED[key] is None:
+            try:
+                os.link(tmp, p)  # atomic: fails if a file appeared at the path since it was checked
+            except FileExistsError:
+                raise changed_during_the_run(path) from None
+            except OSError as err:  # a file system without hard links: the check just before the rename
+                if err.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+                    raise
+                if identity(p) is not None:
+                    raise changed_during_the_run(path) from None
+                os.replace(tmp, p)
+            else:
+                os.unlink(tmp)
+        else:
+            if key in CHECKED and identity(p) != CHECKED[key]:
+                raise changed_during_the_run(path)
+            os.replace(tmp, p)
+        CHECKED[key] = identity(p)  # a second save of this run replaces its own file
         shell.written.append(path)
     except BaseException as err:
         if tmp:

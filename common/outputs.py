@@ -83,10 +83,12 @@ def is_json(path: str) -> bool:
         payload = json.loads(raw)
     except ValueError:  # UnicodeDecodeError too
         return False
-    return isinstance(payload, dict) and payload.get(MARKER_KEY) == CREATOR
+    # the marker as the first key, as write_json puts it and docs/safety.md says: a user's file that
+    # merely mentions it further down is not ours
+    return isinstance(payload, dict) and next(iter(payload), None) == MARKER_KEY and payload[MARKER_KEY] == CREATOR
 
 
-is_json.kind = f'a JSON file it wrote carries "{MARKER_KEY}": "{CREATOR}"'
+is_json.kind = f'a JSON file it wrote starts with "{MARKER_KEY}": "{CREATOR}"'
 
 
 # ----------------------------------------------------------------------------- writing, marked

@@ -103,6 +103,8 @@ def install() -> None:
     reopen_closed_descriptors()
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started with SIGINT ignored
         signal.signal(signal.SIGINT, on_interrupt)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # `kill`, a CI runner's timeout
+        signal.signal(signal.SIGTERM, on_terminate)
     old = sys.stdout
     try:
         is_fd_1 = old is not None and old.fileno() == 1
@@ -186,6 +188,15 @@ def die(sig: int) -> None:
     signal.signal(sig, signal.SIG_DFL)
     os.kill(os.getpid(), sig)
     os._exit(128 + sig)  # only if the signal were blocked
+
+
+def on_terminate(signum, frame) -> None:
+    """SIGTERM: as Ctrl-C, the temporary file of a save in progress removed, then the end by SIGTERM."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    remove_temporaries()
+    done = f"already saved: {', '.join(written)}" if written else "nothing was saved"
+    say(f"{prog}: terminated; {done}", raw=True)
+    die(signal.SIGTERM)
 
 
 def on_interrupt(signum, frame) -> None:

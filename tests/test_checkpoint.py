@@ -3,6 +3,7 @@ them: driven through the real CLI entry point, asserting exit code, message, no 
 partial file."""
 
 import functools
+import shutil
 import os
 import pickle
 
@@ -310,3 +311,37 @@ def test_a_save_that_fails_midway_is_one_line_and_leaves_the_old_file(tmp_path, 
         checkpoint.save(str(target), {"wte": np.zeros((27, 16), np.float32)}, Config(), "abc")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]
+
+
+# ----------------------------------------------------------------------------- a file that changes during the run
+
+@pytest.mark.parametrize("before, meanwhile", [
+    (None, "user"),  # a new path, where the user writes a file of their own during the run
+    ("ours", "user"),  # a checkpoint of ours at the start, replaced by the user's file during the run
+    (None, "another run"),  # two runs saving to one path: the other finished first
+    ("ours", "another run"),
+    (None, None),  # the twins: nothing happens meanwhile, and the save goes through
+    ("ours", None),
+])
+def test_a_file_written_at_the_save_path_during_the_run_is_never_replaced(before, meanwhile, tmp_path, monkeypatch,
+                                                                        trained):
+    """The race, reproduced at the one moment that matters (checkpoint.before_final_step, between the
+    whole temporary file and the step that puts it in place): the run checked the path before
+    training, so anything that appeared or changed there since is someone else's. It is left as it
+    is, the run says so in one line, exits 2, and leaves no temporary behind."""
+    target = tmp_path / "out.npz"
+    if before == "ours":
+        target.write_bytes(open(trained["pure"], "rb").read())
+    theirs = {"user": lambda: target.write_bytes(b"my own notes"),
+              "another run": lambda: shutil.copyfile(trained["flax_port"], target),  # a whole checkpoint of ours
+              None: lambda: None}[meanwhile]
+    monkeypatch.setattr(checkpoint, "before_final_step", lambda path: theirs())
+    code, out, err = cli("pure", "--steps", "2", "--num-samples", "1", "--save", str(target))
+    if meanwhile is None:
+        assert code == 0 and checkpoint.load(str(target))[1]["num_steps"] == 2, err
+    else:
+        assert_user_error((code, out, err), f"{target} was written by someone else while this run worked",
+                          "nothing was saved")
+        expected = b"my own notes" if meanwhile == "user" else open(trained["flax_port"], "rb").read()
+        assert target.read_bytes() == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npz"]

@@ -90,10 +90,11 @@ def test_a_json_file_is_replaced_only_when_it_carries_the_marker_key(tmp_path):
     assert json.loads(ours.read_text()) == {"written_by": "microgpt-jax compare", "level": "bitwise equal"}
     checkpoint.check_outputs([("--json", str(ours), outputs.is_json)])
     for text in ('{"name": "my-package", "version": "1.0.0"}', '["written_by", "microgpt-jax compare"]',
-                 '{"written_by": "someone else"}', "not json"):
+                 '{"written_by": "someone else"}', "not json",
+                 '{"name": "mine", "written_by": "microgpt-jax compare"}'):  # the mark, but not first
         theirs = tmp_path / "package.json"
         theirs.write_text(text)
-        assert 'a JSON file it wrote carries "written_by": "microgpt-jax compare"' in refused(
+        assert 'a JSON file it wrote starts with "written_by": "microgpt-jax compare"' in refused(
             [("--json", str(theirs), outputs.is_json)], theirs)
 
 

@@ -73,7 +73,8 @@ def test_a_full_disk_on_stdout_is_one_line_and_exit_2(args):
 
 # ----------------------------------------------------------------------------- Ctrl-C
 
-def interrupt(p, *, wait_for: str | None = None, after_s: float = 0.0, maps: str | None = None) -> tuple[str, str]:
+def interrupt(p, *, wait_for: str | None = None, after_s: float = 0.0, maps: str | None = None,
+              sig=signal.SIGINT) -> tuple[str, str]:
     """Send SIGINT to `p` once its stdout shows a line starting with `wait_for` (or once a shared
     object named `maps` is loaded: an import in progress), `after_s` later; (stdout, stderr)."""
     out = []
@@ -91,7 +92,7 @@ def interrupt(p, *, wait_for: str | None = None, after_s: float = 0.0, maps: str
                     break
             time.sleep(0.01)
     time.sleep(after_s)
-    p.send_signal(signal.SIGINT)
+    p.send_signal(sig)
     rest, err = p.communicate(timeout=30)
     return "".join(out) + rest.decode(), err.decode()
 
@@ -138,6 +139,7 @@ SAVE_SCRIPT = """
 import os, signal, sys, time
 from common import checkpoint, shell
 signal.signal(signal.SIGINT, shell.on_interrupt if sys.argv[2] == "ours" else signal.default_int_handler)
+signal.signal(signal.SIGTERM, shell.on_terminate if sys.argv[2] == "ours" else signal.SIG_DFL)
 shell.prog = "save"
 def write(f):
     f.write(b"PK half a new checkpoint")
@@ -164,6 +166,26 @@ def test_ctrl_c_while_saving_leaves_the_old_file_whole_and_no_temporary(tmp_path
     assert p.returncode == -signal.SIGINT and one_line(err) == "save: interrupted; nothing was saved"
     assert target.read_bytes() == b"the old checkpoint"
     assert [x.name for x in tmp_path.iterdir()] == ["w.npz"]
+
+
+def test_sigterm_while_saving_leaves_the_old_file_whole_and_no_temporary(tmp_path):
+    """`kill` (a CI runner's timeout, a supervisor) as Ctrl-C above: the temporary file removed, the
+    old file whole, one line, the end by SIGTERM. Its twin: without the project's handler the
+    temporary file stays behind (a hidden file beside the checkpoint)."""
+    for handler in ("ours", "default"):
+        target = tmp_path / handler / "w.npz"
+        target.parent.mkdir()
+        target.write_bytes(b"the old checkpoint")
+        p = subprocess.Popen([sys.executable, "-c", SAVE_SCRIPT, str(target), handler], cwd=ROOT,
+                             env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        _, err = interrupt(p, wait_for="writing", sig=signal.SIGTERM)
+        assert p.returncode == -signal.SIGTERM and target.read_bytes() == b"the old checkpoint"
+        left = sorted(x.name for x in target.parent.iterdir())
+        if handler == "ours":
+            assert one_line(err) == "save: terminated; nothing was saved" and left == ["w.npz"]
+        else:
+            assert len(left) == 2, left
 
 
 GC_SCRIPT = """

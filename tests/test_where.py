@@ -220,9 +220,13 @@ def test_where_names_what_a_port_gets_wrong_on_its_first_differs_line(mistake, t
     assert code == 1 and differs.startswith(f"first differs at: {place}"), "\n".join(lines)
     assert any(ln.startswith("first rounds at: ") for ln in lines)
     assert why in next(ln for ln in lines if ln.startswith("why: ")), "\n".join(lines)
-    if mistake == "rounds_and_wrong_eps":  # rounding first, in the forward pass, on its own line
+    if mistake == "rounds_and_wrong_eps":  # rounding first, before the update, on its own line
+        # Where the division first rounds differently from rsqrt-times depends on the CPU: in the
+        # forward pass natively and under AVX2 here, only in the backward pass under SSE4_2 (no FMA),
+        # 2026-12-07. What holds on any CPU: a row before the update rounds, and the update differs.
         rounds = next(ln for ln in lines if ln.startswith("first rounds at: "))
-        assert "(forward)" in rounds and "equal to float32 rounding" in rounds, "\n".join(lines)
+        assert "equal to float32 rounding" in rounds and "(update" not in rounds, "\n".join(lines)
+        assert any(f"({phase})" in rounds for phase in ("forward", "backward", "gradient")), "\n".join(lines)
 
 
 @pytest.mark.parametrize("how", [[], ["--steps", "3"], ["--sample"]], ids=["step", "steps", "sample"])
