@@ -340,8 +340,8 @@ def read_npz(path: str, what: str, fix: str) -> dict[str, np.ndarray]:
                 if declared != info.file_size:
                     raise fail(f"is damaged: {name} declares {shape} {dtype} ({declared:,} bytes) but the member "
                                f"holds {info.file_size:,}: {fix}")
-                compressed = info.compress_type != zipfile.ZIP_STORED
-                if compressed and info.file_size > INFLATION_FROM and info.file_size > MAX_INFLATION * info.compress_size:
+                inflated = info.compress_type != zipfile.ZIP_STORED and info.file_size > INFLATION_FROM
+                if inflated and info.file_size > MAX_INFLATION * info.compress_size:
                     raise fail(f"is refused: {name} inflates from {info.compress_size:,} to {info.file_size:,} bytes, "
                                f"more than {MAX_INFLATION} times: {fix}")
                 total += declared
@@ -422,7 +422,7 @@ class open_checkpoint:
         if CONFIG_KEY in self.members:
             try:
                 self.fields = json.loads(str(self._read(CONFIG_KEY)))
-            except json.JSONDecodeError:
+            except ValueError:  # not JSON, or a number past Python's 4,300-digit conversion limit
                 raise self._fail(f"has an unreadable {CONFIG_KEY}: save it again with --save") from None
         if CHARS_KEY in self.members:
             self.chars = str(self._read(CHARS_KEY))

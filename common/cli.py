@@ -6,6 +6,7 @@ What differs comes in through an `Impl` (common/impl.py).
 """
 
 import argparse
+import re
 import sys
 import textwrap
 
@@ -75,9 +76,11 @@ def add_common_flags(p: argparse.ArgumentParser, sampling: bool = True) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
 
 
-def train_parser(prog: str, description: str, commands: dict[str, str] | None = None, sampling: bool = True) -> Parser:
+def train_parser(prog: str, description: str, commands: dict[str, str] | None = None, sampling: bool = True,
+                 saving: bool = True, devices: bool = True) -> Parser:
     """The trainer's flags; `commands` (name: what it does) are listed at the end of --help; with
-    `sampling=False`, no --temperature or --num-samples (see add_common_flags)."""
+    `sampling=False`, no --temperature or --num-samples (see add_common_flags); with `saving=False`
+    no --save, with `devices=False` no --devices: --help shows only what the command accepts."""
     p = Parser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
                epilog=commands_epilog(commands) if commands else None)
     p.add_argument("--steps", type=int, default=1000, help="training steps, one name each (default 1000)")
@@ -87,20 +90,22 @@ def train_parser(prog: str, description: str, commands: dict[str, str] | None = 
         help="names file, one per line; 'makemore' downloads makemore's names.txt once "
         "(default: the census names shipped in the `names` package)",
     )
-    p.add_argument("--save", metavar="PATH", help="write the trained weights to this .npz")
+    if saving:
+        p.add_argument("--save", metavar="PATH", help="write the trained weights to this .npz")
     p.add_argument("--log-every", type=int, default=100, help="print the loss every N steps (default 100)")
     add_common_flags(p, sampling)
     add_model_flags(p)
-    add_batch_flags(p)
+    add_batch_flags(p, devices)
     return p
 
 
-def add_batch_flags(p: argparse.ArgumentParser) -> None:
+def add_batch_flags(p: argparse.ArgumentParser, devices: bool = True) -> None:
     p.add_argument("--batch-size", type=int, default=1,
                    help="names a step, the loss the mean over all their tokens (default 1, as microgpt)")
-    p.add_argument("--devices", type=int, default=1,
-                   help="split each step's names over this many devices, data parallel (default 1; on CPU "
-                   "set XLA_FLAGS=--xla_force_host_platform_device_count=N first)")
+    if devices:
+        p.add_argument("--devices", type=int, default=1,
+                       help="split each step's names over this many devices, data parallel (default 1; on CPU "
+                       "set XLA_FLAGS=--xla_force_host_platform_device_count=N first)")
 
 
 def sample_parser(prog: str) -> Parser:
@@ -175,6 +180,17 @@ def run_cli(main, argv=None) -> int:
     except KeyboardInterrupt:
         shell.say(f"{shell.prog}: interrupted; nothing was saved")
         return 130
+    except MemoryError:  # Python's, or NumPy's for an array too large
+        return report("out of memory: the run needs more than this machine has: use a smaller --batch-size, "
+                      "--n-embd, --n-layer or --block-size, or fewer --steps")
+    except RuntimeError as err:  # XLA's allocation failure arrives as jax's JaxRuntimeError
+        text = str(err)
+        if "RESOURCE_EXHAUSTED" not in text and "Out of memory" not in text:
+            raise
+        asked = re.search(r"allocate (\d+) bytes", text)
+        size = f" (XLA asked for {int(asked.group(1)) / 2**30:.1f} GiB at once)" if asked else ""
+        return report(f"out of memory{size}: the run needs more than this machine has: use a smaller "
+                      "--batch-size, --n-embd, --n-layer or --block-size, or fewer --steps")
 
 
 def report(message: str) -> int:

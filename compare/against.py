@@ -449,13 +449,15 @@ def save_plot(path: str, outcome: Outcome, sides, title: str) -> None:
 
 def parser():
     p = train_parser("compare --against", "Train one implementation twice in lockstep, float32 against float64 "
-                     "or jit against eager, and say where and why the runs part.", sampling=False)
+                     "or jit against eager, and say where and why the runs part.", sampling=False, saving=False,
+                     devices=False)
     p.add_argument("--against", required=True, choices=["float64", "eager"],
                    help="float64: the same run in float64; eager: the same run under jax.disable_jit()")
     p.add_argument("--impl", default="pure", help="the implementation to train: pure, flax_port, nnx_port or a "
                    "module path whose impl() returns a common.impl.Impl (default pure)")
     p.add_argument("--plot", metavar="PATH",
                    help="draw the difference over steps, the split marked (.png, .svg or .pdf)")
+    p.set_defaults(save=None, devices=1)  # neither is a flag here: it keeps neither run, and trains on one device
     return p
 
 
@@ -466,11 +468,6 @@ def main(argv) -> int:
 
 def run(args) -> Outcome:
     """The command, from parsed flags: prints the report, draws the plot, returns the outcome."""
-    if args.save:
-        raise UserError("--save is not taken with --against: it compares two runs and keeps neither")
-    if args.devices != 1:
-        raise UserError(f"--devices {args.devices} is not taken with --against: both runs train on one device; "
-                        "drop --devices")
     if args.against == "eager" and args.no_jit:
         raise UserError("--no-jit with --against eager: that comparison is jit against eager already; drop --no-jit")
     t_start = time.perf_counter()

@@ -212,12 +212,13 @@ def test_jit_against_eager_reports_the_same_way(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--against", "float64", "--impl", "jax"], "jax has no impl() function"),  # a module that is no port
     (["--against", "eager", "--no-jit"], "--no-jit with --against eager"),
-    (["--against", "float64", "--save", "w.npz"], "--save is not taken with --against"),
+    (["--against", "float64", "--save", "w.npz"], "unrecognized arguments: --save w.npz"),
     (["--against", "float64", "--plot", "/nonexistent-dir/x.png"], "does not exist"),
-    # flags the command would ignore are refused: it samples nothing and trains on one device
+    # flags the command would ignore are refused, and --help does not show them: it samples nothing,
+    # keeps neither run and trains on one device
     (["--against", "float64", "--num-samples", "3"], "unrecognized arguments: --num-samples 3"),
     (["--against", "float64", "--temperature", "1"], "unrecognized arguments: --temperature 1"),
-    (["--against", "float64", "--devices", "2"], "--devices 2 is not taken with --against"),
+    (["--against", "float64", "--devices", "2"], "unrecognized arguments: --devices 2"),
     (["--against", "float64", "--plot", "apart.jpg"], "end the name in .png, .svg or .pdf"),
 ])
 def test_bad_input_is_one_line_exit_2(args, message, capsys):
@@ -228,6 +229,14 @@ def test_bad_input_is_one_line_exit_2(args, message, capsys):
     except SystemExit as exit_:  # argparse's own errors exit from the parser
         code = exit_.code
     assert_user_error((code, "", capsys.readouterr().err), message)
+
+
+def test_help_shows_only_the_flags_the_command_takes(capsys):
+    with pytest.raises(SystemExit):
+        against.main(["--help"])
+    text = capsys.readouterr().out
+    assert "--against" in text and "--plot" in text
+    assert not any(flag in text for flag in ("--save", "--devices", "--num-samples", "--temperature")), text
 
 
 def test_an_unknown_against_is_one_line_exit_2_through_the_command():

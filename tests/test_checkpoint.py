@@ -3,9 +3,9 @@ them: driven through the real CLI entry point, asserting exit code, message, no 
 partial file."""
 
 import functools
-import shutil
 import os
 import pickle
+import shutil
 
 import numpy as np
 import pytest

@@ -248,3 +248,33 @@ def test_flags_that_would_fail_later_fail_first_in_one_line(module, tmp_path):
     for args, message in more_bad_flags(tmp_path):
         assert_user_error(cli(module, *args), message)
     assert list(tmp_path.iterdir()) == []  # no checkpoint, no temporary file
+
+
+OOM = "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 17179869184 bytes."
+
+
+@pytest.mark.parametrize("raised", ["xla", "python"])
+def test_out_of_memory_is_one_line_exit_2(raised, monkeypatch):
+    """XLA's allocation failure (jax's JaxRuntimeError, RESOURCE_EXHAUSTED) and Python's MemoryError,
+    raised where a run that asks for too much meets them: one line with the size asked and what to
+    shrink, exit 2, for the trainers and for `where`. Its twin: another runtime error is not called
+    memory, and stays the bug report it is."""
+    import jax
+
+    import common.cli
+    from common.cli import run_cli
+    from compare import where
+
+    error = jax.errors.JaxRuntimeError(OOM) if raised == "xla" else MemoryError()
+
+    def fails(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(common.cli, "run_training", fails)
+    monkeypatch.setattr(where, "locate", fails)
+    expected = "out of memory (XLA asked for 16.0 GiB at once)" if raised == "xla" else "out of memory: the run"
+    assert_user_error(cli("pure", "--steps", "2"), expected, "use a smaller --batch-size")
+    assert run_cli(where.main, ["--impls", "pure,flax_port"]) == 2
+    monkeypatch.setattr(common.cli, "run_training", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):
+        cli("pure", "--steps", "2")

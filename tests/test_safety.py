@@ -284,3 +284,30 @@ def test_what_the_examples_write_is_ignored_and_no_tracked_file_is():
     tracked = subprocess.run(["git", "ls-files", "-ci", "--exclude-standard"], cwd=ROOT, capture_output=True,
                              text=True)
     assert tracked.returncode == 0 and tracked.stdout == ""
+
+
+@pytest.mark.parametrize("value, message", [
+    ("1" * 5000, "has an unreadable __config__"),  # past Python's 4,300-digit limit: refused unparsed
+    ("1" * 4000, "n_embd"),  # parsed, then held to the config's bounds like any other value
+])
+def test_a_checkpoint_config_with_a_huge_number_is_one_line(value, message, tmp_path):
+    """A config edited by hand (or by a hostile file) to hold a number thousands of digits long."""
+    import zipfile
+
+    path = tmp_path / "huge.npz"
+    random_checkpoint(path)
+    members = {}
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            members[info.filename] = z.read(info)
+    cfg = json.loads(str(np.load(path)["__config__"]))
+    text = json.dumps(cfg).replace(f'"n_embd": {cfg["n_embd"]}', f'"n_embd": {value}')
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.array(text))
+    members["__config__.npy"] = buf.getvalue()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, raw in members.items():
+            z.writestr(name, raw)
+    assert_user_error(cli("pure", "sample", "--load", str(path)), message)
