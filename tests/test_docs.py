@@ -110,3 +110,93 @@ def test_a_flag_that_no_command_has_is_caught(helps):
     code, text = helps[("pure",)]
     assert "--n-embd" in FLAG.findall(text)
     assert "--no-such-flag" not in FLAG.findall(text)
+
+
+# ----------------------------------------------------------------------------- references to sections
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def sections(path: Path) -> set[str]:
+    """The headings of a markdown file, and the bold lead-ins of its paragraphs (**Like this.**)."""
+    text = path.read_text()
+    found = {h.strip() for h in re.findall(r"^#{1,6} (.+)$", text, re.M)}
+    found |= {b.strip().rstrip(".:") for b in re.findall(r"^\*\*([^*]+)\*\*", text, re.M)}
+    return found
+
+
+TARGETS = {"README": ROOT / "README.md"} | {p.name: p for p in DOCS}
+# docs/x.md, "Section" / docs/x.md's "Section" / (docs/x.md: "Section" / README's "Section" / "Section" below
+QUOTED = re.compile(r"""(?:(?:docs/)?([a-z-]+\.md|README)(?:'s|,|:| \()?\s*|(?<=\())?\\?"([A-Z][^"\\]{2,60})\\?"(\s+(?:below|above))?""")
+
+
+def references(text: str, here: Path):
+    """(where it points, the section's name or anchor, how it was written) for every reference to a
+    section in `text`: markdown links with an anchor, and quoted section names after a file's name
+    or followed by below/above."""
+    for target, anchor in re.findall(r"\]\(([\w./-]*\.md|)#([\w-]+)\)", text):
+        yield (here if not target else (here.parent / target).resolve()), ("#", anchor), f"{target}#{anchor}"
+    for name, section, near in QUOTED.findall(text):
+        section = " ".join(section.split())  # a name broken across lines
+        if name:
+            yield TARGETS.get(name, ROOT / "docs" / name), ("name", section), f'{name} "{section}"'
+        elif near:
+            yield here, ("name", section), f'"{section}"{near}'
+
+
+def broken_references(files) -> list[str]:
+    out = []
+    for path in files:
+        for target, (kind, what), written in references(path.read_text(), path):
+            if not target.exists():
+                out.append(f"{path.name}: {written}: no file {target.name}")
+                continue
+            names = sections(target)
+            ok = what in {slug(n) for n in names} if kind == "#" else what in names
+            if not ok:
+                out.append(f"{path.name}: {written}: {target.name} has no such section")
+    return out
+
+
+def test_every_section_a_doc_or_the_code_names_exists():
+    """Links with anchors, and names of sections in quotes after a file's name (`docs/where.md, "The
+    golden file"`, `README's "..."`) or before below/above, in the docs and in the code's messages
+    and comments: each names a heading (or a bold paragraph lead-in) that is there."""
+    code = [p for d in ("common", "compare", "tests", "pure", "flax_port", "nnx_port") for p in (ROOT / d).rglob("*.py")
+            if p.name != "test_docs.py"]  # whose failing twin below names sections on purpose
+    assert broken_references(DOCS + code) == []
+
+
+def test_a_reference_to_a_section_that_is_not_there_is_caught(tmp_path):
+    doc = tmp_path / "a.md"
+    doc.write_text('See docs/speed.md, "The test suite", and docs/speed.md, "The test sweet"; '
+                   "[x](#nowhere); \"Somewhere\" below.\n\n## Here\n")
+    assert sorted(broken_references([doc])) == ['a.md: "Somewhere" below: a.md has no such section',
+                                                'a.md: #nowhere: a.md has no such section',
+                                                'a.md: speed.md "The test sweet": speed.md has no such section']
+
+
+def listed(doc: str, after: str) -> list[str]:
+    """The backticked names of the list that follows `after` in docs/`doc`, up to its full stop."""
+    text = " ".join((ROOT / "docs" / doc).read_text().split())
+    tail = text.split(after, 1)[1]
+    return re.findall(r"`([^`]+)`", tail[: tail.index("(") if "(" in tail[:200] else tail.index(".")])
+
+
+def test_lists_in_the_docs_are_the_programs_lists(helps):
+    """compare's subcommands in docs/checkpoints.md are its --help's, the trainers' one `sample`; the
+    lesson's topics in docs/lesson.md are compare/lesson/content.py's. Its failing twin: a list
+    with one name more or less than the program's is not equal to it (below)."""
+    from compare.lesson import content
+
+    epilog = helps[("compare",)][1].split("commands:", 1)[1]
+    commands = re.findall(r"^  (\S+)", epilog, re.M)
+    assert listed("checkpoints.md", "`compare --help` lists its eight:") == commands
+    for trainer in ("pure", "flax_port", "nnx_port"):
+        assert re.findall(r"^  (\S+)", helps[(trainer,)][1].split("commands:", 1)[1], re.M) == ["sample"]
+    topics = listed("lesson.md", "- **Topics**:")
+    assert topics == list(content.TOPICS)
+    assert topics[:-1] != list(content.TOPICS) and commands[1:] != listed("checkpoints.md", "lists its eight:")
