@@ -130,7 +130,8 @@ def sections(path: Path) -> set[str]:
 
 TARGETS = {"README": ROOT / "README.md"} | {p.name: p for p in DOCS}
 # docs/x.md, "Section" / docs/x.md's "Section" / (docs/x.md: "Section" / README's "Section" / "Section" below
-QUOTED = re.compile(r"""(?:(?:docs/)?([a-z-]+\.md|README)(?:'s|,|:| \()?\s*|(?<=\())?\\?"([A-Z][^"\\]{2,60})\\?"(\s+(?:below|above))?""")
+QUOTED = re.compile(r"""(?:(?:docs/)?([a-z-]+\.md|README)(?:'s|,|:| \()?\s*|(?<=\())?"""
+                    r"""\\?"([A-Z][^"\\]{2,60})\\?"(\s+(?:below|above))?""")
 
 
 def references(text: str, here: Path):
