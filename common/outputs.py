@@ -108,9 +108,17 @@ def write_figure(path: str, fig) -> None:
 
     from common.checkpoint import atomic_write
 
+    import matplotlib
+
     try:
         fmt = plot_format(path)
         fig.tight_layout()
-        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=100, metadata={"Creator": CREATOR}))
+        # the same figure, the same bytes: no creation date, and the SVG's clip-path ids hashed with
+        # a fixed salt rather than a random one (the lesson page embeds the SVG and must rebuild
+        # byte for byte)
+        metadata = {"Creator": CREATOR} | ({"Date": None} if fmt == "svg" else {"CreationDate": None}
+                                           if fmt == "pdf" else {})
+        with matplotlib.rc_context({"svg.hashsalt": "microgpt-jax"}):
+            atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=100, metadata=metadata))
     finally:
         plt.close(fig)
