@@ -821,3 +821,12 @@ def test_the_trainer_log_line_adds_the_mean_since_the_last_line():
     assert logged == [(1, 1.0, 1.0, 1), (10, 10.0, 6.0, 2), (20, 20.0, 15.5, 11)]  # mean of 2..10, of 11..20
     assert format_step(10, 20, 10.0, 6.0, 2) == "step   10 /   20 | loss 10.0000 | mean 6.0000 (steps 2-10)"
     assert format_step(1, 20, 3.3, 3.3, 1) == "step    1 /   20 | loss 3.3000 | mean 3.3000 (step 1)"
+
+
+def test_two_builds_of_the_page_are_the_same_bytes(built_page, tmp_path):
+    """Nothing in the page depends on the moment it was built (no date, no random id): the same code
+    and versions give the same file (the checks' outcomes are reused; the plot's bytes are tested in
+    tests/test_safety.py). 2026-12-07, by hand: two builds with a 20-step run, `cmp` equal."""
+    again = tmp_path / "again.html"
+    assert run_cli(lesson.lesson_main, ["--html", str(again), "--steps", "0"]) == 0
+    assert again.read_text(encoding="utf-8") == built_page[1]
