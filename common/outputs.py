@@ -104,11 +104,10 @@ def write_json(path: str, payload: dict) -> None:
 def write_figure(path: str, fig) -> None:
     """Lay a matplotlib figure out and write it in the format of its extension, marked as ours,
     atomically; the figure is closed either way."""
+    import matplotlib
     import matplotlib.pyplot as plt
 
     from common.checkpoint import atomic_write
-
-    import matplotlib
 
     try:
         fmt = plot_format(path)
