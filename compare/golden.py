@@ -129,9 +129,13 @@ def load(path: str, what: str) -> dict:
     entries = checkpoint.read_npz(path, what, fix)
     if what == "golden file" and "config" in entries:
         try:
-            json.loads(entries["config"].tobytes())
+            fields = json.loads(entries["config"].tobytes())
         except (ValueError, UnicodeDecodeError) as err:
             raise UserError(f"{what} {path}: its config is not JSON ({err}): {fix}") from None
+        try:
+            Config(**fields)  # Config itself vets the values, one line each
+        except TypeError:  # not an object, or keys a Config does not have
+            raise UserError(f"{what} {path}: its config is not a model config: {fix}") from None
     if what == "candidate":
         for name, value in entries.items():
             if value.dtype.kind == "f" and value.dtype != np.float32:
@@ -147,7 +151,7 @@ def judge(golden: dict, candidate: dict) -> tuple[Config, where.Report]:
     """The same table as `where`, the golden file as `a` (its scales), the candidate as `b`."""
     if "golden" not in golden or golden["golden"].tobytes() != MARKER:
         raise UserError("the golden file has no golden marker: write it with `python -m compare golden`")
-    cfg = Config(**json.loads(golden["config"].tobytes()))
+    cfg = Config(**json.loads(golden["config"].tobytes()))  # load() has vetted it
     names = [k for k in golden if judged(k)]
     missing = [k for k in names if k not in candidate]
     if missing:

@@ -254,7 +254,7 @@ OOM = "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 17179869184 by
 
 
 @pytest.mark.parametrize("raised", ["xla", "python"])
-def test_out_of_memory_is_one_line_exit_2(raised, monkeypatch):
+def test_out_of_memory_is_one_line_exit_2(raised, monkeypatch, capsys):
     """XLA's allocation failure (jax's JaxRuntimeError, RESOURCE_EXHAUSTED) and Python's MemoryError,
     raised where a run that asks for too much meets them: one line with the size asked and what to
     shrink, exit 2, for the trainers and for `where`. Its twin: another runtime error is not called
@@ -274,7 +274,10 @@ def test_out_of_memory_is_one_line_exit_2(raised, monkeypatch):
     monkeypatch.setattr(where, "locate", fails)
     expected = "out of memory (XLA asked for 16.0 GiB at once)" if raised == "xla" else "out of memory: the run"
     assert_user_error(cli("pure", "--steps", "2"), expected, "use a smaller --batch-size")
+    capsys.readouterr()
     assert run_cli(where.main, ["--impls", "pure,flax_port"]) == 2
+    err = capsys.readouterr().err
+    assert "compare where: error: out of memory" in err and len(err.strip().splitlines()) == 1, err
     monkeypatch.setattr(common.cli, "run_training", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
     with pytest.raises(RuntimeError, match="a bug"):
         cli("pure", "--steps", "2")

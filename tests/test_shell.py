@@ -415,10 +415,9 @@ def closed(redirects: str, module: str, *args: str):
     import shlex
 
     line = " ".join(shlex.quote(a) for a in [sys.executable, "-m", module, *args])
-    keep = "2>/dev/null" if "2>&-" in redirects else ""
     r = subprocess.run(["bash", "-c", f"exec {line} {redirects}"], cwd=ROOT, capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=300)
-    return r.returncode, r.stderr + keep
+    return r.returncode, r.stderr
 
 
 ENTRY_POINTS = [("pure", []), ("flax_port", []), ("nnx_port", ["sample"]), ("compare", []), ("compare", ["diff"]),
