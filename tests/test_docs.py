@@ -201,3 +201,32 @@ def test_lists_in_the_docs_are_the_programs_lists(helps):
     topics = listed("lesson.md", "- **Topics**:")
     assert topics == list(content.TOPICS)
     assert topics[:-1] != list(content.TOPICS) and commands[1:] != listed("checkpoints.md", "lists its eight:")
+
+
+def porting_totals(text: str) -> dict[str, int]:
+    """The check counts docs/porting.md states for `compare check examples.equinox_port`."""
+    text = " ".join(text.split())  # a sentence may break its line anywhere
+    found = re.search(r"has (\d+) checks \((\d+) with `--full`; without the devices (\d+) and (\d+)\)", text)
+    header = re.search(r"examples\.equinox_port against pure: (\d+) checks, the quick grid", text)
+    total = re.search(r"verdict: bitwise equal: (\d+) bitwise equal of (\d+) checks", text)
+    assert found and header and total, "docs/porting.md no longer states the check counts where this test looks"
+    quick, full, quick_1, full_1 = map(int, found.groups())
+    return {"quick": quick, "full": full, "quick without devices": quick_1, "full without devices": full_1,
+            "the block's header": int(header.group(1)), "the block's verdict": int(total.group(1)),
+            "the block's total": int(total.group(2))}
+
+
+def test_the_check_counts_in_porting_are_the_grids():
+    """docs/porting.md's totals for `compare check` (the block shows a run on one device) are the
+    grid's own counts (compare/equivalence.py), and an edited one is caught."""
+    from compare import equivalence
+
+    counted = {"quick": len(equivalence.grid("quick")), "full": len(equivalence.grid("full")),
+               "quick without devices": len(equivalence.grid("quick", devices=False)),
+               "full without devices": len(equivalence.grid("full", devices=False))}
+    counted |= dict.fromkeys(["the block's header", "the block's verdict", "the block's total"],
+                             counted["quick without devices"])
+    text = (ROOT / "docs" / "porting.md").read_text()
+    assert porting_totals(text) == counted
+    edited = text.replace(f"has {counted['quick']} checks", f"has {counted['quick'] + 1} checks")
+    assert porting_totals(edited) != counted
