@@ -15,7 +15,7 @@ import numpy as np
 from common import checkpoint, outputs, shell
 from common.config import FLOAT32_MAX, Config
 from common.data import Tokenizer, control_character, data_file, load_names, training_batches
-from common.devices import check_batch_flags, data_mesh
+from common.devices import check_batch_flags, check_memory, data_mesh
 from common.errors import UserError
 from common.runner import format_sample, format_step, init_state, prompt_tokens, run_training, sample_names
 
@@ -222,8 +222,9 @@ def plural(n: int, word: str) -> str:
 
 # ----------------------------------------------------------------------------- the trainer's main
 
-def prepare_run(args):
-    """Data, tokenizer, config and the run's batches from parsed flags; fails early on bad input."""
+def prepare_run(args, runs: int = 1):
+    """Data, tokenizer, config and the run's batches from parsed flags; fails early on bad input,
+    a run too large for the machine's memory (`runs` implementations side by side) included."""
     check_sampling_flags(args)
     if args.log_every < 1:
         raise UserError(f"log-every={args.log_every}: use 1 or more")
@@ -232,6 +233,7 @@ def prepare_run(args):
     tok = Tokenizer.from_names(docs)
     cfg = make_config(args, tok.vocab_size, steps=args.steps, lr=args.lr)
     check_batch_flags(args.batch_size, args.devices, cfg.num_steps, cfg.block_size)
+    check_memory(cfg, args.batch_size, runs)
     batches = training_batches(docs, tok, cfg.block_size, cfg.num_steps, args.seed, args.batch_size)
     return docs, tok, cfg, batches
 

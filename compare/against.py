@@ -471,7 +471,8 @@ def run(args) -> Outcome:
     if args.against == "eager" and args.no_jit:
         raise UserError("--no-jit with --against eager: that comparison is jit against eager already; drop --no-jit")
     t_start = time.perf_counter()
-    docs, tok, cfg, batches = prepare_run(args)  # checks --plot too: a new file, or a plot carrying our mark
+    runs = 3 if args.against == "float64" else 2  # a float64 run holds twice a float32 run's bytes
+    docs, tok, cfg, batches = prepare_run(args, runs=runs)  # checks --plot too: a new file, or a plot carrying our mark
     setup_jax(args)
     import jax
 

@@ -162,7 +162,7 @@ def main(argv) -> int:
     args = parser.parse_args(argv)
     t_start = time.perf_counter()
     names = parse_impls(args.impls)
-    docs, tok, cfg, batches = prepare_run(args)  # checks --save, --plot and --json too
+    docs, tok, cfg, batches = prepare_run(args, runs=len(names))  # checks --save, --plot and --json too
     setup_jax(args)
     import jax
 

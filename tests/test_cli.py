@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from common import data
-from conftest import assert_user_error, cli, run_module
+from conftest import SHORT_RUN, assert_user_error, cli, run_module
 
 
 def run(module: str, *args: str):
@@ -21,14 +21,14 @@ def run(module: str, *args: str):
 
 @pytest.mark.parametrize("module", ["pure", "flax_port"])
 def test_a_short_run_prints_losses_names_and_timings(module):
-    code, out, err = run(module, "--steps", "30", "--log-every", "10", "--num-samples", "5")
+    code, out, err = run(module, *SHORT_RUN)
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].startswith(f"{module}: 5163 names, vocab 27, 4192 parameters")
     assert [ln[:18] for ln in lines if ln.startswith("step")] == [
         "step    1 /   30 |", "step   10 /   30 |", "step   20 /   30 |", "step   30 /   30 |"
     ]
-    assert sum(ln.startswith("sample ") for ln in lines) == 5
+    assert sum(ln.startswith("sample ") for ln in lines) == 20
     assert lines[-1].startswith(f"{module} [jit]: compile ") and "us/step" in lines[-1]
 
 
@@ -237,6 +237,8 @@ def more_bad_flags(tmp_path):
         (["--n-embd", "4096", "--n-head", "4"], "n_embd=4096 is above 1024"),
         (["--n-layer", "100"], "n_layer=100 is above 32"),
         (["--steps", "2000000000"], "positions, all held in memory"),
+        (["--batch-size", "65536", "--block-size", "1024", "--n-embd", "1024", "--n-layer", "32", "--steps", "1"],
+         "out of memory before compiling: this run needs at least"),  # petabytes: refused on any machine
         (["--save", str(tmp_path)], "it is a directory; give a file name"),
         (["--save", str(tmp_path / ("a" * 245 + ".npz"))], "File name too long"),  # only with the temp suffix
         (["--save", str(tmp_path / ("a" * 260 + ".npz"))], "File name too long"),
@@ -248,6 +250,29 @@ def test_flags_that_would_fail_later_fail_first_in_one_line(module, tmp_path):
     for args, message in more_bad_flags(tmp_path):
         assert_user_error(cli(module, *args), message)
     assert list(tmp_path.iterdir()) == []  # no checkpoint, no temporary file
+
+
+def test_a_run_above_its_memory_floor_is_refused_before_compiling():
+    """common/devices.py: least_bytes is a floor on a run's memory; above what the machine has
+    available the run is refused before JAX compiles anything. The twins: exactly at the floor it
+    runs, an unknown amount of memory refuses nothing, and every size the floor counts raises it."""
+    import dataclasses
+
+    from common import devices
+    from common.config import Config
+    from common.errors import UserError
+
+    cfg = Config(vocab_size=27)
+    need = devices.least_bytes(cfg, 8)
+    devices.check_memory(cfg, 8, available=lambda: need)
+    devices.check_memory(cfg, 8, available=lambda: None)
+    with pytest.raises(UserError, match=r"out of memory before compiling: this run needs at least 0\.0 GiB "
+                                        r"\(batch-size 8, .*use a smaller --batch-size"):
+        devices.check_memory(cfg, 8, available=lambda: need - 1)
+    bigger = [devices.least_bytes(cfg, 9), devices.least_bytes(cfg, 8, runs=2)]
+    bigger += [devices.least_bytes(dataclasses.replace(cfg, **{field: value}), 8) for field, value in
+               [("n_embd", 32), ("n_layer", 2), ("block_size", 17), ("num_steps", 1001), ("vocab_size", 28)]]
+    assert all(b > need for b in bigger), (need, bigger)
 
 
 OOM = "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 17179869184 bytes."
