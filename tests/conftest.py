@@ -245,15 +245,23 @@ def impl(request):
     return {"pure": pure, "flax_port": flax_port, "nnx_port": nnx_port}[request.param].impl()
 
 
+# A trainer run of the default model whose length does not matter to a test: 30 steps in chunks of 10
+# and 20 sampled names (the default). Its programs are shared by every test that runs it: the learning
+# rate schedule puts the step count into the train step's program and the chunk its length, and the
+# sampler's program holds the number of names, so a run with other values compiles afresh (1-2 s).
+SHORT_RUN = ("--steps", "30", "--log-every", "10")
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
-    """A checkpoint from each trainer (60 steps), shared by
-    every test file that loads one."""
+    """A checkpoint from each trainer, shared by every test file that loads one. The tests' standard
+    short run (SHORT_RUN): its train step and sampler are the programs the other short runs of the
+    suite compile, so a worker compiles each once or reads it back (the persistent cache)."""
     folder = tmp_path_factory.mktemp("ckpt")
     paths = {}
     for module in ("pure", "flax_port", "nnx_port"):
         paths[module] = str(folder / f"{module}.npz")
-        code, out, err = cli(module, "--steps", "60", "--num-samples", "2", "--save", paths[module])
+        code, out, err = cli(module, *SHORT_RUN, "--save", paths[module])
         assert code == 0, err
     return paths
 
@@ -334,12 +342,21 @@ def start_device_checks(config):
 # them, as .ci/run does under each ISA of the matrix (docs/equality.md, "On any CPU").
 NUMERICAL = ("test_compare.py", "test_batch.py", "test_equinox.py", "test_where.py", "test_golden.py",
              "test_against.py", "test_models.py", "test_nnx.py", "test_ports.py", "test_compare_cli.py")
-FIRST = ("test_compare.py", "test_batch.py")  # the longest files start first, so none is left running alone at the end
+# The order pytest-xdist hands files out in (addopts: --dist loadfile --no-loadscope-reorder; xdist
+# would otherwise order them by their number of tests). The two longest first, one per worker: the
+# grid, and the file that waits on the device checks' child. Then the files whose programs the
+# grid does not compile, while it runs; then those that read the grid's programs and operations
+# back from the tests' cache rather than compiling them again (the lesson's checks, ports, where,
+# the Equinox port: measured 2026-12-07, the lesson's build took 33 s from an empty cache and
+# 15 s after the grid's cases of its pair); the short ones last, so no worker runs alone long.
+ORDER = ("test_compare.py", "test_batch.py", "test_shell.py", "test_models.py", "test_checkpoint.py", "test_cli.py",
+         "test_nnx.py", "test_compare_cli.py", "test_lesson.py", "test_ports.py", "test_where.py", "test_equinox.py",
+         "test_against.py", "test_golden.py", "test_safety.py", "test_docs.py", "test_data.py")
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """The quick tier leaves out the tests marked `full` (deselected, not skipped). The longest
-    files first (pytest-xdist hands out files in this order). When the device checks
+    """The quick tier leaves out the tests marked `full` (deselected, not skipped). The files in
+    ORDER's order (pytest-xdist hands them out so). When the device checks
     are selected in a single-process run, start them now, beside the rest of the suite: this
     process keeps about one core busy, and the child uses the other. (Under pytest-xdist the other
     worker does that, and the test starts them itself.)"""
@@ -351,7 +368,7 @@ def pytest_collection_modifyitems(session, config, items):
         if full_only:
             config.hook.pytest_deselected(items=full_only)
             items[:] = [item for item in items if not item.get_closest_marker("full")]
-    items.sort(key=lambda item: FIRST.index(item.path.name) if item.path.name in FIRST else len(FIRST))
+    items.sort(key=lambda item: ORDER.index(item.path.name) if item.path.name in ORDER else len(ORDER))
     if "PYTEST_XDIST_WORKER" not in os.environ and any(item.name == DEVICE_TEST for item in items):
         config.device_checks = start_device_checks(config)
 

@@ -14,7 +14,7 @@ import flax_port
 import nnx_port
 import pure
 from common import checkpoint
-from conftest import assert_user_error, cli, first_quick
+from conftest import SHORT_RUN, assert_user_error, cli, first_quick
 
 IMPLS = {"pure": pure.impl, "flax_port": flax_port.impl, "nnx_port": nnx_port.impl}
 PAIRS = [(a, b) for a in IMPLS for b in IMPLS if a != b]
@@ -26,9 +26,9 @@ def samples(stdout):
 
 @functools.lru_cache
 def sampled(module: str, path: str) -> list[str]:
-    """The names `module sample` prints for a checkpoint (--seed 5, 8 names), once per pair. With
+    """The names `module sample` prints for a checkpoint (--seed 5, 20 names), once per pair. With
     the session's private compilation cache, a sampler compiles once per implementation."""
-    code, out, err = cli(module, "sample", "--load", path, "--num-samples", "8", "--seed", "5")
+    code, out, err = cli(module, "sample", "--load", path, "--seed", "5")
     assert code == 0, err
     return samples(out)
 
@@ -45,7 +45,7 @@ def test_the_checkpoint_is_a_plain_npz_under_the_seeds_names(trained):
 @pytest.mark.parametrize("saver, loader", PAIRS)
 def test_saved_by_one_sampled_by_the_other_gives_the_same_names(trained, saver, loader):
     assert sampled(saver, trained[saver]) == sampled(loader, trained[saver])
-    assert len(sampled(saver, trained[saver])) == 8
+    assert len(sampled(saver, trained[saver])) == 20
 
 
 def test_prefix_starts_every_name(trained):
@@ -336,9 +336,9 @@ def test_a_file_written_at_the_save_path_during_the_run_is_never_replaced(before
               "another run": lambda: shutil.copyfile(trained["flax_port"], target),  # a whole checkpoint of ours
               None: lambda: None}[meanwhile]
     monkeypatch.setattr(checkpoint, "before_final_step", lambda path: theirs())
-    code, out, err = cli("pure", "--steps", "2", "--num-samples", "1", "--save", str(target))
+    code, out, err = cli("pure", *SHORT_RUN, "--save", str(target))
     if meanwhile is None:
-        assert code == 0 and checkpoint.load(str(target))[1]["num_steps"] == 2, err
+        assert code == 0 and checkpoint.load(str(target))[1]["num_steps"] == 30, err
     else:
         assert_user_error((code, out, err), f"{target} was written by someone else while this run worked",
                           "nothing was saved")

@@ -10,20 +10,21 @@ import flax_port.optim
 from common import outputs
 from common.cli import run_cli
 from compare import equivalence, run
+from conftest import SHORT_RUN
 
 
 def test_side_by_side_run_agrees_and_draws_the_plot(tmp_path, capsys):
     """The README's first command, through its entry point in this process (the same run as the
     checkpoint test below: one compile each, shared; tests/test_shell.py runs it as a process)."""
     png = tmp_path / "curves.png"
-    code = run_cli(run.main, ["--steps", "30", "--log-every", "10", "--num-samples", "4", "--plot", str(png)])
+    code = run_cli(run.main, [*SHORT_RUN, "--plot", str(png)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     out = captured.out.splitlines()
     rows = [ln for ln in out if ln.startswith("step ") and " / " in ln]
     assert [ln[:16] for ln in rows] == ["step    1 /   30", "step   10 /   30", "step   20 /   30", "step   30 /   30"]
     assert all(ln.endswith("| 0 (all bitwise equal)") for ln in rows)
-    assert sum(ln.startswith("sample ") for ln in out) == 4
+    assert sum(ln.startswith("sample ") for ln in out) == 20
     assert out[-1].startswith("verdict: bitwise equal")
     assert out[-1].endswith("sampled names identical")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and outputs.is_plot(str(png))  # marked: a rerun replaces it
@@ -59,15 +60,14 @@ def test_the_verdict_names_the_first_step_and_parameter_that_differ(monkeypatch,
 
     monkeypatch.setattr(flax_port.optim, "adam", adam_with_wrong_eps)
     verdict_json = tmp_path / "verdict.json"
-    code = run.main(["--steps", "20", "--log-every", "10", "--num-samples", "2",
-                     "--impls", "pure,flax_port", "--json", str(verdict_json)])
+    code = run.main([*SHORT_RUN, "--impls", "pure,flax_port", "--json", str(verdict_json)])
     out = capsys.readouterr().out.splitlines()
     assert code == 1
     last = [ln for ln in out if ln.startswith("verdict:")][0]
     assert re.match(r"verdict: different: parameters of every 10-step chunk run from the same state beyond 16 ulps "
                     r"of their scale, first at (wte|wpe|lm_head|l0\.\w+)\[\d+, \d+\] at step 1: ", last), last
     rows = [ln for ln in out if ln.startswith("step ") and " / " in ln]
-    assert len(rows) == 3 and all(re.search(r"\| \d\.\d\de-\d\d = [\d.e+]+ ulps \((wte|wpe|lm_head|l0\.\w+), "
+    assert len(rows) == 4 and all(re.search(r"\| \d\.\d\de-\d\d = [\d.e+]+ ulps \((wte|wpe|lm_head|l0\.\w+), "
                                             r"pure~flax_port\)$", ln) for ln in rows), rows
     payload = json.loads(verdict_json.read_text())
     assert payload["written_by"] == "microgpt-jax compare" and outputs.is_json(str(verdict_json))
@@ -91,7 +91,7 @@ def test_a_nudged_weight_ends_different_at_step_0(monkeypatch, capsys):
         return dst.state_from_flat(params, opt, cfg)
 
     monkeypatch.setattr(convert, "state", nudging_state)
-    code = run.main(["--steps", "10", "--num-samples", "2", "--impls", "pure,nnx_port"])
+    code = run.main([*SHORT_RUN, "--impls", "pure,nnx_port"])
     last = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("verdict:")][0]
     assert code == 1
     assert last.startswith("verdict: different: parameters of every 10-step chunk run from the same state beyond "
@@ -183,19 +183,19 @@ def test_compare_save_writes_a_checkpoint_both_trainers_sample_from(tmp_path, ca
     from conftest import cli
 
     target = tmp_path / "both.npz"
-    assert run.main(["--steps", "30", "--log-every", "10", "--num-samples", "4", "--save", str(target)]) == 0
+    assert run.main([*SHORT_RUN, "--save", str(target)]) == 0
     flat, fields, chars = checkpoint.load(str(target))
     assert fields["num_steps"] == 30 and chars == "abcdefghijklmnopqrstuvwxyz" and len(flat) == 9
-    a = cli("pure", "sample", "--load", str(target), "--num-samples", "4")
-    b = cli("flax_port", "sample", "--load", str(target), "--num-samples", "4")
-    assert a[0] == b[0] == 0 and a[1] == b[1] and a[1].count("sample ") == 4
+    a = cli("pure", "sample", "--load", str(target))
+    b = cli("flax_port", "sample", "--load", str(target))
+    assert a[0] == b[0] == 0 and a[1] == b[1] and a[1].count("sample ") == 20
 
 
 def test_compare_stops_on_divergence_naming_the_step_and_saves_nothing(tmp_path, capsys):
     from common.cli import run_cli
 
     target = tmp_path / "w.npz"
-    code = run_cli(run.main, ["--lr", "1e30", "--steps", "50", "--save", str(target)])
+    code = run_cli(run.main, ["--lr", "1e30", "--steps", "50", "--impls", "pure,flax_port", "--save", str(target)])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "pure: training diverged at step 2: its update made " in err and "lower --lr" in err

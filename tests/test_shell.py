@@ -13,7 +13,7 @@ import pytest
 
 from common import checkpoint
 from common.config import Config
-from conftest import ROOT, assert_user_error, cli, run_module
+from conftest import ROOT, SHORT_RUN, assert_user_error, cli, run_module
 
 
 def start(module: str, *args: str, **popen):
@@ -276,9 +276,9 @@ def test_a_checkpoint_this_program_wrote_is_replaced(tmp_path, ckpt):
     """The other side of the rule: re-saving over one's own checkpoint still works."""
     target = tmp_path / "w.npz"
     target.write_bytes(ckpt.read_bytes())
-    code, out, err = cli("pure", "--steps", "5", "--num-samples", "1", "--save", str(target))
+    code, out, err = cli("pure", *SHORT_RUN, "--save", str(target))
     assert code == 0, err
-    assert checkpoint.load(str(target))[1]["num_steps"] == 5
+    assert checkpoint.load(str(target))[1]["num_steps"] == 30
 
 
 # ----------------------------------------------------------------------------- what is read
@@ -384,8 +384,8 @@ def test_sample_data_is_checked_against_the_characters_a_checkpoint_stores(ckpt,
     same.write_text("abcdefghijklm\nnopqrstuvwxyz\n")
     other = tmp_path / "other.txt"
     other.write_text("emma\nolivia\n")
-    code, out, err = cli("pure", "sample", "--load", str(ckpt), "--data", str(same), "--num-samples", "2")
-    assert code == 0 and out.count("sample ") == 2, err
+    code, out, err = cli("pure", "sample", "--load", str(ckpt), "--data", str(same))
+    assert code == 0 and out.count("sample ") == 20, err
     assert_user_error(cli("pure", "sample", "--load", str(ckpt), "--data", str(other)),
                       f"--data {other} gives the characters 'aeilmov' but checkpoint", "drop --data")
 
