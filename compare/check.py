@@ -48,15 +48,19 @@ def device_count() -> int:
     return jax.device_count()
 
 
-def cases(shapes=None, devices: bool | None = None, tier: str = "quick") -> list[Case]:
+def cases(shapes=None, devices: bool | None = None, tier: str = "quick", modes=None) -> list[Case]:
     """The grid of a tier (compare/equivalence.py: QUICK by default, FULL with `tier="full"`) at
-    `shapes` (default: all six); the 4-device checks when `devices` (default: when JAX sees at
-    least 4)."""
+    `shapes` (default: all six) in `modes` (default: jit and no_jit); the 4-device checks when
+    `devices` (default: when JAX sees at least 4)."""
     shapes = list(equivalence.SHAPES) if shapes is None else list(shapes)
     unknown = [s for s in shapes if s not in equivalence.SHAPES]
     if unknown or not shapes:
         raise UserError(f"--shapes {','.join(shapes)!r}: choose among {', '.join(equivalence.SHAPES)}")
-    return equivalence.grid(tier, shapes, device_count() >= DEVICES if devices is None else devices)
+    modes = list(equivalence.MODES) if modes is None else list(modes)
+    if not modes or any(m not in equivalence.MODES for m in modes):
+        raise UserError(f"--modes {','.join(modes)!r}: choose among {', '.join(equivalence.MODES)}")
+    grid = equivalence.grid(tier, shapes, device_count() >= DEVICES if devices is None else devices)
+    return [c for c in grid if c.mode in modes]
 
 
 def runner(name: str | Impl, tier: str = "quick") -> programs.Runner:
@@ -168,8 +172,10 @@ def grid_line(grid: list[Case], tier: str) -> str:
     batches = f"batches of {BATCH} names; " if any(c.batch > 1 for c in grid) else ""
     which = ("the quick grid (every kind at the default shape and at two others, every shape; --full runs "
              "every kind at every shape)" if tier == "quick" else "the full grid")
+    modes = {c.mode for c in grid}
+    how = "with jit and without" if len(modes) == 2 else "with jit only" if "jit" in modes else "without jit only"
     return (f"{len(grid)} checks, {which}: {', '.join(equivalence.KINDS)} at {len(shapes)} "
-            f"shape{'s' * (len(shapes) > 1)} ({', '.join(shapes)}), with jit and without; {batches}{dev}")
+            f"shape{'s' * (len(shapes) > 1)} ({', '.join(shapes)}), {how}; {batches}{dev}")
 
 
 def compile_threads() -> int:
@@ -195,7 +201,7 @@ def show(result: Result, candidate: str, reference: str) -> Result:
 
 
 def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | None = None,
-        tier: str = "quick") -> int:
+        tier: str = "quick", modes=None) -> int:
     """Print the table and the verdict; write `json_path`; return the exit code."""
     from compare.where import command_for
 
@@ -203,7 +209,7 @@ def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | N
         raise UserError(f"check {candidate} --against {reference}: name another implementation to compare with")
     ref, cand = impls.resolve(reference), impls.resolve(candidate)  # one line naming what is missing, before any work
     t0 = time.perf_counter()
-    grid = cases(shapes, tier=tier)
+    grid = cases(shapes, tier=tier, modes=modes)
     print(f"compare check {candidate} against {reference}: {grid_line(grid, tier)}")
     print(f"{'check':<40} {'verdict':<26} largest difference")
     who = (programs.runner(ref, tier), programs.runner(cand, tier))
@@ -258,6 +264,8 @@ def main(argv) -> int:
                    "(default: the quick grid, every kind and every shape at least once)")
     p.add_argument("--shapes", default=None, help=f"comma-separated, some of {', '.join(equivalence.SHAPES)} "
                    "(default all; batches and devices run with default)")
+    p.add_argument("--modes", default=None, help="comma-separated, some of jit, no_jit (default both: no_jit "
+                   "runs op by op and takes most of a warm run's time)")
     p.add_argument("--json", metavar="PATH", help="also write every check's verdict as JSON")
     p.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
     args = p.parse_args(argv)
@@ -267,6 +275,6 @@ def main(argv) -> int:
     checkpoint.check_outputs([("--json", args.json, outputs.is_json)], inputs=[])
     tier = "full" if args.full else "quick"
     shapes = None if args.shapes is None else [s.strip() for s in args.shapes.split(",") if s.strip()]
-    if shapes is not None:
-        cases(shapes, devices=False, tier=tier)  # refuses an unknown shape before any work
-    return run(args.module, args.against, shapes, args.json, tier)
+    modes = None if args.modes is None else [m.strip() for m in args.modes.split(",") if m.strip()]
+    cases(shapes, devices=False, tier=tier, modes=modes)  # refuses an unknown shape or mode before any work
+    return run(args.module, args.against, shapes, args.json, tier, modes)

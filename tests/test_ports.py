@@ -135,12 +135,14 @@ PLANTED_PORT = """
 
 def test_check_exits_1_on_a_planted_transpose_and_names_it(tmp_path, monkeypatch, capsys):
     """The whole command on a port whose to_flat hands l0.wq over transposed: its programs are
-    pure's own (read back from the session's compilation cache), its numbers put in the wrong place."""
+    pure's own (read back from the session's compilation cache), its numbers put in the wrong place.
+    With jit only (`--modes jit`): the cases without jit run op by op, 8 of this test's 10 s warm."""
     name = port(tmp_path, monkeypatch, PLANTED_PORT.format(plant="transposed_to_flat"))
     verdict = tmp_path / "check.json"
-    code = run_cli(check.main, [name, "--shapes", "default", "--json", str(verdict)])
+    code = run_cli(check.main, [name, "--shapes", "default", "--modes", "jit", "--json", str(verdict)])
     out = capsys.readouterr().out
     assert code == 1, out
+    assert "with jit only" in out.splitlines()[0] and "no_jit" not in out, out
     assert "first failure: grads-default-jit" in out and "first differs at: l0.wq (gradient)" in out, out
     assert "transpose" in out.splitlines()[-3], out  # the why under the first-parts line
     payload = json.loads(verdict.read_text())
@@ -177,6 +179,9 @@ def test_a_reference_named_by_module_path_whose_impl_has_another_name(tmp_path, 
 
 def test_check_refuses_bad_flags_in_one_line():
     assert_user_error(call(check.main, "examples.equinox_port", "--shapes", "tiny"), "--shapes 'tiny'")
+    assert_user_error(call(check.main, "examples.equinox_port", "--modes", "eager"), "--modes 'eager'",
+                      "choose among jit, no_jit")
+    assert_user_error(call(check.main, "examples.equinox_port", "--modes", ","), "--modes ''")
     assert_user_error(call(check.main, "pure"), "name another implementation")
 
 
