@@ -757,7 +757,7 @@ def laid_out(browser_page):
 def test_the_page_fits_the_screen_and_shows_code_in_wide_columns(laid_out, width):
     m = laid_out[width]
     assert m["viewport"] == width and m["doc_width"] <= width, m["too_wide"]  # nothing wider than the screen
-    # each code column holds at least 32 characters (measured 2026-11-30: 38 at 390 px, 87 at 800, 78 at 1400)
+    # each code column holds at least 32 characters (measured 2026-12-07: 37 at 390 px, 85 at 800, 77 at 1400)
     assert m["code_cells"] > 100 and m["min_code_chars"] >= 32
     sides = 2 if width >= page.WIDE else 1  # under WIDE px one side at a time, behind a tab
     assert m["both_sides"] == [sides] * len(m["both_sides"]) and len(m["both_sides"]) > 10
@@ -766,7 +766,7 @@ def test_the_page_fits_the_screen_and_shows_code_in_wide_columns(laid_out, width
     assert m["run_log_clipped"] is False
     # the plot fits the column and its smallest text is at least 9.5 px (measured 10.2 at 390 px, 17.8 wider)
     assert m["plot_width"] <= width and m["plot_font_px"] >= 9.5
-    # a phone shows one side at a time: not much taller than a wide screen (16,100 px against 10,300 measured)
+    # a phone shows one side at a time: not much taller than a wide screen (22,200 px against 13,300, 2026-12-07)
     assert m["height"] <= 2 * laid_out[1400]["height"]
 
 
