@@ -21,7 +21,7 @@ from common.cli import run_cli
 from compare import lesson
 from compare.lesson import page, terminal
 from compare.lesson import views as views_module
-from conftest import run_module
+from conftest import ROOT
 
 PAIR = lesson.DEFAULT_PAIR
 
@@ -196,15 +196,17 @@ def test_the_residual_faces_the_residual_and_forward_shows_flax_apply():
     assert 'return GPT(cfg).apply({"params": params}, tokens)' in right
 
 
-@pytest.mark.parametrize("width", [80, 160])
-def test_diff_attention_at_80_and_160_columns_puts_counterparts_together(width, capsys):
+@pytest.mark.parametrize("width", [60, 80, 160])
+def test_diff_attention_at_60_80_and_160_columns_puts_counterparts_together(width, capsys):
+    """Two columns from 80 (a common terminal: 37 characters a side, code continued between tokens);
+    below that, one side above the other."""
     assert lesson.main(["attention", "--width", str(width)]) == 0
     out = capsys.readouterr().out.splitlines()
 
     def at(text, mark=None):
         return next(i for i, ln in enumerate(out) if text in ln and (mark is None or ln.startswith(mark)))
 
-    if width == 160:  # two columns: the counterparts on one row, the row marked as differing
+    if width >= 80:  # two columns: the counterparts on one row, the row marked as differing
         for pure_text, flax_text in [('q = tap(taps, f"l{layer}.q"', 'q = tap(self, "q"'),
                                      ("causal = jnp.tril(", "causal = nn.make_causal_mask(")]:
             row = out[at(pure_text)]
@@ -355,7 +357,7 @@ def test_fitting_a_line_never_cuts_a_name_or_a_string(pair):
                 for line in (row.left, row.right):
                     if line is None or not line.key:
                         continue
-                    for width in (38, 36, 78, 158):  # the columns of --width 40, 80 (stacked) and 160
+                    for width in (38, 58, 37, 78):  # the columns of --width 40 and 60 (stacked), 80 and 160
                         assert shown_whole(line, terminal.fit(line, width)) == [], (pair, v.name, line.key, width)
                         checked += 1
     assert checked > 400
@@ -413,9 +415,9 @@ def stacked_sides(out: list[str], topic: str, title: str, ends: list[str]) -> tu
 
 @pytest.mark.parametrize("pair", PAIRS)
 def test_stacked_each_side_reads_as_its_own_source(pair):
-    """At 80 columns the sides go one above the other: each side's lines, read in order, are its
+    """At 60 columns the sides go one above the other: each side's lines, read in order, are its
     source's lines with its own indentation (a line that fits is shown as it is)."""
-    out = diff_output(pair, 80)
+    out = diff_output(pair, 60)
     for v in views(pair).values():
         for piece in v.pieces:
             if piece.shared:
@@ -425,7 +427,7 @@ def test_stacked_each_side_reads_as_its_own_source(pair):
             left, right = stacked_sides(out, v.name, piece.titles[0], ends)
             for side, shown in ((0, left), (1, right)):
                 source = [t for row in piece.rows for ln in [(row.left, row.right)[side]] if ln
-                          for t in ln.physical if t.strip() and len(t) <= 78 and "#" not in t]
+                          for t in ln.physical if t.strip() and len(t) <= 58 and "#" not in t]
                 k = 0
                 for t in source:
                     while k < len(shown) and shown[k].rstrip() != t.rstrip():
@@ -434,7 +436,7 @@ def test_stacked_each_side_reads_as_its_own_source(pair):
 
 
 def test_stacked_forward_keeps_each_sides_indentation(capsys):
-    assert lesson.main(["forward", "--width", "80"]) == 0
+    assert lesson.main(["forward", "--width", "60"]) == 0
     out = capsys.readouterr().out.splitlines()
     k = next(i for i, ln in enumerate(out) if ln.startswith(">     def __call__(self, tokens):"))
     assert out[k + 1].startswith(">         ")  # the method's body, one level in, on flax's side
@@ -442,9 +444,9 @@ def test_stacked_forward_keeps_each_sides_indentation(capsys):
 
 
 def test_stacked_changed_lines_do_not_interleave():
-    """The names topic at 80 columns once read `> if "." not in name:` / `< return shapes` /
-    `> return (name, "embedding")`: now all of pure's changed lines, then all of flax's."""
-    out = diff_output(("pure", "flax_port"), 80)
+    """The names topic, stacked (then at 80 columns, now below), once read `> if "." not in name:` /
+    `< return shapes` / `> return (name, "embedding")`: now all of pure's changed lines, then all of flax's."""
+    out = diff_output(("pure", "flax_port"), 60)
     start = out.index(next(ln for ln in out if ln.startswith("━━ names ")))
     piece = out[start: next(i for i in range(start, len(out)) if out[i].startswith("The names, generated"))]
     marks = "".join(ln[0] for ln in piece if ln[:1] in ("<", ">") and not ln.startswith(("< common/", "> flax_port/")))
@@ -542,9 +544,51 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch):
     assert not any("\033[" in ln for ln in lesson.render_topic(v, 160, False, None))
 
 
-def test_no_escape_codes_when_the_output_is_not_a_terminal():
-    r = run_module("compare", "diff", "loss", "--width", "120", env={"NO_COLOR": ""})
-    assert r.returncode == 0 and "\033[" not in r.stdout and "━━ loss " in r.stdout
+def terminal_of(columns: int) -> tuple[int, int]:
+    """A pseudo-terminal (controller, terminal end) `columns` wide."""
+    import fcntl
+    import os
+    import struct
+    import termios
+
+    controller, end = os.openpty()
+    fcntl.ioctl(end, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    return controller, end
+
+
+def test_piped_into_cat_from_an_80_column_terminal_two_columns_fit_and_no_escape_codes():
+    """`compare diff attention | cat` in an 80-column terminal: standard output is a pipe, standard error
+    the terminal, whose width it takes (no --width, no $COLUMNS); two columns, no line wider than
+    80, and no colour (the output is not a terminal)."""
+    import os
+    import subprocess
+
+    controller, end = terminal_of(80)
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"} | {"PYTHONPATH": str(ROOT), "NO_COLOR": ""}
+    try:
+        r = subprocess.run([sys.executable, "-m", "compare", "diff", "attention"], stdout=subprocess.PIPE, stderr=end,
+                           stdin=subprocess.DEVNULL, env=env, text=True, timeout=300)
+    finally:
+        os.close(end)
+        os.close(controller)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and "\033[" not in r.stdout and "━━ attention " in r.stdout
+    assert max(len(ln) for ln in lines) <= 80 and sum(" │ " in ln for ln in lines) > 10
+
+
+def test_the_width_comes_from_whichever_stream_is_a_terminal(monkeypatch):
+    from compare.lesson import command
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    controller, end = terminal_of(97)
+    try:
+        read, write = __import__("os").pipe()
+        assert command.terminal_width(None, streams=(write, end)) == 97  # a pipe first, then the terminal
+        assert command.terminal_width(None, streams=(write, read)) == 160  # no terminal anywhere
+        assert command.terminal_width(72, streams=(end,)) == 72  # --width wins
+    finally:
+        for fd in (controller, end, read, write):
+            __import__("os").close(fd)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -830,3 +874,28 @@ def test_two_builds_of_the_page_are_the_same_bytes(built_page, tmp_path):
     again = tmp_path / "again.html"
     assert run_cli(lesson.lesson_main, ["--html", str(again), "--steps", "0"]) == 0
     assert again.read_text(encoding="utf-8") == built_page[1]
+
+
+def test_the_tokens_that_differ_are_marked_inside_a_paired_row(capsys):
+    """Token-level marking (terminal.changed_spans): in `x = nn.Dense(3)(h)` against
+    `x = nnx.Linear(3)(h)` only the module's path differs; lines the same have no mark. On a
+    terminal the changed tokens take the side's colour and the rest of the row stays plain; without
+    colour, carets under them."""
+    def line(text):
+        return lesson.logical_lines([text], "a.py", 1)[0]
+
+    def marked(a, b):
+        spans = terminal.changed_spans(line(a), line(b))
+        return ["".join(text[c] for c in sorted(cols)) for text, cols in zip((a, b), (spans[0][0], spans[1][0]))]
+
+    assert marked("x = nn.Dense(3)(h)", "x = nnx.Linear(3)(h)") == ["nnDense", "nnxLinear"]
+    assert marked("x = f(h)  # a comment", "x = f(h)  # another") == ["", ""]  # comments are not compared
+    assert marked("y = g(h)", "y = g(h)") == ["", ""]
+    v = lesson.view("attention", PAIR)
+    painted = next(ln for ln in lesson.render_topic(v, 160, True, None) if 'q = tap(' in ln and "taps" in ln)
+    assert "\033[1;31mtaps\033[0m" in painted and "\033[1;32mself\033[0m" in painted
+    assert "q = tap(" in painted  # what both lines share, plain
+    plain = lesson.render_topic(v, 160, False, None)
+    k = next(i for i, ln in enumerate(plain) if 'q = tap(taps' in ln)
+    left, under = plain[k].split(" │ ")[0], plain[k + 1].split(" │ ")[0]
+    assert under[left.index("taps"):left.index("taps") + 4] == "^^^^" and "^" not in under[:left.index("taps")]

@@ -3,6 +3,7 @@
 """
 
 import importlib
+import os
 import shutil
 import sys
 
@@ -34,14 +35,23 @@ def parse_pair(text: str) -> tuple[str, str]:
 
 
 
-def terminal_width(given: int | None) -> int:
-    """--width as given (one rule for every value: at least MIN_WIDTH), else the terminal's."""
+def terminal_width(given: int | None, streams=(1, 2, 0)) -> int:
+    """--width as given (one rule for every value: at least MIN_WIDTH), else $COLUMNS, else the width
+    of the terminal that standard output, error or input is (`compare diff | less` and `| cat` still
+    fit the terminal they end in), else 160 (output to a file, no terminal anywhere)."""
     if given is not None:
         if given < MIN_WIDTH:
             raise UserError(f"--width {given} is too narrow to show code: use {MIN_WIDTH} or more, or leave "
                             "--width out to fit the terminal")
         return given
-    return max(MIN_WIDTH, shutil.get_terminal_size((160, 40)).columns)
+    columns = shutil.get_terminal_size((0, 0)).columns  # $COLUMNS, or standard output's terminal
+    for fd in streams if columns <= 0 else ():
+        try:
+            columns = os.get_terminal_size(fd).columns
+            break
+        except (OSError, ValueError):
+            continue
+    return max(MIN_WIDTH, columns if columns > 0 else 160)
 
 
 def main(argv) -> int:

@@ -2,6 +2,7 @@
 made to fit the width.
 """
 
+import itertools
 import re
 import textwrap
 
@@ -12,7 +13,7 @@ from compare.lesson.source import Break, Line, code_line
 from compare.lesson.views import Piece, Pointer, TopicView
 
 COLOURS = {"differ": "33", "left": "31", "right": "32", "head": "1", "note": "36", "PASS": "32", "FAIL": "31"}
-MIN_COLUMN = 70  # narrower than this, the two sides go one above the other
+MIN_COLUMN = 37  # narrower than this (an 80-column terminal gives 37 each), the sides go one above the other
 MIN_WIDTH = 40
 
 
@@ -88,7 +89,11 @@ def break_code(text: str, breaks: list[Break], width: int, hanging: str) -> list
         done = cut.column
         while done < len(text) and text[done] == " ":
             done += 1
-        prefix = hanging if len(hanging) < width // 2 else "  "
+        # the hanging indent, unless it would push the next token past the width (a long name in a
+        # narrow column): then two spaces, so that the name still fits whole where it can
+        after = min((b.column for b in breaks if b.column > done), default=len(text))
+        token = len(text[done:after].rstrip())
+        prefix = hanging if len(hanging) < width // 2 and len(hanging) + token <= width else "  "
     return pieces + [prefix + text[done:]]
 
 
@@ -121,7 +126,7 @@ def render_topic(v: TopicView, width: int, colour: bool, outcomes: list[tuple[st
                 title = f"{piece.titles[0]}: {piece.caption}"
                 out += [paint(t, "head", colour) for t in wrap_words(title, width, "  ")]
             out += [f"  {t}".rstrip() for r in piece.rows for t in fit(r.left, width - 2)]
-        elif cols:
+        elif cols and fits_in_columns(piece, cols):
             out += two_columns(piece, cols, colour)
         else:
             out += one_above_the_other(piece, width, colour)
@@ -161,6 +166,79 @@ def render_topic(v: TopicView, width: int, colour: bool, outcomes: list[tuple[st
     return out
 
 
+def fits_in_columns(piece: Piece, cols: tuple[int, int]) -> bool:
+    """Every line of each side fits its column once continued between tokens: not so where one token
+    (`softmax_cross_entropy_with_integer_labels(` at 37 characters a side) is wider than its
+    column; that piece goes one side above the other, where the token has the whole width."""
+    return all(len(t) <= w for row in piece.rows for line, w in ((row.left, cols[0]), (row.right, cols[1])) if line
+               for t in fit(line, w))
+
+
+TOKEN = re.compile(r"\w+|\S")  # a name or number, else one character: what a changed word is made of
+
+
+def changed_spans(left: Line, right: Line) -> tuple[list[set[int]], list[set[int]]]:
+    """For each side, per physical line, the columns of the tokens that differ from the other side
+    (difflib over the two lines' token sequences; a token both have, in order, is not marked)."""
+    import difflib
+
+    def tokens(line: Line):  # the code's tokens: comments and docstrings are prose, not compared here
+        return [(k, m.start(), m.end(), m.group())
+                for k, (text, comment_at, prose) in enumerate(zip(line.physical, line.comment_at, line.prose))
+                if not prose for m in TOKEN.finditer(text[:comment_at] if comment_at is not None else text)
+                if not text.lstrip().startswith("#")]
+
+    a, b = tokens(left), tokens(right)
+    marks = ([set() for _ in left.physical], [set() for _ in right.physical])
+    matcher = difflib.SequenceMatcher(None, [t[3] for t in a], [t[3] for t in b], autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op != "equal":
+            for side, found in ((0, a[i1:i2]), (1, b[j1:j2])):
+                for k, start, end, _ in found:
+                    marks[side][k].update(range(start, end))
+    return marks
+
+
+def marked_columns(shown: list[str], line: Line, marks: list[set[int]]) -> list[set[int]]:
+    """The marked columns of each display line of `line` (fit's output): a display line is found in
+    its physical line by its text (a continuation drops its indent and its trailing backslash); one
+    not found whole there (a comment's words re-wrapped) is left unmarked."""
+    out, at = [], (0, 0)
+    for text in shown:
+        body = text.strip().removesuffix("\\").rstrip()
+        cols: set[int] = set()
+        if body:
+            for k in range(at[0], len(line.physical)):
+                pos = line.physical[k].find(body, at[1] if k == at[0] else 0)
+                if pos < 0 and k == at[0]:  # a trailing comment, shown above its code, was found first
+                    pos = line.physical[k].find(body)
+                if pos >= 0:
+                    lead = len(text) - len(text.lstrip())
+                    cols = {lead + c - pos for c in marks[k] if pos <= c < pos + len(body)}
+                    at = (k, pos + len(body))
+                    break
+        out.append(cols)
+    return out
+
+
+def paint_marked(text: str, cols: set[int], kind: str, colour: bool) -> str:
+    """`text` plain, its marked columns in the side's colour (bold)."""
+    if not colour or not cols:
+        return text
+    code = {"left": "1;31", "right": "1;32"}[kind]
+    flags = [j in cols and not ch.isspace() for j, ch in enumerate(text)]
+    out, j = [], 0
+    for marked, group in itertools.groupby(flags):  # a run of marked characters takes one escape sequence
+        n = len(list(group))
+        out.append(f"\033[{code}m{text[j:j + n]}\033[0m" if marked else text[j:j + n])
+        j += n
+    return "".join(out)
+
+
+def carets(text_width: int, cols: set[int]) -> str:
+    return "".join("^" if j in cols else " " for j in range(text_width))
+
+
 def two_columns(piece: Piece, cols: tuple[int, int], colour: bool) -> list[str]:
     wl, wr = cols
     if len(piece.titles[0]) <= wl and len(piece.titles[1]) <= wr:
@@ -173,17 +251,32 @@ def two_columns(piece: Piece, cols: tuple[int, int], colour: bool) -> list[str]:
         kind = row.kind
         left, lead_l = fit_counting(row.left, wl) if row.left else ([], 0)
         right, lead_r = fit_counting(row.right, wr) if row.right else ([], 0)
+        within = kind == "differ" and row.left is not None and row.right is not None
+        if within:  # the tokens that differ, marked inside the two lines; the rest stays plain
+            spans = changed_spans(row.left, row.right)
+            marked_l, marked_r = marked_columns(left, row.left, spans[0]), marked_columns(right, row.right, spans[1])
         if left and right:  # the two first lines of code face each other, whatever comment moved above
             left = [""] * (lead_r - lead_l) + left
             right = [""] * (lead_l - lead_r) + right
+            if within:
+                marked_l = [set()] * (lead_r - lead_l) + marked_l
+                marked_r = [set()] * (lead_l - lead_r) + marked_r
         for k in range(max(len(left), len(right))):
             a = left[k] if k < len(left) else ""
             b = right[k] if k < len(right) else ""
             mark = MARKS[kind] if (row.left or row.right).key else " "
             if kind == "differ" and not (a.strip() and b.strip()):
                 mark = " "  # a longer line's continuation faces nothing: it is not said to differ from it
-            out.append(f"{paint(mark, kind, colour)} {paint(a.ljust(wl), kind, colour)} │ {paint(b, kind, colour)}"
-                       .rstrip())
+            if not within:
+                out.append(f"{paint(mark, kind, colour)} {paint(a.ljust(wl), kind, colour)} │ "
+                           f"{paint(b, kind, colour)}".rstrip())
+                continue
+            ca = marked_l[k] if k < len(marked_l) else set()
+            cb = marked_r[k] if k < len(marked_r) else set()
+            out.append(f"{paint(mark, kind, colour)} {paint_marked(a, ca, 'left', colour)}{' ' * (wl - len(a))} │ "
+                       f"{paint_marked(b, cb, 'right', colour)}".rstrip())
+            if not colour and (ca or cb):  # without colour, carets under what changed
+                out.append(f"  {carets(wl, ca)} │ {carets(len(b), cb)}".rstrip())
     return out
 
 
