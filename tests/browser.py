@@ -51,7 +51,9 @@ MEASURE = r"""
   out.broken = [];  // a token with no space in it laid out over two lines
   for (const span of document.querySelectorAll("table.code td.src span")) {
     const t = span.textContent;
-    if (!/\s/.test(t) && visible(span) && span.getClientRects().length > 1) out.broken.push(t);
+    // over two lines: boxes at two heights (a span holding a <mark> has a box per part on one line)
+    const tops = [...span.getClientRects()].map(r => r.top);
+    if (!/\s/.test(t) && visible(span) && Math.max(...tops) - Math.min(...tops) > 6) out.broken.push(t);
   }
   out.badge_cells = 0; out.badges_apart = [];  // a badge and its line number on two rows
   for (const td of document.querySelectorAll("td.ln")) {

@@ -899,3 +899,16 @@ def test_the_tokens_that_differ_are_marked_inside_a_paired_row(capsys):
     k = next(i for i, ln in enumerate(plain) if 'q = tap(taps' in ln)
     left, under = plain[k].split(" │ ")[0], plain[k + 1].split(" │ ")[0]
     assert under[left.index("taps"):left.index("taps") + 4] == "^^^^" and "^" not in under[:left.index("taps")]
+
+
+def test_the_page_marks_the_tokens_that_differ_and_nothing_in_rows_the_same():
+    pair = ("pure", "flax_port")
+    v = lesson.view("attention", pair)
+    text = page.render([v], {"attention": []}, [], None, pair, 0)
+    rows = re.findall(r'<tr class="(\w+)" title=[^>]*>(.*?)</tr>', text, re.S)
+    q_row = next(body for kind, body in rows if kind == "differ" and "tap</span>" in body and "taps" in body)
+    left, right = q_row.split('<td class="ln r', 1)
+    assert '<mark class="chg">taps</mark>' in left and '<mark class="chg">self</mark>' in right
+    assert ">tap</span>" in left and ">tap</span>" in right  # what both lines share, unmarked
+    assert all("<mark" not in body for kind, body in rows if kind != "differ")
+    assert sum(kind == "differ" and "<mark" in body for kind, body in rows) >= 8

@@ -13,10 +13,34 @@ has none, so every pair shows the same pairing.
 
 import dataclasses
 import difflib
+import re
 
 from compare.lesson.source import Line
 
 MARKS = {"same": " ", "differ": "~", "left": "<", "right": ">"}
+
+TOKEN = re.compile(r"\w+|\S")  # a name or number, else one character: what a changed word is made of
+
+
+def changed_spans(left: Line, right: Line) -> tuple[list[set[int]], list[set[int]]]:
+    """For each side, per physical line, the columns of the tokens that differ from the other side
+    (difflib over the two lines' token sequences; a token both have, in order, is not marked)."""
+    def tokens(line: Line):  # the code's tokens: comments and docstrings are prose, not compared here
+        return [(k, m.start(), m.end(), m.group())
+                for k, (text, comment_at, prose) in enumerate(zip(line.physical, line.comment_at, line.prose))
+                if not prose for m in TOKEN.finditer(text[:comment_at] if comment_at is not None else text)
+                if not text.lstrip().startswith("#")]
+
+    a, b = tokens(left), tokens(right)
+    marks = ([set() for _ in left.physical], [set() for _ in right.physical])
+    matcher = difflib.SequenceMatcher(None, [t[3] for t in a], [t[3] for t in b], autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op != "equal":
+            for side, found in ((0, a[i1:i2]), (1, b[j1:j2])):
+                for k, start, end, _ in found:
+                    marks[side][k].update(range(start, end))
+    return marks
+
 
 PAIR_AT = 0.6  # the least score for two different lines to face each other
 

@@ -6,13 +6,14 @@ for nothing. The page is built from the lesson's views (compare/lesson/views.py)
 """
 
 import html
+import itertools
 import re
 from importlib import metadata
 
 from pygments.lexers import PythonLexer
 from pygments.token import STANDARD_TYPES
 
-from compare.lesson.align import row_mark
+from compare.lesson.align import changed_spans, row_mark
 from compare.lesson.content import TOPICS, opening
 from compare.lesson.source import Line
 from compare.lesson.views import Piece, Pointer, TopicView
@@ -115,6 +116,7 @@ table.code td.ln { color: var(--ln); text-align: right; white-space: nowrap; wid
 table.code td.mk { width: 1.2em; min-width: 1.2em; text-align: center; font-weight: 700; color: var(--mark);
                    user-select: none; }
 tr.differ td.src, tr.differ td.ln { background: var(--differ); }
+mark.chg { background: none; color: inherit; text-decoration: underline 2px var(--mark); text-underline-offset: 3px; }
 tr.left td.src.l, tr.left td.ln.l { background: var(--left); }
 tr.right td.src.r, tr.right td.ln.r { background: var(--right); }
 td.gap { background: repeating-linear-gradient(135deg, var(--gap-a) 0 6px, var(--gap-b) 6px 12px) !important; }
@@ -184,17 +186,36 @@ def token_class(ttype) -> str:
     return STANDARD_TYPES[ttype]
 
 
-def highlight(lines: list[Line]) -> list[list[str]]:
-    """Each logical line's physical lines as HTML, highlighted with the whole piece as context."""
+def marked(part: str, start: int, cols: set[int]) -> str:
+    """`part` (starting at column `start` of its line) escaped, its marked columns inside <mark>."""
+    out, j = [], 0
+    for is_marked, group in itertools.groupby(start + j in cols for j in range(len(part))):
+        n = len(list(group))
+        text = html.escape(part[j:j + n])
+        out.append(f'<mark class="chg">{text}</mark>' if is_marked else text)
+        j += n
+    return "".join(out)
+
+
+def highlight(lines: list[Line], marks: list | None = None) -> list[list[str]]:
+    """Each logical line's physical lines as HTML, highlighted with the whole piece as context; with
+    `marks` (per logical line, None or per physical line the changed columns: align.changed_spans),
+    the tokens that differ from the facing line inside <mark class="chg">."""
     text = "\n".join(p for ln in lines for p in ln.physical)
-    out = [""]
+    flat = [cols for i, ln in enumerate(lines) for cols in ((marks or [None] * len(lines))[i]
+                                                              or [set()] * len(ln.physical))]
+    out, col = [""], 0
     for ttype, value in PythonLexer(stripnl=False, ensurenl=False).get_tokens(text):
         cls = token_class(ttype)
         for k, part in enumerate(value.split("\n")):
             if k:
                 out.append("")
+                col = 0
             if part:
-                out[-1] += f'<span class="{cls}">{html.escape(part)}</span>' if cls else html.escape(part)
+                cols = flat[len(out) - 1] if len(out) - 1 < len(flat) else set()
+                inner = marked(part, col, cols) if cols else html.escape(part)
+                out[-1] += f'<span class="{cls}">{inner}</span>' if cls else inner
+                col += len(part)
     out += [""] * (sum(len(ln.physical) for ln in lines) - len(out))
     grouped, k = [], 0
     for ln in lines:
@@ -241,8 +262,12 @@ def piece_table(piece: Piece, v: TopicView, badges: dict, number: int) -> str:
         return (f'{about}<div class="piece"><div class="scroll"><table class="code shared">'
                 f'<tr class="head"><th colspan="3">{head}</th></tr>'
                 + "".join(rows) + "</table></div></div>")
-    left = highlight([r.left for r in piece.rows if r.left])
-    right = highlight([r.right for r in piece.rows if r.right])
+    spans = {id(r): changed_spans(r.left, r.right) for r in piece.rows
+             if r.kind == "differ" and r.left is not None and r.right is not None}
+    left = highlight([r.left for r in piece.rows if r.left], [spans.get(id(r), (None,))[0] for r in piece.rows
+                                                            if r.left])
+    right = highlight([r.right for r in piece.rows if r.right], [spans.get(id(r), (None, None))[1]
+                                                               for r in piece.rows if r.right])
     li = ri = 0
     rows = []
     for row in piece.rows:
@@ -362,7 +387,8 @@ def render(views: list[TopicView], outcomes: dict, names: list, run, pair: tuple
         f'{sum(o == "PASS" for _, o in outcomes[v.name])}/{len(outcomes[v.name])} ✓</span>'
         f" — {html.escape(TOPICS[v.name].concept.split(':')[0])}</li>" for v in views)
     curves = curves_html(run, pair, steps)
-    legend = ('<p class="legend">Marks:<span class="sw differ"></span>~ the two lines differ'
+    legend = ('<p class="legend">Marks:<span class="sw differ"></span>~ the two lines differ '
+              '(the <mark class="chg">tokens</mark> that differ underlined)'
               '<span class="sw left"></span>&lt; only on the left'
               '<span class="sw right"></span>&gt; only on the right'
               '<span class="sw gap"></span>a gap: nothing on that side does it'

@@ -6,7 +6,7 @@ import itertools
 import re
 import textwrap
 
-from compare.lesson.align import MARKS, Row
+from compare.lesson.align import MARKS, Row, changed_spans
 from compare.lesson.checks import names_rows
 from compare.lesson.content import opening
 from compare.lesson.source import Break, Line, code_line
@@ -172,31 +172,6 @@ def fits_in_columns(piece: Piece, cols: tuple[int, int]) -> bool:
     column; that piece goes one side above the other, where the token has the whole width."""
     return all(len(t) <= w for row in piece.rows for line, w in ((row.left, cols[0]), (row.right, cols[1])) if line
                for t in fit(line, w))
-
-
-TOKEN = re.compile(r"\w+|\S")  # a name or number, else one character: what a changed word is made of
-
-
-def changed_spans(left: Line, right: Line) -> tuple[list[set[int]], list[set[int]]]:
-    """For each side, per physical line, the columns of the tokens that differ from the other side
-    (difflib over the two lines' token sequences; a token both have, in order, is not marked)."""
-    import difflib
-
-    def tokens(line: Line):  # the code's tokens: comments and docstrings are prose, not compared here
-        return [(k, m.start(), m.end(), m.group())
-                for k, (text, comment_at, prose) in enumerate(zip(line.physical, line.comment_at, line.prose))
-                if not prose for m in TOKEN.finditer(text[:comment_at] if comment_at is not None else text)
-                if not text.lstrip().startswith("#")]
-
-    a, b = tokens(left), tokens(right)
-    marks = ([set() for _ in left.physical], [set() for _ in right.physical])
-    matcher = difflib.SequenceMatcher(None, [t[3] for t in a], [t[3] for t in b], autojunk=False)
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
-        if op != "equal":
-            for side, found in ((0, a[i1:i2]), (1, b[j1:j2])):
-                for k, start, end, _ in found:
-                    marks[side][k].update(range(start, end))
-    return marks
 
 
 def marked_columns(shown: list[str], line: Line, marks: list[set[int]]) -> list[set[int]]:
