@@ -66,6 +66,7 @@ TOKEN_GROUPS = {  # Pygments' short class -> colour; unlisted tokens (names, ope
 }
 WIDE = 1100  # px: from here the two sides stand side by side (each code column about 60 characters);
 #              narrower, one side at a time, with a tab for each
+BREAK_AFTER = "([.,="  # where a code line may go on to the next: after these tokens, as the terminal breaks
 
 
 def palette_css(colours: dict) -> str:
@@ -116,6 +117,7 @@ table.code td.ln { color: var(--ln); text-align: right; white-space: nowrap; wid
 table.code td.mk { width: 1.2em; min-width: 1.2em; text-align: center; font-weight: 700; color: var(--mark);
                    user-select: none; }
 tr.differ td.src, tr.differ td.ln { background: var(--differ); }
+td.src span.nw { white-space: nowrap; }
 mark.chg { background: none; color: inherit; text-decoration: underline 2px var(--mark); text-underline-offset: 3px; }
 tr.left td.src.l, tr.left td.ln.l { background: var(--left); }
 tr.right td.src.r, tr.right td.ln.r { background: var(--right); }
@@ -214,7 +216,11 @@ def highlight(lines: list[Line], marks: list | None = None) -> list[list[str]]:
             if part:
                 cols = flat[len(out) - 1] if len(out) - 1 < len(flat) else set()
                 inner = marked(part, col, cols) if cols else html.escape(part)
+                if cls and not any(ch.isspace() for ch in part):
+                    cls += " nw"  # a token without a space never breaks ("->" inside a string would)
                 out[-1] += f'<span class="{cls}">{inner}</span>' if cls else inner
+                if part[-1] in BREAK_AFTER and col:  # a line may continue on the next between two tokens
+                    out[-1] += "<wbr>"
                 col += len(part)
     out += [""] * (sum(len(ln.physical) for ln in lines) - len(out))
     grouped, k = [], 0
@@ -295,8 +301,15 @@ def piece_table(piece: Piece, v: TopicView, badges: dict, number: int) -> str:
 
 
 def code_html(text: str) -> str:
-    return "".join(f'<span class="{token_class(t)}">{html.escape(v)}</span>' if token_class(t) else html.escape(v)
-                   for t, v in PythonLexer(stripnl=False, ensurenl=False).get_tokens(text))
+    """A quoted line of code, highlighted; it may go on to the next line between tokens, as the
+    code boxes do."""
+    out = []
+    for t, v in PythonLexer(stripnl=False, ensurenl=False).get_tokens(text):
+        cls = token_class(t)
+        out.append(f'<span class="{cls}">{html.escape(v)}</span>' if cls else html.escape(v))
+        if v and v[-1] in BREAK_AFTER and out[:-1]:
+            out.append("<wbr>")
+    return "".join(out)
 
 
 def prose(text: str) -> str:
