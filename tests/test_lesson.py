@@ -917,3 +917,32 @@ def test_the_page_marks_the_tokens_that_differ_and_nothing_in_rows_the_same():
     assert ">tap</span>" in left and ">tap</span>" in right  # what both lines share, unmarked
     assert all("<mark" not in body for kind, body in rows if kind != "differ")
     assert sum(kind == "differ" and "<mark" in body for kind, body in rows) >= 8
+
+
+def test_structure_faces_its_counterpart_across_the_styles():
+    """The counterpart rules for what linen and NNX place differently (issue 30): the optimizer
+    made (pure's Adam moments, linen's TrainState, nnx.Optimizer), a linen field against the NNX
+    constructor, and pure's table of shapes facing nothing rather than the first def of the other
+    side. Each assertion fails if its rule is taken out of content.COUNTERPARTS."""
+    assert faces_in(("pure", "nnx_port"), "train", "return params, optim.adam_init(params)").startswith(
+        "optimizer = nnx.Optimizer(")
+    assert faces_in(("pure", "nnx_port"), "train", "return nnx.split((gpt, optimizer))", side=1) is None
+    assert faces_in(("flax_port", "nnx_port"), "train", "return train_state.TrainState.create(").startswith(
+        "optimizer = nnx.Optimizer(")
+    assert faces_in(("pure", "flax_port"), "train", "return params, optim.adam_init(params)").startswith(
+        "return train_state.TrainState.create(")
+    assert faces_in(("flax_port", "nnx_port"), "attention", "cfg: Config").startswith("def __init__(self, cfg: Config")
+    for pair in (("pure", "flax_port"), ("pure", "nnx_port")):
+        assert faces_in(pair, "names", "def param_shapes(") is None, pair
+
+
+def test_a_counterpart_rule_can_be_seen_to_matter(monkeypatch):
+    """The twin: without the optimizer rule, pure's adam_init line faces nnx's split, as it did."""
+    from compare.lesson import content
+
+    rules = tuple(g for g in content.COUNTERPARTS if g.get("nnx_port") != "optimizer = nnx.Optimizer(")
+    monkeypatch.setattr(views_module, "COUNTERPARTS", rules)
+    pair = ("pure", "nnx_port")
+    v = views_module.view("train", pair)
+    row = next(r for p in v.pieces for r in p.rows if r.left and "adam_init(params)" in r.left.key)
+    assert row.right is not None and row.right.key.startswith("return nnx.split(")

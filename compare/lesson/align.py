@@ -62,7 +62,8 @@ def pin_of(line: Line, pins: list[tuple[str | None, str | None]], side: int) -> 
     """The counterpart group a line of code (not of a docstring) belongs to, if any."""
     if line.key and not line.prose[0]:
         for g, pin in enumerate(pins):
-            if pin[side] and pin[side] in line.key:
+            text = pin[side]
+            if text and (line.key.startswith(text[1:]) if text.startswith("^") else text in line.key):
                 return g
     return None
 
@@ -128,8 +129,12 @@ def align(left: list[Line], right: list[Line], pins: list[tuple[str | None, str 
     side has no such line."""
     if not left or not right:
         return [Row(a, None) for a in left] + [Row(None, b) for b in right]
-    rows = [Row(left[0], right[0])]  # a piece's def/class faces the other's
-    left, right = left[1:], right[1:]
+    first_l, first_r = pin_of(left[0], pins, 0), pin_of(right[0], pins, 1)
+    if first_l != first_r:  # a def with a counterpart rule faces only its counterpart
+        rows = []
+    else:
+        rows = [Row(left[0], right[0])]  # a piece's def/class faces the other's
+        left, right = left[1:], right[1:]
     pins_l = [pin_of(ln, pins, 0) for ln in left]
     pins_r = [pin_of(ln, pins, 1) for ln in right]
     # blanks never anchor: each gets a key of its own; a pinned line anchors only to its counterpart

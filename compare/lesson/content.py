@@ -114,6 +114,13 @@ COUNTERPARTS = (
     # the step reading its weights out of the state it was handed
     {"pure": "params, _ = state", "nnx_port": "gpt, _ = nnx.merge(*state)"},
     {"pure": "params, opt_state = state", "nnx_port": "gpt, optimizer = nnx.merge(*state, copy=True)"},
+    # the optimizer made: Adam's moments beside the weights, a TrainState around them, an nnx.Optimizer
+    {"pure": "return params, optim.adam_init(params)", "flax_port": "return train_state.TrainState.create(",
+     "nnx_port": "optimizer = nnx.Optimizer("},
+    # what a module is built from: a linen field, the NNX constructor ("^": the line starts so)
+    {"flax_port": "^cfg: Config", "nnx_port": "^def __init__(self, cfg: Config"},
+    # the names: pure's table of shapes has no counterpart in a function mapping one name to a path
+    {"pure": "^def param_shapes("},
     # the update: new dicts, a new TrainState, in place
     {"pure": "return optim.adam_update(", "flax_port": "return state.apply_gradients(",
      "nnx_port": "optimizer.update(gpt, grads)"},
