@@ -106,10 +106,16 @@ def save_plot(path: str, losses: dict, divergence) -> None:
     def smooth(losses):
         return np.convolve(losses, np.ones(window) / window, mode="valid")
 
-    # 6 x 6 inches with 12-point text: the lesson page shows it 366 px wide on a 390 px phone, where
-    # that text is still 9-10 px high (at 8 x 6 inches and 10 points it was 6)
+    # 6 inches wide with 12-point text: the lesson page shows it 366 px wide on a 390 px phone, where
+    # that text is still 9-10 px high (at 8 x 6 inches and 10 points it was 6); 6 high with the
+    # difference panel, 4 without (all bitwise: the difference is a line under the curves)
+    differ = divergence != 0
+    same = int((~differ).sum())
     with plt.rc_context({"font.size": 12, "svg.fonttype": "none"}):  # an SVG's text stays text
-        fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 6), sharex=True, height_ratios=(3, 2))
+        if differ.any():
+            fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 6), sharex=True, height_ratios=(3, 2))
+        else:  # nothing to draw below: the difference is one line of text under the curves
+            fig, top = plt.subplots(1, 1, figsize=(6, 4))
         for i, (name, curve) in enumerate(losses.items()):
             colour, style = f"C{i}", ["-", "--", ":"][i % 3]
             top.plot(steps, curve, lw=0.5, color=colour, alpha=0.25)
@@ -117,23 +123,17 @@ def save_plot(path: str, losses: dict, divergence) -> None:
                      label=f"{name}, mean of the last {window} steps" if window > 1 else name)
         top.set_ylabel("loss (faint: each step)")
         top.legend()
-        differ = divergence != 0
-        same = int((~differ).sum())
         if differ.any():
             bottom.semilogy(steps[differ], divergence[differ], ".", ms=2, color="C3", label="steps that differ")
             if same:  # a log scale has no 0: the bitwise-equal steps are a green rug along the bottom
                 rug = blended_transform_factory(bottom.transData, bottom.transAxes)
                 bottom.plot(steps[~differ], np.full(same, 0.04), "|", ms=10, color="C2", transform=rug,
                             label=f"bitwise equal (difference 0): {same} of {len(steps)} steps")
+            bottom.set_ylabel("largest |a - b|")
+            bottom.set_xlabel("step")
+            bottom.legend(loc="upper right")
         else:
-            bottom.plot(steps, np.zeros(len(steps)), color="C2", lw=3, label="bitwise equal (difference 0)")
-            bottom.set_ylim(-1, 1)
-            bottom.set_yticks([0])
-            bottom.text(0.5, 0.75, f"weights bitwise equal after each of {plural(len(steps), 'step')}",
-                        transform=bottom.transAxes, ha="center", va="center", color="C2")
-        bottom.set_ylabel("largest |a - b|")
-        bottom.set_xlabel("step")
-        bottom.legend(loc="upper right")
+            top.set_xlabel(f"step\n|a - b| = 0: bitwise equal after each of {plural(len(steps), 'step')}")
         write_figure(path, fig)
 
 

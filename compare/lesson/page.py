@@ -148,6 +148,9 @@ table.names th { background: var(--head-bg); }
 figure { margin: 10px 0; }
 figure.curves svg { display: block; width: 100%; max-width: 640px; height: auto; background: #fff;
                     border: 1px solid var(--border); }
+@media (prefers-color-scheme: dark) {  /* the plot follows the scheme: dark paper, light ink, hues kept */
+  figure.curves svg { filter: invert(0.9) hue-rotate(180deg); }
+}
 pre.run { font: 12.5px/1.4 var(--mono); background: var(--code-bg); border: 1px solid var(--border); padding: 8px 12px;
           white-space: pre-wrap; overflow-wrap: break-word; }
 footer { margin-top: 48px; color: var(--muted); font-size: 13px; }
