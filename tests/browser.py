@@ -38,6 +38,8 @@ MEASURE = r"""
                  && !e.parentElement.closest(".scroll, .names-scroll, .notes li"))
     .slice(0, 5).map(e => e.tagName + "." + e.className + ": " + e.textContent.slice(0, 40));
   out.height = de.scrollHeight;
+  const firstCode = document.querySelector("table.code td.src");  // where a reader first meets code
+  out.first_code_top = firstCode ? firstCode.getBoundingClientRect().top + window.scrollY : null;
   // code boxes wider than the screen lets them be: they scroll sideways, hiding the ends of lines
   out.scrolling = [...document.querySelectorAll(".scroll")].filter(e => visible(e) && e.scrollWidth > e.clientWidth + 1)
     .map(e => (e.querySelector("th, tr.head") || e).textContent.trim().slice(0, 60));

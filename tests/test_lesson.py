@@ -812,6 +812,9 @@ def test_the_page_fits_the_screen_and_shows_code_in_wide_columns(laid_out, width
     # where one name is wider than its column: none at 800 and 1400 px, one at 390 (sampling's
     # pieces, measured 2026-12-07; six before the breaks)
     assert len(m["scrolling"]) <= (1 if width < 800 else 0), m["scrolling"]
+    # a reader meets code on the first screen of a laptop (818 px down at 1400 px, 2026-12-07; the
+    # run's plot, once above the topics, now follows them)
+    assert width < 1400 or m["first_code_top"] < 900, m["first_code_top"]
     # the plot fits the column and its smallest text is at least 9.5 px (measured 10.2 at 390 px, 17.8 wider)
     assert m["plot_width"] <= width and m["plot_font_px"] >= 9.5
     # a phone shows one side at a time: not much taller than a wide screen (22,200 px against 13,300, 2026-12-07)
@@ -833,6 +836,7 @@ def test_the_measurements_catch_a_page_that_breaks_names_and_overflows(browser_p
     text, where = browser_page
     broken = ("table.code td.src { overflow-wrap: anywhere; } td.src span.nw { white-space: inherit; }"  # names cut
               "#topic-sampling .scroll table.code { min-width: 1500px; }"  # code boxes that scroll sideways
+              "#opening { min-height: 3000px; }"  # code far below the first screen
               ".piece.two .scroll td.l, .piece.two .scroll td.r { display: table-cell !important; }"  # both sides
               "table.code td.ln { white-space: normal; width: 1ch; }"  # badges above their number
               "pre.run { white-space: pre; overflow: hidden; }"  # the log clipped
@@ -841,7 +845,7 @@ def test_the_measurements_catch_a_page_that_breaks_names_and_overflows(browser_p
     target.write_text(browser.measurable(text, page.LIGHT, page.DARK, broken), encoding="utf-8")
     m = browser.lay_out(target, 390)
     assert m["broken"] and m["badges_apart"] and m["run_log_clipped"] is True
-    assert set(m["both_sides"]) == {2} and len(m["scrolling"]) >= 2
+    assert set(m["both_sides"]) == {2} and len(m["scrolling"]) >= 2 and m["first_code_top"] > 3000
     assert any("c1" in where for where, _, _ in m["light"]["low"]) and m["dark"]["low"] == []
 
 

@@ -430,13 +430,13 @@ the lines it replaces, and quotes the library's own line. The proof under each t
 equivalence checks that cover it, run when the page was built: {passed} of {total} passed.</p>
 {legend}
 {opening_html}
-<nav><h3>Topics</h3><ol>{toc}</ol></nav>
+<nav><h3>Topics</h3><ol>{toc}<li><a href="#training">the run</a> — both trained side by side</li></ol></nav>
+{"".join(topic_section(v, outcomes[v.name], names) for v in views)}
 <h2 id="training">Training side by side</h2>
 <p class="concept">One initialisation, converted into both, trained in lockstep on the same names
 (<code>python -m compare --steps {steps}</code>): the loss of each step (faint) and its running mean,
 and how far apart the weights are after each step.</p>
 {curves}
-{"".join(topic_section(v, outcomes[v.name], names) for v in views)}
 <footer>Built by <code>python -m compare lesson --html</code> from the live source, with {versions()}.
 This page asks the network for nothing.</footer>
 </main></body></html>
