@@ -950,3 +950,11 @@ def test_a_counterpart_rule_can_be_seen_to_matter(monkeypatch):
     v = views_module.view("train", pair)
     row = next(r for p in v.pieces for r in p.rows if r.left and "adam_init(params)" in r.left.key)
     assert row.right is not None and row.right.key.startswith("return nnx.split(")
+
+
+def test_a_note_on_nnx_behaviour_names_the_flax_it_was_built_with():
+    from importlib import metadata
+
+    notes = [n.text for n in views(("pure", "nnx_port"))["taps"].notes]
+    assert any(f"flax {metadata.version('flax')}, the version this lesson was built with" in t for t in notes)
+    assert not any("0.12.8" in t for t in notes) or metadata.version("flax") == "0.12.8"

@@ -4,8 +4,10 @@ source or renders anything: the terminal and the page both read these.
 """
 
 import dataclasses
+from importlib import metadata
 
 IMPLS = ("pure", "flax_port", "nnx_port")
+FLAX = metadata.version("flax")  # a note that depends on NNX's behaviour names the version it was built with
 DEFAULT_PAIR = ("pure", "flax_port")
 
 # ----------------------------------------------------------------------------- topics
@@ -328,8 +330,10 @@ NNX_NOTES = {
              "wrt=nnx.Param says which variables it updates.", faces=(("flax_port", "TrainState.create("),)),
         Note("return nnx.split((gpt, optimizer))", "split turns live modules into a static graphdef and a pytree "
              "of arrays, which jax.jit and lax.scan carry like any other state; merge turns them back inside "
-             "the step, while tracing, so it costs nothing per step. Flax's own guides do not split: see "
-             "their idiom, shown with this topic."),
+             "the step, while tracing, so the compiled step does no graph work: inside lax.scan it runs as "
+             "fast as a plain dict of arrays would, while a Python loop calling it still pays for flattening "
+             "the state on every call (docs/speed.md). Flax's own guides do not split: see their idiom, "
+             "shown with this topic."),
         Note("optimizer.update(gpt, grads)", "updates the model's Params and the moments in place.",
              more=(("flax_port", "linen's apply_gradients returns a new TrainState instead."),
                    ("pure", "pure's adam_update returns new dicts instead.")),
@@ -341,7 +345,8 @@ NNX_NOTES = {
     ),
     "taps": (
         Note('if not hasattr(module, "__captures__"):', "NNX's sow and perturb record into nnx.capture's state "
-             "while a capture runs; outside one (the trainers' step) NNX 0.12.8 would keep them as new "
+             f"while a capture runs; outside one (the trainers' step) NNX (flax {FLAX}, the version this "
+             "lesson was built with) would keep them as new "
              "attributes of the module and add the zeros, so tap() calls them only inside a capture, by the "
              "same test NNX makes.",
              (("flax.nnx.module:Module.perturb", "if hasattr(self, '__captures__'):"),
