@@ -103,7 +103,11 @@ def writable_target(path: str, flag: str = "save") -> Path:
     p = Path(path)
     if not path:
         raise UserError(f"--{flag} '': give a file name")
+    if path.endswith(("/", os.sep)):  # Path() drops the slash: newdir/ would become a file named newdir
+        raise UserError(f"cannot save to {path}: it ends with '/', which names a directory; give a file name")
     try:
+        if p.parent.exists() and not p.parent.is_dir():
+            raise UserError(f"cannot save to {path}: {p.parent} is a file, not a directory")
         if not p.parent.is_dir():
             raise UserError(f"cannot save to {path}: directory {p.parent} does not exist; create it first")
         if p.is_dir():

@@ -153,6 +153,15 @@ def setup_jax(args) -> None:
     from common.compiles import cpu_fingerprint
     from common.data import cache_dir
 
+    if jax.config.jax_enable_x64:  # JAX_ENABLE_X64 in the environment: every array would turn float64
+        raise UserError("JAX_ENABLE_X64 is set: the trainers and checks compute in float32 (`compare --against "
+                        "float64` is the float64 run): unset JAX_ENABLE_X64")
+    try:
+        jax.devices()  # the backend starts here, not in the middle of a compile
+    except RuntimeError as err:
+        reason = " ".join(str(err).split())[:200]
+        raise UserError(f"JAX could not start its backend ({reason}): unset JAX_PLATFORMS, or install jax for "
+                        "that platform") from None
     if not args.no_cache and cache_dir() is not None:  # no cache directory (HOME empty or unset): compile afresh
         folder = cache_dir() / "jax-compilation-cache" / f"cpu-{cpu_fingerprint()}"  # a program is for one CPU
         jax.config.update("jax_compilation_cache_dir", str(folder))

@@ -59,7 +59,7 @@ def entry_point() -> str | None:
     if spec is None or not spec.parent or not getattr(main, "__file__", None):
         return None
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if os.path.dirname(os.path.dirname(os.path.abspath(main.__file__))) != root:
+    if os.path.commonpath([root, os.path.abspath(main.__file__)]) != root:  # any depth: examples.equinox_port
         return None
     return spec.parent if spec.name.endswith(".__main__") else spec.name
 

@@ -582,6 +582,12 @@ def main(argv) -> int:
     p.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
     add_model_flags(p)
     args = p.parse_args(argv)
+    if args.case is not None:  # a check's row fixes the rest: a flag given beside it would be ignored
+        given = [f"--{dest.replace('_', '-')}" for dest in vars(args) if dest not in ("case", "impls", "no_cache")
+                 and getattr(args, dest) != p.get_default(dest)]
+        if given:
+            raise UserError(f"--case {args.case} takes its shape, batch, mode, devices and names from the check: "
+                            f"drop {', '.join(given)}")
     names = [n.strip() for n in args.impls.split(",") if n.strip()]
     if len(names) != 2:
         raise UserError(f"--impls {args.impls!r}: name exactly two implementations, e.g. pure,flax_port")

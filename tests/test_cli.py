@@ -240,6 +240,7 @@ def more_bad_flags(tmp_path):
         (["--batch-size", "65536", "--block-size", "1024", "--n-embd", "1024", "--n-layer", "32", "--steps", "1"],
          "out of memory before compiling: this run needs at least"),  # petabytes: refused on any machine
         (["--save", str(tmp_path)], "it is a directory; give a file name"),
+        (["--save", f"{tmp_path}/newdir/"], "it ends with '/', which names a directory"),  # would be a file 'newdir'
         (["--save", str(tmp_path / ("a" * 245 + ".npz"))], "File name too long"),  # only with the temp suffix
         (["--save", str(tmp_path / ("a" * 260 + ".npz"))], "File name too long"),
     ]
@@ -306,3 +307,33 @@ def test_out_of_memory_is_one_line_exit_2(raised, monkeypatch, capsys):
     monkeypatch.setattr(common.cli, "run_training", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
     with pytest.raises(RuntimeError, match="a bug"):
         cli("pure", "--steps", "2")
+
+
+def test_jax_settings_from_the_environment_are_one_line(monkeypatch):
+    """JAX_ENABLE_X64=1 (every array float64: the scan's carry changed type, a traceback) and a
+    JAX_PLATFORMS whose backend cannot start: one line each, exit 2, before any work. The twin: with
+    neither, the same run trains."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    try:
+        assert_user_error(cli("pure", "--steps", "1", "--num-samples", "1"), "JAX_ENABLE_X64 is set",
+                          "unset JAX_ENABLE_X64")
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+    def no_backend(*args, **kwargs):
+        raise RuntimeError("Unable to initialize backend 'tpu': INTERNAL: Failed to open libtpu.so")
+
+    monkeypatch.setattr(jax, "devices", no_backend)
+    assert_user_error(cli("flax_port", "--steps", "1", "--num-samples", "1"), "JAX could not start its backend",
+                      "Failed to open libtpu.so", "unset JAX_PLATFORMS")
+    monkeypatch.undo()
+    assert cli("pure", *SHORT_RUN)[0] == 0
+
+
+def test_a_save_under_a_file_names_the_file(tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    assert_user_error(cli("pure", "--steps", "1", "--save", f"{tmp_path}/afile/x.npz"),
+                      f"{tmp_path}/afile is a file, not a directory")
+    assert (tmp_path / "afile").read_text() == "mine"

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -447,3 +448,29 @@ def test_a_whole_run_with_stdout_closed_saves_its_checkpoint_and_exits_0(tmp_pat
     assert code == 0 and err == "", err
     flat, fields, chars = checkpoint.load(str(target))
     assert fields["num_steps"] == 3 and len(flat) == 9
+
+
+def test_every_entry_point_of_the_project_gets_the_shell_protections(monkeypatch, tmp_path):
+    """common/shell.py installs its handlers (closed pipes, full disks, closed streams, signals) when
+    `python -m` names a module of this project at any depth: examples.equinox_port's __main__ is
+    three levels down and once got none of them (a BrokenPipeError traceback under `| head -1`).
+    The twin: a __main__ outside the project is not ours."""
+    import importlib.machinery
+    import types
+
+    from common import shell
+
+    def main_module(name: str, path: Path):
+        module = types.ModuleType("__main__")
+        module.__spec__ = importlib.machinery.ModuleSpec(name, None, origin=str(path))
+        module.__file__ = str(path)
+        return module
+
+    cases = {"examples.equinox_port": ROOT / "examples" / "equinox_port" / "__main__.py",
+             "compare": ROOT / "compare" / "__main__.py", "compare.nnx_styles": ROOT / "compare" / "nnx_styles.py"}
+    for name, path in cases.items():
+        spec_name = f"{name}.__main__" if path.name == "__main__.py" else name
+        monkeypatch.setitem(sys.modules, "__main__", main_module(spec_name, path))
+        assert shell.entry_point() == name
+    monkeypatch.setitem(sys.modules, "__main__", main_module("theirs.__main__", tmp_path / "theirs" / "__main__.py"))
+    assert shell.entry_point() is None
