@@ -88,6 +88,8 @@ def test_a_plain_dict_saved_by_the_seeds_script_loads_as_is(trained, tmp_path):
     assert ours[0] == theirs[0] == 0 and samples(ours[1]) == samples(theirs[1])
     assert_user_error(cli("flax_port", "sample", "--load", str(plain)),
                       "has no config", "pass --n-head")
+    assert_user_error(cli("flax_port", "sample", "--load", str(plain), "--n-head", "3"),  # the flag's fault
+                      f"--n-head 3 does not fit checkpoint {plain}", "not divisible by n_head=3")
 
 
 def test_the_check_of_equal_names_can_fail(trained, tmp_path):
@@ -267,6 +269,15 @@ def rewritten(trained, tmp_path, change):
     return str(path)
 
 
+def without_config(*keys):
+    import json
+
+    def change(arrays):
+        cfg = json.loads(str(arrays["__config__"]))
+        arrays["__config__"] = np.array(json.dumps({k: v for k, v in cfg.items() if k not in keys}))
+    return change
+
+
 def with_config(**fields):
     import json
 
@@ -283,6 +294,7 @@ def with_config(**fields):
     (with_config(norm_eps=[1e-5]), "norm_eps=[1e-05] is not a finite number"),
     (with_config(norm_eps=-1.0), "the epsilons must be above 0"),
     (lambda a: a.__setitem__("__chars__", np.array("abc")), "is inconsistent: its config has vocab 27"),
+    (without_config("n_head"), "has a config without n_head: it was not written whole"),  # not a silent 4
 ])
 def test_a_checkpoint_with_bad_contents_is_refused(trained, tmp_path, change, message):
     assert_user_error(cli("flax_port", "sample", "--load", rewritten(trained, tmp_path, change)), message)
