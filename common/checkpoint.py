@@ -149,8 +149,10 @@ is_checkpoint.kind = f"a checkpoint it wrote holds {MARK_KEY}"
 
 def is_lesson_page(path: str) -> bool:
     """A page `compare lesson --html` wrote: its generator tag is in the first lines."""
+    from common.outputs import without_comments
+
     with open(path, "rb") as f:
-        head = f.read(4096)
+        head = without_comments(f.read(4096)).split(b"</head>", 1)[0]  # a tag of the page's head, not quoted
     return b'<meta name="generator" content="microgpt-jax compare lesson">' in head
 
 

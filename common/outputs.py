@@ -55,6 +55,14 @@ def png_texts(head: bytes) -> dict[str, str]:
 SVG_CREATOR = re.compile(rb"<dc:creator>\s*<cc:Agent>\s*<dc:title>" + re.escape(CREATOR.encode()) + rb"</dc:title>")
 
 
+COMMENT = re.compile(rb"<!--.*?(-->|\Z)", re.S)  # an XML/HTML comment, or one left open to the end
+
+
+def without_comments(markup: bytes) -> bytes:
+    """Markup with its comments taken out: a user's file that quotes our mark in a comment is not ours."""
+    return COMMENT.sub(b"", markup)
+
+
 def is_plot(path: str) -> bool:
     """A plot this project wrote, in any of the three formats: its metadata names CREATOR."""
     with open(path, "rb") as f:
@@ -62,7 +70,7 @@ def is_plot(path: str) -> bool:
         if head.startswith(PNG_SIGNATURE):
             return png_texts(head).get("Creator") == CREATOR
         if head.startswith(b"<?xml") and b"<svg" in head:
-            return SVG_CREATOR.search(head) is not None
+            return SVG_CREATOR.search(without_comments(head)) is not None
         if head.startswith(b"%PDF-"):
             f.seek(0, 2)
             f.seek(max(0, f.tell() - PDF_TAIL_BYTES))

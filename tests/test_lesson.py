@@ -639,6 +639,11 @@ def test_lesson_replaces_only_a_page_it_wrote(capsys, tmp_path, built_page):
     ours = tmp_path / "lesson.html"
     ours.write_text(built_page[1], encoding="utf-8")
     assert checkpoint.is_lesson_page(str(ours)) and not checkpoint.is_lesson_page(str(mine))
+    tag = '<meta name="generator" content="microgpt-jax compare lesson">'
+    for quoting in (f"<html><!-- {tag} --><body>notes</body></html>",  # a user's page quoting the tag
+                    f"<html><head></head><body><pre>{tag}</pre></body></html>"):
+        mine.write_text(quoting)
+        assert not checkpoint.is_lesson_page(str(mine)), quoting
 
 
 # ----------------------------------------------------------------------------- the proof

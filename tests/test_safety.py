@@ -75,6 +75,14 @@ def test_a_plot_is_replaced_only_when_its_metadata_names_this_project(figure_fil
     misnamed = ours["png"].parent / "png-bytes.svg"  # what --plot run.svg wrote before: PNG bytes, still ours
     misnamed.write_bytes(ours["png"].read_bytes())
     assert outputs.is_plot(str(misnamed))
+    # a user's SVG that quotes our creator in a comment is the user's (a substring once sufficed)
+    quoting = ours["svg"].parent / "quoting.svg"
+    text = theirs["svg"].read_bytes()
+    mark = b"<dc:creator><cc:Agent><dc:title>microgpt-jax compare</dc:title></cc:Agent></dc:creator>"
+    quoting.write_bytes(text.replace(b"<svg", b"<!-- " + mark + b" --><svg", 1))
+    assert not outputs.is_plot(str(quoting))
+    quoting.write_bytes(text.replace(b"<svg", b"<!-- " + mark + b" (an open comment) <svg", 1))
+    assert not outputs.is_plot(str(quoting))
 
 
 @pytest.mark.parametrize("name", ["run.jpg", "run", "run.png.bak"])
