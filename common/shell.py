@@ -103,8 +103,9 @@ def install() -> None:
     reopen_closed_descriptors()
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started with SIGINT ignored
         signal.signal(signal.SIGINT, on_interrupt)
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # `kill`, a CI runner's timeout
-        signal.signal(signal.SIGTERM, on_terminate)
+    for sig in ENDING:  # `kill`, a CI runner's timeout, a closed terminal, Ctrl-\
+        if signal.getsignal(sig) is signal.SIG_DFL:
+            signal.signal(sig, on_terminate)
     old = sys.stdout
     try:
         is_fd_1 = old is not None and old.fileno() == 1
@@ -190,13 +191,17 @@ def die(sig: int) -> None:
     os._exit(128 + sig)  # only if the signal were blocked
 
 
+ENDING = {signal.SIGTERM: "terminated", signal.SIGHUP: "hung up", signal.SIGQUIT: "quit"}
+
+
 def on_terminate(signum, frame) -> None:
-    """SIGTERM: as Ctrl-C, the temporary file of a save in progress removed, then the end by SIGTERM."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    """SIGTERM, SIGHUP (the terminal closed) or SIGQUIT: as Ctrl-C, the temporary file of a save in
+    progress removed, then the end by that signal."""
+    signal.signal(signum, signal.SIG_DFL)
     remove_temporaries()
     done = f"already saved: {', '.join(written)}" if written else "nothing was saved"
-    say(f"{prog}: terminated; {done}", raw=True)
-    die(signal.SIGTERM)
+    say(f"{prog}: {ENDING.get(signum, 'stopped')}; {done}", raw=True)
+    die(signum)
 
 
 def on_interrupt(signum, frame) -> None:

@@ -140,7 +140,8 @@ SAVE_SCRIPT = """
 import os, signal, sys, time
 from common import checkpoint, shell
 signal.signal(signal.SIGINT, shell.on_interrupt if sys.argv[2] == "ours" else signal.default_int_handler)
-signal.signal(signal.SIGTERM, shell.on_terminate if sys.argv[2] == "ours" else signal.SIG_DFL)
+for sig in shell.ENDING:
+    signal.signal(sig, shell.on_terminate if sys.argv[2] == "ours" else signal.SIG_DFL)
 shell.prog = "save"
 def write(f):
     f.write(b"PK half a new checkpoint")
@@ -170,21 +171,24 @@ def test_ctrl_c_while_saving_leaves_the_old_file_whole_and_no_temporary(tmp_path
 
 
 def test_sigterm_while_saving_leaves_the_old_file_whole_and_no_temporary(tmp_path):
-    """`kill` (a CI runner's timeout, a supervisor) as Ctrl-C above: the temporary file removed, the
-    old file whole, one line, the end by SIGTERM. Its twin: without the project's handler the
-    temporary file stays behind (a hidden file beside the checkpoint)."""
-    for handler in ("ours", "default"):
-        target = tmp_path / handler / "w.npz"
+    """`kill` (a CI runner's timeout, a supervisor), a closed terminal (SIGHUP) and Ctrl-\\ (SIGQUIT)
+    as Ctrl-C above: the temporary file removed, the old file whole, one line, the end by that
+    signal. Its twin: without the project's handler the temporary file stays behind (a hidden file
+    beside the checkpoint)."""
+    words = {signal.SIGTERM: "terminated", signal.SIGHUP: "hung up", signal.SIGQUIT: "quit"}
+    for handler, sig in [("ours", signal.SIGTERM), ("ours", signal.SIGHUP), ("ours", signal.SIGQUIT),
+                         ("default", signal.SIGTERM)]:
+        target = tmp_path / f"{handler}-{sig.name}" / "w.npz"
         target.parent.mkdir()
         target.write_bytes(b"the old checkpoint")
         p = subprocess.Popen([sys.executable, "-c", SAVE_SCRIPT, str(target), handler], cwd=ROOT,
                              env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
-        _, err = interrupt(p, wait_for="writing", sig=signal.SIGTERM)
-        assert p.returncode == -signal.SIGTERM and target.read_bytes() == b"the old checkpoint"
+        _, err = interrupt(p, wait_for="writing", sig=sig)
+        assert p.returncode == -sig and target.read_bytes() == b"the old checkpoint", (sig, err)
         left = sorted(x.name for x in target.parent.iterdir())
         if handler == "ours":
-            assert one_line(err) == "save: terminated; nothing was saved" and left == ["w.npz"]
+            assert one_line(err) == f"save: {words[sig]}; nothing was saved" and left == ["w.npz"], (sig, err)
         else:
             assert len(left) == 2, left
 
