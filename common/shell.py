@@ -177,9 +177,15 @@ def say(line: str, raw: bool = False) -> None:
 
 
 def remove_temporaries() -> None:
+    """The registered temporary files, and folders (a command's scratch folder) with what they hold."""
+    import shutil
+
     for tmp in list(temporaries):
         try:
-            os.unlink(tmp)
+            if os.path.isdir(tmp) and not os.path.islink(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                os.unlink(tmp)
         except OSError:
             pass
 

@@ -963,3 +963,17 @@ def test_a_note_on_nnx_behaviour_names_the_flax_it_was_built_with():
     notes = [n.text for n in views(("pure", "nnx_port"))["taps"].notes]
     assert any(f"flax {metadata.version('flax')}, the version this lesson was built with" in t for t in notes)
     assert not any("0.12.8" in t for t in notes) or metadata.version("flax") == "0.12.8"
+
+
+def test_the_lesson_run_keeps_the_commands_name_and_leaves_no_scratch_folder(tmp_path, capsys):
+    """The side-by-side run inside `compare lesson` plots into a scratch folder: its error says
+    `compare lesson:` (it said `compare:`), and the folder is neither left behind nor reported as
+    saved (Ctrl-C said `already saved: /tmp/.../curves.svg`); the handler would remove it."""
+    from common import shell
+
+    before = set(shell.temporaries)
+    message = one_line_error(capsys, ["--html", str(tmp_path / "l.html"), "--steps", "99999999"],
+                             lesson.lesson_main)
+    assert message.startswith("compare lesson: error: ") and "positions" in message, message
+    assert set(shell.temporaries) == before and not any("curves.svg" in w for w in shell.written)
+    assert list(tmp_path.iterdir()) == []

@@ -120,18 +120,26 @@ def side_by_side_run(pair: tuple[str, str], steps: int, no_cache: bool) -> tuple
     import contextlib
     import tempfile
 
+    from common import shell
     from compare import run
 
+    prog, written = shell.prog, list(shell.written)
     with tempfile.TemporaryDirectory() as tmp:
+        shell.temporaries.add(tmp)  # Ctrl-C ends the process at once: the handler removes the folder
         png = os.path.join(tmp, "curves.svg")
         out = io.StringIO()
         argv = ["--steps", str(steps), "--num-samples", "8", "--plot", png, "--impls", ",".join(pair)]
         argv += ["--no-cache"] if no_cache else []
-        with contextlib.redirect_stdout(out):
-            run.main(argv)
+        try:
+            with contextlib.redirect_stdout(out):
+                run.main(argv)
+            curves = Path(png).read_bytes()
+        finally:  # the run's scratch plot is not the user's output, and the command is still `compare lesson`
+            shell.prog, shell.written[:] = prog, written
+            shell.temporaries.discard(tmp)
         lines = out.getvalue().splitlines()
         keep = [ln for ln in lines if ln.startswith(("compare:", "verdict:", "sample", " "))]
-        return Path(png).read_bytes(), keep
+    return curves, keep
 
 
 OUTCOMES: dict[tuple[tuple[str, str], str], str] = {}
