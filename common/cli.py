@@ -6,6 +6,7 @@ What differs comes in through an `Impl` (common/impl.py).
 """
 
 import argparse
+import os
 import re
 import sys
 import textwrap
@@ -164,6 +165,13 @@ def setup_jax(args) -> None:
                         "that platform") from None
     if not args.no_cache and cache_dir() is not None:  # no cache directory (HOME empty or unset): compile afresh
         folder = cache_dir() / "jax-compilation-cache" / f"cpu-{cpu_fingerprint()}"  # a program is for one CPU
+        try:  # JAX would warn in two lines on every run, and compile anyway
+            folder.mkdir(parents=True, exist_ok=True)
+            if not os.access(folder, os.W_OK):
+                raise PermissionError("not writable")
+        except OSError as err:
+            raise UserError(f"the compilation cache cannot go in {cache_dir()} ({err.strerror or err}): point "
+                            "MICROGPT_CACHE at a writable folder, or pass --no-cache") from None
         jax.config.update("jax_compilation_cache_dir", str(folder))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -34,6 +34,9 @@ def cache_dir() -> Path | None:
     directory. No guess from the password database either: a command with no cache directory
     compiles afresh, and `--data makemore` asks for one (`require_cache_dir`)."""
     if os.environ.get("MICROGPT_CACHE"):
+        if not os.path.isabs(os.environ["MICROGPT_CACHE"]):  # it would land in the current directory
+            raise UserError(f"MICROGPT_CACHE={os.environ['MICROGPT_CACHE']} is not an absolute path: set it to one, "
+                            "or unset it (the cache never goes into the current directory)")
         return Path(os.environ["MICROGPT_CACHE"])
     xdg, home = os.environ.get("XDG_CACHE_HOME", ""), os.environ.get("HOME", "")
     if os.path.isabs(xdg):

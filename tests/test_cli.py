@@ -337,3 +337,16 @@ def test_a_save_under_a_file_names_the_file(tmp_path):
     assert_user_error(cli("pure", "--steps", "1", "--save", f"{tmp_path}/afile/x.npz"),
                       f"{tmp_path}/afile is a file, not a directory")
     assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_a_cache_folder_that_cannot_be_one_is_one_line(monkeypatch, tmp_path):
+    """MICROGPT_CACHE relative (it made a folder in the current directory, the repo once) or where no
+    folder can be (JAX then warned in two lines on every run): one line, exit 2, nothing created."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MICROGPT_CACHE", "relative/dir")
+    assert_user_error(cli("pure", "--steps", "1", "--num-samples", "1"), "MICROGPT_CACHE=relative/dir is not an "
+                      "absolute path")
+    monkeypatch.setenv("MICROGPT_CACHE", "/dev/null")
+    assert_user_error(cli("pure", "--steps", "1", "--num-samples", "1"), "cannot go in /dev/null (Not a directory)",
+                      "or pass --no-cache")
+    assert list(tmp_path.iterdir()) == []
