@@ -147,6 +147,14 @@ def is_checkpoint(path: str) -> bool:
 is_checkpoint.kind = f"a checkpoint it wrote holds {MARK_KEY}"
 
 
+def distinct_keys(pairs: list) -> dict:
+    """A JSON object whose keys are all different (json.loads keeps the last of two, silently)."""
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"a key given twice: {sorted({k for k in keys if keys.count(k) > 1})}")
+    return dict(pairs)
+
+
 def is_lesson_page(path: str) -> bool:
     """A page `compare lesson --html` wrote: its generator tag is in the first lines."""
     from common.outputs import without_comments
@@ -427,9 +435,11 @@ class open_checkpoint:
         self.marked = MARK_KEY in self.members and str(self._read(MARK_KEY)) == MARK
         if CONFIG_KEY in self.members:
             try:
-                self.fields = json.loads(str(self._read(CONFIG_KEY)))
-            except ValueError:  # not JSON, or a number past Python's 4,300-digit conversion limit
+                self.fields = json.loads(str(self._read(CONFIG_KEY)), object_pairs_hook=distinct_keys)
+            except ValueError:  # not JSON, a key given twice, or a number past Python's 4,300-digit limit
                 raise self._fail(f"has an unreadable {CONFIG_KEY}: save it again with --save") from None
+            if not isinstance(self.fields, dict):
+                raise self._fail(f"has a {CONFIG_KEY} that is not a JSON object: save it again with --save")
         if CHARS_KEY in self.members:
             self.chars = str(self._read(CHARS_KEY))
 

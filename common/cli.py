@@ -365,7 +365,10 @@ def tokenizer_for(path: str, chars: str | None, cfg: Config, data: str | None) -
             raise UserError(f"checkpoint {path} stores {bad} among its characters: train it again on data "
                             "without one")
         tok = Tokenizer(chars)
-        if tok.vocab_size != cfg.vocab_size or len(set(chars)) != len(chars):
+        if tok.chars != chars:  # as saved, sorted and each once: re-sorted, every token would shift by one
+            raise UserError(f"checkpoint {path} stores its characters {chars[:60]!r} out of order or repeated: it "
+                            "was not written whole by this program; save it again with --save")
+        if tok.vocab_size != cfg.vocab_size:
             raise UserError(
                 f"checkpoint {path} is inconsistent: its config has vocab {cfg.vocab_size} but it stores "
                 f"{len(chars)} characters + BOS: save it again with --save"

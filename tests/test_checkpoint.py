@@ -295,6 +295,11 @@ def with_config(**fields):
     (with_config(norm_eps=-1.0), "the epsilons must be above 0"),
     (lambda a: a.__setitem__("__chars__", np.array("abc")), "is inconsistent: its config has vocab 27"),
     (without_config("n_head"), "has a config without n_head: it was not written whole"),  # not a silent 4
+    (lambda a: a.__setitem__("__chars__", np.array("bcdefghijklmnopqrstuvwxyza")), "out of order or repeated"),
+    (lambda a: a.__setitem__("__config__", np.array(str(a["__config__"])[:-1] + ', "n_head": 2}')),
+     "has an unreadable __config__"),  # n_head twice: json keeps the last, silently
+    (lambda a: a.__setitem__("__config__", np.array("[4]")), "is not a JSON object"),
+    (lambda a: a.__setitem__("__chars__", np.array("abcdefghijklmnopqrstuvwxyy")), "out of order or repeated"),
 ])
 def test_a_checkpoint_with_bad_contents_is_refused(trained, tmp_path, change, message):
     assert_user_error(cli("flax_port", "sample", "--load", rewritten(trained, tmp_path, change)), message)
