@@ -133,9 +133,18 @@ def load(path: str, what: str) -> dict:
         except (ValueError, UnicodeDecodeError) as err:
             raise UserError(f"{what} {path}: its config is not JSON ({err}): {fix}") from None
         try:
-            Config(**fields)  # Config itself vets the values, one line each
+            cfg = Config(**fields)  # Config itself vets the values, one line each
         except TypeError:  # not an object, or keys a Config does not have
             raise UserError(f"{what} {path}: its config is not a model config: {fix}") from None
+        for name, top in (("tokens/inputs", cfg.vocab_size), ("tokens/targets", cfg.vocab_size), ("tokens/mask", 2)):
+            value = entries.get(name)  # a token out of range would be gathered as another row, and judged
+            kinds = "iub" + ("f" if name == "tokens/mask" else "")  # the mask is 0.0 or 1.0
+            if value is not None and (value.dtype.kind not in kinds or value.ndim != 2
+                                      or value.shape[1] != cfg.block_size or value.size and not (
+                                          (value == np.round(value)).all() and 0 <= value.min() < top
+                                          and value.max() < top)):
+                raise UserError(f"{what} {path}: {name!r} is not rows of {cfg.block_size} whole numbers from 0 "
+                                f"to {top - 1}: {fix}")
     if what == "candidate":
         for name, value in entries.items():
             if value.dtype.kind == "f" and value.dtype != np.float32:
