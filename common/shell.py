@@ -38,6 +38,7 @@ import sys
 # Files being written right now (checkpoint.atomic_write adds its temporary before creating it),
 # removed by an interrupt; and the files written whole, which the interrupt's line names.
 temporaries: set[str] = set()
+children: set[int] = set()  # processes a command started and waits for: a signal that ends it ends them
 written: list[str] = []
 prog = None  # the program's name for the interrupt's line; common.cli updates it per subcommand
 installed = False
@@ -177,9 +178,16 @@ def say(line: str, raw: bool = False) -> None:
 
 
 def remove_temporaries() -> None:
-    """The registered temporary files, and folders (a command's scratch folder) with what they hold."""
+    """The registered temporary files, and folders (a command's scratch folder) with what they hold;
+    first the child processes that write there are ended."""
     import shutil
 
+    for pid in list(children):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (OSError, ChildProcessError):
+            pass
     for tmp in list(temporaries):
         try:
             if os.path.isdir(tmp) and not os.path.islink(tmp):

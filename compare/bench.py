@@ -175,13 +175,24 @@ def forced_devices_rows(args) -> list[dict]:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=child_pythonpath(root),
                XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + FORCED_DEVICES).strip())
+    from common import shell
+
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "rows.json")
         argv = ["--data", args.data or "default", "--seed", str(args.seed), "--repeats", str(args.repeats),
                 "--scaling-steps", str(args.scaling_steps), "--devices-rows-json", path,
                 *(["--impls", args.impls] if args.impls else [])]
-        out = subprocess.run([sys.executable, "-m", "compare", "bench", *argv], env=env, cwd=root,
-                             capture_output=True, text=True)
+        # a signal ends this process at once: its handler ends the child and removes the folder
+        child = subprocess.Popen([sys.executable, "-m", "compare", "bench", *argv], env=env, cwd=root,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        shell.temporaries.add(tmp)
+        shell.children.add(child.pid)
+        try:
+            stdout, stderr = child.communicate()
+        finally:
+            shell.children.discard(child.pid)
+            shell.temporaries.discard(tmp)
+        out = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
         if out.returncode:
             last = (out.stderr.strip().splitlines() or ["no output"])[-1]
             raise UserError(f"the devices rows failed in a fresh interpreter ({last})")

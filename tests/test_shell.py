@@ -478,3 +478,25 @@ def test_every_entry_point_of_the_project_gets_the_shell_protections(monkeypatch
         assert shell.entry_point() == name
     monkeypatch.setitem(sys.modules, "__main__", main_module("theirs.__main__", tmp_path / "theirs" / "__main__.py"))
     assert shell.entry_point() is None
+
+
+def test_a_signal_ends_the_commands_children_and_removes_its_scratch_folders(tmp_path):
+    """What a signal's handler does before the process ends (shell.remove_temporaries): the child
+    processes a command waits for are ended (bench's devices rows kept running 5-30 s after a
+    SIGTERM) and its scratch folders go with what they hold (lesson's and bench's were left empty in
+    /tmp). The twin: what was not registered stays."""
+    from common import shell
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    scratch, kept = tmp_path / "scratch", tmp_path / "kept"
+    for folder in (scratch, kept):
+        folder.mkdir()
+        (folder / "rows.json").write_text("{}")
+    shell.children.add(child.pid)
+    shell.temporaries.add(str(scratch))
+    try:
+        shell.remove_temporaries()
+    finally:
+        shell.children.discard(child.pid)
+        shell.temporaries.discard(str(scratch))
+    assert child.poll() is not None and not scratch.exists() and (kept / "rows.json").exists()
