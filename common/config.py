@@ -44,7 +44,9 @@ class Config:
                 raise UserError(f"{name}={value!r} is not a finite number")
         if self.vocab_size < 2:
             raise UserError(f"vocab_size is {self.vocab_size}: the data must use at least 1 character")
-        if self.n_embd < 1 or self.n_head < 1 or self.n_embd % self.n_head:
+        if self.n_embd < 1 or self.n_head < 1:
+            raise UserError(f"n_embd={self.n_embd}, n_head={self.n_head}: both must be 1 or more")
+        if self.n_embd % self.n_head:
             raise UserError(
                 f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}: "
                 "choose n_embd as a positive multiple of n_head"

@@ -136,6 +136,8 @@ def load(path: str, what: str) -> dict:
             cfg = Config(**fields)  # Config itself vets the values, one line each
         except TypeError:  # not an object, or keys a Config does not have
             raise UserError(f"{what} {path}: its config is not a model config: {fix}") from None
+        except UserError as err:  # the file's value, not a flag of judge's
+            raise UserError(f"{what} {path}: its config is bad ({err}): {fix}") from None
         for name, top in (("tokens/inputs", cfg.vocab_size), ("tokens/targets", cfg.vocab_size), ("tokens/mask", 2)):
             value = entries.get(name)  # a token out of range would be gathered as another row, and judged
             kinds = "iub" + ("f" if name == "tokens/mask" else "")  # the mask is 0.0 or 1.0

@@ -488,6 +488,9 @@ def hostile_files(g: dict, folder) -> list[tuple[str, str, str]]:
     for i, text in enumerate((b"[1, 2]", b'{"n_embd": 16, "colour": "red"}')):  # JSON, but no config
         out.append(("golden file", npz(f"notconfig{i}.npz", dict(g, config=np.frombuffer(text, np.uint8))),
                     "config is not a model config"))
+    bad_n_embd = json.dumps(json.loads(g["config"].tobytes()) | {"n_embd": 17}).encode()
+    out.append(("golden file", npz("n_embd17.npz", dict(g, config=np.frombuffer(bad_n_embd, np.uint8))),
+                "its config is bad (n_embd=17 is not divisible by n_head=4"))
     for i, change in enumerate((lambda t: t + 100, lambda t: t - 100, lambda t: t.astype(np.float32))):
         tokens = dict(g, **{"tokens/inputs": change(np.asarray(g["tokens/inputs"]))})  # judged "bitwise" once
         out.append(("golden file", npz(f"tokens{i}.npz", tokens), "'tokens/inputs' is not"))
