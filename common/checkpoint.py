@@ -290,7 +290,8 @@ def open_regular(path: str, what: str):
     if not stat.S_ISREG(mode):
         os.close(fd)
         kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, pipe, terminal or device)"
-        raise UserError(f"{what} {path} is {kind}: give a file written by --save")
+        written_by = "--save" if what == "checkpoint" else "`compare golden`" if what == "golden file" else "np.savez"
+        raise UserError(f"{what} {path} is {kind}: give a file written by {written_by}")
     return os.fdopen(fd, "rb")
 
 

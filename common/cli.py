@@ -30,7 +30,13 @@ class Parser(argparse.ArgumentParser):
         shell.prog = self.prog
         return super().parse_known_args(args, namespace)
 
+    commands: tuple[str, ...] = ()  # the subcommands a word after the flags may have meant
+
     def error(self, message):
+        if message.startswith("unrecognized arguments:"):
+            placed = [w for w in message.split(":", 1)[1].split() if w in self.commands]
+            if placed:  # `compare --steps 3 diff`: the subcommand is read only as the first word
+                message += f"; {placed[0]} is a command: put it first (`{self.prog} {placed[0]} ...`)"
         sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
         sys.exit(2)
 
@@ -84,6 +90,7 @@ def train_parser(prog: str, description: str, commands: dict[str, str] | None = 
     no --save, with `devices=False` no --devices: --help shows only what the command accepts."""
     p = Parser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
                epilog=commands_epilog(commands) if commands else None)
+    p.commands = tuple(commands or ())
     p.add_argument("--steps", type=int, default=1000, help="training steps, one name each (default 1000)")
     p.add_argument("--lr", type=float, default=0.01, help="peak learning rate, decays linearly to 0 (default 0.01)")
     p.add_argument(

@@ -5,6 +5,7 @@ works offline), a local file with one name per line (`--data PATH`), or makemore
 downloaded once into a user cache directory and checked against its sha256 (`--data makemore`).
 """
 
+import errno
 import hashlib
 import http.client
 import os
@@ -134,7 +135,8 @@ def read_bounded(path: str, where: str) -> bytes:
     except FileNotFoundError:
         raise UserError(f"{where} does not exist: pass --data with a file of names, one per line") from None
     except OSError as err:
-        raise UserError(f"{where} cannot be read ({err.strerror}): check its permissions") from None
+        advice = "check its permissions" if err.errno in (errno.EACCES, errno.EPERM) else "check the path"
+        raise UserError(f"{where} cannot be read ({err.strerror}): {advice}") from None
     st = os.fstat(fd)
     mode = st.st_mode
     if stat.S_ISREG(mode) and st.st_size > MAX_DATA_BYTES:

@@ -39,6 +39,8 @@ def find(name: str):
     if not name or not all(part.isidentifier() for part in name.split(".")):
         raise UserError(f"{name!r} is not a module path: give one of {', '.join(NAMES)} or a dotted module "
                         f"path such as mypkg.port ({GUIDE})")
+    if name.split(".")[-1] == "__main__":  # importing it runs that program (pure.__main__ ran pure's trainer)
+        raise UserError(f"{name} is a program, not a port: give its package ({name.rsplit('.', 1)[0]})")
     try:
         spec = importlib.util.find_spec(name)
     except ImportError:  # a parent package is missing: find_spec imports the parents first

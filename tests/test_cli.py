@@ -54,6 +54,7 @@ def bad_input_cases(tmp_path):
         (["--data", str(tmp_path)], "is a directory"),
         (["--n-embd", "10", "--n-head", "4"], "not divisible by n_head"),
         (["--n-embd", "0"], "n_embd=0, n_head=4: both must be 1 or more"),  # it said "0 is not divisible by 4"
+        (["--steps", "3", "sample"], "sample is a command: put it first"),
         (["--block-size", "1"], "block_size=1 is below 2"),
         (["--steps", "0"], "train for at least 1 step"),
         (["--temperature", "0"], "temperature=0.0"),

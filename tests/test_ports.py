@@ -95,6 +95,7 @@ def test_a_module_that_is_no_port_is_one_line_exit_2(broken, route, tmp_path, mo
     ("pure,../x", "'../x' is not a module path"),
     ("pure", "name at least two different implementations"),
     ("pure,pure", "name at least two different implementations"),
+    ("pure,flax_port.__main__", "flax_port.__main__ is a program, not a port: give its package (flax_port)"),
 ])
 def test_bad_lists_of_implementations_are_one_line_exit_2(text, fragment):
     assert_user_error(call(run.main, "--steps", "2", "--impls", text), fragment)

@@ -342,3 +342,21 @@ def test_the_same_figure_is_written_as_the_same_bytes(fmt, tmp_path):
         written.append((tmp_path / f"{i}.{fmt}").read_bytes())
         time.sleep(1.0 if i == 0 else 0)
     assert written[0] == written[1] and outputs.is_plot(str(tmp_path / f"0.{fmt}"))
+
+
+def test_a_path_that_cannot_be_opened_gets_advice_that_fits(tmp_path):
+    """A symbolic link loop is not a permission problem, and a golden file is not written by --save
+    (hostile pass 2: both messages pointed the wrong way)."""
+    import contextlib
+    import io
+
+    from common.cli import run_cli
+    from compare import golden
+
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    assert_user_error(cli("pure", "--data", str(loop), "--steps", "1"), "Too many levels of symbolic links",
+                      "check the path")
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert run_cli(golden.judge_main, [str(tmp_path), str(tmp_path)]) == 2
+    assert "is a directory: give a file written by `compare golden`" in err.getvalue(), err.getvalue()
