@@ -339,14 +339,14 @@ def config_from_checkpoint(path: str, fields: dict | None, shapes: dict, args) -
             vocab_size=shapes["wte"][0], n_embd=shapes["wte"][1],
             block_size=shapes["wpe"][0], n_layer=max(1, len(layers)), n_head=args.n_head,
         )
-        try:  # the head count is the user's: a value that does not fit is the flag's fault, not the file's
-            return Config(**fields)
-        except UserError as err:
-            raise UserError(f"--n-head {args.n_head} does not fit checkpoint {path} ({err})") from None
-    missing = [k for k in MODEL_FIELDS if k not in fields]
-    if missing:  # a default filled in would sample another model without a word
-        raise UserError(f"checkpoint {path} has a config without {', '.join(missing)}: it was not written whole by "
-                        "this program; save it again with --save")
+        if args.n_head < 1 or fields["n_embd"] % args.n_head:  # the head count is the user's: the flag's fault
+            raise UserError(f"--n-head {args.n_head} does not fit checkpoint {path}: its n_embd={fields['n_embd']} "
+                            f"is not divisible by n_head={args.n_head}")
+    else:
+        missing = [k for k in MODEL_FIELDS if k not in fields]
+        if missing:  # a default filled in would sample another model without a word
+            raise UserError(f"checkpoint {path} has a config without {', '.join(missing)}: it was not written whole "
+                            "by this program; save it again with --save")
     try:
         cfg = Config(**fields)
     except TypeError as err:

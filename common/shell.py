@@ -34,6 +34,7 @@ import io
 import os
 import signal
 import sys
+import time
 
 # Files being written right now (checkpoint.atomic_write adds its temporary before creating it),
 # removed by an interrupt; and the files written whole, which the interrupt's line names.
@@ -60,7 +61,8 @@ def entry_point() -> str | None:
     if spec is None or not spec.parent or not getattr(main, "__file__", None):
         return None
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if os.path.commonpath([root, os.path.abspath(main.__file__)]) != root:  # any depth: examples.equinox_port
+    package = os.path.join(root, spec.name.split(".")[0])  # a package of this project, at any depth below it
+    if not os.path.abspath(main.__file__).startswith(package + os.sep):  # (.venv's pytest is under root too)
         return None
     return spec.parent if spec.name.endswith(".__main__") else spec.name
 
@@ -182,10 +184,16 @@ def remove_temporaries() -> None:
     first the child processes that write there are ended."""
     import shutil
 
-    for pid in list(children):
+    for pid in list(children):  # asked first, so that a child can remove its own temporaries
         try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(20):
+                if os.waitpid(pid, os.WNOHANG) != (0, 0):
+                    break
+                time.sleep(0.05)
+            else:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
         except (OSError, ChildProcessError):
             pass
     for tmp in list(temporaries):

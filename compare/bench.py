@@ -183,14 +183,19 @@ def forced_devices_rows(args) -> list[dict]:
                 "--scaling-steps", str(args.scaling_steps), "--devices-rows-json", path,
                 *(["--impls", args.impls] if args.impls else [])]
         # a signal ends this process at once: its handler ends the child and removes the folder
-        child = subprocess.Popen([sys.executable, "-m", "compare", "bench", *argv], env=env, cwd=root,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         shell.temporaries.add(tmp)
-        shell.children.add(child.pid)
         try:
-            stdout, stderr = child.communicate()
+            with subprocess.Popen([sys.executable, "-m", "compare", "bench", *argv], env=env, cwd=root,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
+                shell.children.add(child.pid)
+                try:
+                    stdout, stderr = child.communicate()
+                except BaseException:  # an exception here (no handler installed: a caller in-process)
+                    child.kill()
+                    raise
+                finally:
+                    shell.children.discard(child.pid)
         finally:
-            shell.children.discard(child.pid)
             shell.temporaries.discard(tmp)
         out = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
         if out.returncode:

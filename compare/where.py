@@ -582,9 +582,10 @@ def main(argv) -> int:
     p.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
     add_model_flags(p)
     args = p.parse_args(argv)
-    if args.case is not None:  # a check's row fixes the rest: a flag given beside it would be ignored
-        given = [f"--{dest.replace('_', '-')}" for dest in vars(args) if dest not in ("case", "impls", "no_cache")
-                 and getattr(args, dest) != p.get_default(dest)]
+    if args.case is not None:  # a check's row fixes the rest: a flag given beside it (even at its default)
+        given = [a.option_strings[0] for a in p._actions  # would be ignored
+                 if a.option_strings and a.dest not in ("case", "impls", "no_cache", "help")
+                 and any(x == o or x.startswith(o + "=") for x in argv for o in a.option_strings)]
         if given:
             raise UserError(f"--case {args.case} takes its shape, batch, mode, devices and names from the check: "
                             f"drop {', '.join(given)}")

@@ -90,6 +90,8 @@ def test_a_plain_dict_saved_by_the_seeds_script_loads_as_is(trained, tmp_path):
                       "has no config", "pass --n-head")
     assert_user_error(cli("flax_port", "sample", "--load", str(plain), "--n-head", "3"),  # the flag's fault
                       f"--n-head 3 does not fit checkpoint {plain}", "not divisible by n_head=3")
+    assert_user_error(cli("flax_port", "sample", "--load", str(plain), "--n-head", "4", "--n-embd", "32"),
+                      "--n-embd 32 does not match checkpoint")  # a model flag that disagrees is never ignored
 
 
 def test_the_check_of_equal_names_can_fail(trained, tmp_path):

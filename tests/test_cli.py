@@ -240,7 +240,7 @@ def more_bad_flags(tmp_path):
         (["--n-layer", "100"], "n_layer=100 is above 32"),
         (["--steps", "2000000000"], "positions, all held in memory"),
         (["--batch-size", "65536", "--block-size", "1024", "--n-embd", "1024", "--n-layer", "32", "--steps", "1"],
-         "out of memory before compiling: this run needs at least"),  # petabytes: refused on any machine
+         "out of memory before compiling: this run needs at least"),  # tens of TiB: refused on any machine
         (["--save", str(tmp_path)], "it is a directory; give a file name"),
         (["--save", f"{tmp_path}/newdir/"], "it ends with '/', which names a directory"),  # would be a file 'newdir'
         (["--save", str(tmp_path / ("a" * 245 + ".npz"))], "File name too long"),  # only with the temp suffix
@@ -317,12 +317,13 @@ def test_jax_settings_from_the_environment_are_one_line(monkeypatch):
     neither, the same run trains."""
     import jax
 
+    was = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", True)
     try:
         assert_user_error(cli("pure", "--steps", "1", "--num-samples", "1"), "JAX_ENABLE_X64 is set",
                           "unset JAX_ENABLE_X64")
     finally:
-        jax.config.update("jax_enable_x64", False)
+        jax.config.update("jax_enable_x64", was)
 
     def no_backend(*args, **kwargs):
         raise RuntimeError("Unable to initialize backend 'tpu': INTERNAL: Failed to open libtpu.so")

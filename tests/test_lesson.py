@@ -577,18 +577,22 @@ def test_piped_into_cat_from_an_80_column_terminal_two_columns_fit_and_no_escape
 
 
 def test_the_width_comes_from_whichever_stream_is_a_terminal(monkeypatch):
+    import os
+
     from compare.lesson import command
 
     monkeypatch.delenv("COLUMNS", raising=False)
+    # standard output is whatever ran pytest (a terminal under `pytest -s`): only the streams given count
+    monkeypatch.setattr(command.shutil, "get_terminal_size", lambda fallback: os.terminal_size(fallback))
     controller, end = terminal_of(97)
+    read, write = os.pipe()
     try:
-        read, write = __import__("os").pipe()
         assert command.terminal_width(None, streams=(write, end)) == 97  # a pipe first, then the terminal
         assert command.terminal_width(None, streams=(write, read)) == 160  # no terminal anywhere
         assert command.terminal_width(72, streams=(end,)) == 72  # --width wins
     finally:
         for fd in (controller, end, read, write):
-            __import__("os").close(fd)
+            os.close(fd)
 
 
 # ----------------------------------------------------------------------------- errors

@@ -137,7 +137,8 @@ def test_ctrl_c_in_check_ends_in_one_line_and_writes_no_json(moment, wait_for, a
     assert list(tmp_path.iterdir()) == [], moment
 
 SAVE_SCRIPT = """
-import os, signal, sys, time
+import os, resource, signal, sys, time
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # SIGQUIT's default dumps core: none
 from common import checkpoint, shell
 signal.signal(signal.SIGINT, shell.on_interrupt if sys.argv[2] == "ours" else signal.default_int_handler)
 for sig in shell.ENDING:
@@ -181,7 +182,7 @@ def test_sigterm_while_saving_leaves_the_old_file_whole_and_no_temporary(tmp_pat
         target = tmp_path / f"{handler}-{sig.name}" / "w.npz"
         target.parent.mkdir()
         target.write_bytes(b"the old checkpoint")
-        p = subprocess.Popen([sys.executable, "-c", SAVE_SCRIPT, str(target), handler], cwd=ROOT,
+        p = subprocess.Popen([sys.executable, "-c", SAVE_SCRIPT, str(target), handler], cwd=tmp_path,
                              env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
         _, err = interrupt(p, wait_for="writing", sig=sig)
@@ -477,6 +478,11 @@ def test_every_entry_point_of_the_project_gets_the_shell_protections(monkeypatch
         monkeypatch.setitem(sys.modules, "__main__", main_module(spec_name, path))
         assert shell.entry_point() == name
     monkeypatch.setitem(sys.modules, "__main__", main_module("theirs.__main__", tmp_path / "theirs" / "__main__.py"))
+    assert shell.entry_point() is None
+    # `python -m pytest` from the project's own .venv: inside the checkout, but no program of ours (its
+    # Ctrl-C and closed-stream handling would have been replaced by ours)
+    venv_pytest = ROOT / ".venv" / "lib" / "python3.12" / "site-packages" / "pytest" / "__main__.py"
+    monkeypatch.setitem(sys.modules, "__main__", main_module("pytest.__main__", venv_pytest))
     assert shell.entry_point() is None
 
 

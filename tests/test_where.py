@@ -265,3 +265,5 @@ def test_a_case_of_check_is_reproduced_and_bad_cases_are_one_line(capsys):
     assert run_cli(where.main, ["--case", "update-default-b8-jit", "--steps", "3", "--n-embd", "32", "--sample"]) == 2
     err = capsys.readouterr().err
     assert "from the check: drop --steps, --sample, --n-embd" in err and len(err.strip().splitlines()) == 1, err
+    assert run_cli(where.main, ["--case", "update-default-b8-jit", "--batch-size=1"]) == 2  # its default, still given
+    assert "drop --batch-size" in capsys.readouterr().err

@@ -219,9 +219,10 @@ def highlight(lines: list[Line], marks: list | None = None) -> list[list[str]]:
             if part:
                 cols = flat[len(out) - 1] if len(out) - 1 < len(flat) else set()
                 inner = marked(part, col, cols) if cols else html.escape(part)
-                if cls and not any(ch.isspace() for ch in part):
-                    cls += " nw"  # a token without a space never breaks ("->" inside a string would)
-                out[-1] += f'<span class="{cls}">{inner}</span>' if cls else inner
+                # a token without a space never breaks ("->" inside a string would); per line: a
+                # docstring is one token over several lines, and its prose lines must wrap
+                line_cls = f"{cls} nw" if cls and not any(ch.isspace() for ch in part) else cls
+                out[-1] += f'<span class="{line_cls}">{inner}</span>' if line_cls else inner
                 if part[-1] in BREAK_AFTER and col:  # a line may continue on the next between two tokens
                     out[-1] += "<wbr>"
                 col += len(part)
