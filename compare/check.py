@@ -241,6 +241,8 @@ def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | N
 
         payload = {
             "candidate": candidate, "reference": reference, "level": level, "exit_code": code, "tier": tier,
+            "shapes": sorted({c.shape for c in grid}, key=list(equivalence.SHAPES).index),
+            "modes": sorted({c.mode for c in grid}, key=list(equivalence.MODES).index),
             "devices_seen": device_count(),
             "checks": [{"case": str(r.case), **dataclasses.asdict(r.case), "level": r.level, "expected": r.expected,
                         "missing": r.missing, "verdict": r.verdict.as_dict()} for r in results],

@@ -148,6 +148,7 @@ def test_check_exits_1_on_a_planted_transpose_and_names_it(tmp_path, monkeypatch
     assert "transpose" in out.splitlines()[-3], out  # the why under the first-parts line
     payload = json.loads(verdict.read_text())
     assert payload["exit_code"] == 1 and payload["first_failure"]["case"] == "grads-default-jit"
+    assert payload["modes"] == ["jit"] and payload["shapes"] == ["default"]  # a partial run says it is one
     # what reads the flat layout differs, what does not (logits, sampled names) stays bitwise
     levels = {c["kind"]: set() for c in payload["checks"]}
     for c in payload["checks"]:
