@@ -153,13 +153,10 @@ def check_sampling_flags(args) -> None:
         raise UserError(f"num-samples={args.num_samples}: sample at least 1 name and at most {MAX_SAMPLES:,}")
 
 
-def setup_jax(args) -> None:
-    """Persistent compilation cache in the user cache directory (never the repo), one folder per CPU
-    (common/compiles.py: cpu_fingerprint), unless --no-cache."""
+def check_jax_environment() -> None:
+    """JAX settings from the environment that would end a command in a traceback, as one line each:
+    every command calls it before its first JAX work (through setup_jax, or itself)."""
     import jax
-
-    from common.compiles import cpu_fingerprint
-    from common.data import cache_dir
 
     if jax.config.jax_enable_x64:  # JAX_ENABLE_X64 in the environment: every array would turn float64
         raise UserError("JAX_ENABLE_X64 is set: the trainers and checks compute in float32 (`compare --against "
@@ -170,6 +167,17 @@ def setup_jax(args) -> None:
         reason = " ".join(str(err).split())[:200]
         raise UserError(f"JAX could not start its backend ({reason}): unset JAX_PLATFORMS, or install jax for "
                         "that platform") from None
+
+
+def setup_jax(args) -> None:
+    """Persistent compilation cache in the user cache directory (never the repo), one folder per CPU
+    (common/compiles.py: cpu_fingerprint), unless --no-cache."""
+    import jax
+
+    from common.compiles import cpu_fingerprint
+    from common.data import cache_dir
+
+    check_jax_environment()
     if not args.no_cache and cache_dir() is not None:  # no cache directory (HOME empty or unset): compile afresh
         folder = cache_dir() / "jax-compilation-cache" / f"cpu-{cpu_fingerprint()}"  # a program is for one CPU
         try:  # JAX would warn in two lines on every run, and compile anyway

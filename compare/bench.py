@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from common import checkpoint, outputs
-from common.cli import Parser, seed_value
+from common.cli import Parser, check_jax_environment, seed_value
 from common.config import Config
 from common.data import Tokenizer, data_file, load_names, training_batches
 from common.errors import UserError
@@ -304,6 +304,7 @@ def main(argv) -> int:
     tok = Tokenizer.from_names(docs)
     cfg = Config(vocab_size=tok.vocab_size, num_steps=args.steps)
     batches = training_batches(docs, tok, cfg.block_size, cfg.num_steps, args.seed)
+    check_jax_environment()  # bench times with the cache off: setup_jax's checks, not its cache
 
     import jax
 

@@ -18,7 +18,7 @@ import statistics
 import sys
 import time
 
-from common.cli import Parser, run_cli
+from common.cli import Parser, check_jax_environment, run_cli
 from common.config import Config
 from common.data import Tokenizer, default_names, training_batches
 from common.runner import name_at, stack_slice
@@ -70,6 +70,7 @@ def per_step_us(run, steps: int) -> float:
 
 def main(argv) -> int:
     repeats = parser().parse_args(argv).repeats  # before jax loads: a bad argument costs nothing
+    check_jax_environment()
     import jax
     from flax import nnx
 

@@ -322,6 +322,11 @@ def test_jax_settings_from_the_environment_are_one_line(monkeypatch):
     try:
         assert_user_error(cli("pure", "--steps", "1", "--num-samples", "1"), "JAX_ENABLE_X64 is set",
                           "unset JAX_ENABLE_X64")
+        from common.cli import run_cli
+        from compare import bench, nnx_styles
+
+        for main, argv in ((bench.main, ["--steps", "2", "--repeats", "1"]), (nnx_styles.main, ["1"])):
+            assert run_cli(main, argv) == 2  # the commands that do not go through setup_jax
     finally:
         jax.config.update("jax_enable_x64", was)
 
