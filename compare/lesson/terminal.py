@@ -297,7 +297,8 @@ def pointer_lines(label: str, p: Pointer, width: int) -> list[str]:
 def legend(pair: tuple[str, str], width: int) -> list[str]:
     a, b = pair
     text = (f"{a}/ on the left, {b}/ on the right, each line beside the line that does the same thing. "
-            f"Marks: '~' the two lines differ, '<' only {a}/ has it, '>' only {b}/ has it, none: the same line. "
+            f"Marks: '~' the two lines differ (the tokens that differ in colour, or with '^' beneath them), "
+            f"'<' only {a}/ has it, '>' only {b}/ has it, none: the same line. "
             f"Where two columns do not fit, {a}/ ('<') comes above {b}/ ('>'), block by block, each side with its "
             "own indentation.")
     return wrap_words(text, width)
