@@ -4,7 +4,7 @@ The grid is the one tests/ runs for pure, flax_port and nnx_port (compare/equiva
 loss and gradients, one update, ten updates and sampled names, with jit and without, at model
 shapes around the default; loss, gradients and updates with batches of 8 names; and the same
 split over 4 devices where the host has them. By default the quick grid (every kind at the default
-shape and at two others, every shape, one name and eight; the tests' default tier), with --full the
+shape and at one other, every shape, one name and eight; the tests' default tier), with --full the
 whole product. Each check starts both implementations from one initialisation (drawn once per shape,
 converted through the flat layout), feeds them the same names and compares the outputs in the flat
 names, with the verdict's three levels (compare/verdict.py). The first check that comes out
@@ -170,7 +170,7 @@ def grid_line(grid: list[Case], tier: str) -> str:
         dev = (f"{DEVICES}-device checks skipped: JAX sees {devices} device{'s' * (devices != 1)} (on a CPU host, "
                f"{FORCE_DEVICES} forces {DEVICES})")
     batches = f"batches of {BATCH} names; " if any(c.batch > 1 for c in grid) else ""
-    which = ("the quick grid (every kind at the default shape and at two others, every shape; --full runs "
+    which = ("the quick grid (every kind at the default shape and at one other, every shape; --full runs "
              "every kind at every shape)" if tier == "quick" else "the full grid")
     modes = {c.mode for c in grid}
     how = "with jit and without" if len(modes) == 2 else "with jit only" if "jit" in modes else "without jit only"

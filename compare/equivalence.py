@@ -130,8 +130,8 @@ FULL = tuple(
 
 # The quick tier (`uv run pytest`, `compare check`): a covering design, read it by its columns.
 #   kinds  every kind at the default shape, with jit and without, one name a step;
-#   shapes every other shape under jit, with two kinds, so that each kind also runs at two shapes
-#          other than the default (the table);
+#   shapes every other shape under jit, with one kind each, so that each kind also runs at one
+#          shape other than the default (the table: each kind at the shape that tests it most);
 #   no_jit one shape other than the default without jit: gradients at n_embd 24 with 3 heads, the
 #          shape at which summation order first broke an equality (compare/tolerances.py);
 #   batch  every kind that takes a batch, 8 names a step, with jit and without;
@@ -140,12 +140,12 @@ FULL = tuple(
 # computed once and shared. Each (implementation, shape, mode, batch, devices) group is one compiled
 # program (compare/programs.py), so this tier compiles 7 programs per implementation (plus one on
 # 4 devices) where FULL compiles 8.
-QUICK_SHAPES = {  # shape -> the two kinds it runs under jit
-    "n_embd32": ("grads", "samples"),
-    "n_embd24_3heads": ("logits", "update"),
-    "2layers": ("grads", "updates"),
-    "block8": ("logits", "update"),
-    "block32": ("updates", "samples"),
+QUICK_SHAPES = {  # shape -> the kind it runs under jit
+    "n_embd32": ("grads",),  # the other width at which compilation once broke an equality (above)
+    "n_embd24_3heads": ("update",),  # gradients and Adam at the first width that broke one
+    "2layers": ("updates",),  # the layer loop, through ten steps of Adam
+    "block8": ("logits",),  # a shorter context: the causal mask and the position table
+    "block32": ("samples",),  # sampling past the default's 16 positions
 }
 QUICK = tuple(
     [Case(kind, "default", mode) for kind in KINDS for mode in MODES]
