@@ -438,16 +438,33 @@ ENTRY_POINTS = [("pure", []), ("flax_port", []), ("nnx_port", ["sample"]), ("com
                 ("compare.nnx_styles", [])]
 
 
-@pytest.mark.parametrize("module, sub", ENTRY_POINTS, ids=lambda x: x if isinstance(x, str) else " ".join(x))
-def test_a_usage_error_exits_2_with_stdout_or_stderr_closed(module, sub):
+REDIRECTS = (">&-", "2>&-", ">&- 2>&-")
+
+
+def closed_cases():
+    """Every entry point with both streams closed, in the quick tier; each stream closed alone on the
+    trainers' entry point and compare's (the two ways into common/cli.py's run_cli), and on every
+    other entry point under --full: what a closed stream does is common/shell.py's, one code path, and
+    each case is an interpreter importing jax (about a second)."""
+    cases = []
+    for module, sub in ENTRY_POINTS:
+        for redirects in REDIRECTS:
+            quick = redirects == ">&- 2>&-" or (module, sub) in (("pure", []), ("compare", []))
+            marks = () if quick else (pytest.mark.full,)
+            name = " ".join([module, *sub])
+            cases.append(pytest.param(module, sub, redirects, marks=marks, id=f"{name} {redirects}"))
+    return cases
+
+
+@pytest.mark.parametrize("module, sub, redirects", closed_cases())
+def test_a_usage_error_exits_2_with_stdout_or_stderr_closed(module, sub, redirects):
     """Every entry point, an unknown flag, started with standard output closed, standard error
-    closed, and both: exit 2 each time (with stderr closed, argparse's message had nowhere to go and
+    closed, or both: exit 2 each time (with stderr closed, argparse's message had nowhere to go and
     the exit code became 1); with stderr open, the one line, no traceback."""
-    for redirects in (">&-", "2>&-", ">&- 2>&-"):
-        code, err = closed(redirects, module, *sub, "--no-such-flag")
-        assert code == 2, (redirects, err)
-        if "2>&-" not in redirects:  # argparse names a missing argument first where one is required
-            assert ": error: " in one_line(err)
+    code, err = closed(redirects, module, *sub, "--no-such-flag")
+    assert code == 2, (redirects, err)
+    if "2>&-" not in redirects:  # argparse names a missing argument first where one is required
+        assert ": error: " in one_line(err)
 
 
 def test_a_whole_run_with_stdout_closed_saves_its_checkpoint_and_exits_0(tmp_path):
