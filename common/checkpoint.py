@@ -260,7 +260,7 @@ def atomic_write(path: str, write) -> None:
         if tmp:
             Path(tmp).unlink(missing_ok=True)
         if isinstance(err, OSError):  # a disk that filled up, a directory that went read-only
-            raise UserError(f"cannot save to {path} ({err.strerror or err}): nothing was written") from None
+            raise UserError(f"cannot save to {path} ({err.strerror or err}): nothing was written there") from None
         raise
     finally:
         shell.temporaries.discard(tmp)

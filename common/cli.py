@@ -198,19 +198,20 @@ def run_cli(main, argv=None) -> int:
     ends quietly (SIGPIPE, 141), Ctrl-C is 130 (common/shell.py; in-process, as here in tests,
     a KeyboardInterrupt)."""
     shell.prog = shell.entry_point() or "microgpt"  # until a parser names the (sub)command
+    before = len(shell.written)  # the files this run saves whole are named if it then fails
     try:
         code = main(sys.argv[1:] if argv is None else argv) or 0
         sys.stdout.flush()  # the last lines' write errors are reported here, not at interpreter exit
         return code
     except UserError as err:
-        return report(str(err))
+        return report(str(err) + saved_since(before))
     except shell.OutputFailed as err:
         return report(f"cannot write the output ({err.args[0].strerror or err.args[0]}): check the disk "
-                      "or where standard output goes")
+                      "or where standard output goes" + saved_since(before))
     except shell.OutputClosed:
         return shell.output_closed()
     except KeyboardInterrupt:
-        shell.say(f"{shell.prog}: interrupted; nothing was saved")
+        shell.say(f"{shell.prog}: interrupted; " + (saved_since(before)[2:] or "nothing was saved"))
         return 130
     except MemoryError:  # Python's, or NumPy's for an array too large
         return report("out of memory: the run needs more than this machine has: use a smaller --batch-size, "
@@ -223,6 +224,15 @@ def run_cli(main, argv=None) -> int:
         size = f" (XLA asked for {int(asked.group(1)) / 2**30:.1f} GiB at once)" if asked else ""
         return report(f"out of memory{size}: the run needs more than this machine has: use a smaller "
                       "--batch-size, --n-embd, --n-layer or --block-size, or fewer --steps")
+
+
+def saved_since(before: int) -> str:
+    """"; already saved: a.png, b.npz" for the files written whole since `before` (an index into
+    shell.written), so that a run failing after its first output says what is on disk; else "". A
+    failing run leaves no partial file (checkpoint.atomic_write), but a plot or a golden file
+    finished before the failure stays, whole."""
+    done = shell.written[before:]
+    return f"; already saved: {', '.join(done)}" if done else ""
 
 
 def report(message: str) -> int:

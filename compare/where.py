@@ -590,8 +590,8 @@ def main(argv) -> int:
             raise UserError(f"--case {args.case} takes its shape, batch, mode, devices and names from the check: "
                             f"drop {', '.join(given)}")
     names = [n.strip() for n in args.impls.split(",") if n.strip()]
-    if len(names) != 2:
-        raise UserError(f"--impls {args.impls!r}: name exactly two implementations, e.g. pure,flax_port")
+    if len(set(names)) != 2 or len(names) != 2:  # as compare, check and the lesson refuse one named twice
+        raise UserError(f"--impls {args.impls!r}: name exactly two different implementations, e.g. pure,flax_port")
     if not 1 <= args.steps <= 1000:
         raise UserError(f"--steps {args.steps}: walk between 1 and 1000 steps")
     if not 1 <= args.num_samples <= 1000:

@@ -191,6 +191,29 @@ def test_compare_save_writes_a_checkpoint_both_trainers_sample_from(tmp_path, ca
     assert a[0] == b[0] == 0 and a[1] == b[1] and a[1].count("sample ") == 20
 
 
+def test_a_save_failing_after_the_plot_was_written_names_the_plot(tmp_path, capsys, monkeypatch):
+    """A disk that fills up at the checkpoint, after the plot was written whole: one line that names
+    both (the checkpoint not written, the plot already saved), exit 2, no temporary. Its twin: a run
+    with no earlier output says nothing was saved."""
+    import errno
+    import os
+
+    import numpy as np
+
+    def savez_disk_full(f, **arrays):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "savez", savez_disk_full)
+    png, target = tmp_path / "curves.png", tmp_path / "w.npz"
+    assert run_cli(run.main, [*SHORT_RUN, "--plot", str(png), "--save", str(target)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"compare: error: cannot save to {target} (No space left on device): nothing was written there; "
+                   f"already saved: {png}"), err
+    assert outputs.is_plot(str(png)) and sorted(p.name for p in tmp_path.iterdir()) == ["curves.png"]
+    assert run_cli(run.main, [*SHORT_RUN, "--save", str(target)]) == 2
+    assert capsys.readouterr().err.strip().endswith("nothing was written there")
+
+
 def test_compare_stops_on_divergence_naming_the_step_and_saves_nothing(tmp_path, capsys):
     from common.cli import run_cli
 

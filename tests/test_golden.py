@@ -162,6 +162,34 @@ def written(tmp_path_factory, cfg):
         return path, {k: f[k] for k in f.files}
 
 
+def test_a_failing_standard_output_after_the_golden_file_names_it(tmp_path, capsys, monkeypatch):
+    """`compare golden g.npz > /dev/full`: the file is written whole before the line that reports it
+    fails, so the error says it was saved (exit 2), rather than leave a user to guess. Standard
+    output as common/shell.py makes it for a command, failing as /dev/full does."""
+    import errno
+    import io
+    import os
+    import sys
+
+    from common import shell
+
+    class Full(io.RawIOBase):
+        def writable(self):
+            return True
+
+        def write(self, b):
+            raise shell.OutputFailed(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+
+    path = tmp_path / "g.npz"
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BufferedWriter(Full()), line_buffering=True))
+    assert run_cli(golden.main, [str(path), "--steps", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("compare golden: error: cannot write the output (No space left on device): check the disk or "
+                   f"where standard output goes; already saved: {path}"), err
+    with np.load(path) as f:
+        assert "steps/params/wte" in f.files
+
+
 def table(out: str) -> list[tuple[str, str, str]]:
     """The rows `judge` printed, as (phase, name, level)."""
     rows = [line.split(maxsplit=5) for line in out.splitlines()]

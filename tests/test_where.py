@@ -180,9 +180,11 @@ def test_where_command_bitwise_other_shape_and_bad_impls(capsys):
     assert code == 0, out
     assert "where: bitwise equal; 0 of " in out and "first differs at: none" in out
     assert "forward   l0.attn_weights        2x8x8" in out
-    code = run_cli(where.main, ["--impls", "pure"])
-    err = capsys.readouterr().err
-    assert code == 2 and "name exactly two" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    for impls in ("pure", "pure,pure", "pure, pure", "pure,flax_port,nnx_port"):  # one named twice: as compare refuses
+        code = run_cli(where.main, ["--impls", impls])
+        err = capsys.readouterr().err
+        assert code == 2 and "name exactly two different" in err and "Traceback" not in err, (impls, err)
+        assert len(err.splitlines()) == 1
 
 
 # ----------------------------------------------------------------------------- what a port gets wrong, localized
