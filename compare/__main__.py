@@ -5,9 +5,8 @@ terminal), `python -m compare lesson --html PATH` (the lesson as a web page), `p
 `python -m compare where` (the first operation where two implementations part), `python -m compare
 golden` / `judge` (a reference's outputs in a file, and a candidate's file judged against them)."""
 
-import sys
-
 from common.cli import run_cli
+from common.shell import leave
 
 
 def main(argv):
@@ -44,4 +43,4 @@ def main(argv):
     return run.main(argv)
 
 
-sys.exit(run_cli(main))
+leave(run_cli(main))

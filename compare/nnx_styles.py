@@ -15,7 +15,6 @@ and pure/'s train_step, jitted per step and scanned, for reference.
 
 import argparse
 import statistics
-import sys
 import time
 
 from common.cli import Parser, check_jax_environment, run_cli
@@ -135,4 +134,6 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    from common.shell import leave
+
+    leave(run_cli(main))

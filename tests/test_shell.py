@@ -119,6 +119,31 @@ def test_ctrl_c_at_any_moment_ends_in_one_line_by_sigint(moment, module, args, w
     assert "saved" not in out
 
 
+def test_every_entry_point_leaves_through_common_shell():
+    """Each `python -m` program of the project ends with shell.leave (the test above shows why on
+    pure): read from its source, as a new entry point would be written."""
+    mains = [ROOT / m / "__main__.py" for m in ("pure", "flax_port", "nnx_port", "compare")]
+    mains += [ROOT / "compare" / "nnx_styles.py", ROOT / "examples" / "equinox_port" / "__main__.py"]
+    for path in mains:
+        assert "leave(run_cli(" in path.read_text() and "sys.exit(run_cli(" not in path.read_text(), path
+
+
+def test_a_signal_after_the_last_line_never_ends_a_finished_run_silently(tmp_path):
+    """SIGTERM 50 ms after the summary line, when the run has saved and printed everything: it used
+    to arrive during the interpreter's teardown (0.3 s, in which CPython restores the default
+    handlers) and kill the run with no line (exit 143 after the work was done). Now an entry point
+    leaves at once (common/shell.py: leave): the run has ended with 0, or, on a machine too busy to
+    get there in 50 ms, the signal meets the handler and its one line; never a silent kill."""
+    target = tmp_path / "w.npz"
+    p = start("pure", "--steps", "3", "--num-samples", "1", "--save", str(target), stdout=subprocess.PIPE,
+              stderr=subprocess.PIPE)
+    out, err = interrupt(p, wait_for="pure [jit]", after_s=0.05, sig=signal.SIGTERM)
+    assert (p.returncode, err) == (0, "") or (
+        p.returncode == -signal.SIGTERM and one_line(err) == f"pure: terminated; already saved: {target}"), (
+        p.returncode, err)
+    assert checkpoint.load(str(target))[1]["num_steps"] == 3
+
+
 
 @pytest.mark.parametrize("moment, wait_for, after_s", [
     ("before the first check", "compare check ", 0.0),
