@@ -508,7 +508,7 @@ def test_the_nnx_idiom_stands_beside_the_split_merge_step_with_its_cost(capsys):
         if shown:
             assert "nnx.value_and_grad(model.loss_fn, argnums=0)(gpt, batch, cfg)" in out
             assert "optimizer.update(gpt, grads)" in out and "return nnx.split((gpt, optimizer))" in out
-            assert "nnx.jit called per step" in " ".join(out.split()) and "2026-11-30" in out
+            assert "nnx.jit called per step" in " ".join(out.split()) and "2026-12-07" in out
 
 
 def test_the_page_reads_the_same_teaching():

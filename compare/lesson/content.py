@@ -361,22 +361,23 @@ NNX_NOTES = {
 }
 
 # nnx_port runs its step as split/merge under jax.jit; Flax's guides teach nnx.jit on the live
-# modules. compare/nnx_styles.py measured both: `python -m compare.nnx_styles 5`, 2026-11-30, this
-# 2-core machine (CPU) shared with six other jobs, so the spread was wide: medians of 5 repeats of
-# 1000 steps, minima in brackets. The lesson quotes them as measured; docs/lesson.md says how to rerun.
+# modules. compare/nnx_styles.py measured both: `python -m compare.nnx_styles 5`, 2026-12-07, a
+# 2-core AMD EPYC with AVX-512 (CPU), Python 3.12.1, jax 0.12.0.1, flax 0.12.12, nothing else
+# running: medians of 5 repeats of 1000 steps, minima in brackets. The lesson quotes them as
+# measured; docs/lesson.md says how to rerun.
 NNX_STYLES_FIGURES = (
-    "nnx.jit called per step on the live modules 21.5 ms/step (min 17.8); through nnx.cached_partial 4.0 ms "
-    "(1.0); nnx_port's split/merge step under jax.jit, called per step, 3.8 ms (0.63), against 0.95 ms (0.37) "
-    "for pure's jitted step; inside a lax.scan of 100 steps, as the trainers run, 233 µs (94) against pure's "
-    "267 µs (102): the same compiled arithmetic. nnx.jit pays for walking the module graph in Python on every "
+    "nnx.jit called per step on the live modules 1.87 ms/step (min 1.72); through nnx.cached_partial 0.46 ms "
+    "(0.44); nnx_port's split/merge step under jax.jit, called per step, 0.29 ms (0.22), against 0.20 ms (0.16) "
+    "for pure's jitted step; inside a lax.scan of 100 steps, as the trainers run, 42.5 µs (41.7) against pure's "
+    "42.8 µs (41.6): the same compiled arithmetic. nnx.jit pays for walking the module graph in Python on every "
     "call; split/merge pays it once, while tracing.")
 
 NNX_IDIOM = Aside(
     "compare.nnx_styles:idiomatic_step",
     "How Flax's own guides write this step: nnx.jit(idiomatic_step) called on the live model and optimizer, "
     "nnx.value_and_grad, optimizer.update in place, nothing split by hand. It computes the same numbers; what "
-    "differs is the cost per step, measured by `python -m compare.nnx_styles` (2026-11-30, this 2-core machine, "
-    "CPU, shared with other jobs; medians, minima in brackets): " + NNX_STYLES_FIGURES,
+    "differs is the cost per step, measured by `python -m compare.nnx_styles` (2026-12-07, a 2-core AMD EPYC, "
+    "CPU, Python 3.12.1, jax 0.12.0.1, flax 0.12.12; medians, minima in brackets): " + NNX_STYLES_FIGURES,
 )
 
 TOPICS = {
