@@ -27,7 +27,8 @@ class Parser(argparse.ArgumentParser):
     that parsed last names every later error (`pure sample: error: ...`)."""
 
     def parse_known_args(self, args=None, namespace=None):
-        shell.prog = self.prog
+        if not shell.prog_pinned:
+            shell.prog = self.prog
         return super().parse_known_args(args, namespace)
 
     commands: tuple[str, ...] = ()  # the subcommands a word after the flags may have meant

@@ -42,6 +42,7 @@ temporaries: set[str] = set()
 children: set[int] = set()  # processes a command started and waits for: a signal that ends it ends them
 written: list[str] = []
 prog = None  # the program's name for the interrupt's line; common.cli updates it per subcommand
+prog_pinned = False  # while a command runs another inside it (the lesson's run), its own name stays
 installed = False
 
 

@@ -981,3 +981,23 @@ def test_the_lesson_run_keeps_the_commands_name_and_leaves_no_scratch_folder(tmp
     assert message.startswith("compare lesson: error: ") and "positions" in message, message
     assert set(shell.temporaries) == before and shell.written == written
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_during_the_lessons_run_names_the_lesson(tmp_path, capsys, monkeypatch):
+    """Ctrl-C while the side-by-side run trains (its parser has read its flags): the signal handler
+    names shell.prog at that moment, which must still be `compare lesson`, not the inner run's
+    `compare`; nothing saved, no page."""
+    from common import shell
+    from compare import run
+
+    named = []
+
+    def interrupted(*args, **kwargs):
+        named.append(shell.prog)  # what common/shell.py's handler would print now
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "prepare_run", interrupted)
+    code = run_cli(lesson.lesson_main, ["--html", str(tmp_path / "l.html"), "--steps", "30"])
+    assert named == ["compare lesson"], named
+    assert code == 130 and capsys.readouterr().err.strip() == "compare lesson: interrupted; nothing was saved"
+    assert list(tmp_path.iterdir()) == [] and not shell.prog_pinned

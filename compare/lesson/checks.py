@@ -130,12 +130,13 @@ def side_by_side_run(pair: tuple[str, str], steps: int, no_cache: bool) -> tuple
         out = io.StringIO()
         argv = ["--steps", str(steps), "--num-samples", "8", "--plot", png, "--impls", ",".join(pair)]
         argv += ["--no-cache"] if no_cache else []
+        shell.prog_pinned = True  # the command is still `compare lesson`: its Ctrl-C and errors say so
         try:
             with contextlib.redirect_stdout(out):
                 run.main(argv)
             curves = Path(png).read_bytes()
-        finally:  # the run's scratch plot is not the user's output, and the command is still `compare lesson`
-            shell.prog, shell.written[:] = prog, written
+        finally:  # the run's scratch plot is not the user's output
+            shell.prog, shell.written[:], shell.prog_pinned = prog, written, False
             shell.temporaries.discard(tmp)
         lines = out.getvalue().splitlines()
         keep = [ln for ln in lines if ln.startswith(("compare:", "verdict:", "sample", " "))]
