@@ -7,6 +7,8 @@ On a CPU host, N devices come from XLA_FLAGS=--xla_force_host_platform_device_co
 JAX is imported; on a GPU or TPU host jax.devices() lists the accelerators and nothing changes here.
 """
 
+import os
+
 import numpy as np
 
 from common.config import MAX_POSITIONS
@@ -31,15 +33,53 @@ def check_batch_flags(batch_size: int, devices: int, num_steps: int, block_size:
         )
 
 
-def available_memory() -> int | None:
-    """Bytes the machine can still hand out (Linux's MemAvailable); None where it does not say."""
+def available_memory(root: str = "/") -> int | None:
+    """Bytes this process can still be handed: Linux's MemAvailable, or less where the process's
+    cgroup (a container, a CI job, a systemd slice) caps its memory below that: the cap minus what
+    the cgroup already uses (cgroup v2's memory.max and memory.current, v1's limit_in_bytes and
+    usage_in_bytes). None where the system says neither. `root` is for the tests."""
+    found = []
     try:
-        with open("/proc/meminfo") as f:
+        with open(os.path.join(root, "proc/meminfo")) as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    found.append(int(line.split()[1]) * 1024)
     except (OSError, ValueError, IndexError):
         pass
+    room = cgroup_room(root)
+    if room is not None:
+        found.append(room)
+    return min(found) if found else None
+
+
+def cgroup_room(root: str = "/") -> int | None:
+    """What the memory cap of this process's cgroup leaves (cap - usage), or None without a cap. The
+    cgroup's folder is read from /proc/self/cgroup; inside a cgroup namespace it is the mount's root."""
+    try:
+        with open(os.path.join(root, "proc/self/cgroup")) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        hierarchy, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if hierarchy == "0" and controllers == "":  # v2
+            base, files = os.path.join(root, "sys/fs/cgroup"), ("memory.max", "memory.current")
+        elif "memory" in controllers.split(","):  # v1
+            base, files = os.path.join(root, "sys/fs/cgroup/memory"), ("memory.limit_in_bytes",
+                                                                        "memory.usage_in_bytes")
+        else:
+            continue
+        for folder in (os.path.join(base, path.lstrip("/")), base):
+            try:
+                with open(os.path.join(folder, files[0])) as f:
+                    cap = f.read().strip()
+                with open(os.path.join(folder, files[1])) as f:
+                    used = int(f.read().strip())
+            except (OSError, ValueError):
+                continue
+            if cap == "max" or not cap.isdigit() or int(cap) >= 2**60:  # no cap (v1 writes a huge number)
+                break
+            return max(0, int(cap) - used)
     return None
 
 
@@ -66,8 +106,8 @@ def check_memory(cfg, batch_size: int, runs: int = 1, available=available_memory
         raise UserError(
             f"out of memory before compiling: this run needs at least {need / 2**30:.1f} GiB (batch-size "
             f"{batch_size}, n_embd {cfg.n_embd}, n_layer {cfg.n_layer}, block_size {cfg.block_size}, "
-            f"{cfg.num_steps} steps) and this machine has {have / 2**30:.1f} GiB available: use a smaller "
-            "--batch-size, --n-embd, --n-layer or --block-size, or fewer --steps"
+            f"{cfg.num_steps} steps) and {have / 2**30:.1f} GiB are available to it (the machine's, or its "
+            "cgroup's cap): use a smaller --batch-size, --n-embd, --n-layer or --block-size, or fewer --steps"
         )
 
 

@@ -286,6 +286,41 @@ def test_a_run_above_its_memory_floor_is_refused_before_compiling():
     assert all(b > need for b in bigger), (need, bigger)
 
 
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_the_memory_available_is_the_cgroups_cap_where_it_is_lower(tmp_path, version):
+    """A container or CI job capped by its cgroup below the host's MemAvailable: the floor is checked
+    against what the cap leaves (cap - usage). The twins: no cap ("max", v1's huge number) leaves
+    MemAvailable; a cap above it changes nothing; a missing cgroup file is not an error."""
+    from common import devices
+
+    def tree(cap: str, used: int = 3 * 2**30, nested: bool = True):
+        root = tmp_path / f"{version}-{cap}-{nested}"
+        (root / "proc" / "self").mkdir(parents=True)
+        (root / "proc" / "meminfo").write_text(f"MemTotal: {64 * 2**20} kB\nMemAvailable: {16 * 2**20} kB\n")
+        path = "/job/42" if nested else "/"
+        if version == "v2":
+            (root / "proc" / "self" / "cgroup").write_text(f"0::{path}\n")
+            folder, files = root / "sys/fs/cgroup" / path.lstrip("/"), ("memory.max", "memory.current")
+        else:
+            (root / "proc" / "self" / "cgroup").write_text(f"5:devices:/\n4:memory:{path}\n1:cpu:/\n")
+            folder, files = root / "sys/fs/cgroup/memory" / path.lstrip("/"), ("memory.limit_in_bytes",
+                                                                               "memory.usage_in_bytes")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / files[0]).write_text(cap + "\n")
+        (folder / files[1]).write_text(f"{used}\n")
+        return str(root)
+
+    gib = 2**30
+    assert devices.available_memory(tree(str(8 * gib))) == 5 * gib  # 8 GiB cap, 3 used: 5 left, below 16
+    assert devices.available_memory(tree(str(8 * gib), nested=False)) == 5 * gib  # inside a cgroup namespace
+    no_cap = "max" if version == "v2" else "9223372036854771712"
+    assert devices.available_memory(tree(no_cap)) == 16 * gib
+    assert devices.available_memory(tree(str(64 * gib))) == 16 * gib
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert devices.available_memory(str(empty)) is None
+
+
 OOM = "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 17179869184 bytes."
 
 
