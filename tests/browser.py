@@ -53,12 +53,14 @@ MEASURE = r"""
   out.min_code_chars = Math.min(...cells.map(td => td.getBoundingClientRect().width)) / ch;
   out.both_sides = [...document.querySelectorAll(".piece.two")].map(
     p => ["l", "r"].filter(s => [...p.querySelectorAll("td.src." + s)].some(visible)).length);
-  out.broken = [];  // a token with no space in it laid out over two lines
+  out.broken = []; out.marked_breaks = [];  // a token with no space in it laid out over two lines
   for (const span of document.querySelectorAll("table.code td.src span")) {
     const t = span.textContent;
     // over two lines: boxes at two heights (a span holding a <mark> has a box per part on one line)
     const tops = [...span.getClientRects()].map(r => r.top);
-    if (!/\s/.test(t) && visible(span) && Math.max(...tops) - Math.min(...tops) > 6) out.broken.push(t);
+    if (/\s/.test(t) || !visible(span) || Math.max(...tops) - Math.min(...tops) <= 6) continue;
+    // a long name may break at a soft hyphen, where the page draws its continuation mark; else broken
+    (t.includes("\u00ad") ? out.marked_breaks : out.broken).push(t.replace(/\u00ad/g, ""));
   }
   out.badge_cells = 0; out.badges_apart = [];  // a badge and its line number on two rows
   for (const td of document.querySelectorAll("td.ln")) {
@@ -113,6 +115,36 @@ MEASURE = r"""
     out[scheme] = contrast();
   }
   de.className = "";
+  // every link of a note to a line lands on that line shown, on whichever side it is; the page's
+  // switch shows the side it names (a narrow screen shows one side at a time)
+  const sidesShown = () => [...document.querySelectorAll(".piece.two")].map(
+    p => ["l", "r"].filter(s => [...p.querySelectorAll("td.src." + s)].some(visible)).join(""));
+  out.note_links = 0; out.links_hidden = [];
+  for (const a of document.querySelectorAll(".notes a[href^='#']")) {
+    const target = document.getElementById(a.getAttribute("href").slice(1));
+    if (!target || !target.closest("table.code")) continue;
+    out.note_links++;
+    location.hash = a.getAttribute("href");
+    const r = target.getBoundingClientRect();
+    if (!visible(target) || r.top < -2 || r.bottom > innerHeight + 2) out.links_hidden.push(a.getAttribute("href"));
+  }
+  // a long name broken at a soft hyphen shows the continuation mark; copied, the soft hyphens go
+  const soft = [...document.querySelectorAll("table.code td.src")].find(
+    td => visible(td) && td.textContent.includes("\u00ad"));
+  out.continuation = soft ? getComputedStyle(soft).hyphenateCharacter : null;
+  if (soft) {
+    getSelection().selectAllChildren(soft);
+    const copy = new ClipboardEvent("copy", {clipboardData: new DataTransfer(), bubbles: true, cancelable: true});
+    soft.dispatchEvent(copy);
+    out.copied = copy.clipboardData.getData("text/plain");
+    getSelection().removeAllRanges();
+  }
+  out.switched = {};
+  for (const side of ["side-r", "side-l"]) {
+    location.hash = "#" + side;
+    out.switched[side] = [...new Set(sidesShown())];
+  }
+  location.hash = "";
   parent.postMessage(JSON.stringify(out), "*");
 })();
 </script>

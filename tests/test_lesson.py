@@ -55,7 +55,7 @@ def sections(text: str) -> dict[str, str]:
 
 def code_cells(section: str) -> set[str]:
     cells = re.findall(r'<td class="src[^"]*"[^>]*>(.*?)</td>', section, re.S)
-    return {html.unescape(re.sub(r"<[^>]+>", "", c)) for c in cells}
+    return {html.unescape(re.sub(r"<[^>]+>", "", c)).replace(page.SOFT, "") for c in cells}  # the code as copied
 
 
 def refs_of(topic: str, impl: str | None) -> list[str]:
@@ -810,23 +810,33 @@ def laid_out(browser_page):
 def test_the_page_fits_the_screen_and_shows_code_in_wide_columns(laid_out, width):
     m = laid_out[width]
     assert m["viewport"] == width and m["doc_width"] <= width, m["too_wide"]  # nothing wider than the screen
-    # each code column holds at least 32 characters (measured 2026-12-07: 37 at 390 px, 85 at 800, 77 at 1400)
+    # each code column holds at least 32 characters (measured 2026-12-07: 35.9 at 390 px, 38.4 at 800
+    # with both sides, 77.6 at 1400)
     assert m["code_cells"] > 100 and m["min_code_chars"] >= 32
-    sides = 2 if width >= page.WIDE else 1  # under WIDE px one side at a time, behind a tab
+    sides = 2 if width >= page.WIDE else 1  # under WIDE px one side at a time, chosen by the page's switch
     assert m["both_sides"] == [sides] * len(m["both_sides"]) and len(m["both_sides"]) > 10
-    assert m["broken"] == []  # no name, number or operator laid out over two lines
+    # no name, number or operator laid out over two lines, but a name wider than a column (over
+    # page.LONG_NAME characters) at a soft hyphen after an underscore or dot, where the continuation
+    # mark shows; what a reader copies has no soft hyphen in it
+    assert m["broken"] == [], m["broken"]
+    assert all(len(name) > page.LONG_NAME for name in m["marked_breaks"]), m["marked_breaks"]
+    assert m["continuation"] == '"\u21a9"' and m["copied"] and "\u00ad" not in m["copied"], m["copied"]
+    # a note's link to a line brings it into view on its side; below WIDE px the page's one switch
+    # shows the side it names on every piece (from WIDE up both sides show whatever it says)
+    assert m["note_links"] > 20 and m["links_hidden"] == [], m["links_hidden"]
+    assert m["switched"] == ({"side-r": ["r"], "side-l": ["l"]} if width < page.WIDE else
+                             {"side-r": ["lr"], "side-l": ["lr"]}), m["switched"]
     assert m["badge_cells"] > 0 and m["badges_apart"] == []  # badges stay on their line number's row
     assert m["run_log_clipped"] is False
-    # code continues between tokens (after "(", "[", ".", "," and "="), so a box scrolls sideways only
-    # where one name is wider than its column: none at 800 and 1400 px, one at 390 (sampling's
-    # pieces, measured 2026-12-07; six before the breaks)
-    assert len(m["scrolling"]) <= (1 if width < 800 else 0), m["scrolling"]
+    # code continues between tokens (after "(", "[", ".", "," and "="), and a long name at a soft
+    # hyphen: no box scrolls sideways (measured 2026-12-07: one at 390 px before names could break)
+    assert m["scrolling"] == [], m["scrolling"]
     # a reader meets code on the first screen of a laptop (818 px down at 1400 px, 2026-12-07; the
     # run's plot, once above the topics, now follows them)
     assert width < 1400 or m["first_code_top"] < 900, m["first_code_top"]
     # the plot fits the column and its smallest text is at least 9.5 px (measured 10.2 at 390 px, 17.8 wider)
     assert m["plot_width"] <= width and m["plot_font_px"] >= 9.5
-    # a phone shows one side at a time: not much taller than a wide screen (22,200 px against 13,300, 2026-12-07)
+    # a phone shows one side at a time: not much taller than a wide screen (21,900 px against 13,200, 2026-12-07)
     assert m["height"] <= 2 * laid_out[1400]["height"]
 
 
@@ -847,6 +857,8 @@ def test_the_measurements_catch_a_page_that_breaks_names_and_overflows(browser_p
               "#topic-sampling .scroll table.code { min-width: 1500px; }"  # code boxes that scroll sideways
               "#opening { min-height: 3000px; }"  # code far below the first screen
               ".piece.two .scroll td.l, .piece.two .scroll td.r { display: table-cell !important; }"  # both sides
+              "#topic-params .piece.two td.r { visibility: hidden; }"  # a side a note's link cannot show
+              "td.src, code.hl { hyphenate-character: auto; }"  # a break inside a name with no mark
               "table.code td.ln { white-space: normal; width: 1ch; }"  # badges above their number
               "pre.run { white-space: pre; overflow: hidden; }"  # the log clipped
               ":root.light { --t-comment: #60a0b0; }")  # friendly's comment colour
@@ -855,6 +867,8 @@ def test_the_measurements_catch_a_page_that_breaks_names_and_overflows(browser_p
     m = browser.lay_out(target, 390)
     assert m["broken"] and m["badges_apart"] and m["run_log_clipped"] is True
     assert set(m["both_sides"]) == {2} and len(m["scrolling"]) >= 2 and m["first_code_top"] > 3000
+    assert any(link.startswith("#params-") for link in m["links_hidden"]) and m["switched"]["side-r"] == ["lr"]
+    assert m["continuation"] != '"\u21a9"'
     assert any("c1" in where for where, _, _ in m["light"]["low"]) and m["dark"]["low"] == []
 
 

@@ -64,9 +64,23 @@ TOKEN_GROUPS = {  # Pygments' short class -> colour; unlisted tokens (names, ope
     "t-number": "m mb mf mh mi mo il",
     "t-decorator": "nd",
 }
-WIDE = 1100  # px: from here the two sides stand side by side (each code column about 60 characters);
-#              narrower, one side at a time, with a tab for each
+WIDE = 760  # px: from here the two sides stand side by side (each code column about 40 characters);
+#             narrower, one side at a time, chosen by one switch for the whole page
 BREAK_AFTER = "([.,="  # where a code line may go on to the next: after these tokens, as the terminal breaks
+LONG_NAME = 20  # characters: a name longer than this may break after an underscore inside it, marked
+SOFT = "\u00ad"  # a soft hyphen: a break allowed there, drawn as the continuation mark (CSS) only if taken
+
+
+def breakable(inner: str) -> str:
+    """HTML holding a long name (a name, or a dotted path in a comment or docstring) with a soft
+    hyphen after each underscore or dot between two word characters: the browser may break the name
+    there, and then draws the continuation mark (`hyphenate-character`); copied, the page's script
+    drops them, so what a reader copies is the code."""
+    return re.sub(r"(?<=\w)([_.])(?=\w)", r"\1" + SOFT, inner)
+
+
+def has_long_name(text: str) -> bool:
+    return any(len(word) > LONG_NAME for word in text.split())
 
 
 def palette_css(colours: dict) -> str:
@@ -102,8 +116,6 @@ nav a { text-decoration: none; }
 .legend .sw.right { background: var(--right); } .legend .sw.gap { background: var(--gap-b); }
 .legend .sw.same { background: var(--code-bg); }
 .piece { margin: 6px 0 14px; }
-.piece > input { position: absolute; opacity: 0; pointer-events: none; }
-.tabs { display: none; }
 .scroll { overflow-x: auto; border: 1px solid var(--border); background: var(--code-bg); }
 table.code { border-collapse: collapse; width: 100%; }
 table.code th { font: 600 13px/1.4 var(--mono); text-align: left; background: var(--head-bg); padding: 5px 8px;
@@ -118,6 +130,7 @@ table.code td.mk { width: 1.2em; min-width: 1.2em; text-align: center; font-weig
                    user-select: none; }
 tr.differ td.src, tr.differ td.ln { background: var(--differ); }
 td.src span.nw { white-space: nowrap; }
+td.src, code.hl { hyphens: manual; -webkit-hyphenate-character: "\\21A9"; hyphenate-character: "\\21A9"; }
 mark.chg { background: none; color: inherit; text-decoration: underline 2px var(--mark); text-underline-offset: 3px; }
 tr.left td.src.l, tr.left td.ln.l { background: var(--left); }
 tr.right td.src.r, tr.right td.ln.r { background: var(--right); }
@@ -154,23 +167,27 @@ figure.curves svg { display: block; width: 100%; max-width: 640px; height: auto;
 pre.run { font: 12.5px/1.4 var(--mono); background: var(--code-bg); border: 1px solid var(--border); padding: 8px 12px;
           white-space: pre-wrap; overflow-wrap: break-word; }
 footer { margin-top: 48px; color: var(--muted); font-size: 13px; }
+.switch { display: none; }
+.side-mark { position: fixed; top: 0; left: 0; width: 0; height: 0; }
 @media (max-width: NARROWpx) {
-  .tabs { display: flex; gap: 4px; margin-bottom: -1px; }
-  .tabs label { flex: 1 1 0; min-width: 0; font: 600 13px/1.35 var(--mono); padding: 6px 8px; cursor: pointer;
-                background: var(--tab-bg); border: 1px solid var(--border); border-radius: 6px 6px 0 0; }
-  .piece > input:focus-visible + input + .tabs label, .piece > input + input:focus-visible + .tabs label {
-                outline: 2px solid var(--accent); }
-  .show-l:checked ~ .tabs label.l, .show-r:checked ~ .tabs label.r { background: var(--tab-on);
-                border-bottom-color: var(--tab-on); box-shadow: inset 0 3px 0 var(--accent); cursor: default; }
-  .piece.two table.code tr.head { display: none; }
-  .show-l:checked ~ .scroll .r, .show-r:checked ~ .scroll .l { display: none; }
+  /* One switch for the page: its two links target the fixed marks #side-l / #side-r (a fixed target is
+     always in view, so following one does not scroll); a link to a line (a note's) targets that
+     line's cell, and its side shows. RIGHT below stands for "the right side is asked for". */
+  [id] { scroll-margin-top: 52px; }  /* a link's target lands below the switch, not under it */
+  .switch { display: flex; gap: 6px; position: sticky; top: 0; z-index: 2; padding: 6px 0; background: var(--bg); }
+  .switch a { flex: 1 1 0; min-width: 0; font: 600 13px/1.35 var(--mono); padding: 6px 8px; text-align: center;
+              text-decoration: none; color: var(--text); background: var(--tab-bg); border: 1px solid var(--border);
+              border-radius: 6px; }
+  body:not(RIGHT) .switch a.l, body:is(RIGHT) .switch a.r { background: var(--tab-on);
+                box-shadow: inset 0 -3px 0 var(--accent); }
+  body:not(RIGHT) .piece.two .r, body:is(RIGHT) .piece.two .l { display: none; }
   .piece.two table.code td.src { width: 100%; }
   /* the rows where only the hidden side's line goes on (it is taller) */
-  .show-l:checked ~ .scroll tr:has(td.src.l.pad), .show-r:checked ~ .scroll tr:has(td.src.r.pad) { display: none; }
+  body:not(RIGHT) .piece.two tr:has(td.src.l.pad), body:is(RIGHT) .piece.two tr:has(td.src.r.pad) { display: none; }
   /* a line only the hidden side has: a thin hatched strip says something happens there */
-  .show-l:checked ~ .scroll tr.right td, .show-r:checked ~ .scroll tr.left td {
+  body:not(RIGHT) .piece.two tr.right td, body:is(RIGHT) .piece.two tr.left td {
                 font-size: 0; line-height: 0; height: 4px; padding: 0; }
-  .show-l:checked ~ .scroll tr.right td.l, .show-r:checked ~ .scroll tr.left td.r {
+  body:not(RIGHT) .piece.two tr.right td.l, body:is(RIGHT) .piece.two tr.left td.r {
                 background: repeating-linear-gradient(135deg, var(--gap-a) 0 6px, var(--gap-b) 6px 12px) !important; }
 }
 @media (max-width: 700px) {
@@ -182,7 +199,7 @@ footer { margin-top: 48px; color: var(--muted); font-size: 13px; }
   .notes ol { padding-left: 18px; }
   .fail-detail { margin-left: 1em; }
 }
-""".replace("NARROW", str(WIDE - 1))
+""".replace("NARROW", str(WIDE - 1)).replace("RIGHT", ":has(#side-r:target, .piece.two td.r:target)")
 
 
 def token_class(ttype) -> str:
@@ -221,7 +238,10 @@ def highlight(lines: list[Line], marks: list | None = None) -> list[list[str]]:
                 inner = marked(part, col, cols) if cols else html.escape(part)
                 # a token without a space never breaks ("->" inside a string would); per line: a
                 # docstring is one token over several lines, and its prose lines must wrap
-                line_cls = f"{cls} nw" if cls and not any(ch.isspace() for ch in part) else cls
+                spaceless = not any(ch.isspace() for ch in part)
+                line_cls = f"{cls} nw" if cls and spaceless else cls
+                if has_long_name(part):  # wider than a phone's column: it may break, marked
+                    inner, line_cls = breakable(inner), cls
                 out[-1] += f'<span class="{line_cls}">{inner}</span>' if line_cls else inner
                 if part[-1] in BREAK_AFTER and col:  # a line may continue on the next between two tokens
                     out[-1] += "<wbr>"
@@ -254,10 +274,10 @@ def cell_pair(line: Line | None, k: int, code: list[str] | None, side: str, topi
             f'<td class="src {side}{pointed}" style="--i:{indent_of(line.physical[k])}">{code[k]}</td>')
 
 
-def piece_table(piece: Piece, v: TopicView, badges: dict, number: int) -> str:
+def piece_table(piece: Piece, v: TopicView, badges: dict) -> str:
     """One piece: a single column for shared code; else both sides, one table so that facing lines
-    share a row. On a narrow screen a tab per side shows one at a time (two radio buttons and CSS,
-    no script); the other side's own lines become thin hatched strips."""
+    share a row. On a narrow screen one side at a time, the page's switch choosing which (two links
+    and CSS, no script); the other side's own lines become thin hatched strips."""
     if piece.shared:
         lines = [r.left for r in piece.rows]
         code = highlight(lines)
@@ -295,12 +315,7 @@ def piece_table(piece: Piece, v: TopicView, badges: dict, number: int) -> str:
                         f'{cell_pair(row.right, k, hl_r, "r", v.name, v.pair[1], badges)}</tr>')
     titles = [html.escape(t).replace("/", "/<wbr>").replace(":", ":<wbr>") for t in piece.titles]
     head = "".join(f'<th colspan="2" class="{s}">{t}</th>' for s, t in zip("lr", titles))
-    tab = f"{v.name}-{number}"
-    tabs = "".join(f'<label class="{s}" for="{tab}-{s}">{t}</label>' for s, t in zip("lr", titles))
-    return (f'<div class="piece two">'
-            f'<input type="radio" class="show-l" name="{tab}" id="{tab}-l" checked>'
-            f'<input type="radio" class="show-r" name="{tab}" id="{tab}-r">'
-            f'<div class="tabs">{tabs}</div><div class="scroll"><table class="code">'
+    return (f'<div class="piece two"><div class="scroll"><table class="code">'
             f'<tr class="head"><th class="mk"></th>{head}</tr>' + "".join(rows) + "</table></div></div>")
 
 
@@ -310,7 +325,8 @@ def code_html(text: str) -> str:
     out = []
     for t, v in PythonLexer(stripnl=False, ensurenl=False).get_tokens(text):
         cls = token_class(t)
-        out.append(f'<span class="{cls}">{html.escape(v)}</span>' if cls else html.escape(v))
+        text = breakable(html.escape(v)) if has_long_name(v) else html.escape(v)
+        out.append(f'<span class="{cls}">{text}</span>' if cls else text)
         if v and v[-1] in BREAK_AFTER and out[:-1]:
             out.append("<wbr>")
     return "".join(out)
@@ -334,7 +350,7 @@ def topic_section(v: TopicView, outcomes: list[tuple[str, str]], names: list[tup
         for p in ([note.at] if note.at else []) + note.faces:
             badges.setdefault((p.path, p.lineno), []).append(n)
     parts = [f'<section id="topic-{v.name}"><h2>{v.name}</h2><p class="concept">{html.escape(v.concept)}</p>']
-    parts += [piece_table(p, v, badges, k) for k, p in enumerate(v.pieces)]
+    parts += [piece_table(p, v, badges) for p in v.pieces]
     if v.name == "names":
         head = "".join(f"<th>{html.escape(h)}</th>" for h in ("checkpoint name", "shape", f"{v.pair[0]}/",
                                                               f"{v.pair[1]}/"))
@@ -420,7 +436,10 @@ def render(views: list[TopicView], outcomes: dict, names: list, run, pair: tuple
 <meta name="generator" content="{GENERATOR}">
 <title>microgpt: {a}/ beside {b}/</title>
 <style>{style}</style></head>
-<body><main>
+<body><i class="side-mark" id="side-l"></i><i class="side-mark" id="side-r"></i>
+<nav class="switch" aria-label="which side to show">
+<a class="l" href="#side-l">{a}/</a><a class="r" href="#side-r">{b}/</a></nav>
+<main>
 <h1>microgpt, twice: <code>{a}/</code> beside <code>{b}/</code></h1>
 <p>Karpathy's microgpt (a character-level GPT of 4,192 parameters) is written here in two ways that
 compute the same numbers. Each topic below shows both, read from the source files when this page was
@@ -438,6 +457,9 @@ equivalence checks that cover it, run when the page was built: {passed} of {tota
 (<code>python -m compare --steps {steps}</code>): the loss of each step (faint) and its running mean,
 and how far apart the weights are after each step.</p>
 {curves}
+<script>/* a long name may break at a soft hyphen (drawn as the continuation mark): copy without them */
+document.addEventListener("copy", e => {{ e.clipboardData.setData("text/plain",
+  getSelection().toString().replace(/\u00ad/g, "")); e.preventDefault(); }});</script>
 <footer>Built by <code>python -m compare lesson --html</code> from the live source, with {versions()}.
 This page asks the network for nothing.</footer>
 </main></body></html>
