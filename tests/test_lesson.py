@@ -840,6 +840,31 @@ def test_the_page_fits_the_screen_and_shows_code_in_wide_columns(laid_out, width
     assert m["height"] <= 2 * laid_out[1400]["height"]
 
 
+@pytest.mark.full
+@pytest.mark.parametrize("pair", [p for p in PAIRS if p != PAIR], ids=",".join)
+def test_the_other_pairs_pages_fit_every_screen_too(pair, tmp_path):
+    """The default pair's page is measured in the quick tier (above); the other two under --full, at
+    each width, light at 800 and 1400, dark at 390: nothing wider than the screen, no code box
+    scrolling sideways, no name broken without its mark, both sides from page.WIDE px up, every note
+    link landing on its line shown, and the switch showing the side it names."""
+    if browser.chromium() is None:
+        pytest.skip("chromium is not installed: `apt-get install chromium` (.ci/run installs it where missing)")
+    target = tmp_path / "lesson.html"
+    assert run_cli(lesson.lesson_main, ["--html", str(target), "--steps", "0", "--pair", ",".join(pair)]) == 0
+    measured = tmp_path / "measured.html"
+    measured.write_text(browser.measurable(target.read_text(encoding="utf-8"), page.LIGHT, page.DARK),
+                        encoding="utf-8")
+    for width in WIDTHS:
+        m = browser.lay_out(measured, width, dark=width == 390)
+        assert m["doc_width"] <= width and m["scrolling"] == [] and m["broken"] == [], (width, m["scrolling"])
+        assert m["min_code_chars"] >= 32, (width, m["min_code_chars"])
+        sides = 2 if width >= page.WIDE else 1
+        assert set(m["both_sides"]) == {sides} and m["links_hidden"] == [], (width, m["links_hidden"])
+        assert m["switched"]["side-r"] == (["r"] if sides == 1 else ["lr"]), width
+        for scheme in ("light", "dark"):
+            assert m[scheme]["low"] == [] and m[scheme]["min"] >= 4.5, (width, scheme)
+
+
 @pytest.mark.parametrize("width", WIDTHS)
 def test_the_page_text_is_4_5_to_1_in_the_light_and_the_dark_scheme(laid_out, width):
     m = laid_out[width]
