@@ -50,12 +50,20 @@ def similarity(a: Line, b: Line) -> float:
     they share (0.4), and how alike their code reads (up to 0.5)."""
     if not a.key or not b.key:
         return 0.2 if a.key == b.key else 0.0  # blanks face blanks where nothing better is lost
-    score = 0.5 * difflib.SequenceMatcher(None, a.words, b.words, autojunk=False).ratio()
+    words_a, words_b = a.words, b.words
+    if a.key.startswith("#") and b.key.startswith("#"):  # two comment lines: alike in what they say,
+        words_a, words_b = content_words(a.key), content_words(b.key)  # not in "the" and "("
+    score = 0.5 * difflib.SequenceMatcher(None, words_a, words_b, autojunk=False).ratio()
     if a.target and a.target == b.target:
         score += 0.5
     if a.comment and a.comment == b.comment:
         score += 0.4
     return score
+
+
+def content_words(text: str) -> list[str]:
+    """The words of a comment that carry its meaning: four letters or more (not "the", "a", "(")."""
+    return [w.lower() for w in re.findall(r"\w+", text) if len(w) > 3]
 
 
 def pin_of(line: Line, pins: list[tuple[str | None, str | None]], side: int) -> int | None:
