@@ -38,7 +38,8 @@ MEASURE = r"""
                  && !e.parentElement.closest(".scroll, .names-scroll, .notes li"))
     .slice(0, 5).map(e => e.tagName + "." + e.className + ": " + e.textContent.slice(0, 40));
   out.height = de.scrollHeight;
-  const firstCode = document.querySelector("table.code td.src");  // where a reader first meets code
+  // where a reader first meets code: the cheat-sheet's, or a topic's
+  const firstCode = document.querySelector("table.cheat td code, table.code td.src");
   out.first_code_top = firstCode ? firstCode.getBoundingClientRect().top + window.scrollY : null;
   // code boxes wider than the screen lets them be: they scroll sideways, hiding the ends of lines
   out.scrolling = [...document.querySelectorAll(".scroll")].filter(e => visible(e) && e.scrollWidth > e.clientWidth + 1)
@@ -120,7 +121,7 @@ MEASURE = r"""
   const sidesShown = () => [...document.querySelectorAll(".piece.two")].map(
     p => ["l", "r"].filter(s => [...p.querySelectorAll("td.src." + s)].some(visible)).join(""));
   out.note_links = 0; out.links_hidden = [];
-  for (const a of document.querySelectorAll(".notes a[href^='#']")) {
+  for (const a of document.querySelectorAll(".notes a[href^='#'], #cheatsheet a[href^='#']")) {
     const target = document.getElementById(a.getAttribute("href").slice(1));
     if (!target || !target.closest("table.code")) continue;
     out.note_links++;

@@ -832,12 +832,12 @@ def test_the_page_fits_the_screen_and_shows_code_in_wide_columns(laid_out, width
     # code continues between tokens (after "(", "[", ".", "," and "="), and a long name at a soft
     # hyphen: no box scrolls sideways (measured 2026-12-07: one at 390 px before names could break)
     assert m["scrolling"] == [], m["scrolling"]
-    # a reader meets code on the first screen of a laptop (818 px down at 1400 px, 2026-12-07; the
-    # run's plot, once above the topics, now follows them)
+    # a reader meets code on the first screen of a laptop (the cheat-sheet's, 267 px down at 1400 px,
+    # 2026-12-07; 818 px, a topic's, before it; the run's plot, once above the topics, follows them)
     assert width < 1400 or m["first_code_top"] < 900, m["first_code_top"]
     # the plot fits the column and its smallest text is at least 9.5 px (measured 10.2 at 390 px, 17.8 wider)
     assert m["plot_width"] <= width and m["plot_font_px"] >= 9.5
-    # a phone shows one side at a time: not much taller than a wide screen (21,900 px against 13,200, 2026-12-07)
+    # a phone shows one side at a time: not much taller than a wide screen (23,000 px against 13,700, 2026-12-07)
     assert m["height"] <= 2 * laid_out[1400]["height"]
 
 
@@ -881,7 +881,7 @@ def test_the_measurements_catch_a_page_that_breaks_names_and_overflows(browser_p
     text, where = browser_page
     broken = ("table.code td.src { overflow-wrap: anywhere; } td.src span.nw { white-space: inherit; }"  # names cut
               "#topic-sampling .scroll table.code { min-width: 1500px; }"  # code boxes that scroll sideways
-              "#opening { min-height: 3000px; }"  # code far below the first screen
+              "h1 { min-height: 3000px; }"  # code far below the first screen
               ".piece.two .scroll td.l, .piece.two .scroll td.r { display: table-cell !important; }"  # both sides
               "#topic-params .piece.two td.r { visibility: hidden; }"  # a side a note's link cannot show
               "td.src, code.hl { hyphenate-character: auto; }"  # a break inside a name with no mark
@@ -1118,3 +1118,44 @@ def test_the_pairing_sample_catches_comments_paired_on_little_words(monkeypatch)
         assert any(key.startswith("# that the weights are a tap") for key in wrong), wrong
     finally:
         views.cache_clear()
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=",".join)
+def test_the_cheat_sheet_comes_first_and_links_each_idiom_to_its_line(pair):
+    """content.CHEAT_SHEET on each pair's page, before the topics: every idea both sides have, each
+    side's line quoted as it stands in the source and linked to that line's row in its topic."""
+    from compare.lesson import content
+
+    text = page.render(list(views(pair).values()), {name: [] for name in lesson.TOPICS}, [], None, pair, 0)
+    section = re.search(r'<section id="cheatsheet">(.*?)</section>', text, re.S)
+    assert section and text.index('id="cheatsheet"') < text.index('id="topic-params"')
+    expected = [idea for idea, pieces in content.CHEAT_SHEET if pair[0] in pieces and pair[1] in pieces]
+    ideas = [html.unescape(idea) for idea in re.findall(r"<tr><th>([^<]+)</th>", section.group(1))]
+    assert ideas == expected and len(expected) >= 6
+    links = re.findall(r'href="#([\w-]+)"', section.group(1))
+    assert len(links) == 2 * len(expected)
+    for link in links:
+        topic, impl, number = re.fullmatch(r"(\w+)-(\w+)-(\d+)", link).groups()
+        assert f'id="{link}"' in text, link  # the row it links to is on the page
+        source = (ROOT / impl / f"{topic_file(impl, topic, int(number))}").read_text().splitlines()
+        assert any(pieces[impl].replace("\\", "") in source[int(number) - 1]
+                   for _, pieces in content.CHEAT_SHEET if impl in pieces), (link, source[int(number) - 1])
+
+
+def topic_file(impl: str, topic: str, number: int) -> str:
+    """The file of `impl` whose line `number` a topic shows (the row ids name topic, side and line)."""
+    for piece in views_module.view(topic, (impl, "pure" if impl != "pure" else "flax_port")).pieces:
+        for row in piece.rows:
+            if row.left and row.left.lineno and row.left.lineno <= number < row.left.lineno + len(row.left.physical):
+                return row.left.path.split("/", 1)[1]
+    raise AssertionError(f"{impl} {topic} shows no line {number}")
+
+
+def test_a_cheat_sheet_idiom_no_topic_shows_is_refused(monkeypatch):
+    """The twin: an idiom whose line is in no topic's code stops the build, naming it."""
+    from compare.lesson import content
+
+    monkeypatch.setattr(views_module, "CHEAT_SHEET", content.CHEAT_SHEET + (
+        ("a made-up idiom", {"pure": "no such line anywhere(", "flax_port": "nor here("}),))
+    with pytest.raises(LookupError, match="a made-up idiom"):
+        views_module.cheat_sheet(list(views(("pure", "flax_port")).values()))

@@ -104,6 +104,28 @@ def opening(pair: tuple[str, str]) -> tuple[str, ...]:
     return OPENINGS.get(pair) or OPENINGS.get(pair[::-1], ())
 
 
+# ----------------------------------------------------------------------------- the cheat-sheet
+
+# The idioms a reader moving between the styles looks up first, each a piece of the line that does
+# it in each implementation (found in the topics' code; the page links each to its line).
+CHEAT_SHEET = (
+    ("the weights made", {"pure": "* jax.random.normal(", "flax_port": "return GPT(cfg).init(",
+                          "nnx_port": "return GPT(cfg, rngs=nnx.Rngs("}),
+    ("a layer's matrix", {"pure": "def dense(x, w):", "flax_port": "return nn.Dense(",
+                          "nnx_port": "return nnx.Linear("}),
+    ("the model called", {"pure": "def forward(params, tokens", "flax_port": 'return GPT(cfg).apply({"params"',
+                          "nnx_port": "return gpt(tokens)"}),
+    ("loss and gradients", {"pure": "return jax.value_and_grad(", "flax_port": "return jax.value_and_grad(",
+                            "nnx_port": "return nnx.value_and_grad("}),
+    ("the optimizer made", {"pure": "optim.adam_init(params)", "flax_port": "train_state.TrainState.create(",
+                            "nnx_port": "optimizer = nnx.Optimizer("}),
+    ("one update", {"pure": "return optim.adam_update(", "flax_port": "return state.apply_gradients(",
+                    "nnx_port": "optimizer.update(gpt, grads)"}),
+    ("intermediates recorded", {"pure": "taps.values", "flax_port": 'mutable="intermediates"',
+                                "nnx_port": "nnx.capture(forward"}),
+)
+
+
 # ----------------------------------------------------------------------------- counterparts
 
 # Lines that do the same thing in the three implementations, so that every pair faces them the

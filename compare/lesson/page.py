@@ -16,7 +16,7 @@ from pygments.token import STANDARD_TYPES
 from compare.lesson.align import changed_spans, row_mark
 from compare.lesson.content import TOPICS, opening
 from compare.lesson.source import Line
-from compare.lesson.views import Piece, Pointer, TopicView
+from compare.lesson.views import Piece, Pointer, TopicView, cheat_sheet
 
 KIND_WORDS = {"same": "the same on both sides", "differ": "differs", "left": "only on the left",
               "right": "only on the right"}
@@ -158,6 +158,13 @@ table.names { border-collapse: collapse; background: var(--code-bg); }
 table.names td, table.names th { border: 1px solid var(--border); padding: 3px 12px; font: 13px/1.5 var(--mono);
                                  text-align: left; white-space: nowrap; }
 table.names th { background: var(--head-bg); }
+table.cheat { border-collapse: collapse; width: 100%; margin: 6px 0 14px; }
+table.cheat th, table.cheat td { border: 1px solid var(--border); padding: 4px 8px; text-align: left;
+                                 vertical-align: top; }
+table.cheat th { font-weight: 600; white-space: nowrap; background: var(--head-bg); }
+table.cheat td { background: var(--code-bg); }
+table.cheat a.where { font: 12px/1.4 system-ui, sans-serif; margin-right: 4px; }
+table.cheat span.side { display: none; font: 600 12px/1.4 var(--mono); }
 figure { margin: 10px 0; }
 figure.curves svg { display: block; width: 100%; max-width: 640px; height: auto; background: #fff;
                     border: 1px solid var(--border); }
@@ -191,6 +198,11 @@ footer { margin-top: 48px; color: var(--muted); font-size: 13px; }
                 background: repeating-linear-gradient(135deg, var(--gap-a) 0 6px, var(--gap-b) 6px 12px) !important; }
 }
 @media (max-width: 700px) {
+  table.cheat tr.head { display: none; }
+  table.cheat, table.cheat tbody, table.cheat tr, table.cheat th, table.cheat td { display: block; }
+  table.cheat tr { margin-bottom: 8px; }
+  table.cheat th { white-space: normal; }
+  table.cheat span.side { display: inline; }
   main { padding: 14px 12px 48px; }
   h1 { font-size: 22px; }
   nav ol { columns: 1; padding-left: 24px; }
@@ -410,6 +422,20 @@ def curves_html(run, pair: tuple[str, str], steps: int) -> str:
 GENERATOR = "microgpt-jax compare lesson"  # how `lesson --html` knows a page it may replace
 
 
+def cheat_sheet_html(views: list[TopicView], pair: tuple[str, str]) -> str:
+    """The idioms side by side, first: each idea's line on each side, quoted and linked to the line
+    in its topic (a link that also shows that side on a narrow screen)."""
+    rows = []
+    for idea, *sides in cheat_sheet(views):
+        cells = "".join(f'<td><span class="side">{html.escape(impl)}/ </span>'
+                        f'<a class="where" href="#{topic}-{impl}-{at.lineno}">{html.escape(topic)}</a> '
+                        f'<code class="hl">{code_html(at.text)}</code></td>' for impl, (topic, at) in zip(pair, sides))
+        rows.append(f"<tr><th>{html.escape(idea)}</th>{cells}</tr>")
+    head = "".join(f"<th><code>{html.escape(impl)}/</code></th>" for impl in pair)
+    return (f'<section id="cheatsheet"><h3>The idioms, side by side</h3><table class="cheat">'
+            f'<tr class="head"><th></th>{head}</tr>' + "".join(rows) + "</table></section>")
+
+
 def render(views: list[TopicView], outcomes: dict, names: list, run, pair: tuple[str, str], steps: int) -> str:
     a, b = pair
     passed = sum(o == "PASS" for checks in outcomes.values() for _, o in checks)
@@ -428,6 +454,7 @@ def render(views: list[TopicView], outcomes: dict, names: list, run, pair: tuple
               '<span class="sw same"></span>unmarked: the same line</p>')
     style = (f":root {{ {palette_css(LIGHT)}}}\n"
              f"@media (prefers-color-scheme: dark) {{ :root {{ {palette_css(DARK)}}} }}\n" + token_css() + CSS)
+    cheat = cheat_sheet_html(views, pair)
     opening_html = "".join(f"<p>{prose(t)}</p>" for t in opening(pair))
     opening_html = f'<section id="opening"><h3>What changes between the two</h3>{opening_html}</section>'
     return f"""<!DOCTYPE html>
@@ -448,6 +475,7 @@ counterpart faces a hatched gap, which is usually where a framework took the wor
 a topic says what it took over, points (numbered badges) at the line where that happens and at
 the lines it replaces, and quotes the library's own line. The proof under each topic lists the
 equivalence checks that cover it, run when the page was built: {passed} of {total} passed.</p>
+{cheat}
 {legend}
 {opening_html}
 <nav><h3>Topics</h3><ol>{toc}<li><a href="#training">the run</a> — both trained side by side</li></ol></nav>

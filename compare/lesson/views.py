@@ -7,7 +7,7 @@ import inspect
 
 from compare.lesson.align import Row, align
 from compare.lesson.checks import topic_checks
-from compare.lesson.content import COUNTERPARTS, TOPICS
+from compare.lesson.content import CHEAT_SHEET, COUNTERPARTS, TOPICS
 from compare.lesson.source import Line, display_path, logical_lines, piece_lines, piece_title, resolve
 
 
@@ -105,3 +105,28 @@ def view(name: str, pair: tuple[str, str]) -> TopicView:
             notes.append(ResolvedNote(impl, text, find_line(shown[impl], note.at), inside, [p for p in faces if p],
                                       note.idiom))
     return TopicView(name, topic.concept, pair, pieces, notes, [label for label, _ in topic_checks(name, pair)])
+
+
+def cheat_sheet(views: list[TopicView]) -> list[tuple[str, tuple[str, Pointer], tuple[str, Pointer]]]:
+    """content.CHEAT_SHEET for the views' pair: (idea, (topic, line) on the left, on the right), for
+    each idea both sides have, each line the first of the topics' code that holds its piece. With
+    every topic, an idiom that none shows is a LookupError."""
+    pair = views[0].pair
+    rows = []
+    for idea, pieces in CHEAT_SHEET:
+        if pair[0] not in pieces or pair[1] not in pieces:
+            continue
+        found = []
+        for side, impl in enumerate(pair):
+            for v in views:
+                lines = [r.right if side else r.left for p in v.pieces if not p.shared for r in p.rows]
+                at = find_line([ln for ln in lines if ln is not None], pieces[impl])
+                if at:
+                    found.append((v.name, at))
+                    break
+            else:
+                if {v.name for v in views} == set(TOPICS):  # every topic, and none shows it: the content is wrong
+                    raise LookupError(f"the cheat-sheet's {idea!r}: no topic shows {impl}'s {pieces[impl]!r}")
+        if len(found) == 2:  # (a page of some topics only leaves out the idioms of the others)
+            rows.append((idea, found[0], found[1]))
+    return rows
