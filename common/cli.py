@@ -17,7 +17,7 @@ from common import checkpoint, outputs, shell
 from common.config import FLOAT32_MAX, Config
 from common.data import Tokenizer, control_character, data_file, load_names, training_batches
 from common.devices import check_batch_flags, check_memory, data_mesh
-from common.errors import UserError
+from common.errors import PortFailure, UserError
 from common.runner import format_sample, format_step, init_state, prompt_tokens, run_training, sample_names
 
 # ----------------------------------------------------------------------------- parsing
@@ -206,6 +206,9 @@ def run_cli(main, argv=None) -> int:
         return code
     except UserError as err:
         return report(str(err) + saved_since(before))
+    except PortFailure as err:  # a port's function raised or exited: as a check that comes out different
+        report(str(err) + saved_since(before))
+        return 1
     except shell.OutputFailed as err:
         return report(f"cannot write the output ({err.args[0].strerror or err.args[0]}): check the disk "
                       "or where standard output goes" + saved_since(before))

@@ -3,3 +3,9 @@
 
 class UserError(Exception):
     """Bad input from the user (a path, a flag, a file's contents); the message says what to do."""
+
+
+class PortFailure(Exception):
+    """A port's function (an implementation reached by module path) raised, exited, or gave what
+    cannot be read: the commands print it as one line and exit 1, as a check that comes out
+    different does (compare/programs.py's PortError is one)."""

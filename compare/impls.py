@@ -52,6 +52,9 @@ def find(name: str):
                         "a module path reachable from the current directory or PYTHONPATH")
     try:
         return importlib.import_module(name)
+    except SystemExit as err:  # a module that ends the program when imported would end ours with its code
+        raise UserError(f"{name}: importing it called sys.exit({err.code!r}); a port must not exit when "
+                        "imported (put its program under `if __name__ == \"__main__\":`)") from None
     except Exception as err:
         raise UserError(f"{name}: importing it raised {type(err).__name__}: {err}; fix that module first") from None
 
@@ -67,6 +70,8 @@ def get(name: str) -> Impl:
                         f"to it ({GUIDE})")
     try:
         made = factory()
+    except SystemExit as err:
+        raise UserError(f"{name}.impl() called sys.exit({err.code!r}); fix it to return an Impl") from None
     except Exception as err:
         raise UserError(f"{name}.impl() raised {type(err).__name__}: {err}; fix it to return an Impl") from None
     if not isinstance(made, Impl):
@@ -86,7 +91,55 @@ def get(name: str) -> Impl:
         what = ", ".join(missing + wrong)
         raise UserError(f"{name}.impl() gives no function for {what}: each must be a callable "
                         f"({'the optional ones may be None; ' if wrong else ''}{GUIDE})")
-    return made
+    if name in NAMES:  # the project's twins: their exceptions are our bugs, tracebacks and all
+        return made
+    return dataclasses.replace(made, **{f: guarded(name, f, getattr(made, f)) for f in required_fields()
+                                        + optional_fields() if callable(getattr(made, f))})
+
+
+FLAT = ("to_flat", "state_to_flat")  # the functions that hand numbers over in the checkpoint's names
+
+
+def guarded(label: str, function: str, fn):
+    """A port's function as the commands call it: what it raises, or a sys.exit, becomes a PortError
+    naming the port by the path it was given and the function (a line, exit 1: a CI gate must not
+    read a port that exits 0 as a pass); the flat layout it hands back is checked for the
+    checkpoint's names, so that a wrong name is named rather than met later as a KeyError."""
+    import functools
+
+    from compare.programs import PortError
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            out = fn(*args, **kwargs)
+        except (UserError, PortError, KeyboardInterrupt):
+            raise
+        except (Exception, SystemExit) as err:
+            raise PortError(label, function, err) from None
+        if function in FLAT:
+            check_flat_names(label, function, out[0] if function == "state_to_flat" else out)
+        return out
+
+    return call
+
+
+def check_flat_names(label: str, function: str, flat) -> None:
+    """The names of the flat layout (common/checkpoint.py's param_shapes), for as many layers as the
+    names say; a PortError naming what is missing or extra otherwise."""
+    from common.checkpoint import param_shapes
+    from common.config import Config
+    from compare.programs import PortError
+
+    names = set(flat.keys()) if hasattr(flat, "keys") else set()
+    layers = len({n.split(".")[0] for n in names if n.startswith("l") and "." in n})
+    expected = set(param_shapes(Config(n_layer=max(layers, 1))))
+    if names != expected:
+        missing, extra = sorted(expected - names), sorted(names - expected)
+        what = "; ".join(filter(None, [f"missing {', '.join(missing[:4])}" if missing else "",
+                                       f"unknown {', '.join(map(str, extra[:4]))}" if extra else ""]))
+        raise PortError(label, function, ValueError(f"its flat layout is not the checkpoint's names ({what}); "
+                                                    "see common/checkpoint.py's param_shapes"))
 
 
 def x64_enabled() -> bool:

@@ -27,6 +27,7 @@ import string
 import threading
 
 from common.config import Config
+from common.errors import PortFailure
 from common.impl import Impl
 from compare import equivalence
 from compare.equivalence import BATCH_KINDS, Case, Group
@@ -112,12 +113,17 @@ FUNCTIONS = {"logits": "forward", "grads": "loss_fn (under jax.value_and_grad)",
              "updates": "train_steps", "samples": "sample_tokens"}
 
 
-class PortError(Exception):
-    """A function of an implementation raised (or gave what cannot be read) while computing a kind."""
+class PortError(PortFailure):
+    """A function of an implementation raised (or gave what cannot be read) while computing a kind.
+    `impl` may be the name the user gave it (a module path) rather than an Impl."""
 
-    def __init__(self, impl: Impl, function: str, err: BaseException):
+    def __init__(self, impl: "Impl | str", function: str, err: BaseException):
+        who = impl if isinstance(impl, str) else impl.name
+        if isinstance(err, SystemExit):
+            super().__init__(f"{who}'s {function} called sys.exit({err.code!r}): a port's function must return")
+            return
         lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()] or [""]
-        super().__init__(f"{impl.name}'s {function} raised {type(err).__name__}: {lines[0][:240]}")
+        super().__init__(f"{who}'s {function} raised {type(err).__name__}: {lines[0][:240]}")
 
 
 class Runner:
@@ -215,9 +221,8 @@ class Runner:
             if case.jit and not self.errors.get(case.group):
                 try:
                     made = self.run(case.group)
-                except PortError:
-                    raise
-                except Exception:  # a kind of the group fails to trace or run: each on its own, below
+                except Exception:  # a kind of the group fails to trace or run (a port's PortError among
+                    # them): each on its own, below, so that the other kinds are still judged
                     self.errors[case.group] = True
                 else:
                     for kind, out in made.items():

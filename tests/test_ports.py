@@ -245,7 +245,7 @@ def test_a_port_raising_in_its_sampler_and_of_the_wrong_shape_gets_two_rows_and_
     # transpose's row without jit is judged on its own below
     code, rows, out = check_table(name, capsys, "--modes", "jit")
     assert code == 1 and "Traceback" not in out, out
-    assert "error: two_failures's sample_tokens raised TracerArrayConversionError" in rows["samples-default-jit"]
+    assert f"error: {name}'s sample_tokens raised TracerArrayConversionError" in rows["samples-default-jit"]
     assert "error: logits has shape (27, 16) where pure gives (16, 27)" in rows["logits-default-jit"]
     without_jit = check.judge(name, check.Case("logits", mode="no_jit"))  # the transpose shows in both modes
     assert "logits has shape (27, 16) where pure gives (16, 27)" in without_jit.error, without_jit.error
@@ -267,3 +267,47 @@ def test_a_port_turning_on_x64_runs_in_float32_with_a_note(tmp_path, monkeypatch
         jax.config.update("jax_enable_x64", False)
     assert f"note: importing {name} turned on jax_enable_x64" in out and code == 0, out
     assert not jax.config.read("jax_enable_x64")
+
+
+# ----------------------------------------------------------------------------- a port that misbehaves
+
+RAISING = """
+import dataclasses, sys
+import pure
+
+
+def impl():
+    def boom(*args, **kwargs):
+        {action}
+    return dataclasses.replace(pure.impl(), train_step=boom, train_steps=boom)
+"""
+
+
+@pytest.mark.parametrize("action, says", [("raise ValueError('my step is not done')",
+                                            "train_step raised ValueError: my step is not done"),
+                                           ("sys.exit(0)", "train_step called sys.exit(0): a port's function must "
+                                                           "return")])
+def test_a_port_that_raises_or_exits_is_one_line_and_exit_1_in_every_command(action, says, tmp_path, monkeypatch):
+    """A port's exception, or its sys.exit(0), in the side-by-side run, the benchmark and check: one
+    line naming the port by its path and the function, exit 1 (the side-by-side run and the
+    benchmark gave a traceback; a port exiting 0 ended check with 0, a pass to a CI gate)."""
+    name = port(tmp_path, monkeypatch, RAISING.format(action=action))
+    code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "2", "--num-samples", "1")
+    assert code == 1 and err.strip() == f"compare: error: {name}'s {says}", err
+    code, out, err = call(bench.main, "--impls", f"pure,{name}", "--steps", "2", "--repeats", "1", "--eager-steps", "1",
+                          "--scaling-steps", "2")
+    assert code == 1 and err.strip().splitlines()[-1].startswith(f"compare bench: error: {name}'s train_step"), err
+    code, out, err = call(check.main, name, "--shapes", "default", "--modes", "jit")
+    assert code == 1 and "verdict: different" in out and "Traceback" not in out + err, out + err
+
+
+def test_a_port_that_exits_when_imported_or_hands_over_other_names_is_named(tmp_path, monkeypatch):
+    """sys.exit at import: one line, exit 2 (it ended `compare check` with 0 and no output). A to_flat
+    with other names than the checkpoint's: named with what is missing (a KeyError traceback)."""
+    name = port(tmp_path, monkeypatch, "import sys\nsys.exit(0)\n")
+    assert_user_error(call(check.main, name), f"{name}: importing it called sys.exit(0)")
+    name = port(tmp_path, monkeypatch, "import dataclasses\nimport pure\n\n\ndef impl():\n    return "
+                                       "dataclasses.replace(pure.impl(), to_flat=lambda p, cfg=None: {'x': 1})\n")
+    code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "2", "--num-samples", "1")
+    assert code == 1 and f"{name}'s to_flat" in err and "missing l0.fc1" in err and "unknown x" in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

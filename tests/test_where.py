@@ -247,7 +247,9 @@ def test_a_port_that_raises_is_one_line_not_a_traceback(tmp_path, monkeypatch, c
         "    return dataclasses.replace(base, sample_tokens=boom, tapped_sample=None)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     code, lines = where_says("--impls", "pure,port_raising", "--sample")
-    assert code == 1 and lines == ["where: different: pure's sample_tokens raised ValueError: my sampler is not done"]
+    # named by the path it was given (port_raising), not by its Impl's name, which it copied from pure
+    assert code == 1 and lines == [
+        "where: different: port_raising's sample_tokens raised ValueError: my sampler is not done"]
 
 
 def test_a_case_of_check_is_reproduced_and_bad_cases_are_one_line(capsys):
