@@ -103,6 +103,11 @@ def writable_target(path: str, flag: str = "save") -> Path:
     p = Path(path)
     if not path:
         raise UserError(f"--{flag} '': give a file name")
+    if path == "-":  # a Unix tool's "standard output": here it would be a file named "-"
+        raise UserError(f"--{flag} -: this command writes a file, not standard output: give a file name")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in path):  # a newline would split every line that names it
+        raise UserError(f"--{flag} {path!r}: the name holds a control character (a newline, a tab): "
+                        "give a plain file name")
     if path.endswith(("/", os.sep)):  # Path() drops the slash: newdir/ would become a file named newdir
         raise UserError(f"cannot save to {path}: it ends with '/', which names a directory; give a file name")
     try:

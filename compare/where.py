@@ -20,7 +20,7 @@ Beyond one step:
   --sample    the sampled names position by position: the tokens, then at the first position where
               a token differs the sampling taps (the forward's logits on the tokens so far, what the
               categorical draws from: Impl.tapped_sample);
-  --case C    a row of `compare check` (its id, e.g. grads-n_embd24_3heads-b8-no_jit): its shape,
+  --case C    a row of `compare check` (its id, e.g. grads-default-b8-no_jit): its shape,
               batch, mode, devices and data, so that the row is reproduced and localized; `check`
               prints this command beside every row that is not bitwise.
 
@@ -304,8 +304,9 @@ def one_batch(cfg: Config, *, batch_size: int = 1, seed: int = 0, data: str | No
     tok = Tokenizer.from_names(docs)
     if tok.vocab_size != cfg.vocab_size:
         raise UserError(f"the names use {tok.vocab_size} tokens, the config says vocab_size={cfg.vocab_size}")
-    if batch_size < 1:
-        raise UserError(f"batch-size={batch_size}: use 1 or more names")
+    from common.devices import check_batch_flags
+
+    check_batch_flags(batch_size, 1, steps, cfg.block_size)  # the trainers' bounds: held in memory
     batches = training_batches(docs, tok, cfg.block_size, steps, seed, batch_size)
     return batches if steps > 1 else name_at(batches, 0)
 
@@ -508,12 +509,12 @@ def sample_report(a: Impl, b: Impl, cfg: Config, *, prompt, prompt_len, key, num
 
 def case_of(text: str):
     """A check's id (as `compare check` prints it: kind-shape[-bB][-Ndev]-mode) -> its Case."""
-    from compare.equivalence import KINDS, MODES, SHAPES, Case
+    from compare.equivalence import KINDS, MODES, SHAPES, Case, grid
 
     parts = text.split("-")
     if len(parts) < 3 or parts[0] not in KINDS or parts[1] not in SHAPES or parts[-1] not in MODES:
         raise UserError(f"--case {text!r}: give a check's id as `compare check` prints it, e.g. "
-                        "grads-n_embd24_3heads-b8-no_jit (kind-shape[-bB][-Ndev]-mode)")
+                        "grads-default-b8-no_jit (kind-shape[-bB][-Ndev]-mode)")
     batch, devices = 1, 1
     for extra in parts[2:-1]:
         if extra.startswith("b") and extra[1:].isdigit():
@@ -522,7 +523,13 @@ def case_of(text: str):
             devices = int(extra[:-3])
         else:
             raise UserError(f"--case {text!r}: {extra!r} is neither a batch (b8) nor a device count (4dev)")
-    return Case(parts[0], parts[1], parts[-1], batch, devices)
+    case = Case(parts[0], parts[1], parts[-1], batch, devices)
+    if case in grid("full") and str(case) != text:  # e.g. b8-1dev: check writes the row b8
+        raise UserError(f"--case {text!r}: check writes this row {case}; give that id")
+    if case not in grid("full"):  # only what check runs: its grid fixes every other input of a row
+        raise UserError(f"--case {text!r}: not a check of `compare check --full` (its ids are kind-shape[-b8]"
+                        "[-4dev]-mode, for the kinds, shapes, batches and devices of compare/equivalence.py)")
+    return case
 
 
 def command_for(case, candidate: str, reference: str) -> str:

@@ -624,6 +624,7 @@ def test_unknown_topic_and_too_narrow_width(capsys):
     assert "--width 10 is too narrow" in one_line_error(capsys, ["--width", "10"])
     assert "--width -5 is too narrow" in one_line_error(capsys, ["--width", "-5"])
     assert "--width 0 is too narrow" in one_line_error(capsys, ["--width", "0"])  # one rule, 0 included
+    assert "wider than any screen" in one_line_error(capsys, ["--width", "99999999999999999999"])  # a traceback
 
 
 def test_lesson_refuses_a_page_it_cannot_write_and_writes_nothing(capsys, tmp_path):

@@ -255,13 +255,18 @@ def test_a_port_that_raises_is_one_line_not_a_traceback(tmp_path, monkeypatch, c
 def test_a_case_of_check_is_reproduced_and_bad_cases_are_one_line(capsys):
     from common.cli import run_cli
 
-    case = where.case_of("update-n_embd24_3heads-b8-no_jit")
-    assert (case.kind, case.shape, case.batch, case.devices, case.mode) == ("update", "n_embd24_3heads", 8, 1, "no_jit")
-    assert str(case) == "update-n_embd24_3heads-b8-no_jit"
+    case = where.case_of("update-default-b8-no_jit")
+    assert (case.kind, case.shape, case.batch, case.devices, case.mode) == ("update", "default", 8, 1, "no_jit")
+    assert str(case) == "update-default-b8-no_jit"
+    assert where.case_of("grads-n_embd24_3heads-no_jit").shape == "n_embd24_3heads"
     assert where.command_for(where.case_of("grads-default-b8-4dev-jit"), "my.port", "pure") == (
         "XLA_FLAGS=--xla_force_host_platform_device_count=4 uv run python -m compare where --impls pure,my.port "
         "--case grads-default-b8-4dev-jit")
-    for bad in ("grads", "grads-tiny-jit", "grads-default-x8-jit", "loss-default-jit"):
+    # ids check never prints (a batch of 0, 1 device written out, a kind the batch rows do not take,
+    # a batch size of its own) are refused, not run as something else
+    for bad in ("grads", "grads-tiny-jit", "grads-default-x8-jit", "loss-default-jit", "grads-default-b0-jit",
+                "grads-default-b8-1dev-jit", "samples-default-b8-jit", "grads-2layers-b4-jit",
+                "grads-default-b99999999-jit"):
         assert run_cli(where.main, ["--case", bad]) == 2
         err = capsys.readouterr().err
         assert f"--case {bad!r}" in err and len(err.strip().splitlines()) == 1, err
@@ -271,3 +276,6 @@ def test_a_case_of_check_is_reproduced_and_bad_cases_are_one_line(capsys):
     assert "from the check: drop --steps, --sample, --n-embd" in err and len(err.strip().splitlines()) == 1, err
     assert run_cli(where.main, ["--case", "update-default-b8-jit", "--batch-size=1"]) == 2  # its default, still given
     assert "drop --batch-size" in capsys.readouterr().err
+    # without --case, --batch-size has the trainers' bound (it ran for minutes at 10^8)
+    assert run_cli(where.main, ["--batch-size", "100000000"]) == 2
+    assert "positions, all held in memory" in capsys.readouterr().err

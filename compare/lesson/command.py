@@ -35,6 +35,9 @@ def parse_pair(text: str) -> tuple[str, str]:
 
 
 
+MAX_WIDTH = 1000  # columns: wider is no screen's (a huge one overflowed an index inside the layout)
+
+
 def terminal_width(given: int | None, streams=(1, 2, 0)) -> int:
     """--width as given (one rule for every value: at least MIN_WIDTH), else $COLUMNS, else the width
     of the terminal that standard output, error or input is (`compare diff | less` and `| cat` still
@@ -43,6 +46,9 @@ def terminal_width(given: int | None, streams=(1, 2, 0)) -> int:
         if given < MIN_WIDTH:
             raise UserError(f"--width {given} is too narrow to show code: use {MIN_WIDTH} or more, or leave "
                             "--width out to fit the terminal")
+        if given > MAX_WIDTH:
+            raise UserError(f"--width {given} is wider than any screen: use at most {MAX_WIDTH}, or leave --width "
+                            "out to fit the terminal")
         return given
     columns = shutil.get_terminal_size((0, 0)).columns  # $COLUMNS, or standard output's terminal
     for fd in streams if columns <= 0 else ():
