@@ -157,6 +157,12 @@ def check_sampling_flags(args) -> None:
 def check_jax_environment() -> None:
     """JAX settings from the environment that would end a command in a traceback, as one line each:
     every command calls it before its first JAX work (through setup_jax, or itself)."""
+    # XLA reads XLA_FLAGS when its backend starts and aborts the process on a bad value (92 lines of a
+    # fatal log): the one flag the docs tell users to set is checked here first
+    for value in re.findall(r"--xla_force_host_platform_device_count=(\S*)", os.environ.get("XLA_FLAGS", "")):
+        if not value.isdigit() or not 1 <= int(value) <= 1024:
+            raise UserError(f"XLA_FLAGS: --xla_force_host_platform_device_count={value} is not a device count: give "
+                            "a whole number from 1 to 1024 (e.g. =4)")
     import jax
 
     if jax.config.jax_enable_x64:  # JAX_ENABLE_X64 in the environment: every array would turn float64

@@ -382,6 +382,12 @@ def test_jax_settings_from_the_environment_are_one_line(monkeypatch):
     assert_user_error(cli("flax_port", "--steps", "1", "--num-samples", "1"), "JAX could not start its backend",
                       "Failed to open libtpu.so", "unset JAX_PLATFORMS")
     monkeypatch.undo()
+    # a device count XLA would abort on (a fatal log of 92 lines) is refused before JAX starts; a
+    # good one is no refusal (here JAX started long ago, so the flag itself changes nothing)
+    for value in ("abc", "0", "-2", "99999"):
+        monkeypatch.setenv("XLA_FLAGS", f"--xla_force_host_platform_device_count={value}")
+        assert_user_error(cli("pure", "--steps", "1"), f"device_count={value} is not a device count")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
     assert cli("pure", *SHORT_RUN)[0] == 0
 
 
