@@ -138,6 +138,17 @@ def load(path: str, what: str) -> dict:
             raise UserError(f"{what} {path}: its config is not a model config: {fix}") from None
         except UserError as err:  # the file's value, not a flag of judge's
             raise UserError(f"{what} {path}: its config is bad ({err}): {fix}") from None
+        from common.cli import MODEL_FIELDS
+
+        lacking = [k for k in MODEL_FIELDS if k not in fields]  # a default would judge another model
+        if lacking:
+            raise UserError(f"{what} {path}: its config does not state {', '.join(lacking)}: {fix}")
+        for name, shape in param_shapes(cfg).items():  # the weights the config describes, as it says
+            held = entries.get(f"inputs/{name}")
+            if held is None or held.shape != tuple(shape):
+                found = "is missing" if held is None else f"is {held.shape}"
+                raise UserError(f"{what} {path}: its config says {shape} for inputs/{name}, which {found}: the "
+                                f"config and the arrays disagree; {fix}")
         for name, top in (("tokens/inputs", cfg.vocab_size), ("tokens/targets", cfg.vocab_size), ("tokens/mask", 2)):
             value = entries.get(name)  # a token out of range would be gathered as another row, and judged
             kinds = "iub" + ("f" if name == "tokens/mask" else "")  # the mask is 0.0 or 1.0
@@ -149,7 +160,8 @@ def load(path: str, what: str) -> dict:
                                 f"to {top - 1}: {fix}")
     if what == "candidate":
         for name, value in entries.items():
-            if value.dtype.kind == "f" and value.dtype != np.float32:
+            # every entry judged is a float; what judge leaves alone (tokens, a marker) may be anything
+            if value.dtype.kind in ("fiub" if judged(name) else "f") and value.dtype != np.float32:
                 raise UserError(f"{what} {path}: {name!r} is {value.dtype}: write float32, as the golden file "
                                 f"holds ({FORMAT})")
             if value.dtype.kind == "f" and not np.isfinite(value).all():

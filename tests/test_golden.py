@@ -491,6 +491,8 @@ def hostile_files(g: dict, folder) -> list[tuple[str, str, str]]:
     out.append(("candidate", npz("text.npz", {**base, "loss": np.array("three")}), "'loss' holds <U5"))
     out.append(("candidate", npz("f64.npz", {**base, "grad/wte": base["grad/wte"].astype(np.float64)}),
                 "'grad/wte' is float64"))
+    out.append(("candidate", npz("i32.npz", {**base, "tap/embed": base["tap/embed"].astype(np.int32)}),
+                "'tap/embed' is int32"))  # judged "different" once, where float16 was refused
     out.append(("candidate", npz("nan.npz", {**base, "tap/logits": np.full_like(base["tap/logits"], np.nan)}),
                 "'tap/logits' holds NaN or inf"))
     # a header that declares 10^12 float32 in a member that holds a few bytes
@@ -519,6 +521,13 @@ def hostile_files(g: dict, folder) -> list[tuple[str, str, str]]:
     bad_n_embd = json.dumps(json.loads(g["config"].tobytes()) | {"n_embd": 17}).encode()
     out.append(("golden file", npz("n_embd17.npz", dict(g, config=np.frombuffer(bad_n_embd, np.uint8))),
                 "its config is bad (n_embd=17 is not divisible by n_head=4"))
+    config = json.loads(g["config"].tobytes())
+    lying = json.dumps(config | {"n_layer": 5}).encode()  # a KeyError traceback for inputs/l1.wq
+    out.append(("golden file", npz("n_layer5.npz", dict(g, config=np.frombuffer(lying, np.uint8))),
+                "its config says (16, 16) for inputs/l1.wq, which is missing"))
+    short = json.dumps({"vocab_size": config["vocab_size"]}).encode()  # judged with defaults once
+    out.append(("golden file", npz("short.npz", dict(g, config=np.frombuffer(short, np.uint8))),
+                "its config does not state n_embd, n_head, n_layer, block_size"))
     for i, change in enumerate((lambda t: t + 100, lambda t: t - 100, lambda t: t.astype(np.float32))):
         tokens = dict(g, **{"tokens/inputs": change(np.asarray(g["tokens/inputs"]))})  # judged "bitwise" once
         out.append(("golden file", npz(f"tokens{i}.npz", tokens), "'tokens/inputs' is not"))
