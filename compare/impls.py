@@ -93,8 +93,10 @@ def get(name: str) -> Impl:
                         f"({'the optional ones may be None; ' if wrong else ''}{GUIDE})")
     if name in NAMES:  # the project's twins: their exceptions are our bugs, tracebacks and all
         return made
-    return dataclasses.replace(made, **{f: guarded(name, f, getattr(made, f)) for f in required_fields()
-                                        + optional_fields() if callable(getattr(made, f))})
+    # a port that copied a twin's Impl keeps its name ("pure"): every line would blame the twin
+    named = {"name": name} if made.name in NAMES else {}
+    return dataclasses.replace(made, **named, **{f: guarded(name, f, getattr(made, f)) for f in required_fields()
+                                                 + optional_fields() if callable(getattr(made, f))})
 
 
 FLAT = ("to_flat", "state_to_flat")  # the functions that hand numbers over in the checkpoint's names

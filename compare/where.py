@@ -627,7 +627,7 @@ def run(args, names: list[str]):
         case = case_of(args.case)
         setup_jax(args)
         a, b = (impls_mod.resolve(n) for n in names)
-        title = f"where: {a.name} vs {b.name}, the check {case} (the grid's names and initialisation)"
+        title = f"where: {names[0]} vs {names[1]}, the check {case} (the grid's names and initialisation)"
         return title, a, b, case_report(a, b, case)
     docs = load_names(args.data)
     cfg = make_config(args, Tokenizer.from_names(docs).vocab_size)
@@ -650,6 +650,6 @@ def run(args, names: list[str]):
         result = locate(a, b, cfg, jit=jit, seed=args.seed, batch=batch)
     mode = "op by op (--no-jit)" if args.no_jit else "jit"
     what = "sampling" if args.sample else f"{args.steps} steps" if args.steps > 1 else "one step"
-    title = (f"where: {a.name} vs {b.name}, one initialisation (seed {args.seed}), "
+    title = (f"where: {names[0]} vs {names[1]}, one initialisation (seed {args.seed}), "
              f"{args.batch_size} name{'s' if args.batch_size > 1 else ''} a step, {what}, {mode}")
     return title, a, b, result

@@ -311,3 +311,14 @@ def test_a_port_that_exits_when_imported_or_hands_over_other_names_is_named(tmp_
     code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "2", "--num-samples", "1")
     assert code == 1 and f"{name}'s to_flat" in err and "missing l0.fc1" in err and "unknown x" in err, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_port_that_copied_a_twins_impl_is_named_by_its_path(tmp_path, monkeypatch):
+    """A port built as dataclasses.replace(pure.impl(), ...) keeps the name "pure": where's title said
+    "pure vs pure" and its refusal blamed pure. It is named by the path it was given."""
+    from compare import where
+
+    name = port(tmp_path, monkeypatch, "import dataclasses\nimport pure\n\n\ndef impl():\n"
+                                       "    return dataclasses.replace(pure.impl(), tapped_loss=None)\n")
+    assert impls.get(name).name == name and impls.get("pure").name == "pure"
+    assert_user_error(call(where.main, "--impls", f"pure,{name}"), f"{name} has no tapped_loss")
