@@ -187,6 +187,11 @@ def sample_names(impl, params, tok: Tokenizer, cfg: Config, *, key, num_samples,
                                      num_samples=num_samples, temperature=temperature)
     out = np.asarray(out)
     t2 = time.perf_counter()
+    if out.dtype.kind not in "iu" or out.size and not (0 <= out.min() and out.max() < tok.vocab_size):
+        from common.errors import PortFailure  # a port's sampler (the twins' give token ids)
+
+        raise PortFailure(f"{impl.name}'s sample_tokens gave {out.dtype} tokens from {out.min()} to {out.max()}: "
+                          f"token ids are whole numbers from 0 to {tok.vocab_size - 1}")
     names = [prefix + tok.decode(row[len(prefix):]) for row in out]
     return names, t1 - t0, t2 - t1
 

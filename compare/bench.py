@@ -25,8 +25,8 @@ from common.data import Tokenizer, data_file, load_names, training_batches
 from common.errors import UserError
 from common.runner import chunk_size, compile_steps, init_state, name_at, sample_names, stack_slice
 
-IMPORT_SNIPPET = (
-    "import time; t = time.perf_counter(); import {pkg}.train, {pkg}.sample, {pkg}.model; "
+IMPORT_SNIPPET = (  # the module a user named and its impl(): a twin's package, or a port of any shape
+    "import time, importlib; t = time.perf_counter(); importlib.import_module({pkg!r}).impl(); "
     "print(time.perf_counter() - t)"
 )
 
@@ -47,7 +47,8 @@ def import_seconds(pkg: str, repeats: int) -> float:
                              capture_output=True, text=True)
         if out.returncode:
             last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-            raise UserError(f"importing {pkg} in a fresh interpreter failed ({last}): run `uv sync` first")
+            raise UserError(f"importing {pkg} and calling its impl() in a fresh interpreter failed ({last}): "
+                            "the fresh interpreter starts at the project's root with PYTHONPATH and this directory")
         times.append(float(out.stdout.strip().splitlines()[-1]))
     return statistics.median(times)
 

@@ -162,8 +162,9 @@ def load(path: str, what: str) -> dict:
         for name, value in entries.items():
             # every entry judged is a float; what judge leaves alone (tokens, a marker) may be anything
             if value.dtype.kind in ("fiub" if judged(name) else "f") and value.dtype != np.float32:
-                raise UserError(f"{what} {path}: {name!r} is {value.dtype}: write float32, as the golden file "
-                                f"holds ({FORMAT})")
+                order = " little-endian" if value.dtype.kind == "f" and value.dtype.itemsize == 4 else ""
+                raise UserError(f"{what} {path}: {name!r} is {value.dtype.str}: write{order} float32 (<f4), as the "
+                                f"golden file holds ({FORMAT})")
             if value.dtype.kind == "f" and not np.isfinite(value).all():
                 raise UserError(f"{what} {path}: {name!r} holds NaN or inf: the candidate's computation overflowed "
                                 "or divided by zero there; fix it before judging")

@@ -40,7 +40,8 @@ def find(name: str):
         raise UserError(f"{name!r} is not a module path: give one of {', '.join(NAMES)} or a dotted module "
                         f"path such as mypkg.port ({GUIDE})")
     if name.split(".")[-1] == "__main__":  # importing it runs that program (pure.__main__ ran pure's trainer)
-        raise UserError(f"{name} is a program, not a port: give its package ({name.rsplit('.', 1)[0]})")
+        package = f"its package ({name.rsplit('.', 1)[0]})" if "." in name else "the module that defines impl()"
+        raise UserError(f"{name} is a program, not a port: give {package}")
     try:
         spec = importlib.util.find_spec(name)
     except ImportError:  # a parent package is missing: find_spec imports the parents first
@@ -62,8 +63,16 @@ def find(name: str):
 def get(name: str) -> Impl:
     """The `Impl` of one implementation: a known name or any importable module path whose `impl()`
     returns a common.impl.Impl with every required function (see common/impl.py)."""
-    x64 = x64_enabled()
+    x64, no_jit = x64_enabled(), jit_disabled()
     module = find(name)
+    if name in NAMES:
+        import os
+
+        where = os.path.abspath(getattr(module, "__file__", "") or "")
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        if not where.startswith(os.path.join(root, name) + os.sep):  # a pure.py in the current directory
+            raise UserError(f"{name} here is {where}, not this project's {name}/: a module of that name comes "
+                            "first on the path; rename it, or run from another directory")
     factory = getattr(module, "impl", None)
     if not callable(factory):
         raise UserError(f"{name} has no impl() function: add `def impl(): return common.impl.Impl(...)` "
@@ -77,6 +86,14 @@ def get(name: str) -> Impl:
     if not isinstance(made, Impl):
         raise UserError(f"{name}.impl() returned a {type(made).__name__}, not a common.impl.Impl: build one with "
                         f"common.impl.Impl(name=..., init_state=..., ...) ({GUIDE})")
+    if jit_disabled() and not no_jit:
+        import sys
+
+        import jax
+
+        jax.config.update("jax_disable_jit", False)
+        print(f"note: importing {name} turned on jax_disable_jit; the checks choose jit or not themselves, so it "
+              "is turned off again", file=sys.stderr)
     if x64_enabled() and not x64:
         import sys
 
@@ -115,15 +132,32 @@ def guarded(label: str, function: str, fn):
     def call(*args, **kwargs):
         try:
             out = fn(*args, **kwargs)
-        except (UserError, PortError, KeyboardInterrupt):
+        except (UserError, PortError, KeyboardInterrupt, GeneratorExit):
             raise
-        except (Exception, SystemExit) as err:
+        except BaseException as err:  # SystemExit, and a port's own BaseException subclass, included
             raise PortError(label, function, err) from None
         if function in FLAT:
-            check_flat_names(label, function, out[0] if function == "state_to_flat" else out)
+            flat = (out[0] if isinstance(out, tuple) else None) if function == "state_to_flat" else out
+            check_flat_names(label, function, flat)
+        if function == "state_to_flat":
+            check_adam_state(label, out)
         return out
 
     return call
+
+
+def check_adam_state(label: str, out) -> None:
+    """state_to_flat's second half: {"step", "m", "v"}, the moments in the flat names."""
+    from compare.programs import PortError
+
+    opt = out[1] if isinstance(out, tuple) and len(out) == 2 else None
+    lacking = [k for k in ("step", "m", "v") if not hasattr(opt, "keys") or k not in opt]
+    if lacking:
+        raise PortError(label, "state_to_flat", ValueError(
+            f"its Adam state lacks {', '.join(lacking)}: return (flat params, {{\"step\", \"m\", \"v\"}}) "
+            "(common/impl.py)"))
+    for part in ("m", "v"):
+        check_flat_names(label, "state_to_flat", opt[part])
 
 
 def check_flat_names(label: str, function: str, flat) -> None:
@@ -142,6 +176,14 @@ def check_flat_names(label: str, function: str, flat) -> None:
                                        f"unknown {', '.join(map(str, extra[:4]))}" if extra else ""]))
         raise PortError(label, function, ValueError(f"its flat layout is not the checkpoint's names ({what}); "
                                                     "see common/checkpoint.py's param_shapes"))
+
+
+def jit_disabled() -> bool:
+    """Whether jax.disable_jit is on for the whole process (a port may turn it on when imported)."""
+    import sys
+
+    jax = sys.modules.get("jax")
+    return bool(jax is not None and jax.config.jax_disable_jit)
 
 
 def x64_enabled() -> bool:

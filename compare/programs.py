@@ -119,6 +119,9 @@ class PortError(PortFailure):
 
     def __init__(self, impl: "Impl | str", function: str, err: BaseException):
         who = impl if isinstance(impl, str) else impl.name
+        if isinstance(err, PortError):  # already named (the guard of compare/impls.py): not wrapped twice
+            super().__init__(str(err))
+            return
         if isinstance(err, SystemExit):
             super().__init__(f"{who}'s {function} called sys.exit({err.code!r}): a port's function must return")
             return

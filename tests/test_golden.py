@@ -490,9 +490,9 @@ def hostile_files(g: dict, folder) -> list[tuple[str, str, str]]:
     out.append(("candidate", str(truncated), "is not an .npz"))
     out.append(("candidate", npz("text.npz", {**base, "loss": np.array("three")}), "'loss' holds <U5"))
     out.append(("candidate", npz("f64.npz", {**base, "grad/wte": base["grad/wte"].astype(np.float64)}),
-                "'grad/wte' is float64"))
+                "'grad/wte' is <f8"))
     out.append(("candidate", npz("i32.npz", {**base, "tap/embed": base["tap/embed"].astype(np.int32)}),
-                "'tap/embed' is int32"))  # judged "different" once, where float16 was refused
+                "'tap/embed' is <i4"))  # judged "different" once, where float16 was refused
     out.append(("candidate", npz("nan.npz", {**base, "tap/logits": np.full_like(base["tap/logits"], np.nan)}),
                 "'tap/logits' holds NaN or inf"))
     # a header that declares 10^12 float32 in a member that holds a few bytes

@@ -8,6 +8,7 @@ import contextlib
 import io
 import itertools
 import json
+import sys
 import textwrap
 
 import planted
@@ -345,3 +346,69 @@ def test_a_port_without_the_optional_functions_is_checked_on_the_rest(tmp_path, 
     assert code == 1 and err == "", err
     assert f"note: checks of batches skipped: {name} has no batch_loss_fn" in out and " 8 names " not in out, out
     assert f"where: cannot localize it: {name} has no tapped_loss" in out and "verdict: different" in out, out
+
+
+FOURTH_PASS = {  # a port's module body -> what the one line says (tests/test_ports.py, the fourth hostile pass)
+    "no_moments": ("import dataclasses\nimport pure\n\n\ndef impl():\n    base = pure.impl()\n    return dataclasses."
+                   "replace(base, state_to_flat=lambda s, cfg=None: (base.state_to_flat(s)[0], {'step': 0}))\n",
+                   "state_to_flat raised ValueError: its Adam state lacks m, v"),
+    "base_exception": ("import dataclasses\nimport pure\n\n\nclass Weird(BaseException):\n    pass\n\n\n"
+                       "def impl():\n    def forward(*args):\n        raise Weird('boom')\n"
+                       "    return dataclasses.replace(pure.impl(), forward=forward)\n",
+                       "forward raised Weird: boom"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FOURTH_PASS))
+def test_a_port_with_a_broken_adam_state_or_its_own_base_exception_is_one_line(kind, tmp_path, monkeypatch):
+    """A state_to_flat without Adam's moments (a KeyError traceback when where localized it) and a
+    forward raising a BaseException subclass (a 66-line traceback): one line naming the port, exit 1."""
+    from compare import where
+
+    body, says = FOURTH_PASS[kind]
+    name = port(tmp_path, monkeypatch, body)
+    code, out, err = call(where.main, "--impls", f"pure,{name}", "--steps", "2")
+    assert code == 1 and f"{name}'s {says}" in out and "Traceback" not in out + err, out + err
+
+
+def test_a_port_that_turns_jit_off_or_shadows_a_twin_or_samples_off_the_vocabulary(tmp_path, monkeypatch):
+    """Three ports of the fourth hostile pass: one turning jax_disable_jit on at import (a traceback from
+    the compiled run, and a check blaming pure) is noted and jit turned back on; a pure.py in the
+    current directory is not taken for the twin (it was, under the twin's name); a sampler giving
+    tokens outside the vocabulary is one line, exit 1 (an IndexError traceback)."""
+    import jax
+
+    name = port(tmp_path, monkeypatch, "import jax\nimport pure\n\njax.config.update('jax_disable_jit', True)\n\n\n"
+                                       "def impl():\n    return pure.impl()\n")
+    code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "2", "--num-samples", "1")
+    assert code == 0 and f"note: importing {name} turned on jax_disable_jit" in err, err
+    assert not jax.config.jax_disable_jit
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "flax_port.py").write_text("def impl():\n    raise RuntimeError('not the twin')\n")
+    monkeypatch.syspath_prepend(str(shadow))
+    real = {k: v for k, v in sys.modules.items() if k == "flax_port" or k.startswith("flax_port.")}
+    for k in real:
+        del sys.modules[k]
+    monkeypatch.setattr(impls, "RESOLVED", {})
+    try:
+        assert_user_error(call(run.main, "--impls", "pure,flax_port", "--steps", "2"),
+                          f"flax_port here is {shadow / 'flax_port.py'}, not this project's flax_port/")
+    finally:  # the twin back, for every later test of this process
+        sys.modules.pop("flax_port", None)
+        sys.modules.update(real)
+        monkeypatch.undo()
+    name = port(tmp_path, monkeypatch, "import dataclasses\nimport pure\n\n\ndef impl():\n    base = pure.impl()\n"
+                                       "    return dataclasses.replace(base, sample_tokens=lambda *a, **k: "
+                                       "base.sample_tokens(*a, **k) + 100)\n")
+    code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "2", "--num-samples", "1")
+    assert code == 1 and f"{name}'s sample_tokens gave int32 tokens from" in err, err
+    assert "token ids are whole numbers from 0 to 26" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_bench_times_the_import_of_a_port_of_any_shape(tmp_path, monkeypatch):
+    """A single-file port: bench's fresh interpreter imported <port>.train, .sample and .model (a
+    refusal after all the timing, advising `uv sync`); it imports the module and calls impl()."""
+    name = port(tmp_path, monkeypatch, "import pure\n\n\ndef impl():\n    return pure.impl()\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    assert bench.import_seconds(name, repeats=1) > 0
