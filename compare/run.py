@@ -48,6 +48,20 @@ def step_differences(flats: list[dict], names: list[str], pairs) -> tuple[np.nda
     return np.stack(cols, axis=1), labels
 
 
+def check_shapes(impl, flat: dict, cfg, k: int) -> None:
+    """A chunk's parameters in the flat layout, each (k, *the checkpoint's shape): a port whose to_flat
+    hands a matrix over transposed is named here (it was a broadcasting traceback further on)."""
+    from common.checkpoint import param_shapes
+    from common.errors import PortFailure
+
+    for name, shape in param_shapes(cfg).items():
+        got, want = tuple(np.shape(flat[name])), (k, *shape)
+        if got != want:
+            raise PortFailure(f"{impl.name}'s to_flat gave {name} of shape {got} for a chunk of {k} steps, where the "
+                              f"checkpoint's layout makes it {want}: it must hand numbers over as "
+                              "common/checkpoint.py's param_shapes says")
+
+
 def per_step(flat: dict, k: int) -> list[dict]:
     """A flat dict of stacked (k, ...) arrays -> k flat dicts, one per step."""
     return [{n: np.asarray(t[s]) for n, t in flat.items()} for s in range(k)]
@@ -217,6 +231,7 @@ def main(argv) -> int:
             check_chunk(impl, before, states[i], chunk, loss, start, cfg, jit=not args.no_jit)
             losses[i].append(loss)
             flats.append(impl.to_flat(params))
+            check_shapes(impl, flats[-1], cfg, k)
         for i, j in pairs:
             if drift[(i, j)].first is None and bitwise_equal(flats[i], flats[j]):
                 # parameters never apart so far, and every step of this chunk agreed: judged as run from one state

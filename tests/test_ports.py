@@ -412,3 +412,15 @@ def test_bench_times_the_import_of_a_port_of_any_shape(tmp_path, monkeypatch):
     name = port(tmp_path, monkeypatch, "import pure\n\n\ndef impl():\n    return pure.impl()\n")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     assert bench.import_seconds(name, repeats=1) > 0
+
+
+def test_a_to_flat_handing_a_matrix_over_transposed_is_named_in_the_side_by_side_run(tmp_path, monkeypatch):
+    """The mistake docs/porting.md warns about (`.T` in to_flat): check and where named it; the
+    side-by-side run ended in a broadcasting traceback. Now one line, exit 1."""
+    name = port(tmp_path, monkeypatch, "import dataclasses\nimport pure\n\n\ndef impl():\n    base = pure.impl()\n\n"
+                                       "    def to_flat(params, cfg=None):\n        flat = dict(base.to_flat(params))\n"
+                                       "        flat['lm_head'] = flat['lm_head'].T\n        return flat\n"
+                                       "    return dataclasses.replace(base, to_flat=to_flat)\n")
+    code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "2", "--num-samples", "1")
+    assert code == 1 and f"{name}'s to_flat gave lm_head of shape (16, 27, 2) for a chunk of 2 steps" in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
