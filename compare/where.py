@@ -42,6 +42,7 @@ with `compare judge` (compare/golden.py), which fills the same table from files.
 
 import dataclasses
 import functools
+import warnings
 
 import numpy as np
 
@@ -176,8 +177,14 @@ def row_of(phase: str, name: str, x, y) -> Row:
     if np.issubdtype(x.dtype, np.integer) or np.issubdtype(y.dtype, np.integer):
         apart = float(np.max(np.abs(x.astype(np.int64) - y.astype(np.int64)))) if x.size else 0.0
         return Row(phase, name, tuple(x.shape), apart, float("inf") if apart else 0.0, DIFFERENT if apart else BITWISE)
+    lost = int(np.sum(~np.isfinite(y) & np.isfinite(x)))  # NaN or inf on the second side only
+    if lost:
+        return Row(phase, name, tuple(x.shape), float("inf"), float("inf"), DIFFERENT,
+                   note=f"the second gives {lost} values that are not finite (NaN or inf) where the first's are")
     ulps, _ = ulps_of_scale(x, y)
-    absolute = float(np.nanmax(np.abs(x.astype(np.float64) - y))) if x.size and ulps else 0.0
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN slice: named below, not warned about
+        absolute = float(np.nanmax(np.abs(x.astype(np.float64) - y))) if x.size and ulps else 0.0
     if ulps and np.isnan(absolute):
         absolute = float("inf")
     return Row(phase, name, tuple(x.shape), absolute, ulps, level_of(ulps))

@@ -424,3 +424,18 @@ def test_a_to_flat_handing_a_matrix_over_transposed_is_named_in_the_side_by_side
     code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "2", "--num-samples", "1")
     assert code == 1 and f"{name}'s to_flat gave lm_head of shape (16, 27, 2) for a chunk of 2 steps" in err, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_forward_giving_nan_is_named_as_nan_without_numpy_warnings(tmp_path, monkeypatch):
+    """NaN logits from a port: the row said "integers apart" and NumPy's All-NaN RuntimeWarning
+    reached stderr in two more lines. Now the row names the values that are not finite, and stderr
+    is empty."""
+    from compare import where
+
+    name = port(tmp_path, monkeypatch, "import dataclasses\nimport jax.numpy as jnp\nimport pure\n\n\n"
+                                       "def impl():\n    base = pure.impl()\n    return dataclasses.replace(base, "
+                                       "forward=lambda p, t, cfg: base.forward(p, t, cfg) * jnp.nan)\n")
+    code, out, err = call(where.main, "--impls", f"pure,{name}")
+    assert code == 1 and err == "", err
+    assert ("first differs at: forward() (forward): different, the second gives 432 values that are not finite "
+            "(NaN or inf) where the first's are") in out, out
