@@ -52,8 +52,22 @@ def available_memory(root: str = "/") -> int | None:
     return min(found) if found else None
 
 
+def stat_of(path: str, key: str) -> int:
+    """One counter of a cgroup's memory.stat, 0 where it is not there."""
+    try:
+        with open(path) as f:
+            for line in f:
+                name, _, value = line.partition(" ")
+                if name == key and value.strip().isdigit():
+                    return int(value)
+    except OSError:
+        pass
+    return 0
+
+
 def cgroup_room(root: str = "/") -> int | None:
-    """What the memory cap of this process's cgroup leaves (cap - usage), or None without a cap. The
+    """What the memory cap of this process's cgroup leaves (cap - usage + the inactive page cache), or
+    None without a cap. The
     cgroup's folder is read from /proc/self/cgroup; inside a cgroup namespace it is the mount's root."""
     try:
         with open(os.path.join(root, "proc/self/cgroup")) as f:
@@ -64,9 +78,11 @@ def cgroup_room(root: str = "/") -> int | None:
         hierarchy, controllers, path = (line.split(":", 2) + ["", ""])[:3]
         if hierarchy == "0" and controllers == "":  # v2
             base, files = os.path.join(root, "sys/fs/cgroup"), ("memory.max", "memory.current")
+            cache = "inactive_file"
         elif "memory" in controllers.split(","):  # v1
             base, files = os.path.join(root, "sys/fs/cgroup/memory"), ("memory.limit_in_bytes",
                                                                         "memory.usage_in_bytes")
+            cache = "total_inactive_file"
         else:
             continue
         for folder in (os.path.join(base, path.lstrip("/")), base):
@@ -79,7 +95,9 @@ def cgroup_room(root: str = "/") -> int | None:
                 continue
             if cap == "max" or not cap.isdigit() or int(cap) >= 2**60:  # no cap (v1 writes a huge number)
                 break
-            return max(0, int(cap) - used)
+            # the usage counts the page cache, which the kernel gives back under pressure: the files
+            # read and not touched since (inactive_file, as docker and cAdvisor count) are room
+            return max(0, int(cap) - used + stat_of(os.path.join(folder, "memory.stat"), cache))
     return None
 
 

@@ -132,9 +132,11 @@ def guarded(label: str, function: str, fn):
     def call(*args, **kwargs):
         try:
             out = fn(*args, **kwargs)
-        except (UserError, PortError, KeyboardInterrupt, GeneratorExit):
-            raise
+        except (UserError, PortError, KeyboardInterrupt, GeneratorExit, MemoryError):
+            raise  # out of memory is the run's size, said as such by common/cli.py (exit 2), not the port's fault
         except BaseException as err:  # SystemExit, and a port's own BaseException subclass, included
+            if isinstance(err, RuntimeError) and ("RESOURCE_EXHAUSTED" in str(err) or "Out of memory" in str(err)):
+                raise
             raise PortError(label, function, err) from None
         if function in FLAT:
             flat = (out[0] if isinstance(out, tuple) else None) if function == "state_to_flat" else out

@@ -295,8 +295,8 @@ def test_the_memory_available_is_the_cgroups_cap_where_it_is_lower(tmp_path, ver
     MemAvailable; a cap above it changes nothing; a missing cgroup file is not an error."""
     from common import devices
 
-    def tree(cap: str, used: int = 3 * 2**30, nested: bool = True):
-        root = tmp_path / f"{version}-{cap}-{nested}"
+    def tree(cap: str, used: int = 3 * 2**30, nested: bool = True, inactive_cache: int = 0):
+        root = tmp_path / f"{version}-{cap}-{nested}-{inactive_cache}"
         (root / "proc" / "self").mkdir(parents=True)
         (root / "proc" / "meminfo").write_text(f"MemTotal: {64 * 2**20} kB\nMemAvailable: {16 * 2**20} kB\n")
         path = "/job/42" if nested else "/"
@@ -310,11 +310,15 @@ def test_the_memory_available_is_the_cgroups_cap_where_it_is_lower(tmp_path, ver
         folder.mkdir(parents=True, exist_ok=True)
         (folder / files[0]).write_text(cap + "\n")
         (folder / files[1]).write_text(f"{used}\n")
+        key = "inactive_file" if version == "v2" else "total_inactive_file"
+        (folder / "memory.stat").write_text(f"anon 1000\n{key} {inactive_cache}\nactive_file 7\n")
         return str(root)
 
     gib = 2**30
     assert devices.available_memory(tree(str(8 * gib))) == 5 * gib  # 8 GiB cap, 3 used: 5 left, below 16
     assert devices.available_memory(tree(str(8 * gib), nested=False)) == 5 * gib  # inside a cgroup namespace
+    # the page cache the kernel can take back is room: 2 GiB of the 3 used are files read and left
+    assert devices.available_memory(tree(str(8 * gib), inactive_cache=2 * gib)) == 7 * gib
     no_cap = "max" if version == "v2" else "9223372036854771712"
     assert devices.available_memory(tree(no_cap)) == 16 * gib
     assert devices.available_memory(tree(str(64 * gib))) == 16 * gib

@@ -439,3 +439,12 @@ def test_a_forward_giving_nan_is_named_as_nan_without_numpy_warnings(tmp_path, m
     assert code == 1 and err == "", err
     assert ("first differs at: forward() (forward): different, the second gives 432 values that are not finite "
             "(NaN or inf) where the first's are") in out, out
+
+
+def test_out_of_memory_inside_a_port_is_the_runs_size_not_the_ports_fault(tmp_path, monkeypatch):
+    """The guard leaves XLA's RESOURCE_EXHAUSTED (and MemoryError) to the commands' out-of-memory line,
+    exit 2, as for the twins; only the port's own exceptions are its fault (exit 1)."""
+    name = port(tmp_path, monkeypatch, RAISING.format(
+        action="raise RuntimeError('RESOURCE_EXHAUSTED: Out of memory while trying to allocate 17179869184 bytes.')"))
+    code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "2", "--num-samples", "1")
+    assert code == 2 and err.strip().startswith("compare: error: out of memory (XLA asked for 16.0 GiB at once)"), err
