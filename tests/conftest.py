@@ -138,6 +138,7 @@ def hold(config, folder: Path) -> bool:
 def pytest_sessionfinish(session, exitstatus):
     """A run that ended by itself (tests passed or failed) leaves its entries whole."""
     config = session.config
+    config.exit_status = int(exitstatus)
     if getattr(config, "compiles_lock", None) and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED,
                                                                   pytest.ExitCode.NO_TESTS_COLLECTED):
         (Path(config.compiles) / UNFINISHED).unlink(missing_ok=True)
@@ -158,7 +159,14 @@ def prune(folder: Path) -> None:
             break
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config):
+    """Leave nothing behind; then a pytest-xdist worker, or the device checks' child, has nothing
+    left to say (the worker's results went to the controller with its "workerfinished", the child's
+    to its stdout): it leaves at once, as the commands do (common/shell.py: leave), rather than wait
+    for CPython's and XLA's teardown, about 1 s a process (measured 2026-12-07 on the 2-core EPYC,
+    jax 0.10.2), which the controller waits for at the end of every run. Not where a plugin may
+    still write at exit (pytest-cov), nor in the process a person started."""
     proc = getattr(config, "device_checks", None)
     if proc is not None and proc.poll() is None:  # a run stopped early (-x, Ctrl-C): leave nothing behind
         proc.kill()
@@ -169,6 +177,11 @@ def pytest_unconfigure(config):
         shutil.rmtree(config.compiles_folder, ignore_errors=True)
     if getattr(config, "compiles", None):
         del os.environ[SHARED]
+    child = "PYTEST_XDIST_WORKER" in os.environ or os.environ.get(DEVICE_CHILD) == "1"
+    if child and not config.pluginmanager.hasplugin("_cov") and hasattr(config, "exit_status"):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(config.exit_status)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -319,12 +332,13 @@ def assert_user_error(result, *fragments: str) -> None:
 # ----------------------------------------------------------------------------- the device checks, alongside
 
 DEVICE_TEST = "test_device_checks_pass_on_4_forced_host_devices"
+DEVICE_CHILD = "MICROGPT_DEVICE_CHECKS_CHILD"  # set in the device checks' child process
 
 
 def device_checks_command(config):
     """tests/batch_devices.py in a fresh interpreter with 4 forced host devices (XLA reads the
     device count when JAX starts, so it cannot run in this process), in this run's tier."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT),
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **{DEVICE_CHILD: "1"},
                XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip())
     argv = [sys.executable, "-m", "pytest", "-o", "addopts=", "-q", "-p", "no:cacheprovider",
             str(ROOT / "tests" / "batch_devices.py")] + ["--full"] * (tier(config) == "full")
@@ -352,6 +366,29 @@ NUMERICAL = ("test_compare.py", "test_batch.py", "test_equinox.py", "test_where.
 ORDER = ("test_compare.py", "test_batch.py", "test_shell.py", "test_models.py", "test_checkpoint.py", "test_cli.py",
          "test_nnx.py", "test_compare_cli.py", "test_lesson.py", "test_ports.py", "test_where.py", "test_equinox.py",
          "test_against.py", "test_golden.py", "test_safety.py", "test_docs.py", "test_data.py")
+
+
+# Files that run on the worker of another, after it (one unit of pytest-xdist's loadfile scheduling):
+# the lesson's checks read the grid's outputs made in the process (compare/programs.py: Runner.output),
+# its ten updates and sampled names op by op among them: the page's build took 9.5 s warm on another
+# worker and 5.8 s after the grid, then about 2 s once it read those outputs (measured 2026-12-07,
+# the 2-core EPYC, jax 0.10.2).
+SAME_WORKER = {"test_lesson.py": "test_compare.py"}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """loadfile's scheduling, with SAME_WORKER's files in the unit of the file they name."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class Scheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            folder, _, name = scope.rpartition("/")
+            return (folder + "/" if folder else "") + SAME_WORKER.get(name, name)
+
+    return Scheduling(config, log)
 
 
 def pytest_collection_modifyitems(session, config, items):

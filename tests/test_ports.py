@@ -263,7 +263,7 @@ def test_a_port_turning_on_x64_runs_in_float32_with_a_note(tmp_path, monkeypatch
 
     name = port(tmp_path, monkeypatch, X64)
     try:
-        code, rows, out = check_table(name, capsys)
+        code, rows, out = check_table(name, capsys, "--modes", "jit")  # the note, and float32: both modes alike
     finally:
         jax.config.update("jax_enable_x64", False)
     assert f"note: importing {name} turned on jax_enable_x64" in out and code == 0, out

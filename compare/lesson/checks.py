@@ -3,6 +3,7 @@ once per process; the names table generated from the converters; the side-by-sid
 curves the page shows. Reaches the implementations by module path only.
 """
 
+import dataclasses
 import functools
 import importlib
 import io
@@ -72,11 +73,17 @@ def topic_checks(topic: str, pair: tuple[str, str]) -> list[tuple[str, object]]:
             # the grid's programs (compare/programs.py, shared with `compare check` and the tests),
             # fed each of the check's names: compiled once, not once per name
             from compare import impls, programs
-            from compare.equivalence import Group
+            from compare.equivalence import Case, Group
 
             group = Group(mode="jit" if jit else "no_jit")
             a, b = (impls.resolve(n) for n in pair)
-            for word in WORDS if kind in ("logits", "grads", "update") else WORDS[:1]:
+            if kind in ("updates", "samples"):  # the grid's own ten names and prompt: its outputs, made
+                # once per process (a test run or `compare check` that ran them already shares them)
+                out_a, out_b = (programs.runner(impl).output(Case(kind, *dataclasses.astuple(group)))
+                                for impl in (a, b))
+                eq.assert_same(kind, out_a, out_b, eq.expected_level(kind, jit), f"{kind}, {a.name} vs {b.name}")
+                return
+            for word in WORDS:
                 kinds = None if jit else (kind,)  # without jit, only what the check reads
                 out_a, out_b = (programs.runner(impl).run(group, word=word, kinds=kinds)[kind]
                                 for impl in (a, b))
