@@ -3,7 +3,7 @@
 It measures the choice nnx_port/train.py makes (it lives in compare/ as it runs pure/ beside it).
 The same 1000 names, the same model and optimizer, run four ways (each compiled and warmed up
 first, then timed in alternating repeats; the median is printed):
-  nnx.jit per step          `step(model, optimizer, batch)` with step = nnx.jit(fn): NNX splits
+  nnx.jit per step          `step(model, optimizer, batch)`, step under @nnx.jit: NNX splits
                             and merges the modules in Python on every call;
   nnx.jit + cached_partial  the same through nnx.cached_partial, which caches that graph traversal;
   split/merge + jax.jit     nnx_port's train_step on (graphdef, variables), one jax.jit call per step;
@@ -23,18 +23,20 @@ from common.data import Tokenizer, default_names, training_batches
 from common.runner import name_at, stack_slice
 
 
-def idiomatic_step(gpt, optimizer, batch, cfg: Config):
-    """One training step as Flax's own guides write NNX, run as nnx.jit(idiomatic_step) on the
-    live modules: nnx.value_and_grad takes the gradients with respect to the model's Params,
-    optimizer.update changes the weights and Adam's moments in place, only the loss comes out.
-    The lesson shows it beside nnx_port's split/merge step (compare diff train --pair pure,nnx_port)."""
-    from flax import nnx  # imported where used, as main does: a bad argument costs no jax import
+def idiomatic_train_step(cfg: Config):
+    """One training step as Flax's guides write NNX: @nnx.jit on the live model and optimizer,
+    nnx.value_and_grad, optimizer.update in place. The lesson shows it facing the twins' steps."""
+    from flax import nnx  # here, as in main: a bad argument costs no jax import
 
     from nnx_port import model
 
-    loss, grads = nnx.value_and_grad(model.loss_fn, argnums=0)(gpt, batch, cfg)
-    optimizer.update(gpt, grads)  # in place
-    return loss
+    @nnx.jit
+    def train_step(gpt, optimizer, batch):
+        loss, grads = nnx.value_and_grad(model.loss_fn)(gpt, batch, cfg)
+        optimizer.update(gpt, grads)  # in place
+        return loss
+
+    return train_step
 
 
 def repeats_value(text: str) -> int:
@@ -83,12 +85,9 @@ def main(argv) -> int:
     names = [name_at(batches, i) for i in range(cfg.num_steps)]
     key = jax.random.PRNGKey(0)
 
-    def nnx_step(gpt, optimizer, batch):
-        return idiomatic_step(gpt, optimizer, batch, cfg)
-
     gpt = model.init_params(cfg, key=key)
     optimizer = nnx.Optimizer(gpt, optim.adam(cfg), wrt=nnx.Param)
-    nnx_jit = nnx.jit(nnx_step)
+    nnx_jit = idiomatic_train_step(cfg)
     cached = nnx.cached_partial(nnx_jit, gpt, optimizer)
 
     state = train.init_state(cfg, key=key)

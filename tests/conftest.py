@@ -376,6 +376,7 @@ ORDER = ("test_compare.py", "test_batch.py", "test_shell.py", "test_models.py", 
 SAME_WORKER = {"test_lesson.py": "test_compare.py"}
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: unknown under -p no:xdist
 def pytest_xdist_make_scheduler(config, log):
     """loadfile's scheduling, with SAME_WORKER's files in the unit of the file they name."""
     if config.getvalue("dist") != "loadfile":

@@ -230,3 +230,14 @@ def test_the_check_counts_in_porting_are_the_grids():
     assert porting_totals(text) == counted
     edited = text.replace(f"has {counted['quick']} checks", f"has {counted['quick'] + 1} checks")
     assert porting_totals(edited) != counted
+
+
+def test_the_suite_collects_without_pytest_xdist():
+    """docs/layout.md's one-process run, and a run with pytest-xdist left out (`-p no:xdist`): the
+    conftest's scheduling hook is xdist's, optional, so pytest knows the suite without it (it
+    was an INTERNALERROR: unknown hook)."""
+    for flags in (["-p", "no:xdist"], ["-n", "0"]):
+        r = subprocess.run([sys.executable, "-m", "pytest", "-o", "addopts=", "-q", "--collect-only",
+                            "-p", "no:cacheprovider", *flags, str(ROOT / "tests" / "test_data.py")],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "collected" in r.stdout, (flags, r.stdout[-600:], r.stderr[-600:])

@@ -41,6 +41,8 @@ class Aside:
 
     spec: str  # "module:object", like a piece
     text: str
+    # (the other implementation of a pair, its piece): shown facing the aside, aligned line by line
+    faces: tuple[tuple[str, str], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +147,9 @@ COUNTERPARTS = (
     {"flax_port": "^cfg: Config", "nnx_port": "^def __init__(self, cfg: Config"},
     # the names: pure's table of shapes has no counterpart in a function mapping one name to a path
     {"pure": "^def param_shapes("},
+    # loss and gradients in one pass (nnx_port's step and the NNX idiom's alike)
+    {"pure": "return jax.value_and_grad(", "flax_port": "return jax.value_and_grad(",
+     "nnx_port": "nnx.value_and_grad("},
     # the update: new dicts, a new TrainState, in place
     {"pure": "return optim.adam_update(", "flax_port": "return state.apply_gradients(",
      "nnx_port": "optimizer.update(gpt, grads)"},
@@ -395,12 +400,15 @@ NNX_STYLES_FIGURES = (
     "42.8 µs (41.6): the same compiled arithmetic. nnx.jit pays for walking the module graph in Python on every "
     "call; split/merge pays it once, while tracing.")
 
+STEP = "train:compute_grads + train:apply_grads + train:train_step"
 NNX_IDIOM = Aside(
-    "compare.nnx_styles:idiomatic_step",
-    "How Flax's own guides write this step: nnx.jit(idiomatic_step) called on the live model and optimizer, "
-    "nnx.value_and_grad, optimizer.update in place, nothing split by hand. It computes the same numbers; what "
+    "compare.nnx_styles:idiomatic_train_step",
+    "How Flax's own guides write this step, facing the other side's step again: @nnx.jit on a function of the "
+    "live model and optimizer, nnx.value_and_grad, optimizer.update in place, nothing split by hand. It computes "
+    "the same numbers; what "
     "differs is the cost per step, measured by `python -m compare.nnx_styles` (2026-12-07, a 2-core AMD EPYC, "
     "CPU, Python 3.12.1, jax 0.12.0.1, flax 0.12.12; medians, minima in brackets): " + NNX_STYLES_FIGURES,
+    faces=(("pure", STEP), ("flax_port", STEP)),
 )
 
 TOPICS = {

@@ -272,15 +272,17 @@ def indent_of(text: str) -> int:
 
 def cell_pair(line: Line | None, k: int, code: list[str] | None, side: str, topic: str, impl: str,
               badges: dict) -> str:
-    """The line-number and code cells of one side of one display row."""
+    """The line-number and code cells of one side of one display row; the line's anchor and note
+    badges where `badges` is not None (a line shown a second time, facing an aside, has neither:
+    its anchor is where it is first shown)."""
     if line is None:
         return f'<td class="ln {side} gap"></td><td class="src {side} gap"></td>'
     if k >= len(line.physical):
         return f'<td class="ln {side} pad"></td><td class="src {side} pad"></td>'
     number = line.lineno + k if line.lineno else ""
     badge = "".join(f'<a class="badge" href="#note-{topic}-{n}">{n}</a>'
-                    for n in badges.get((line.path, number), []))
-    anchor = f' id="{topic}-{impl}-{number}"' if number else ""
+                    for n in (badges or {}).get((line.path, number), []))
+    anchor = f' id="{topic}-{impl}-{number}"' if number and badges is not None else ""
     pointed = " pointed" if badge else ""
     return (f'<td class="ln {side}"{anchor}>{badge}{number}</td>'
             f'<td class="src {side}{pointed}" style="--i:{indent_of(line.physical[k])}">{code[k]}</td>')
@@ -322,12 +324,14 @@ def piece_table(piece: Piece, v: TopicView, badges: dict) -> str:
         blank = not (row.left or row.right).key
         for k in range(height):
             mark = "" if blank else row_mark(row, k).strip()
+            own = None if piece.aside else badges  # the twin's lines facing an aside: shown above already
             rows.append(f'<tr class="{row.kind}" title="{KIND_WORDS[row.kind]}"><td class="mk">{mark}</td>'
-                        f'{cell_pair(row.left, k, hl_l, "l", v.name, v.pair[0], badges)}'
-                        f'{cell_pair(row.right, k, hl_r, "r", v.name, v.pair[1], badges)}</tr>')
+                        f'{cell_pair(row.left, k, hl_l, "l", v.name, v.pair[0], own)}'
+                        f'{cell_pair(row.right, k, hl_r, "r", v.name, v.pair[1], own)}</tr>')
     titles = [html.escape(t).replace("/", "/<wbr>").replace(":", ":<wbr>") for t in piece.titles]
     head = "".join(f'<th colspan="2" class="{s}">{t}</th>' for s, t in zip("lr", titles))
-    return (f'<div class="piece two"><div class="scroll"><table class="code">'
+    about = f'<p class="aside">{prose(piece.caption)}</p>' if piece.aside else ""  # an aside facing a step
+    return (f'{about}<div class="piece two"><div class="scroll"><table class="code">'
             f'<tr class="head"><th class="mk"></th>{head}</tr>' + "".join(rows) + "</table></div></div>")
 
 

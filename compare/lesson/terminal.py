@@ -126,7 +126,10 @@ def render_topic(v: TopicView, width: int, colour: bool, outcomes: list[tuple[st
                 title = f"{piece.titles[0]}: {piece.caption}"
                 out += [paint(t, "head", colour) for t in wrap_words(title, width, "  ")]
             out += [f"  {t}".rstrip() for r in piece.rows for t in fit(r.left, width - 2)]
-        elif cols and fits_in_columns(piece, cols):
+            continue
+        if piece.aside:  # an aside facing the other side's code: what it is, then both sides
+            out += wrap_words(piece.caption, width, "  ") + [""]
+        if cols and fits_in_columns(piece, cols):
             out += two_columns(piece, cols, colour)
         else:
             out += one_above_the_other(piece, width, colour)

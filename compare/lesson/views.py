@@ -85,9 +85,18 @@ def view(name: str, pair: tuple[str, str]) -> TopicView:
         shown[pair[1]] += right
         pieces.append(Piece((piece_title(pair[0], spec_l), piece_title(pair[1], spec_r)), align(left, right, pins)))
     for impl in pair:
+        other = pair[1] if impl == pair[0] else pair[0]
         for aside in topic.asides.get(impl, ()):
-            pieces.append(Piece((piece_title(None, aside.spec), ""),
-                                [Row(ln, None) for ln in piece_lines(None, aside.spec)], True, aside.text, True))
+            own = piece_lines(None, aside.spec)
+            face = dict(aside.faces).get(other)
+            if face is None:  # shown alone, in one column
+                pieces.append(Piece((piece_title(None, aside.spec), ""), [Row(ln, None) for ln in own], True,
+                                    aside.text, True))
+                continue
+            sides = {impl: (piece_title(None, aside.spec), own), other: (piece_title(other, face),
+                                                                          piece_lines(other, face))}
+            (title_l, left), (title_r, right) = sides[pair[0]], sides[pair[1]]
+            pieces.append(Piece((title_l, title_r), align(left, right, pins), False, aside.text, True))
     notes, cited = [], set()
     for impl in pair:
         other = pair[1] if impl == pair[0] else pair[0]
