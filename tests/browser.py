@@ -80,6 +80,20 @@ MEASURE = r"""
     const m = t.getScreenCTM();
     return parseFloat(getComputedStyle(t).fontSize) * Math.hypot(m.a, m.b);
   })) : null;
+  // the learner's view (the default) and the proven one (#proven checked): what code the topics show,
+  // the taps topic left out (it keeps its taps)
+  const box = document.getElementById("proven");
+  out.views = {};
+  for (const proven of [false, true]) {
+    if (box) box.checked = proven;
+    const text = [...document.querySelectorAll("section:not(#topic-taps) table.code td.src")].filter(visible)
+      .map(td => td.innerText).join("\n");
+    out.views[proven ? "proven" : "learner"] = {
+      docstrings: (text.match(/"{3}/g) || []).length, taps: (text.match(/\btap\(/g) || []).length,
+      idioms: [...document.querySelectorAll("table.code .idiom")].filter(visible).length,
+      rows: [...document.querySelectorAll("table.code tr")].filter(visible).length};
+  }
+  if (box) box.checked = false;
   const rgb = s => s.match(/[\d.]+/g).map(Number);
   const lum = c => c.slice(0, 3).map(v => (v /= 255) <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
                     .reduce((a, v, i) => a + v * [0.2126, 0.7152, 0.0722][i], 0);

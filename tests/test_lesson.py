@@ -55,8 +55,11 @@ def sections(text: str) -> dict[str, str]:
 
 
 def code_cells(section: str) -> set[str]:
-    cells = re.findall(r'<td class="src[^"]*"[^>]*>(.*?)</td>', section, re.S)
-    return {html.unescape(re.sub(r"<[^>]+>", "", c)).replace(page.SOFT, "") for c in cells}  # the code as copied
+    """The code cells' text as copied in the proven view (an idiom, shown instead in the learner's
+    view, is the cell's last span)."""
+    cells = [re.sub(r'<span class="idiom">.*$', "", c, flags=re.S)
+             for c in re.findall(r'<td class="src[^"]*"[^>]*>(.*?)</td>', section, re.S)]
+    return {html.unescape(re.sub(r"<[^>]+>", "", c)).replace(page.SOFT, "") for c in cells}
 
 
 def refs_of(topic: str, impl: str | None) -> list[str]:
@@ -900,6 +903,17 @@ def test_the_page_text_is_4_5_to_1_in_the_light_and_the_dark_scheme(laid_out, wi
     assert m["scheme_bg"] == "rgb({}, {}, {})".format(*(int(wanted[k:k + 2], 16) for k in (1, 3, 5)))
 
 
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_learners_view_folds_what_only_the_checks_need(laid_out, width):
+    """By default no docstring and no tap(...) call shows outside the taps topic, and the lines
+    written only to stay bitwise show their idiom; "show what is proven equal" shows the code as the
+    checks run it, more rows, and no idiom (the twin below breaks it)."""
+    learner, proven = laid_out[width]["views"]["learner"], laid_out[width]["views"]["proven"]
+    assert learner["docstrings"] == 0 and learner["taps"] == 0 and learner["idioms"] > 0, learner
+    assert proven["docstrings"] > 0 and proven["taps"] > 0 and proven["idioms"] == 0, proven
+    assert learner["rows"] < proven["rows"], (learner, proven)
+
+
 def test_the_measurements_catch_a_page_that_breaks_names_and_overflows(browser_page):
     """The twin: the old page's faults put back by CSS, each caught by the same measurements."""
     text, where = browser_page
@@ -911,7 +925,9 @@ def test_the_measurements_catch_a_page_that_breaks_names_and_overflows(browser_p
               "td.src, code.hl { hyphenate-character: auto; }"  # a break inside a name with no mark
               "table.code td.ln { white-space: normal; width: 1ch; }"  # badges above their number
               "pre.run { white-space: pre; overflow: hidden; }"  # the log clipped
-              ":root.light { --t-comment: #60a0b0; }")  # friendly's comment colour
+              ":root.light { --t-comment: #60a0b0; }"  # friendly's comment colour
+              ".code .asrun { display: inline !important; } .code tr.asrun { display: table-row !important; }"
+              ".code .idiom { display: none !important; }")  # no learner's view
     target = where / "broken.html"
     target.write_text(browser.measurable(text, page.LIGHT, page.DARK, broken), encoding="utf-8")
     m = browser.lay_out(target, 390)
@@ -920,6 +936,8 @@ def test_the_measurements_catch_a_page_that_breaks_names_and_overflows(browser_p
     assert any(link.startswith("#params-") for link in m["links_hidden"]) and m["switched"]["side-r"] == ["lr"]
     assert m["continuation"] != '"\u21a9"'
     assert any("c1" in where for where, _, _ in m["light"]["low"]) and m["dark"]["low"] == []
+    learner = m["views"]["learner"]
+    assert learner["docstrings"] and learner["taps"] and not learner["idioms"], learner
 
 
 # ----------------------------------------------------------------------------- what a learner watches

@@ -116,6 +116,14 @@ nav a { text-decoration: none; }
 .legend .sw.right { background: var(--right); } .legend .sw.gap { background: var(--gap-b); }
 .legend .sw.same { background: var(--code-bg); }
 .piece { margin: 6px 0 14px; }
+/* The learner's view (the default) and the proven one (the checkbox #proven): what only the checks
+   need folds away, a line written only to stay bitwise shows its idiom, underlined */
+body:not(:has(#proven:checked)) .code tr.asrun, body:not(:has(#proven:checked)) .code .asrun { display: none; }
+body:has(#proven:checked) .code .idiom { display: none; }
+.code .idiom, .idiom-sample { text-decoration: underline dashed var(--muted); text-underline-offset: 3px; }
+p.view { margin: 10px 0; padding: 8px 10px; border: 1px solid var(--border); background: var(--head-bg); }
+p.view label { font-weight: 600; cursor: pointer; }
+p.view input { width: 18px; height: 18px; vertical-align: -3px; margin: 0 6px 0 0; }
 .scroll { overflow-x: auto; border: 1px solid var(--border); background: var(--code-bg); }
 table.code { border-collapse: collapse; width: 100%; }
 table.code th { font: 600 13px/1.4 var(--mono); text-align: left; background: var(--head-bg); padding: 5px 8px;
@@ -231,13 +239,18 @@ def marked(part: str, start: int, cols: set[int]) -> str:
     return "".join(out)
 
 
-def highlight(lines: list[Line], marks: list | None = None) -> list[list[str]]:
+def highlight(lines: list[Line], marks: list | None = None, folds: list | None = None) -> list[list[str]]:
     """Each logical line's physical lines as HTML, highlighted with the whole piece as context; with
     `marks` (per logical line, None or per physical line the changed columns: align.changed_spans),
-    the tokens that differ from the facing line inside <mark class="chg">."""
+    the tokens that differ from the facing line inside <mark class="chg">; with `folds` (the same
+    shape: tap_folds), those columns inside <span class="asrun">, shown only in the proven view."""
     text = "\n".join(p for ln in lines for p in ln.physical)
-    flat = [cols for i, ln in enumerate(lines) for cols in ((marks or [None] * len(lines))[i]
-                                                              or [set()] * len(ln.physical))]
+
+    def per_physical(given):
+        return [cols for i, ln in enumerate(lines) for cols in ((given or [None] * len(lines))[i]
+                                                                 or [set()] * len(ln.physical))]
+
+    flat, hidden = per_physical(marks), per_physical(folds)
     out, col = [""], 0
     for ttype, value in PythonLexer(stripnl=False, ensurenl=False).get_tokens(text):
         cls = token_class(ttype)
@@ -245,25 +258,106 @@ def highlight(lines: list[Line], marks: list | None = None) -> list[list[str]]:
             if k:
                 out.append("")
                 col = 0
-            if part:
-                cols = flat[len(out) - 1] if len(out) - 1 < len(flat) else set()
-                inner = marked(part, col, cols) if cols else html.escape(part)
-                # a token without a space never breaks ("->" inside a string would); per line: a
-                # docstring is one token over several lines, and its prose lines must wrap
-                spaceless = not any(ch.isspace() for ch in part)
-                line_cls = f"{cls} nw" if cls and spaceless else cls
-                if has_long_name(part):  # wider than a phone's column: it may break, marked
-                    inner, line_cls = breakable(inner), cls
-                out[-1] += f'<span class="{line_cls}">{inner}</span>' if line_cls else inner
-                if part[-1] in BREAK_AFTER and col:  # a line may continue on the next between two tokens
-                    out[-1] += "<wbr>"
-                col += len(part)
+            row = len(out) - 1
+            cols = flat[row] if row < len(flat) else set()
+            fold = hidden[row] if row < len(hidden) else set()
+            j = 0
+            for is_folded, run in itertools.groupby(col + i in fold for i in range(len(part))):
+                piece = part[j: j + len(list(run))]
+                j += len(piece)
+                html_ = token_html(piece, col, cols, cls)
+                out[-1] += f'<span class="asrun">{html_}</span>' if is_folded else html_
+                col += len(piece)
     out += [""] * (sum(len(ln.physical) for ln in lines) - len(out))
     grouped, k = [], 0
     for ln in lines:
         grouped.append(out[k: k + len(ln.physical)])
         k += len(ln.physical)
     return grouped
+
+
+def token_html(part: str, col: int, cols: set[int], cls: str) -> str:
+    """A token (or the part of it on one line) at column `col`, as highlight shows it."""
+    inner = marked(part, col, cols) if cols else html.escape(part)
+    # a token without a space never breaks ("->" inside a string would); per line: a
+    # docstring is one token over several lines, and its prose lines must wrap
+    spaceless = not any(ch.isspace() for ch in part)
+    line_cls = f"{cls} nw" if cls and spaceless else cls
+    if has_long_name(part):  # wider than a phone's column: it may break, marked
+        inner, line_cls = breakable(inner), cls
+    out = f'<span class="{line_cls}">{inner}</span>' if line_cls else inner
+    if part[-1] in BREAK_AFTER and col:  # a line may continue on the next between two tokens
+        out += "<wbr>"
+    return out
+
+
+# ----------------------------------------------------------------------------- the learner's view
+# By default the page shows the code as a learner would write it; "show what is proven equal" shows it
+# as it runs in the checks. Folded: docstrings, the tap(...) wrappers that `compare where` reads
+# (outside the taps topic, which is about them), and a line written only to stay bitwise, which
+# shows its idiomatic form instead (where the idiom is the same statement: it assigns the same name,
+# or both return).
+
+TAP_CALL = re.compile(r"(?<![\w.])tap\(")
+IDENTITY_TAP = re.compile(r"(\w+) = tap\([^()]*, \1\)")  # x = tap(taps, "res_attn", x): only a tap
+
+
+def tap_folds(line: Line) -> list[set[int]] | None:
+    """Per physical line, the columns of each tap(...) call's wrapper: `tap(taps, name, ` and its
+    closing bracket, so that what is left is the value it records."""
+    text = "\n".join(line.physical)
+    if "tap(" not in text or line.key.startswith("def "):
+        return None
+    starts = list(itertools.accumulate((len(p) + 1 for p in line.physical), initial=0))
+    folded = set()
+    for m in TAP_CALL.finditer(text):
+        depth, commas, i, prefix = 0, 0, m.end() - 1, None
+        while i < len(text):
+            ch = text[i]
+            if ch in "\"'":  # a string: to its closing quote (a tap's name; no triple quotes here)
+                i = text.index(ch, i + 1)
+            elif ch == "#":  # a comment: to the end of its line
+                i = text.find("\n", i)
+                i = len(text) if i < 0 else i
+            elif ch in "([{":
+                depth += 1
+            elif ch in ")]}":
+                depth -= 1
+                if depth == 0:
+                    break
+            elif ch == "," and depth == 1:
+                commas += 1
+                if commas == 2:
+                    prefix = i + 1 + len(text[i + 1:]) - len(text[i + 1:].lstrip(" "))
+            i += 1
+        if prefix is None or i >= len(text):  # not a call of the tap we know: left as it is
+            continue
+        folded |= set(range(m.start(), prefix)) | {i}
+    cols = [set() for _ in line.physical]
+    for i in folded:
+        k = max(j for j, start in enumerate(starts[:-1]) if start <= i)
+        cols[k].add(i - starts[k])
+    return cols
+
+
+def only_a_tap(line: Line) -> bool:
+    code = line.key.split("  #")[0].split(" # ")[0].strip()
+    return bool(IDENTITY_TAP.fullmatch(code))
+
+
+def assigned(text: str) -> str:
+    """What a statement is about: 'return', or the names it assigns."""
+    text = text.strip()
+    if text.startswith("return"):
+        return "return"
+    return text.split(" = ")[0].replace(" ", "") if " = " in text else ""
+
+
+def idioms(v: TopicView) -> dict:
+    """{(path, line number): the idiomatic line} for the lines written only to stay bitwise whose
+    idiom is the same statement."""
+    return {(n.at.path, n.at.lineno): n.idiom for n in v.notes
+            if n.idiom and n.at and assigned(n.idiom) and assigned(n.idiom) == assigned(n.at.text)}
 
 
 def indent_of(text: str) -> int:
@@ -288,18 +382,54 @@ def cell_pair(line: Line | None, k: int, code: list[str] | None, side: str, topi
             f'<td class="src {side}{pointed}" style="--i:{indent_of(line.physical[k])}">{code[k]}</td>')
 
 
+def learner_cells(line: Line, code: list[str], idiom: dict) -> tuple[list[str], list[bool]]:
+    """A line's cells for both views, and per physical line whether it shows nothing in the
+    learner's view but something in the proven one (its row may then fold away): a docstring, a line
+    that is only a tap, a line written only to stay bitwise (its idiom on its first line instead)."""
+    if (line.path, line.lineno) in idiom or any((line.path, line.lineno + k) in idiom for k in range(len(code))):
+        at = next(k for k in range(len(code)) if (line.path, line.lineno + k) in idiom)
+        alone = " " * indent_of(line.physical[at]) + idiom[line.path, line.lineno + at]
+        cells = [f'<span class="asrun">{c}</span>' + (f'<span class="idiom">{code_html(alone)}</span>' if k == at
+                                                       else "") for k, c in enumerate(code)]
+        return cells, [k != at for k in range(len(code))]
+    tap = only_a_tap(line)
+    folded = [tap or (line.prose[k] and bool(line.physical[k].strip())) for k in range(len(code))]
+    return [f'<span class="asrun">{c}</span>' if f else c for c, f in zip(code, folded)], folded
+
+
 def piece_table(piece: Piece, v: TopicView, badges: dict) -> str:
     """One piece: a single column for shared code; else both sides, one table so that facing lines
     share a row. On a narrow screen one side at a time, the page's switch choosing which (two links
-    and CSS, no script); the other side's own lines become thin hatched strips."""
+    and CSS, no script); the other side's own lines become thin hatched strips. A row that shows
+    nothing in the learner's view is an "asrun" row, shown only in the proven view (a row a note
+    points at stays)."""
+    idiom = idioms(v)
+    taps = v.name != "taps"  # the taps topic is about them: its taps stay
+
+    def side(lines: list[Line], marks=None) -> dict:
+        """{id(line): (its cells, what folds)} for one side's lines."""
+        code = highlight(lines, marks, [tap_folds(ln) if taps else None for ln in lines])
+        return {id(ln): learner_cells(ln, hl, idiom) for ln, hl in zip(lines, code)}
+
+    def quiet(line: Line | None, k: int, made: dict) -> tuple[bool, bool]:
+        """(shows nothing in the learner's view, shows something only in the proven view)."""
+        if line is None or k >= len(line.physical) or not line.physical[k].strip():
+            return True, False
+        folded = made[id(line)][1][k]
+        return folded, folded
+
+    def pointed(line: Line | None, k: int) -> bool:
+        return line is not None and bool(badges.get((line.path, line.lineno + k)))
+
     if piece.shared:
         lines = [r.left for r in piece.rows]
-        code = highlight(lines)
+        made = side(lines)
         rows = []
-        for line, hl in zip(lines, code):
+        for line in lines:
             for k in range(len(line.physical)):
-                rows.append(f'<tr class="same"><td class="mk"></td>'
-                            f'{cell_pair(line, k, hl, "l", v.name, "shared", badges)}</tr>')
+                fold = quiet(line, k, made)[1] and not pointed(line, k)
+                rows.append(f'<tr class="same{" asrun" * fold}"><td class="mk"></td>'
+                            f'{cell_pair(line, k, made[id(line)][0], "l", v.name, "shared", badges)}</tr>')
         head = (f"{html.escape(piece.titles[0])}" if piece.aside else
                 f"{html.escape(piece.titles[0])}: {html.escape(piece.caption)}")
         about = f'<p class="aside">{prose(piece.caption)}</p>' if piece.aside else ""
@@ -308,26 +438,22 @@ def piece_table(piece: Piece, v: TopicView, badges: dict) -> str:
                 + "".join(rows) + "</table></div></div>")
     spans = {id(r): changed_spans(r.left, r.right) for r in piece.rows
              if r.kind == "differ" and r.left is not None and r.right is not None}
-    left = highlight([r.left for r in piece.rows if r.left], [spans.get(id(r), (None,))[0] for r in piece.rows
-                                                            if r.left])
-    right = highlight([r.right for r in piece.rows if r.right], [spans.get(id(r), (None, None))[1]
-                                                               for r in piece.rows if r.right])
-    li = ri = 0
+    made = side([r.left for r in piece.rows if r.left], [spans.get(id(r), (None,))[0] for r in piece.rows if r.left])
+    made |= side([r.right for r in piece.rows if r.right], [spans.get(id(r), (None, None))[1] for r in piece.rows
+                                                            if r.right])
     rows = []
+    own = None if piece.aside else badges  # the twin's lines facing an aside: shown above already
     for row in piece.rows:
-        hl_l = hl_r = None
-        if row.left:
-            hl_l, li = left[li], li + 1
-        if row.right:
-            hl_r, ri = right[ri], ri + 1
         height = max(len(row.left.physical) if row.left else 0, len(row.right.physical) if row.right else 0)
         blank = not (row.left or row.right).key
         for k in range(height):
             mark = "" if blank else row_mark(row, k).strip()
-            own = None if piece.aside else badges  # the twin's lines facing an aside: shown above already
-            rows.append(f'<tr class="{row.kind}" title="{KIND_WORDS[row.kind]}"><td class="mk">{mark}</td>'
-                        f'{cell_pair(row.left, k, hl_l, "l", v.name, v.pair[0], own)}'
-                        f'{cell_pair(row.right, k, hl_r, "r", v.name, v.pair[1], own)}</tr>')
+            (quiet_l, only_l), (quiet_r, only_r) = quiet(row.left, k, made), quiet(row.right, k, made)
+            fold = quiet_l and quiet_r and (only_l or only_r) and not (pointed(row.left, k) or pointed(row.right, k))
+            cells = [cell_pair(line, k, made[id(line)][0] if line else None, s, v.name, impl, own)
+                     for line, s, impl in ((row.left, "l", v.pair[0]), (row.right, "r", v.pair[1]))]
+            rows.append(f'<tr class="{row.kind}{" asrun" * fold}" title="{KIND_WORDS[row.kind]}">'
+                        f'<td class="mk">{mark}</td>{"".join(cells)}</tr>')
     titles = [html.escape(t).replace("/", "/<wbr>").replace(":", ":<wbr>") for t in piece.titles]
     head = "".join(f'<th colspan="2" class="{s}">{t}</th>' for s, t in zip("lr", titles))
     about = f'<p class="aside">{prose(piece.caption)}</p>' if piece.aside else ""  # an aside facing a step
@@ -481,6 +607,11 @@ the lines it replaces, and quotes the library's own line. The proof under each t
 equivalence checks that cover it, run when the page was built: {passed} of {total} passed.</p>
 {cheat}
 {legend}
+<p class="view"><label><input type="checkbox" id="proven">show what is proven equal</label>: the code
+exactly as the checks run it. Until then the page shows it as a learner would write it: docstrings
+folded away, the <code>tap(...)</code> calls that record intermediates for <code>compare where</code>
+shown as the value they record (the taps topic keeps them), and a line written only to stay bitwise
+shown as its idiomatic form, <span class="idiom-sample">underlined</span>.</p>
 {opening_html}
 <nav><h3>Topics</h3><ol>{toc}<li><a href="#training">the run</a> — both trained side by side</li></ol></nav>
 {"".join(topic_section(v, outcomes[v.name], names) for v in views)}
