@@ -48,6 +48,29 @@ def step_differences(flats: list[dict], names: list[str], pairs) -> tuple[np.nda
     return np.stack(cols, axis=1), labels
 
 
+def check_chunks(impls, befores, states, losses, chunk, start: int, cfg, jit: bool) -> None:
+    """Every implementation's chunk finite (common.runner.check_chunk). A port reached by module
+    path that diverges where another implementation, fed the same names from the same
+    initialisation, did not is the port's failure (exit 1, as a check that comes out different),
+    not the learning rate's; where all diverge, or a twin does, the run's: lower --lr (exit 2)."""
+    from common.errors import PortFailure, UserError
+
+    failed = {}
+    for i, impl in enumerate(impls):
+        try:
+            check_chunk(impl, befores[i], states[i], chunk, losses[i], start, cfg, jit=jit)
+        except UserError as err:
+            failed[i] = err
+    fine = [impl.name for i, impl in enumerate(impls) if i not in failed]
+    for i, err in failed.items():
+        if fine and impls[i].name not in impls_mod.NAMES:
+            what = str(err).removesuffix("; nothing was saved: lower --lr")
+            raise PortFailure(f"{what}, where {fine[0]} did not on the same names from the same initialisation: "
+                              f"{impls[i].name}'s step computes something else; nothing was saved")
+    if failed:
+        raise next(iter(failed.values()))
+
+
 def check_shapes(impl, flat: dict, cfg, k: int) -> None:
     """A chunk's parameters in the flat layout, each (k, *the checkpoint's shape): a port whose to_flat
     hands a matrix over transposed is named here (it was a broadcasting traceback further on)."""
@@ -224,11 +247,12 @@ def main(argv) -> int:
         chunk = place_batches(stack_slice(batches, start, start + k), mesh)
         flats = []
         befores = list(states)
-        for i, (impl, run) in enumerate(zip(impls, runners)):
-            before = states[i]
-            states[i], (loss, params) = run(before, chunk)
-            loss = np.asarray(loss)
-            check_chunk(impl, before, states[i], chunk, loss, start, cfg, jit=not args.no_jit)
+        ran = []
+        for i, run in enumerate(runners):
+            states[i], (loss, params) = run(befores[i], chunk)
+            ran.append((np.asarray(loss), params))
+        check_chunks(impls, befores, states, [loss for loss, _ in ran], chunk, start, cfg, jit=not args.no_jit)
+        for i, (impl, (loss, params)) in enumerate(zip(impls, ran)):
             losses[i].append(loss)
             flats.append(impl.to_flat(params))
             check_shapes(impl, flats[-1], cfg, k)

@@ -448,3 +448,42 @@ def test_out_of_memory_inside_a_port_is_the_runs_size_not_the_ports_fault(tmp_pa
         action="raise RuntimeError('RESOURCE_EXHAUSTED: Out of memory while trying to allocate 17179869184 bytes.')"))
     code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "2", "--num-samples", "1")
     assert code == 2 and err.strip().startswith("compare: error: out of memory (XLA asked for 16.0 GiB at once)"), err
+
+
+NAN_AFTER_3 = """
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+import pure
+from pure import train
+
+
+def impl():
+    def train_step(state, batch, cfg):
+        (params, opt), loss = train.train_step(state, batch, cfg)
+        poison = jnp.where(opt["step"] >= 3, jnp.nan, 1.0).astype(params["wte"].dtype)
+        return (dict(params, wte=params["wte"] * poison), opt), loss
+
+    def train_steps(state, batches, cfg):
+        return jax.lax.scan(lambda s, b: train_step(s, b, cfg), state, batches)
+
+    return dataclasses.replace(pure.impl(), train_step=train_step, train_steps=train_steps)
+"""
+
+
+def test_a_port_that_diverges_where_the_reference_does_not_is_the_ports_failure(tmp_path, monkeypatch):
+    """The side-by-side run: a port whose step makes wte NaN at step 3 while pure's stays finite is
+    a port failure, exit 1, naming the step and the parameter (it said "lower --lr", exit 2, as if
+    the learning rate were at fault); the same run with both diverging stays the run's, exit 2."""
+    name = port(tmp_path, monkeypatch, NAN_AFTER_3)
+    code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "8", "--log-every", "4",
+                          "--num-samples", "1")
+    line = err.strip()
+    assert code == 1 and len(line.splitlines()) == 1, err
+    assert line.startswith(f"compare: error: {name}: training diverged at step 3: its update made wte non-finite, "
+                           "where pure did not"), line
+    code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "8", "--log-every", "4",
+                          "--num-samples", "1", "--lr", "1e30")
+    assert code == 2 and "lower --lr" in err, err
