@@ -66,9 +66,10 @@ def stat_of(path: str, key: str) -> int:
 
 
 def cgroup_room(root: str = "/") -> int | None:
-    """What the memory cap of this process's cgroup leaves (cap - usage + the inactive page cache), or
-    None without a cap. The
-    cgroup's folder is read from /proc/self/cgroup; inside a cgroup namespace it is the mount's root."""
+    """What the memory caps of this process's cgroup and of every cgroup above it leave (cap - usage +
+    the inactive page cache, the least of them: a job's slice may be capped above an uncapped job), or
+    None without a cap. The cgroup's folder is read from /proc/self/cgroup; inside a cgroup namespace
+    the mount's root is the process's own cgroup, and nothing above it is visible."""
     try:
         with open(os.path.join(root, "proc/self/cgroup")) as f:
             lines = f.read().splitlines()
@@ -85,7 +86,10 @@ def cgroup_room(root: str = "/") -> int | None:
             cache = "total_inactive_file"
         else:
             continue
-        for folder in (os.path.join(base, path.lstrip("/")), base):
+        parts = [p for p in path.split("/") if p]
+        rooms = []
+        for depth in range(len(parts), -1, -1):  # the process's cgroup, then each one above it
+            folder = os.path.join(base, *parts[:depth])
             try:
                 with open(os.path.join(folder, files[0])) as f:
                     cap = f.read().strip()
@@ -94,10 +98,11 @@ def cgroup_room(root: str = "/") -> int | None:
             except (OSError, ValueError):
                 continue
             if cap == "max" or not cap.isdigit() or int(cap) >= 2**60:  # no cap (v1 writes a huge number)
-                break
+                continue
             # the usage counts the page cache, which the kernel gives back under pressure: the files
             # read and not touched since (inactive_file, as docker and cAdvisor count) are room
-            return max(0, int(cap) - used + stat_of(os.path.join(folder, "memory.stat"), cache))
+            rooms.append(max(0, int(cap) - used + stat_of(os.path.join(folder, "memory.stat"), cache)))
+        return min(rooms) if rooms else None
     return None
 
 

@@ -3,6 +3,7 @@
 import hashlib
 import http.server
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -322,6 +323,14 @@ def test_the_memory_available_is_the_cgroups_cap_where_it_is_lower(tmp_path, ver
     no_cap = "max" if version == "v2" else "9223372036854771712"
     assert devices.available_memory(tree(no_cap)) == 16 * gib
     assert devices.available_memory(tree(str(64 * gib))) == 16 * gib
+    # a cap on the cgroup above the process's (a CI runner's slice over an uncapped job): it counts
+    above = Path(tree(no_cap + " "))
+    parent = above / ("sys/fs/cgroup" if version == "v2" else "sys/fs/cgroup/memory") / "job"
+    cap_file, use_file = ("memory.max", "memory.current") if version == "v2" else ("memory.limit_in_bytes",
+                                                                                    "memory.usage_in_bytes")
+    (parent / cap_file).write_text(f"{6 * gib}\n")
+    (parent / use_file).write_text(f"{4 * gib}\n")
+    assert devices.available_memory(str(above)) == 2 * gib
     empty = tmp_path / "empty"
     empty.mkdir()
     assert devices.available_memory(str(empty)) is None
