@@ -341,8 +341,7 @@ def tap_folds(line: Line) -> list[set[int]] | None:
 
 
 def only_a_tap(line: Line) -> bool:
-    code = line.key.split("  #")[0].split(" # ")[0].strip()
-    return bool(IDENTITY_TAP.fullmatch(code))
+    return bool(IDENTITY_TAP.fullmatch(line.key.split(" # ")[0].strip()))  # its comment aside
 
 
 def assigned(text: str) -> str:
@@ -386,7 +385,7 @@ def learner_cells(line: Line, code: list[str], idiom: dict) -> tuple[list[str], 
     """A line's cells for both views, and per physical line whether it shows nothing in the
     learner's view but something in the proven one (its row may then fold away): a docstring, a line
     that is only a tap, a line written only to stay bitwise (its idiom on its first line instead)."""
-    if (line.path, line.lineno) in idiom or any((line.path, line.lineno + k) in idiom for k in range(len(code))):
+    if any((line.path, line.lineno + k) in idiom for k in range(len(code))):
         at = next(k for k in range(len(code)) if (line.path, line.lineno + k) in idiom)
         alone = " " * indent_of(line.physical[at]) + idiom[line.path, line.lineno + at]
         cells = [f'<span class="asrun">{c}</span>' + (f'<span class="idiom">{code_html(alone)}</span>' if k == at
