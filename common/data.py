@@ -32,7 +32,8 @@ def cache_dir() -> Path | None:
     else $HOME/.cache/microgpt-jax; None when there is none of them. XDG_CACHE_HOME and HOME count
     only as absolute paths (the XDG spec ignores a relative one): Python's expanduser turns an
     empty HOME into "/", and the cache would have gone to /.cache, or, relative, into the current
-    directory. No guess from the password database either: a command with no cache directory
+    directory; a HOME that is not a folder counts as none (it was created, with .cache below it). No
+    guess from the password database either: a command with no cache directory
     compiles afresh, and `--data makemore` asks for one (`require_cache_dir`)."""
     if os.environ.get("MICROGPT_CACHE"):
         if not os.path.isabs(os.environ["MICROGPT_CACHE"]):  # it would land in the current directory
@@ -42,7 +43,7 @@ def cache_dir() -> Path | None:
     xdg, home = os.environ.get("XDG_CACHE_HOME", ""), os.environ.get("HOME", "")
     if os.path.isabs(xdg):
         return Path(xdg) / "microgpt-jax"
-    if os.path.isabs(home):
+    if os.path.isabs(home) and os.path.isdir(home):  # a HOME that does not exist is not made
         return Path(home) / ".cache" / "microgpt-jax"
     return None
 

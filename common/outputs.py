@@ -12,6 +12,7 @@ before any work, since matplotlib would otherwise pick one of its own or write P
 """
 
 import json
+import os
 import re
 import struct
 from pathlib import Path
@@ -109,13 +110,44 @@ def write_json(path: str, payload: dict) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(marked, indent=2).encode()))
 
 
+def pyplot():
+    """matplotlib.pyplot drawing into files (Agg), whatever the environment asks of matplotlib: a
+    MPLBACKEND it does not know ended a run in a traceback after training, before its plot and
+    checkpoint; an unusable MPLCONFIGDIR made it write a temporary folder that it removes only at
+    the interpreter's exit, which the commands skip (common/shell.py: leave). Then its own
+    folders (~/.config and ~/.cache/matplotlib) serve, or, without a usable HOME, this project's
+    cache folder."""
+    os.environ.pop("MPLBACKEND", None)  # the files are drawn by Agg: no backend of the user's is used
+    wanted = os.environ.get("MPLCONFIGDIR")
+    if wanted and not (os.path.isdir(wanted) and os.access(wanted, os.W_OK)):
+        del os.environ["MPLCONFIGDIR"]
+    home = os.environ.get("HOME", "")
+    if "MPLCONFIGDIR" not in os.environ and not (os.path.isabs(home) and os.access(home, os.W_OK)):
+        from common.data import cache_dir
+
+        folder = cache_dir()
+        if folder is not None:
+            try:
+                (folder / "matplotlib").mkdir(parents=True, exist_ok=True)
+                os.environ["MPLCONFIGDIR"] = str(folder / "matplotlib")
+            except OSError:
+                pass
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def write_figure(path: str, fig) -> None:
     """Lay a matplotlib figure out and write it in the format of its extension, marked as ours,
     atomically; the figure is closed either way."""
     import matplotlib
-    import matplotlib.pyplot as plt
 
     from common.checkpoint import atomic_write
+
+    plt = pyplot()
 
     try:
         fmt = plot_format(path)

@@ -397,10 +397,9 @@ def summary_lines(outcome: Outcome, sides, num_steps: int) -> list[str]:
 def save_plot(path: str, outcome: Outcome, sides, title: str) -> None:
     """Both loss curves, and the difference per step on a log scale with the thresholds and the
     split marked, in one PNG written atomically."""
-    import matplotlib
+    from common.outputs import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     a, b = sides[0].label, sides[1].label
     diff = outcome.difference

@@ -131,10 +131,9 @@ class Progress:
 def save_plot(path: str, losses: dict, divergence) -> None:
     """The loss curves (each step faint, their running mean bold: one name's loss jumps around) and
     the divergence per step; the steps where both agree bitwise are drawn as such, not left out."""
-    import matplotlib
+    from common.outputs import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.transforms import blended_transform_factory
 
     steps = np.arange(1, len(next(iter(losses.values()))) + 1)

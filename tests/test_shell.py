@@ -554,3 +554,33 @@ def test_a_signal_ends_the_commands_children_and_removes_its_scratch_folders(tmp
         shell.children.discard(child.pid)
         shell.temporaries.discard(str(scratch))
     assert child.poll() is not None and not scratch.exists() and (kept / "rows.json").exists()
+
+
+def test_a_plot_whatever_the_environment_asks_of_matplotlib(tmp_path):
+    """MPLBACKEND it does not know ended the run in a traceback after training, plot and checkpoint
+    unsaved; an unusable MPLCONFIGDIR left a /tmp/matplotlib-* folder per run (matplotlib removes it
+    at the interpreter's exit, which the commands skip); a HOME that does not exist was created.
+    Now: the plot and checkpoint written, exit 0, nothing left in TMPDIR, no HOME made (fifth
+    hostile pass)."""
+    scratch, home = tmp_path / "tmp", tmp_path / "no-home"
+    scratch.mkdir()
+    png, npz = tmp_path / "c.png", tmp_path / "c.npz"
+    r = run_module("compare", "--impls", "pure,flax_port", "--steps", "2", "--num-samples", "1", "--plot", str(png),
+                   "--save", str(npz), env={"MPLBACKEND": "nonsense", "MPLCONFIGDIR": "/proc/nope",
+                                            "HOME": str(home), "TMPDIR": str(scratch)})
+    assert r.returncode == 0 and r.stderr == "", r.stderr[-800:]
+    assert png.read_bytes()[:4] == b"\x89PNG" and npz.exists()
+    assert list(scratch.iterdir()) == [] and not home.exists()
+
+
+def test_a_home_that_does_not_exist_is_no_cache_folder(tmp_path, monkeypatch):
+    """HOME=/nonexistent-home (absolute, not there): the commands made it, with .cache below it; now
+    it counts as no HOME (compiled afresh), as an empty one does."""
+    from common.data import cache_dir
+
+    for name in ("MICROGPT_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "nowhere"))
+    assert cache_dir() is None
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / ".cache" / "microgpt-jax"
