@@ -51,8 +51,9 @@ def cache_dir() -> Path | None:
 def require_cache_dir() -> Path:
     found = cache_dir()
     if found is None:
-        raise UserError("--data makemore needs a cache directory, and HOME is empty, unset or relative: set "
-                        "MICROGPT_CACHE (or XDG_CACHE_HOME) to an absolute path, or pass --data with a local copy")
+        raise UserError("--data makemore needs a cache directory, and HOME is empty, unset, relative or not a "
+                        "folder: set MICROGPT_CACHE (or XDG_CACHE_HOME) to an absolute path, or pass --data with a "
+                        "local copy")
     return found
 
 

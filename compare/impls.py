@@ -8,10 +8,15 @@ it through `get` and the contract of common/impl.py. A path that does not lead t
 `Impl` is a UserError: one line saying what is missing and what to do.
 """
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.util
 import itertools
+import os
+import signal
+import sys
+import threading
 
 from common.errors import UserError
 from common.impl import Impl
@@ -47,23 +52,28 @@ def find(name: str):
     except ImportError:  # a parent package is missing: find_spec imports the parents first
         spec = None
     except Exception as err:  # a parent package raised while being imported
-        raise UserError(f"{name}: importing it raised {type(err).__name__}: {err}; fix that module first") from None
+        raise UserError(f"{name}: importing it raised {describe(err)}; fix that module first") from None
     if spec is None:
         raise UserError(f"{name}: no module of that name can be imported here; give one of {', '.join(NAMES)} or "
                         "a module path reachable from the current directory or PYTHONPATH")
     try:
-        return importlib.import_module(name)
-    except SystemExit as err:  # a module that ends the program when imported would end ours with its code
-        raise UserError(f"{name}: importing it called sys.exit({err.code!r}); a port must not exit when "
+        with port_code(name, "importing it"):
+            return importlib.import_module(name)
+    except (SystemExit, PortExited) as err:  # a module that ends the program when imported would end ours
+        how = "os._exit" if isinstance(err, PortExited) else "sys.exit"
+        raise UserError(f"{name}: importing it called {how}({err.code!r}); a port must not exit when "
                         "imported (put its program under `if __name__ == \"__main__\":`)") from None
-    except Exception as err:
-        raise UserError(f"{name}: importing it raised {type(err).__name__}: {err}; fix that module first") from None
+    except UserError:
+        raise
+    except BaseException as err:  # a port's own BaseException (pytest's Failed, importorskip's Skipped) too
+        if isinstance(err, KeyboardInterrupt) and not ports_own(err):
+            raise
+        raise UserError(f"{name}: importing it raised {describe(err)}; fix that module first") from None
 
 
 def get(name: str) -> Impl:
     """The `Impl` of one implementation: a known name or any importable module path whose `impl()`
     returns a common.impl.Impl with every required function (see common/impl.py)."""
-    x64, no_jit = x64_enabled(), jit_disabled()
     module = find(name)
     if name in NAMES:
         import os
@@ -78,30 +88,20 @@ def get(name: str) -> Impl:
         raise UserError(f"{name} has no impl() function: add `def impl(): return common.impl.Impl(...)` "
                         f"to it ({GUIDE})")
     try:
-        made = factory()
-    except SystemExit as err:
-        raise UserError(f"{name}.impl() called sys.exit({err.code!r}); fix it to return an Impl") from None
-    except Exception as err:
-        raise UserError(f"{name}.impl() raised {type(err).__name__}: {err}; fix it to return an Impl") from None
+        with port_code(name, "its impl()"):
+            made = factory()
+    except (SystemExit, PortExited) as err:
+        how = "os._exit" if isinstance(err, PortExited) else "sys.exit"
+        raise UserError(f"{name}.impl() called {how}({err.code!r}); fix it to return an Impl") from None
+    except UserError:
+        raise
+    except BaseException as err:
+        if isinstance(err, KeyboardInterrupt) and not ports_own(err):
+            raise
+        raise UserError(f"{name}.impl() raised {describe(err)}; fix it to return an Impl") from None
     if not isinstance(made, Impl):
         raise UserError(f"{name}.impl() returned a {type(made).__name__}, not a common.impl.Impl: build one with "
                         f"common.impl.Impl(name=..., init_state=..., ...) ({GUIDE})")
-    if jit_disabled() and not no_jit:
-        import sys
-
-        import jax
-
-        jax.config.update("jax_disable_jit", False)
-        print(f"note: importing {name} turned on jax_disable_jit; the checks choose jit or not themselves, so it "
-              "is turned off again", file=sys.stderr)
-    if x64_enabled() and not x64:
-        import sys
-
-        import jax
-
-        jax.config.update("jax_enable_x64", False)
-        print(f"note: importing {name} turned on jax_enable_x64 (64-bit floats); microgpt is float32 throughout, so "
-              "it is turned off again and the port runs in float32", file=sys.stderr)
     missing = [f for f in required_fields() if not callable(getattr(made, f))]
     wrong = [f for f in optional_fields() if getattr(made, f) is not None and not callable(getattr(made, f))]
     if missing or wrong:
@@ -131,10 +131,13 @@ def guarded(label: str, function: str, fn):
     @functools.wraps(fn)
     def call(*args, **kwargs):
         try:
-            out = fn(*args, **kwargs)
-        except (UserError, PortError, KeyboardInterrupt, GeneratorExit, MemoryError):
+            with port_code(label, function, during=True):
+                out = fn(*args, **kwargs)
+        except (UserError, PortError, GeneratorExit, MemoryError):
             raise  # out of memory is the run's size, said as such by common/cli.py (exit 2), not the port's fault
-        except BaseException as err:  # SystemExit, and a port's own BaseException subclass, included
+        except BaseException as err:  # SystemExit, os._exit, and a port's own BaseException subclass, included
+            if isinstance(err, KeyboardInterrupt) and not ports_own(err):
+                raise  # the user's Ctrl-C, in a test calling the commands in-process
             if isinstance(err, RuntimeError) and ("RESOURCE_EXHAUSTED" in str(err) or "Out of memory" in str(err)):
                 raise
             raise PortError(label, function, err) from None
@@ -178,6 +181,143 @@ def check_flat_names(label: str, function: str, flat) -> None:
                                        f"unknown {', '.join(map(str, extra[:4]))}" if extra else ""]))
         raise PortError(label, function, ValueError(f"its flat layout is not the checkpoint's names ({what}); "
                                                     "see common/checkpoint.py's param_shapes"))
+
+
+# ----------------------------------------------------------------------------- a port's code, fenced
+
+# JAX settings that change what the checks compute or whether they run; a port's import or function
+# that changes one would make the reference's next call fail or differ, and the line blame it
+JAX_SETTINGS = ("jax_enable_x64", "jax_disable_jit", "jax_numpy_dtype_promotion", "jax_default_matmul_precision",
+                "jax_numpy_rank_promotion", "jax_default_prng_impl", "jax_debug_nans", "jax_debug_infs",
+                "jax_enable_checks", "jax_log_compiles")
+NOTES = {  # what an import that changed a setting is told (it is set back, and the run goes on)
+    "jax_disable_jit": "importing {name} turned on jax_disable_jit; the checks choose jit or not themselves, so it "
+                       "is turned off again",
+    "jax_enable_x64": "importing {name} turned on jax_enable_x64 (64-bit floats); microgpt is float32 throughout, "
+                      "so it is turned off again and the port runs in float32",
+}
+SIGNALS = tuple(getattr(signal, s) for s in ("SIGINT", "SIGTERM", "SIGHUP", "SIGPIPE") if hasattr(signal, s))
+EXIT = os._exit  # the process's own, put back when no port's code runs
+
+
+class PortExited(BaseException):
+    """What os._exit does while a port's code runs: the port ending the process would end a CI gate
+    with its code and no verdict (os._exit(0): a pass)."""
+
+    def __init__(self, code):
+        super().__init__(code)
+        self.code = code
+
+
+def port_exit(code=0):
+    raise PortExited(code)
+
+
+FENCE = threading.Lock()
+RUNNING = [0]  # how many port calls are in progress (the commands run some in threads at once)
+BASELINE: dict = {}  # the process as it was when the first of them began: what is put back
+MADE = threading.local()  # the JAX settings this thread's port code changed (jax.config.update, recorded)
+
+
+def ports_own(err: BaseException) -> bool:
+    """A KeyboardInterrupt the port raised, not the user's Ctrl-C: an entry point's Ctrl-C ends the
+    process in common/shell.py's handler and never raises."""
+    from common import shell
+
+    return isinstance(err, KeyboardInterrupt) and shell.installed
+
+
+def settings() -> dict:
+    jax = sys.modules.get("jax")
+    return {k: getattr(jax.config, k) for k in JAX_SETTINGS if hasattr(jax.config, k)} if jax else {}
+
+
+@contextlib.contextmanager
+def port_code(name: str, what: str, during: bool = False):
+    """A port's import, impl() or function (`what`) runs here: os._exit raises PortExited, and
+    what it changes of the process is put back afterwards - JAX's settings (JAX_SETTINGS), the
+    signal handlers (Ctrl-C must still stop the run), sys.stdout and sys.stderr - as they were
+    when the first port call in progress began. Changed while importing: set back, with a note.
+    Changed by a function (`during`; several may run at once in threads, so a setting counts as the
+    function's when its own thread changed it): set back, and the port's failure (a PortError
+    naming the function and what it changed)."""
+    import jax
+
+    with FENCE:
+        if not RUNNING[0]:
+            BASELINE.clear()
+            BASELINE.update(settings=settings(), handlers={s: signal.getsignal(s) for s in SIGNALS},
+                            streams=(sys.stdout, sys.stderr), update=jax.config.update)
+            os._exit = port_exit
+            jax.config.update = recording_update
+        RUNNING[0] += 1
+    MADE.keys = []
+    try:
+        yield
+    finally:
+        mine, MADE.keys = MADE.keys, []
+        with FENCE:
+            try:
+                changed = put_back(BASELINE, mine if during else None, name)
+            finally:  # a closed stream is a UserError: the process is still put back
+                RUNNING[0] -= 1
+                if not RUNNING[0]:
+                    os._exit = EXIT
+                    jax.config.update = BASELINE["update"]
+    if changed and during:
+        from compare.programs import PortError
+
+        raise PortError(name, what, RuntimeError(f"it changed {', '.join(changed)} while it ran (set back): a port "
+                                                 "must leave JAX's settings, the signal handlers and the streams "
+                                                 "as they were"))
+    for item in changed:
+        setting = item.split(" ")[0]
+        note = NOTES.get(setting, f"importing {name} changed {item}; it is set back for the run")
+        print("note: " + note.format(name=name), file=sys.stderr)
+
+
+def recording_update(key, value):
+    """jax.config.update while a port's code runs: what it sets is recorded for its thread."""
+    if isinstance(getattr(MADE, "keys", None), list):
+        MADE.keys.append(key)
+    BASELINE["update"](key, value)
+
+
+def put_back(baseline: dict, keys, name: str) -> list[str]:
+    """Undo what a port changed of the process (of JAX's settings, only `keys` where given: what this
+    thread set); what it was, in words."""
+    changed = []
+    jax = sys.modules.get("jax")
+    for key, value in baseline["settings"].items():
+        now = getattr(jax.config, key)
+        if now != value and (keys is None or key in keys):
+            baseline["update"](key, getattr(value, "value", value))
+            changed.append(f"{key} (to {getattr(now, 'value', now)!r})")
+    if threading.current_thread() is threading.main_thread():  # only it can set a handler
+        for sig, handler in baseline["handlers"].items():
+            if signal.getsignal(sig) is not handler:
+                signal.signal(sig, handler)
+                changed.append(f"the handling of {signal.Signals(sig).name}")
+    for attr, stream in zip(("stdout", "stderr"), baseline["streams"]):
+        if getattr(sys, attr) is not stream:
+            setattr(sys, attr, stream)
+            changed.append(f"sys.{attr}")
+        if getattr(stream, "closed", False):
+            raise UserError(f"{name} closed sys.{attr}: a port must leave the process's streams open")
+    return changed
+
+
+def describe(err: BaseException) -> str:
+    """'Type: its first line', shown safely: a message that cannot be turned into text, or that holds
+    terminal escapes or bidirectional controls (which would set a title, clear the screen or reverse
+    what follows), is not passed to the terminal as it is."""
+    try:
+        text = str(err)
+    except BaseException:
+        text = "(its message could not be read)"
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()] or [""]
+    first = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in lines[0])
+    return f"{type(err).__name__}: {first[:240]}".rstrip(": ")
 
 
 def jit_disabled() -> bool:

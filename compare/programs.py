@@ -122,11 +122,16 @@ class PortError(PortFailure):
         if isinstance(err, PortError):  # already named (the guard of compare/impls.py): not wrapped twice
             super().__init__(str(err))
             return
-        if isinstance(err, SystemExit):
-            super().__init__(f"{who}'s {function} called sys.exit({err.code!r}): a port's function must return")
+        from compare.impls import PortExited, describe
+
+        if isinstance(err, (SystemExit, PortExited)):
+            how = "os._exit" if isinstance(err, PortExited) else "sys.exit"
+            super().__init__(f"{who}'s {function} called {how}({err.code!r}): a port's function must return")
             return
-        lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()] or [""]
-        super().__init__(f"{who}'s {function} raised {type(err).__name__}: {lines[0][:240]}")
+        if isinstance(err, RuntimeError) and str(err).startswith("it changed "):  # compare.impls.port_code
+            super().__init__(f"{who}'s {function}: {err}")
+            return
+        super().__init__(f"{who}'s {function} raised {describe(err)}")
 
 
 class Runner:

@@ -487,3 +487,107 @@ def test_a_port_that_diverges_where_the_reference_does_not_is_the_ports_failure(
     code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "8", "--log-every", "4",
                           "--num-samples", "1", "--lr", "1e30")
     assert code == 2 and "lower --lr" in err, err
+
+
+# ----------------------------------------------------------------------------- what a port may not touch
+
+EXITS_IN_FORWARD = """
+import dataclasses, os
+import pure
+
+
+def impl():
+    def forward(*args, **kwargs):
+        os._exit(0)
+    return dataclasses.replace(pure.impl(), forward=forward)
+"""
+
+AT_IMPORT = """
+import os, signal
+{body}
+import pure
+
+
+def impl():
+    return pure.impl()
+"""
+
+CHANGES_X64_IN_FORWARD = """
+import dataclasses
+import jax
+import pure
+
+
+def impl():
+    def forward(params, tokens, cfg):
+        jax.config.update("jax_enable_x64", True)
+        return pure.impl().forward(params, tokens, cfg)
+    return dataclasses.replace(pure.impl(), forward=forward)
+"""
+
+ESCAPES_IN_FORWARD = """
+import dataclasses
+import pure
+
+
+def impl():
+    def forward(*args, **kwargs):
+        raise ValueError("\\x1b]0;TITLE\\x07\\x1b[2J\\u202ered")
+    return dataclasses.replace(pure.impl(), forward=forward)
+"""
+
+
+def test_a_port_calling_os_exit_is_a_failure_never_a_pass(tmp_path, monkeypatch, capsys):
+    """os._exit(0) in a port's function ended `compare check` with exit 0, no verdict, no JSON (a CI
+    gate read a pass); at import, the same with no output at all. Now: the row says so, exit 1; at
+    import, one line, exit 2 (fifth hostile pass)."""
+    import os
+
+    exit_before = os._exit
+    name = port(tmp_path, monkeypatch, EXITS_IN_FORWARD)
+    code, rows, out = check_table(name, capsys, "--modes", "jit")
+    assert code == 1 and f"{name}'s forward called os._exit(0): a port's function must return" in out, out
+    assert os._exit is exit_before  # the process's own again once no port's code runs
+    name = port(tmp_path, monkeypatch, AT_IMPORT.format(body="os._exit(0)"))
+    assert_user_error(call(check.main, name), f"{name}: importing it called os._exit(0)")
+
+
+@pytest.mark.parametrize("body, says", [
+    ("class Boom(BaseException):\n    pass\nraise Boom('pytest.importorskip')",
+     "importing it raised Boom: pytest.importorskip"),
+    ("class E(Exception):\n    def __str__(self):\n        raise RuntimeError\nraise E()",
+     "importing it raised E: (its message could not be read)"),
+    ("raise ValueError('\\x1b[2J\\u202e')", "importing it raised ValueError: \\x1b[2J\\u202e"),
+])
+def test_what_a_port_raises_at_import_is_one_line(body, says, tmp_path, monkeypatch):
+    """A BaseException of the port's own (pytest's Skipped and Failed are), a message whose str()
+    raises, terminal escapes and a right-to-left override: tracebacks, or raw escapes on the
+    terminal; now one line, the escapes shown as escapes."""
+    name = port(tmp_path, monkeypatch, AT_IMPORT.format(body=body))
+    assert_user_error(call(check.main, name), f"{name}: {says}")
+
+
+def test_a_port_may_not_change_the_process_it_runs_in(tmp_path, monkeypatch, capsys):
+    """Signals ignored at import (Ctrl-C and SIGTERM would no longer stop the run): put back, with a
+    note. jax_enable_x64 turned on inside forward: the reference's next call failed and the line
+    blamed pure; now the port's row names what it changed, and the setting is put back. An
+    exception's terminal escapes are shown escaped."""
+    import signal
+
+    import jax
+
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    name = port(tmp_path, monkeypatch, AT_IMPORT.format(body="signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                                                               "signal.signal(signal.SIGTERM, signal.SIG_IGN)"))
+    code, _, out = check_table(name, capsys, "--modes", "jit")
+    assert code == 0 and (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+    assert f"note: importing {name} changed the handling of SIGINT; it is set back for the run" in out, out
+    name = port(tmp_path, monkeypatch, CHANGES_X64_IN_FORWARD)
+    code, _, out = check_table(name, capsys, "--modes", "jit")
+    assert not jax.config.read("jax_enable_x64")
+    assert code == 1 and f"{name}'s forward: it changed jax_enable_x64 (to True) while it ran (set back)" in out, out
+    assert "pure's" not in out
+    name = port(tmp_path, monkeypatch, ESCAPES_IN_FORWARD)
+    code, _, out = check_table(name, capsys, "--modes", "jit")
+    assert code == 1 and "\x1b" not in out and "\u202e" not in out
+    assert f"{name}'s forward raised ValueError: \\x1b]0;TITLE\\x07\\x1b[2J\\u202ered" in out, out

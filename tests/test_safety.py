@@ -256,7 +256,8 @@ def test_a_plain_dict_needs_its_head_count(tmp_path):
     ({}, None),  # HOME unset
     ({"HOME": "relative/home"}, None),
     ({"HOME": "", "XDG_CACHE_HOME": "relative"}, None),  # the XDG spec ignores a relative path
-    ({"HOME": "/home/u"}, "/home/u/.cache/microgpt-jax"),
+    ({"HOME": "/tmp"}, "/tmp/.cache/microgpt-jax"),
+    ({"HOME": "/nonexistent-home"}, None),  # not a folder: it was created
     ({"HOME": "", "XDG_CACHE_HOME": "/xdg"}, "/xdg/microgpt-jax"),
 ])
 def test_the_cache_directory_is_never_guessed(env, expected, monkeypatch):
