@@ -6,6 +6,7 @@ The config is a frozen dataclass so that it is hashable: every implementation pa
 
 import dataclasses
 import math
+import struct
 
 from common.errors import UserError
 
@@ -57,7 +58,9 @@ class Config:
             raise UserError(f"block_size={self.block_size} is below 2: a name needs room for BOS and a letter")
         if self.num_steps < 1:
             raise UserError(f"steps={self.num_steps}: train for at least 1 step")
-        if not 0 < self.learning_rate <= FLOAT32_MAX:
+        # float32 holds nothing between 0 and about 1.4e-45: a smaller lr trained with a rate of 0
+        as_float32 = struct.unpack("f", struct.pack("f", min(self.learning_rate, FLOAT32_MAX)))[0]
+        if not 0 < self.learning_rate <= FLOAT32_MAX or as_float32 == 0:
             raise UserError(f"lr={self.learning_rate}: use a learning rate above 0 that float32 can hold")
         for name, value, cap in [("block_size", self.block_size, MAX_BLOCK_SIZE), ("n_embd", self.n_embd, MAX_N_EMBD),
                                  ("n_layer", self.n_layer, MAX_N_LAYER)]:

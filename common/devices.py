@@ -122,15 +122,18 @@ def least_bytes(cfg, batch_size: int, runs: int = 1) -> int:
     return 12 * cfg.num_steps * batch_size * T + 4 * runs * (3 * params + batch_size * T * per_position)
 
 
-def check_memory(cfg, batch_size: int, runs: int = 1, available=available_memory) -> None:
-    """Refuse, before any compile, a run whose floor (least_bytes) is above the memory available."""
-    need, have = least_bytes(cfg, batch_size, runs), available()
+def check_memory(cfg, batch_size: int, runs: int = 1, available=None, batches: bool = True) -> None:
+    """Refuse, before any compile, a run whose floor (least_bytes) is above the memory available
+    (`available()`, by default available_memory; `batches`: the command has --batch-size, to be
+    named in the advice)."""
+    need, have = least_bytes(cfg, batch_size, runs), (available or available_memory)()
     if have is not None and need > have:
+        smaller = "--batch-size, --n-embd" if batches else "--n-embd"
         raise UserError(
             f"out of memory before compiling: this run needs at least {need / 2**30:.1f} GiB (batch-size "
             f"{batch_size}, n_embd {cfg.n_embd}, n_layer {cfg.n_layer}, block_size {cfg.block_size}, "
             f"{cfg.num_steps} steps) and {have / 2**30:.1f} GiB are available to it (the machine's, or its "
-            "cgroup's cap): use a smaller --batch-size, --n-embd, --n-layer or --block-size, or fewer --steps"
+            f"cgroup's cap): use a smaller {smaller}, --n-layer or --block-size, or fewer --steps"
         )
 
 

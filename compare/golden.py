@@ -35,6 +35,7 @@ from common import checkpoint
 from common.checkpoint import param_shapes
 from common.cli import Parser, add_model_flags, make_config, seed_value, setup_jax
 from common.config import Config
+from common.devices import check_memory
 from common.errors import UserError
 from compare import programs, where
 from compare.tolerances import ON_OWN_INPUTS_ULPS
@@ -104,6 +105,12 @@ def main(argv) -> int:
         raise UserError(f"steps={args.steps}: write between 1 and 1000 steps")
     checkpoint.check_outputs([("golden", args.out, is_golden)])
     cfg = make_config(args, 27)
+    # the floor of common/devices.py with five runs' worth of weights (15 copies): the file holds the
+    # inputs, the parameters, gradients and both moments after a step and the parameters after all
+    # steps, each held as JAX's array and as the NumPy copy written, beside the reference's own state.
+    # A 400M-parameter golden file (n_embd 1024, 32 layers, block 1024) grew past 24 GB, about 15
+    # copies, and the kernel killed it with no line (fifth hostile pass, 2026-12-07, 24 GiB machine)
+    check_memory(dataclasses.replace(cfg, num_steps=args.steps), 1, runs=5, batches=False)
     setup_jax(args)
     out = write_golden(args.out, cfg, steps=args.steps, seed=args.seed)
     print(f"golden written to {args.out}: {sum(judged(k) for k in out)} entries to match, "

@@ -49,6 +49,7 @@ import numpy as np
 from common.checkpoint import param_shapes
 from common.cli import Parser, add_model_flags, make_config, seed_value, setup_jax
 from common.config import Config
+from common.devices import check_memory
 from common.errors import UserError
 from common.impl import Impl
 from compare import explain
@@ -638,6 +639,8 @@ def run(args, names: list[str]):
         return title, a, b, case_report(a, b, case)
     docs = load_names(args.data)
     cfg = make_config(args, Tokenizer.from_names(docs).vocab_size)
+    # the trainers' floor, for two implementations side by side (a run past it was killed by the kernel)
+    check_memory(dataclasses.replace(cfg, num_steps=args.steps), args.batch_size, runs=2)
     setup_jax(args)
     a, b = (impls_mod.resolve(n) for n in names)
     jit = not args.no_jit

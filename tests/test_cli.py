@@ -65,6 +65,7 @@ def bad_input_cases(tmp_path):
         (["--seed", "99999999999999999999"], "out of range"),
         (["--seed", "-1"], "out of range"),
         (["--lr", "1e39"], "float32 can hold"),
+        (["--lr", "1e-46"], "float32 can hold"),  # rounds to 0 in float32: it trained with a rate of 0
         (["--lr", "nan"], "lr=nan"),
         (["--temperature", "1e39"], "float32 can hold"),
         (["--save", str(tmp_path / "no" / "dir" / "w.npz")], "does not exist"),

@@ -547,3 +547,21 @@ def test_hostile_candidates_and_goldens_are_one_line_exit_2(written, tmp_path, c
         assert code == 2 and fragment in err and bad in err and len(err.strip().splitlines()) == 1, (fragment, err)
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     assert peak_gib < 4, f"{peak_gib:.1f} GiB resident"
+
+
+def test_golden_and_where_refuse_a_run_past_the_machines_memory_before_compiling(tmp_path, capsys, monkeypatch):
+    """`golden` and `where` had no memory floor: a 400M-parameter golden file grew past 24 GB and the
+    kernel killed it with no line (exit 137), and `where --batch-size 2000000` grew to 9 GB before
+    anyone stopped it (fifth hostile pass). Now both meet the trainers' floor first: one line, exit
+    2, nothing written (here against a machine said to have 1 KiB free, so on any machine)."""
+    from common import devices
+
+    monkeypatch.setattr(devices, "available_memory", lambda: 1024)
+    out = tmp_path / "g.npz"
+    code = run_cli(golden.main, [str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("compare golden: error: out of memory before compiling"), err
+    assert "--batch-size" not in err.split("use a smaller")[1] and not out.exists()
+    code = run_cli(where.main, ["--batch-size", "8"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("compare where: error: out of memory before compiling"), err
