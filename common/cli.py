@@ -154,6 +154,30 @@ def check_sampling_flags(args) -> None:
         raise UserError(f"num-samples={args.num_samples}: sample at least 1 name and at most {MAX_SAMPLES:,}")
 
 
+# JAX settings read from the environment that would change what the commands compute, or end them in
+# a traceback: (variable, the values that leave JAX's default, why not)
+FALSE = ("", "0", "false", "no", "off")
+JAX_ENVIRONMENT = (
+    ("JAX_DISABLE_JIT", FALSE, "the commands compile ahead of time; `--no-jit` runs a trainer or compare "
+                               "op by op"),
+    ("JAX_NUMPY_DTYPE_PROMOTION", ("", "standard"), "the implementations are written for JAX's standard promotion"),
+    ("JAX_NUMPY_RANK_PROMOTION", ("", "allow"), "the implementations broadcast as JAX's default allows"),
+    ("JAX_DEFAULT_MATMUL_PRECISION", ("", "default"), "the checks and figures are for JAX's default precision"),
+    ("JAX_DEFAULT_PRNG_IMPL", ("", "threefry2x32"), "the initialisations and samples are threefry's"),
+    ("JAX_DEBUG_NANS", FALSE, "a diverged run is named by its step and parameters, not raised mid-step"),
+    ("JAX_DEBUG_INFS", FALSE, "a diverged run is named by its step and parameters, not raised mid-step"),
+)
+
+
+def check_jax_variables() -> None:
+    """JAX_ENVIRONMENT, before jax is imported (it reads them then: a value it does not know raises
+    at the import, wherever that is). run_cli checks them before any command runs."""
+    for name, fine, why in JAX_ENVIRONMENT:
+        value = os.environ.get(name, "")
+        if value.strip().lower() not in fine:
+            raise UserError(f"{name}={value} is set: {why}: unset {name}")
+
+
 def check_jax_environment() -> None:
     """JAX settings from the environment that would end a command in a traceback, as one line each:
     every command calls it before its first JAX work (through setup_jax, or itself)."""
@@ -163,6 +187,7 @@ def check_jax_environment() -> None:
         if not value.isdigit() or not 1 <= int(value) <= 1024:
             raise UserError(f"XLA_FLAGS: --xla_force_host_platform_device_count={value} is not a device count: give "
                             "a whole number from 1 to 1024 (e.g. =4)")
+    check_jax_variables()
     import jax
 
     if jax.config.jax_enable_x64:  # JAX_ENABLE_X64 in the environment: every array would turn float64
@@ -172,19 +197,21 @@ def check_jax_environment() -> None:
         jax.devices()  # the backend starts here, not in the middle of a compile
     except RuntimeError as err:
         reason = " ".join(str(err).split())[:200]
-        raise UserError(f"JAX could not start its backend ({reason}): unset JAX_PLATFORMS, or install jax for "
-                        "that platform") from None
+        asked = [name for name in ("JAX_PLATFORMS", "JAX_PLATFORM_NAME") if os.environ.get(name)] or ["JAX_PLATFORMS"]
+        raise UserError(f"JAX could not start its backend ({reason}): unset {' and '.join(asked)}, or install jax "
+                        "for that platform") from None
 
 
 def setup_jax(args) -> None:
     """Persistent compilation cache in the user cache directory (never the repo), one folder per CPU
     (common/compiles.py: cpu_fingerprint), unless --no-cache."""
+    from common.data import cache_dir
+
+    check_jax_environment()  # before jax is imported: it reads the environment then
     import jax
 
     from common.compiles import cpu_fingerprint
-    from common.data import cache_dir
 
-    check_jax_environment()
     if not args.no_cache and cache_dir() is not None:  # no cache directory (HOME empty or unset): compile afresh
         folder = cache_dir() / "jax-compilation-cache" / f"cpu-{cpu_fingerprint()}"  # a program is for one CPU
         try:  # JAX would warn in two lines on every run, and compile anyway
@@ -206,8 +233,11 @@ def run_cli(main, argv=None) -> int:
     a KeyboardInterrupt)."""
     shell.prog = shell.entry_point() or "microgpt"  # until a parser names the (sub)command
     before = len(shell.written)  # the files this run saves whole are named if it then fails
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        code = main(sys.argv[1:] if argv is None else argv) or 0
+        if not {"-h", "--help"} & set(argv):  # help asks nothing of JAX
+            check_jax_variables()
+        code = main(argv) or 0
         sys.stdout.flush()  # the last lines' write errors are reported here, not at interpreter exit
         return code
     except UserError as err:

@@ -370,6 +370,31 @@ def test_out_of_memory_is_one_line_exit_2(raised, monkeypatch, capsys):
         cli("pure", "--steps", "2")
 
 
+@pytest.mark.parametrize("name, value", [("JAX_DISABLE_JIT", "1"), ("JAX_NUMPY_DTYPE_PROMOTION", "strict"),
+                                         ("JAX_DEFAULT_MATMUL_PRECISION", "nonsense"),
+                                         ("JAX_NUMPY_RANK_PROMOTION", "raise"), ("JAX_DEBUG_NANS", "true")])
+def test_jax_variables_that_change_the_numbers_are_one_line_in_every_command(name, value, monkeypatch):
+    """Read by jax at its import: JAX_DISABLE_JIT=1 was a traceback (the ahead-of-time path) or a line
+    blaming pure; strict promotion and an unknown precision were tracebacks at whatever import came
+    first (fifth hostile pass). Now one line, exit 2, before any work, in the trainers and in compare's
+    commands; --help still answers; JAX's default value is no refusal."""
+    from common.cli import run_cli
+    from compare import check, lesson, where
+
+    monkeypatch.setenv(name, value)
+    assert_user_error(cli("pure", "--steps", "1", "--num-samples", "1"), f"{name}={value} is set", f"unset {name}")
+    for main, argv in ((check.main, ["flax_port"]), (where.main, []), (lesson.main, ["loss"])):
+        assert run_cli(main, argv) == 2
+    with pytest.raises(SystemExit) as stop:
+        run_cli(where.main, ["--help"])
+    assert stop.value.code == 0
+    monkeypatch.setenv(name, {"JAX_NUMPY_DTYPE_PROMOTION": "standard", "JAX_DEFAULT_MATMUL_PRECISION": "default",
+                              "JAX_NUMPY_RANK_PROMOTION": "allow"}.get(name, "0"))
+    from common.cli import check_jax_variables
+
+    check_jax_variables()
+
+
 def test_jax_settings_from_the_environment_are_one_line(monkeypatch):
     """JAX_ENABLE_X64=1 (every array float64: the scan's carry changed type, a traceback) and a
     JAX_PLATFORMS whose backend cannot start: one line each, exit 2, before any work. The twin: with
