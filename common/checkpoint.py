@@ -258,6 +258,10 @@ def atomic_write(path: str, write) -> None:
         else:
             if key in CHECKED and identity(p) != CHECKED[key]:
                 raise changed_during_the_run(path)
+            try:  # the file it replaces keeps its permissions (a private checkpoint stays private)
+                os.chmod(tmp, stat.S_IMODE(os.stat(p).st_mode))
+            except FileNotFoundError:
+                pass
             os.replace(tmp, p)
         CHECKED[key] = identity(p)  # a second save of this run replaces its own file
         shell.written.append(path)

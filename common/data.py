@@ -203,14 +203,15 @@ def makemore_names(url: str | None = None) -> list[str]:
 
 def data_file(source: str | None) -> str | None:
     """The file a `--data` value reads, if any (the default list lives inside a package)."""
-    if source in (None, "default"):
+    if source is None:
         return None
     return str(require_cache_dir() / "names.txt") if source == "makemore" else source
 
 
 def load_names(source: str | None) -> list[str]:
-    """`None` or "default": the offline default; "makemore": the cached download; else a path."""
-    if source in (None, "default"):
+    """`None`: the offline default; "makemore": the cached download; else a path (a file named
+    "default" is a file: the word once meant the default list and shadowed it)."""
+    if source is None:
         return default_names()
     if source == "makemore":
         return makemore_names()

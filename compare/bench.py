@@ -180,7 +180,8 @@ def forced_devices_rows(args) -> list[dict]:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "rows.json")
-        argv = ["--data", args.data or "default", "--seed", str(args.seed), "--repeats", str(args.repeats),
+        data = args.data if args.data in (None, "makemore") else os.path.abspath(args.data)  # the child runs elsewhere
+        argv = ["--data", data] * (data is not None) + ["--seed", str(args.seed), "--repeats", str(args.repeats),
                 "--scaling-steps", str(args.scaling_steps), "--devices-rows-json", path,
                 *(["--impls", args.impls] if args.impls else [])]
         # a signal ends this process at once: its handler ends the child and removes the folder

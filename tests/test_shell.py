@@ -584,3 +584,19 @@ def test_a_home_that_does_not_exist_is_no_cache_folder(tmp_path, monkeypatch):
     assert cache_dir() is None
     monkeypatch.setenv("HOME", str(tmp_path))
     assert cache_dir() == tmp_path / ".cache" / "microgpt-jax"
+
+
+def test_a_replaced_output_keeps_its_permissions_and_default_is_a_file_name(tmp_path, monkeypatch):
+    """A checkpoint made private (chmod 600) and replaced by a later save came back world-readable
+    (the new file took the umask's mode); and `--data default` read the bundled names even where a
+    file of that name was given (fifth hostile pass)."""
+    from common.data import load_names
+
+    target = tmp_path / "w.bin"
+    checkpoint.atomic_write(str(target), lambda f: f.write(b"one"))
+    target.chmod(0o600)
+    checkpoint.atomic_write(str(target), lambda f: f.write(b"two"))
+    assert target.read_bytes() == b"two" and target.stat().st_mode & 0o777 == 0o600
+    (tmp_path / "default").write_text("ada\nbo\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_names("default") == ["ada", "bo"]
