@@ -620,6 +620,9 @@ def test_the_width_comes_from_whichever_stream_is_a_terminal(monkeypatch):
     finally:
         for fd in (controller, end, read, write):
             os.close(fd)
+    # COLUMNS=100000 printed lines of 300,000 characters while --width 100000 was refused: capped
+    monkeypatch.setattr(command.shutil, "get_terminal_size", lambda fallback: os.terminal_size((100000, 24)))
+    assert command.terminal_width(None) == command.MAX_WIDTH
 
 
 # ----------------------------------------------------------------------------- errors

@@ -57,7 +57,8 @@ def terminal_width(given: int | None, streams=(1, 2, 0)) -> int:
             break
         except (OSError, ValueError):
             continue
-    return max(MIN_WIDTH, columns if columns > 0 else 160)
+    # a COLUMNS past any screen is capped as --width is bounded (lines of 300,000 characters otherwise)
+    return min(MAX_WIDTH, max(MIN_WIDTH, columns if columns > 0 else 160))
 
 
 def main(argv) -> int:
