@@ -541,8 +541,27 @@ def case_of(text: str):
 
 
 def command_for(case, candidate: str, reference: str) -> str:
-    """The `compare where` command that reproduces and localizes a row of `compare check`."""
-    prefix = f"XLA_FLAGS=--xla_force_host_platform_device_count={case.devices} " if case.devices > 1 else ""
+    """The `compare where` command that reproduces and localizes a row of `compare check`, to paste
+    in the project's folder: with the PYTHONPATH a port outside it was imported from (the command
+    said "no module of that name" without it)."""
+    import os
+    import shlex
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = []
+    for name in (reference, candidate):
+        module = sys.modules.get(name)
+        where = os.path.abspath(getattr(module, "__file__", None) or "") if module else ""
+        if not where or where.startswith(root + os.sep):
+            continue
+        base = os.path.dirname(where)  # the folder holding the top package: up one per dot, and the package's own
+        for _ in range(name.count(".") + (os.path.basename(where) == "__init__.py")):
+            base = os.path.dirname(base)
+        if base not in paths:
+            paths.append(base)
+    prefix = f"PYTHONPATH={shlex.quote(os.pathsep.join(paths))} " if paths else ""
+    prefix += f"XLA_FLAGS=--xla_force_host_platform_device_count={case.devices} " if case.devices > 1 else ""
     return f"{prefix}uv run python -m compare where --impls {reference},{candidate} --case {case}"
 
 

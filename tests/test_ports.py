@@ -254,7 +254,9 @@ def test_a_port_raising_in_its_sampler_and_of_the_wrong_shape_gets_two_rows_and_
     others = [line for case, line in rows.items() if case not in failing]
     assert len(others) == len(check.cases(["default"], modes=["jit"])) - 2, out
     assert all("bitwise equal" in ln for ln in others), out
-    assert f"localize: uv run python -m compare where --impls pure,{name} --case samples-default-jit" in out
+    # to paste as it is: with the folder the port was imported from (it said "no module of that name")
+    assert (f"localize: PYTHONPATH={tmp_path} uv run python -m compare where --impls pure,{name} "
+            "--case samples-default-jit") in out, out
     assert "first differs at: forward() (forward): different, the second gives shape (27, 16)" in out, out
 
 
