@@ -126,8 +126,10 @@ def why(row, a: dict, b: dict, rows, cfg: Config, start=None) -> str:
     key = key if key in a else row.tap
     x, y = np.asarray(a[key]), np.asarray(b[key])
     if x.ndim == 2 and x.shape[0] == x.shape[1] and np.array_equal(x, y.T):
-        return (f"{what}; it is exactly the transpose of the other's: a weight laid out the other way round "
-                "(to_flat/from_flat)")
+        if row.phase in ("gradient", "update"):  # a weight's own entry: its layout is the converters'
+            return (f"{what}; it is exactly the transpose of the other's: a weight laid out the other way round "
+                    "(to_flat/from_flat)")
+        return f"{what}; it is exactly the transpose of the other's: a value laid out the other way round"
     if row.level == ROUNDING:
         return f"{what}; {row.ulps:.3g} ulps of its scale: float32 rounding ({COMPILED})"
     return f"{what}; {row.ulps:.3g} ulps of its scale, beyond {ROUNDING_ULPS:g}: a different computation"

@@ -178,15 +178,17 @@ def load(path: str, what: str) -> dict:
     return entries
 
 
-def judge(golden: dict, candidate: dict) -> tuple[Config, where.Report]:
-    """The same table as `where`, the golden file as `a` (its scales), the candidate as `b`."""
+def judge(golden: dict, candidate: dict, path: str = "the golden file") -> tuple[Config, where.Report]:
+    """The same table as `where`, the golden file (at `path`) as `a` (its scales), the candidate as `b`."""
     if "golden" not in golden or golden["golden"].tobytes() != MARKER:
-        raise UserError("the golden file has no golden marker: write it with `python -m compare golden`")
+        raise UserError(f"{path} has no golden marker: it is not a golden file; write one with "
+                        "`python -m compare golden`")
     cfg = Config(**json.loads(golden["config"].tobytes()))  # load() has vetted it
     names = [k for k in golden if judged(k)]
     missing = [k for k in names if k not in candidate]
     if missing:
-        raise UserError(f"the candidate lacks {len(missing)} entries, first {missing[0]!r}: write every name "
+        lacking = f"{len(missing)} entr{'y' if len(missing) == 1 else 'ies'}"
+        raise UserError(f"the candidate lacks {lacking}, first {missing[0]!r}: write every name "
                         "of the golden file (docs/where.md, \"The golden file\")")
     wrong = [k for k in names if np.shape(candidate[k]) != np.shape(golden[k])]
     if wrong:
@@ -266,7 +268,7 @@ def judge_main(argv) -> int:
                    "compiles pure's steps 2 to k when it reruns them from the candidate's state)")
     args = p.parse_args(argv)
     setup_jax(args)
-    cfg, report = judge(load(args.golden, "golden file"), load(args.candidate, "candidate"))
+    cfg, report = judge(load(args.golden, "golden file"), load(args.candidate, "candidate"), args.golden)
     print("\n".join(report.lines(f"judge: {args.candidate} against {args.golden} ({cfg.n_layer} layer, "
                                  f"n_embd {cfg.n_embd}, block_size {cfg.block_size})")))
     return report.exit_code

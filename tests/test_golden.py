@@ -360,7 +360,7 @@ def test_numpy_candidate_with_another_epsilon_is_different(written, tmp_path, ca
 def test_bad_inputs_are_one_line_exit_2(written, tmp_path, capsys):
     path, g = written
     cases = [
-        ([path, candidate(g, tmp_path / "short.npz", drop="grad/wte")], "lacks 1 entries"),
+        ([path, candidate(g, tmp_path / "short.npz", drop="grad/wte")], "lacks 1 entry, first"),
         ([path, str(tmp_path / "missing.npz")], "does not exist"),
         ([candidate(g, tmp_path / "c.npz"), path], "no golden marker"),
     ]
