@@ -49,7 +49,7 @@ import numpy as np
 from common.checkpoint import param_shapes
 from common.cli import Parser, add_model_flags, make_config, seed_value, setup_jax
 from common.config import Config
-from common.devices import check_memory
+from common.devices import check_batch_flags, check_memory
 from common.errors import UserError
 from common.impl import Impl
 from compare import explain
@@ -658,7 +658,9 @@ def run(args, names: list[str]):
         return title, a, b, case_report(a, b, case)
     docs = load_names(args.data)
     cfg = make_config(args, Tokenizer.from_names(docs).vocab_size)
-    # the trainers' floor, for two implementations side by side (a run past it was killed by the kernel)
+    # the trainers' bounds, then their floor for two implementations side by side (a run past it
+    # grew until the kernel or the user stopped it)
+    check_batch_flags(args.batch_size, 1, args.steps, cfg.block_size)
     check_memory(dataclasses.replace(cfg, num_steps=args.steps), args.batch_size, runs=2)
     setup_jax(args)
     a, b = (impls_mod.resolve(n) for n in names)
