@@ -660,6 +660,9 @@ def test_lesson_refuses_a_page_it_cannot_write_and_writes_nothing(capsys, tmp_pa
     assert "does not exist" in one_line_error(capsys, ["--html", "/nonexistent-dir/x.html"], lesson.lesson_main)
     assert "--steps -1" in one_line_error(capsys, ["--html", str(tmp_path / "x.html"), "--steps", "-1"],
                                           lesson.lesson_main)
+    # HTML under another extension (x.png) was written as asked, and opened as an image
+    assert "give a name ending in .html" in one_line_error(capsys, ["--html", str(tmp_path / "x.png")],
+                                                             lesson.lesson_main)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -109,6 +109,8 @@ def lesson_main(argv) -> int:
     if args.steps < 0:
         raise UserError(f"--steps {args.steps}: give 0 (no run) or more")
     pair = parse_pair(args.pair)
+    if not args.html.lower().endswith((".html", ".htm")):  # a browser opens it by its extension
+        raise UserError(f"--html {args.html}: the lesson is a web page: give a name ending in .html")
     checkpoint.check_outputs([("--html", args.html, checkpoint.is_lesson_page)])  # a new file or a page we wrote
     setup_jax(args)
     from compare.lesson import page
