@@ -5,7 +5,17 @@ terminal), `python -m compare lesson --html PATH` (the lesson as a web page), `p
 `python -m compare where` (the first operation where two implementations part), `python -m compare
 golden` / `judge` (a reference's outputs in a file, and a candidate's file judged against them)."""
 
-from common.cli import run_cli
+try:
+    from common.cli import run_cli
+except ImportError as err:  # a `common` of the current folder comes first on the path: not ours
+    import sys
+    from pathlib import Path
+
+    if str(getattr(sys.modules.get("common"), "__file__", "")).startswith(str(Path(__file__).resolve().parents[1])):
+        raise  # this project's common, failing: a bug, with its traceback
+    sys.stderr.write(f"compare: error: {err}: a folder or module named common here is not this "
+                     "project's: rename it, or run from another folder\n")
+    sys.exit(2)
 from common.shell import leave
 
 

@@ -600,3 +600,14 @@ def test_a_replaced_output_keeps_its_permissions_and_default_is_a_file_name(tmp_
     (tmp_path / "default").write_text("ada\nbo\n")
     monkeypatch.chdir(tmp_path)
     assert load_names("default") == ["ada", "bo"]
+
+
+def test_a_common_package_in_the_current_folder_is_one_line(tmp_path):
+    """`python -m pure` from a folder holding its own `common/` (a likely name): a ModuleNotFoundError
+    traceback; now one line naming it, exit 2, in every entry point (fifth hostile pass)."""
+    (tmp_path / "common").mkdir()
+    (tmp_path / "common" / "__init__.py").write_text("X = 1\n")
+    for module in ("pure", "flax_port", "nnx_port", "compare", "examples.equinox_port"):
+        r = run_module(module, "--steps", "1", cwd=tmp_path)
+        assert r.returncode == 2 and r.stderr.startswith(f"{module}: error: No module named 'common.cli'"), r.stderr
+        assert len(r.stderr.splitlines()) == 1 and "a folder or module named common here" in r.stderr

@@ -1,6 +1,16 @@
 """`python -m examples.equinox_port`: train the Equinox microgpt, then sample names (`sample` for a checkpoint)."""
 
-from common.cli import run_cli, trainer_main
+try:
+    from common.cli import run_cli, trainer_main
+except ImportError as err:  # a `common` of the current folder comes first on the path: not ours
+    import sys
+    from pathlib import Path
+
+    if str(getattr(sys.modules.get("common"), "__file__", "")).startswith(str(Path(__file__).resolve().parents[2])):
+        raise  # this project's common, failing: a bug, with its traceback
+    sys.stderr.write(f"examples.equinox_port: error: {err}: a folder or module named common here is not this "
+                     "project's: rename it, or run from another folder\n")
+    sys.exit(2)
 from common.shell import leave
 from examples.equinox_port import impl
 
