@@ -233,10 +233,9 @@ def test_the_check_counts_in_porting_are_the_grids():
 
 
 def test_the_suite_collects_without_pytest_xdist():
-    """docs/layout.md's one-process run, and a run with pytest-xdist left out (`-p no:xdist`): the
-    conftest's scheduling hook is xdist's, optional, so pytest knows the suite without it (it
-    was an INTERNALERROR: unknown hook)."""
-    for flags in (["-p", "no:xdist"], ["-n", "0"]):
+    """A run with pytest-xdist left out (`-p no:xdist`): the conftest's scheduling hook is xdist's,
+    optional, so pytest knows the suite without it (it was an INTERNALERROR: unknown hook)."""
+    for flags in (["-p", "no:xdist"],):  # (`-n 0` loads xdist: its hook is known there)
         r = subprocess.run([sys.executable, "-m", "pytest", "-o", "addopts=", "-q", "--collect-only",
                             "-p", "no:cacheprovider", *flags, str(ROOT / "tests" / "test_data.py")],
                            cwd=ROOT, capture_output=True, text=True, timeout=120)

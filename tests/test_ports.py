@@ -572,24 +572,31 @@ def test_what_a_port_raises_at_import_is_one_line(body, says, tmp_path, monkeypa
 def test_a_port_may_not_change_the_process_it_runs_in(tmp_path, monkeypatch, capsys):
     """Signals ignored at import (Ctrl-C and SIGTERM would no longer stop the run): put back, with a
     note. jax_enable_x64 turned on inside forward: the reference's next call failed and the line
-    blamed pure; now the port's row names what it changed, and the setting is put back. An
-    exception's terminal escapes are shown escaped."""
+    blamed pure; now the port's function fails naming what it changed, and the setting is put back.
+    An exception's terminal escapes are shown escaped. (The port's functions called as the commands
+    call them, through impls.get's guard; `check` end to end is the os._exit test's.)"""
     import signal
 
     import jax
 
+    from common.config import Config
+    from compare.programs import PortError
+
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     name = port(tmp_path, monkeypatch, AT_IMPORT.format(body="signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
                                                                "signal.signal(signal.SIGTERM, signal.SIG_IGN)"))
-    code, _, out = check_table(name, capsys, "--modes", "jit")
-    assert code == 0 and (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
-    assert f"note: importing {name} changed the handling of SIGINT; it is set back for the run" in out, out
-    name = port(tmp_path, monkeypatch, CHANGES_X64_IN_FORWARD)
-    code, _, out = check_table(name, capsys, "--modes", "jit")
+    impls.get(name)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+    err = capsys.readouterr().err
+    assert f"note: importing {name} changed the handling of SIGINT; it is set back for the run" in err, err
+    cfg = Config(vocab_size=27)
+    params = impls.get("pure").init_state(cfg, key=jax.random.PRNGKey(0))[0]
+    tokens = jax.numpy.zeros(cfg.block_size, "int32")
+    with pytest.raises(PortError) as failed:
+        impls.get(port(tmp_path, monkeypatch, CHANGES_X64_IN_FORWARD)).forward(params, tokens, cfg)
     assert not jax.config.read("jax_enable_x64")
-    assert code == 1 and f"{name}'s forward: it changed jax_enable_x64 (to True) while it ran (set back)" in out, out
-    assert "pure's" not in out
-    name = port(tmp_path, monkeypatch, ESCAPES_IN_FORWARD)
-    code, _, out = check_table(name, capsys, "--modes", "jit")
-    assert code == 1 and "\x1b" not in out and "\u202e" not in out
-    assert f"{name}'s forward raised ValueError: \\x1b]0;TITLE\\x07\\x1b[2J\\u202ered" in out, out
+    assert "'s forward: it changed jax_enable_x64 (to True) while it ran (set back)" in str(failed.value)
+    with pytest.raises(PortError) as failed:
+        impls.get(port(tmp_path, monkeypatch, ESCAPES_IN_FORWARD)).forward(params, tokens, cfg)
+    assert "\x1b" not in str(failed.value) and "\u202e" not in str(failed.value)
+    assert "'s forward raised ValueError: \\x1b]0;TITLE\\x07\\x1b[2J\\u202ered" in str(failed.value), failed.value
