@@ -237,6 +237,10 @@ def atomic_write(path: str, write) -> None:
     tmp = None
     try:
         fd, tmp = create_temporary(p)
+        try:  # a file it replaces keeps its permissions, from the first byte (a private checkpoint stays private)
+            os.fchmod(fd, stat.S_IMODE(os.stat(p).st_mode))
+        except FileNotFoundError:
+            pass
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -258,10 +262,6 @@ def atomic_write(path: str, write) -> None:
         else:
             if key in CHECKED and identity(p) != CHECKED[key]:
                 raise changed_during_the_run(path)
-            try:  # the file it replaces keeps its permissions (a private checkpoint stays private)
-                os.chmod(tmp, stat.S_IMODE(os.stat(p).st_mode))
-            except FileNotFoundError:
-                pass
             os.replace(tmp, p)
         CHECKED[key] = identity(p)  # a second save of this run replaces its own file
         shell.written.append(path)

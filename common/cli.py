@@ -156,7 +156,7 @@ def check_sampling_flags(args) -> None:
 
 # JAX settings read from the environment that would change what the commands compute, or end them in
 # a traceback: (variable, the values that leave JAX's default, why not)
-FALSE = ("", "0", "false", "no", "off")
+FALSE = ("", "0", "false", "f", "no", "n", "off")  # what jax reads as false
 JAX_ENVIRONMENT = (
     ("JAX_DISABLE_JIT", FALSE, "the commands compile ahead of time; `--no-jit` runs a trainer or compare "
                                "op by op"),
@@ -235,7 +235,8 @@ def run_cli(main, argv=None) -> int:
     before = len(shell.written)  # the files this run saves whole are named if it then fails
     argv = sys.argv[1:] if argv is None else argv
     try:
-        if not {"-h", "--help"} & set(argv):  # help asks nothing of JAX
+        if not any(a == "-h" or (len(a) > 3 and "--help".startswith(a)) for a in argv):  # help (--he too) asks
+            # nothing of JAX
             check_jax_variables()
         code = main(argv) or 0
         sys.stdout.flush()  # the last lines' write errors are reported here, not at interpreter exit

@@ -113,30 +113,36 @@ def write_json(path: str, payload: dict) -> None:
 def pyplot():
     """matplotlib.pyplot drawing into files (Agg), whatever the environment asks of matplotlib: a
     MPLBACKEND it does not know ended a run in a traceback after training, before its plot and
-    checkpoint; an unusable MPLCONFIGDIR made it write a temporary folder that it removes only at
-    the interpreter's exit, which the commands skip (common/shell.py: leave). Then its own
-    folders (~/.config and ~/.cache/matplotlib) serve, or, without a usable HOME, this project's
-    cache folder."""
+    checkpoint; an unusable MPLCONFIGDIR, or a HOME that is not a writable folder, made it write a
+    /tmp/matplotlib-* folder that it removes only at the interpreter's exit, which the commands skip
+    (common/shell.py: leave), or create the missing HOME. Then a folder of ours serves while
+    matplotlib starts (it reads its configuration and builds its font list then), removed after."""
+    import shutil
+    import tempfile
+
+    from common import shell
+
     os.environ.pop("MPLBACKEND", None)  # the files are drawn by Agg: no backend of the user's is used
     wanted = os.environ.get("MPLCONFIGDIR")
     if wanted and not (os.path.isdir(wanted) and os.access(wanted, os.W_OK)):
         del os.environ["MPLCONFIGDIR"]
     home = os.environ.get("HOME", "")
-    if "MPLCONFIGDIR" not in os.environ and not (os.path.isabs(home) and os.access(home, os.W_OK)):
-        from common.data import cache_dir
+    scratch = None
+    if "MPLCONFIGDIR" not in os.environ and not (os.path.isabs(home) and os.path.isdir(home)
+                                                 and os.access(home, os.W_OK)):
+        scratch = tempfile.mkdtemp(prefix="microgpt-matplotlib-")
+        shell.temporaries.add(scratch)  # a Ctrl-C while matplotlib starts removes it too
+        os.environ["MPLCONFIGDIR"] = scratch
+    try:
+        import matplotlib
 
-        folder = cache_dir()
-        if folder is not None:
-            try:
-                (folder / "matplotlib").mkdir(parents=True, exist_ok=True)
-                os.environ["MPLCONFIGDIR"] = str(folder / "matplotlib")
-            except OSError:
-                pass
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+            shell.temporaries.discard(scratch)
+            del os.environ["MPLCONFIGDIR"]
     return plt
 
 

@@ -48,16 +48,15 @@ def find(name: str):
         package = f"its package ({name.rsplit('.', 1)[0]})" if "." in name else "the module that defines impl()"
         raise UserError(f"{name} is a program, not a port: give {package}")
     try:
-        spec = importlib.util.find_spec(name)
-    except ImportError:  # a parent package is missing: find_spec imports the parents first
-        spec = None
-    except Exception as err:  # a parent package raised while being imported
-        raise UserError(f"{name}: importing it raised {describe(err)}; fix that module first") from None
-    if spec is None:
-        raise UserError(f"{name}: no module of that name can be imported here; give one of {', '.join(NAMES)} or "
-                        "a module path reachable from the current directory or PYTHONPATH")
-    try:
-        with port_code(name, "importing it"):
+        with port_code(name, "importing it"):  # find_spec imports the parent packages: fenced as well
+            try:
+                spec = importlib.util.find_spec(name)
+            except ImportError:  # a parent package is missing
+                spec = None
+            if spec is None:
+                raise UserError(f"{name}: no module of that name can be imported here; give one of "
+                                f"{', '.join(NAMES)} or a module path reachable from the current directory or "
+                                "PYTHONPATH")
             return importlib.import_module(name)
     except (SystemExit, PortExited) as err:  # a module that ends the program when imported would end ours
         how = "os._exit" if isinstance(err, PortExited) else "sys.exit"
@@ -88,7 +87,7 @@ def get(name: str) -> Impl:
         raise UserError(f"{name} has no impl() function: add `def impl(): return common.impl.Impl(...)` "
                         f"to it ({GUIDE})")
     try:
-        with port_code(name, "its impl()"):
+        with port_code(name, "impl()"):
             made = factory()
     except (SystemExit, PortExited) as err:
         how = "os._exit" if isinstance(err, PortExited) else "sys.exit"
@@ -191,13 +190,17 @@ JAX_SETTINGS = ("jax_enable_x64", "jax_disable_jit", "jax_numpy_dtype_promotion"
                 "jax_numpy_rank_promotion", "jax_default_prng_impl", "jax_debug_nans", "jax_debug_infs",
                 "jax_enable_checks", "jax_log_compiles")
 NOTES = {  # what an import that changed a setting is told (it is set back, and the run goes on)
-    "jax_disable_jit": "importing {name} turned on jax_disable_jit; the checks choose jit or not themselves, so it "
+    "jax_disable_jit": "{doing} turned on jax_disable_jit; the checks choose jit or not themselves, so it "
                        "is turned off again",
-    "jax_enable_x64": "importing {name} turned on jax_enable_x64 (64-bit floats); microgpt is float32 throughout, "
+    "jax_enable_x64": "{doing} turned on jax_enable_x64 (64-bit floats); microgpt is float32 throughout, "
                       "so it is turned off again and the port runs in float32",
 }
 SIGNALS = tuple(getattr(signal, s) for s in ("SIGINT", "SIGTERM", "SIGHUP", "SIGPIPE") if hasattr(signal, s))
 EXIT = os._exit  # the process's own, put back when no port's code runs
+
+
+class PortChanged(RuntimeError):
+    """What a port's function changed of the process while it ran (port_code), as its failure."""
 
 
 class PortExited(BaseException):
@@ -228,8 +231,14 @@ def ports_own(err: BaseException) -> bool:
 
 
 def settings() -> dict:
+    """JAX_SETTINGS' process-wide values (a thread's `with jax.disable_jit():` is that thread's own:
+    the commands run cases op by op in one thread while another compiles)."""
     jax = sys.modules.get("jax")
-    return {k: getattr(jax.config, k) for k in JAX_SETTINGS if hasattr(jax.config, k)} if jax else {}
+    if jax is None:
+        return {}
+    holders = getattr(jax.config, "_value_holders", {})
+    return {k: holders[k].get_global() if hasattr(holders.get(k), "get_global") else getattr(jax.config, k)
+            for k in JAX_SETTINGS if k in holders or hasattr(jax.config, k)}
 
 
 @contextlib.contextmanager
@@ -267,13 +276,14 @@ def port_code(name: str, what: str, during: bool = False):
     if changed and during:
         from compare.programs import PortError
 
-        raise PortError(name, what, RuntimeError(f"it changed {', '.join(changed)} while it ran (set back): a port "
+        raise PortError(name, what, PortChanged(f"it changed {', '.join(changed)} while it ran (set back): a port "
                                                  "must leave JAX's settings, the signal handlers and the streams "
                                                  "as they were"))
+    doing = "importing " + name if what == "importing it" else f"{name}'s {what}"
     for item in changed:
         setting = item.split(" ")[0]
-        note = NOTES.get(setting, f"importing {name} changed {item}; it is set back for the run")
-        print("note: " + note.format(name=name), file=sys.stderr)
+        note = NOTES.get(setting, "{doing} changed " + item + "; it is set back for the run")
+        print("note: " + note.format(doing=doing), file=sys.stderr)
 
 
 def recording_update(key, value):
@@ -287,9 +297,9 @@ def put_back(baseline: dict, keys, name: str) -> list[str]:
     """Undo what a port changed of the process (of JAX's settings, only `keys` where given: what this
     thread set); what it was, in words."""
     changed = []
-    jax = sys.modules.get("jax")
+    now_all = settings()
     for key, value in baseline["settings"].items():
-        now = getattr(jax.config, key)
+        now = now_all.get(key, value)
         if now != value and (keys is None or key in keys):
             baseline["update"](key, getattr(value, "value", value))
             changed.append(f"{key} (to {getattr(now, 'value', now)!r})")
@@ -318,22 +328,6 @@ def describe(err: BaseException) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()] or [""]
     first = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in lines[0])
     return f"{type(err).__name__}: {first[:240]}".rstrip(": ")
-
-
-def jit_disabled() -> bool:
-    """Whether jax.disable_jit is on for the whole process (a port may turn it on when imported)."""
-    import sys
-
-    jax = sys.modules.get("jax")
-    return bool(jax is not None and jax.config.jax_disable_jit)
-
-
-def x64_enabled() -> bool:
-    """Whether 64-bit floats are on (a port may turn them on when imported)."""
-    import sys
-
-    jax = sys.modules.get("jax")
-    return bool(jax is not None and jax.config.read("jax_enable_x64"))
 
 
 RESOLVED: dict[str, Impl] = {}

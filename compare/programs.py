@@ -122,13 +122,13 @@ class PortError(PortFailure):
         if isinstance(err, PortError):  # already named (the guard of compare/impls.py): not wrapped twice
             super().__init__(str(err))
             return
-        from compare.impls import PortExited, describe
+        from compare.impls import PortChanged, PortExited, describe
 
         if isinstance(err, (SystemExit, PortExited)):
             how = "os._exit" if isinstance(err, PortExited) else "sys.exit"
             super().__init__(f"{who}'s {function} called {how}({err.code!r}): a port's function must return")
             return
-        if isinstance(err, RuntimeError) and str(err).startswith("it changed "):  # compare.impls.port_code
+        if isinstance(err, PortChanged):  # compare.impls.port_code: what the function changed
             super().__init__(f"{who}'s {function}: {err}")
             return
         super().__init__(f"{who}'s {function} raised {describe(err)}")

@@ -52,7 +52,7 @@ def check_chunks(impls, befores, states, losses, chunk, start: int, cfg, jit: bo
     """Every implementation's chunk finite (common.runner.check_chunk). A port reached by module
     path that diverges where another implementation, fed the same names from the same
     initialisation, did not is the port's failure (exit 1, as a check that comes out different),
-    not the learning rate's; where all diverge, or a twin does, the run's: lower --lr (exit 2)."""
+    not the learning rate's; where all diverge, or only twins do, the run's: lower --lr (exit 2)."""
     from common.errors import PortFailure, UserError
 
     failed = {}

@@ -6,7 +6,8 @@ except ImportError as err:  # a `common` of the current folder comes first on th
     import sys
     from pathlib import Path
 
-    if str(getattr(sys.modules.get("common"), "__file__", "")).startswith(str(Path(__file__).resolve().parents[1])):
+    ours = Path(__file__).resolve().parents[1] / "common"
+    if str(getattr(sys.modules.get("common"), "__file__", "")).startswith(str(ours)):
         raise  # this project's common, failing: a bug, with its traceback
     sys.stderr.write(f"flax_port: error: {err}: a folder or module named common here is not this "
                      "project's: rename it, or run from another folder\n")

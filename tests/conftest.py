@@ -138,7 +138,7 @@ def hold(config, folder: Path) -> bool:
 def pytest_sessionfinish(session, exitstatus):
     """A run that ended by itself (tests passed or failed) leaves its entries whole."""
     config = session.config
-    config.exit_status = int(exitstatus)
+    config.finished = session  # its exitstatus, as the last sessionfinish hook left it, is read at unconfigure
     if getattr(config, "compiles_lock", None) and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED,
                                                                   pytest.ExitCode.NO_TESTS_COLLECTED):
         (Path(config.compiles) / UNFINISHED).unlink(missing_ok=True)
@@ -166,7 +166,7 @@ def pytest_unconfigure(config):
     to its stdout): it leaves at once, as the commands do (common/shell.py: leave), rather than wait
     for CPython's and XLA's teardown, about 1 s a process (measured 2026-12-07 on the 2-core EPYC,
     jax 0.10.2), which the controller waits for at the end of every run. Not where a plugin may
-    still write at exit (pytest-cov), nor in the process a person started."""
+    still write at exit (pytest-cov, `coverage run`), nor in the process a person started."""
     proc = getattr(config, "device_checks", None)
     if proc is not None and proc.poll() is None:  # a run stopped early (-x, Ctrl-C): leave nothing behind
         proc.kill()
@@ -178,10 +178,11 @@ def pytest_unconfigure(config):
     if getattr(config, "compiles", None):
         del os.environ[SHARED]
     child = "PYTEST_XDIST_WORKER" in os.environ or os.environ.get(DEVICE_CHILD) == "1"
-    if child and not config.pluginmanager.hasplugin("_cov") and hasattr(config, "exit_status"):
+    measured = config.pluginmanager.hasplugin("_cov") or "coverage" in sys.modules  # saves its data at exit
+    if child and not measured and hasattr(config, "finished"):
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(config.exit_status)
+        os._exit(int(config.finished.exitstatus))
 
 
 @pytest.fixture(scope="session", autouse=True)

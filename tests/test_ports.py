@@ -600,3 +600,41 @@ def test_a_port_may_not_change_the_process_it_runs_in(tmp_path, monkeypatch, cap
         impls.get(port(tmp_path, monkeypatch, ESCAPES_IN_FORWARD)).forward(params, tokens, cfg)
     assert "\x1b" not in str(failed.value) and "\u202e" not in str(failed.value)
     assert "'s forward raised ValueError: \\x1b]0;TITLE\\x07\\x1b[2J\\u202ered" in str(failed.value), failed.value
+
+
+def test_a_ports_package_is_fenced_too(tmp_path, monkeypatch):
+    """`mypkg.port`: finding the module imports mypkg/__init__.py first, and that import ran outside
+    the fence: an os._exit(0) there ended `check` with 0 and no output (review of the fifth pass)."""
+    name = port(tmp_path, monkeypatch, "")
+    package = tmp_path / f"{name}_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("import os\nos._exit(0)\n")
+    (package / "port.py").write_text("import pure\n\n\ndef impl():\n    return pure.impl()\n")
+    assert_user_error(call(check.main, f"{name}_pkg.port"), f"{name}_pkg.port: importing it called os._exit(0)")
+
+
+def test_the_fence_reads_jax_settings_process_wide():
+    """`jax.disable_jit()` is a thread's own: a case run op by op in one thread while a port's
+    function ran in another made the fence read the first thread's view as the process's, blame the
+    second and turn jit off for the whole process (review of the fifth pass)."""
+    import threading
+
+    import jax
+
+    ready, done = threading.Event(), threading.Event()
+
+    def op_by_op():
+        with jax.disable_jit(), impls.port_code("first", "forward", during=True):
+            ready.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=op_by_op)
+    thread.start()
+    ready.wait(10)
+    try:
+        with impls.port_code("second", "forward", during=True):
+            jax.config.update("jax_disable_jit", False)  # what it already is, process-wide
+    finally:
+        done.set()
+        thread.join()
+    assert not jax.config._value_holders["jax_disable_jit"].get_global()

@@ -565,9 +565,10 @@ def test_a_plot_whatever_the_environment_asks_of_matplotlib(tmp_path):
     scratch, home = tmp_path / "tmp", tmp_path / "no-home"
     scratch.mkdir()
     png, npz = tmp_path / "c.png", tmp_path / "c.npz"
+    env = {"MPLBACKEND": "nonsense", "MPLCONFIGDIR": "/proc/nope", "HOME": str(home), "TMPDIR": str(scratch),
+           "XDG_CACHE_HOME": ""}  # (the compilation cache stays the tests': MICROGPT_CACHE)
     r = run_module("compare", "--impls", "pure,flax_port", "--steps", "2", "--num-samples", "1", "--plot", str(png),
-                   "--save", str(npz), env={"MPLBACKEND": "nonsense", "MPLCONFIGDIR": "/proc/nope",
-                                            "HOME": str(home), "TMPDIR": str(scratch)})
+                   "--save", str(npz), env=env)
     assert r.returncode == 0 and r.stderr == "", r.stderr[-800:]
     assert png.read_bytes()[:4] == b"\x89PNG" and npz.exists()
     assert list(scratch.iterdir()) == [] and not home.exists()

@@ -406,9 +406,18 @@ def piece_table(piece: Piece, v: TopicView, badges: dict) -> str:
     taps = v.name != "taps"  # the taps topic is about them: its taps stay
 
     def side(lines: list[Line], marks=None) -> dict:
-        """{id(line): (its cells, what folds)} for one side's lines."""
+        """{id(line): (its cells, what folds)} for one side's lines; the comment just above a line
+        shown as its idiom explains the line as run, and folds with it."""
         code = highlight(lines, marks, [tap_folds(ln) if taps else None for ln in lines])
-        return {id(ln): learner_cells(ln, hl, idiom) for ln, hl in zip(lines, code)}
+        made = {id(ln): learner_cells(ln, hl, idiom) for ln, hl in zip(lines, code)}
+        for i, ln in enumerate(lines):
+            if any((ln.path, ln.lineno + k) in idiom for k in range(len(ln.physical))):
+                j = i - 1
+                while j >= 0 and lines[j].key.startswith("#"):
+                    made[id(lines[j])] = ([f'<span class="asrun">{c}</span>' for c in code[j]],
+                                          [True] * len(code[j]))
+                    j -= 1
+        return made
 
     def quiet(line: Line | None, k: int, made: dict) -> tuple[bool, bool]:
         """(shows nothing in the learner's view, shows something only in the proven view)."""
