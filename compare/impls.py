@@ -8,6 +8,7 @@ it through `get` and the contract of common/impl.py. A path that does not lead t
 `Impl` is a UserError: one line saying what is missing and what to do.
 """
 
+import builtins
 import contextlib
 import dataclasses
 import importlib
@@ -101,18 +102,22 @@ def get(name: str) -> Impl:
     if not isinstance(made, Impl):
         raise UserError(f"{name}.impl() returned a {type(made).__name__}, not a common.impl.Impl: build one with "
                         f"common.impl.Impl(name=..., init_state=..., ...) ({GUIDE})")
-    missing = [f for f in required_fields() if not callable(getattr(made, f))]
-    wrong = [f for f in optional_fields() if getattr(made, f) is not None and not callable(getattr(made, f))]
+    try:  # an Impl subclass whose attributes raise: one line too
+        missing = [f for f in required_fields() if not callable(getattr(made, f))]
+        wrong = [f for f in optional_fields() if getattr(made, f) is not None and not callable(getattr(made, f))]
+        fields = {f: getattr(made, f) for f in required_fields() + optional_fields()}
+    except Exception as err:
+        raise UserError(f"{name}.impl() returned an Impl whose fields cannot be read ({describe(err)}): return a "
+                        f"plain common.impl.Impl ({GUIDE})") from None
     if missing or wrong:
         what = ", ".join(missing + wrong)
         raise UserError(f"{name}.impl() gives no function for {what}: each must be a callable "
                         f"({'the optional ones may be None; ' if wrong else ''}{GUIDE})")
     if name in NAMES:  # the project's twins: their exceptions are our bugs, tracebacks and all
         return made
-    # a port that copied a twin's Impl keeps its name ("pure"): every line would blame the twin
-    named = {"name": name} if made.name in NAMES else {}
-    return dataclasses.replace(made, **named, **{f: guarded(name, f, getattr(made, f)) for f in required_fields()
-                                                 + optional_fields() if callable(getattr(made, f))})
+    # named by the path it was given, in every line: a port that copied a twin's Impl kept "pure" (every
+    # line blamed the twin), and an Impl's own name may be anything, escapes included
+    return Impl(name=name, **{f: guarded(name, f, fn) if callable(fn) else fn for f, fn in fields.items()})
 
 
 FLAT = ("to_flat", "state_to_flat")  # the functions that hand numbers over in the checkpoint's names
@@ -132,12 +137,13 @@ def guarded(label: str, function: str, fn):
         try:
             with port_code(label, function, during=True):
                 out = fn(*args, **kwargs)
-        except (UserError, PortError, GeneratorExit, MemoryError):
+        except (UserError, PortError, MemoryError):
             raise  # out of memory is the run's size, said as such by common/cli.py (exit 2), not the port's fault
         except BaseException as err:  # SystemExit, os._exit, and a port's own BaseException subclass, included
             if isinstance(err, KeyboardInterrupt) and not ports_own(err):
                 raise  # the user's Ctrl-C, in a test calling the commands in-process
-            if isinstance(err, RuntimeError) and ("RESOURCE_EXHAUSTED" in str(err) or "Out of memory" in str(err)):
+            text = describe(err)  # (a message that cannot be read is not out of memory)
+            if isinstance(err, RuntimeError) and ("RESOURCE_EXHAUSTED" in text or "Out of memory" in text):
                 raise
             raise PortError(label, function, err) from None
         if function in FLAT:
@@ -196,7 +202,6 @@ NOTES = {  # what an import that changed a setting is told (it is set back, and 
                       "so it is turned off again and the port runs in float32",
 }
 SIGNALS = tuple(getattr(signal, s) for s in ("SIGINT", "SIGTERM", "SIGHUP", "SIGPIPE") if hasattr(signal, s))
-EXIT = os._exit  # the process's own, put back when no port's code runs
 
 
 class PortChanged(RuntimeError):
@@ -243,21 +248,32 @@ def settings() -> dict:
 
 @contextlib.contextmanager
 def port_code(name: str, what: str, during: bool = False):
-    """A port's import, impl() or function (`what`) runs here: os._exit raises PortExited, and
-    what it changes of the process is put back afterwards - JAX's settings (JAX_SETTINGS), the
-    signal handlers (Ctrl-C must still stop the run), sys.stdout and sys.stderr - as they were
-    when the first port call in progress began. Changed while importing: set back, with a note.
-    Changed by a function (`during`; several may run at once in threads, so a setting counts as the
-    function's when its own thread changed it): set back, and the port's failure (a PortError
-    naming the function and what it changed)."""
+    """A port's import, impl() or function (`what`) runs here: os._exit raises PortExited (from then
+    on, for the whole process: a thread the port started may call it later; such a thread ends with
+    a note), and what it changes of the process is put back afterwards - JAX's settings
+    (JAX_SETTINGS), the signal handlers (Ctrl-C must still stop the run) and any alarm, sys.stdout
+    and sys.stderr, print, the working directory, the umask, the recursion limit, and this
+    project's own modules - as they were when the first port call in progress began. Changed while
+    importing: set back, with a note (a replaced module of this project, or a closed stream, is
+    refused). Changed by a function (`during`; several may run at once in threads, so a JAX setting
+    counts as the function's when its own thread changed it): set back, and the port's failure (a
+    PortError naming the function and what it changed)."""
     import jax
 
+    if not during:  # this project's implementations, imported first: a port must not replace them
+        for twin in available():
+            importlib.import_module(twin)
     with FENCE:
         if not RUNNING[0]:
             BASELINE.clear()
             BASELINE.update(settings=settings(), handlers={s: signal.getsignal(s) for s in SIGNALS},
-                            streams=(sys.stdout, sys.stderr), update=jax.config.update)
+                            streams=(sys.stdout, sys.stderr), update=jax.config.update, print=builtins.print,
+                            cwd=os.getcwd(), umask=current_umask(), recursion=sys.getrecursionlimit(),
+                            modules={m: sys.modules[m] for m in OURS if m in sys.modules})
             os._exit = port_exit
+            if threading.excepthook is not thread_ended:
+                BASELINE["excepthook"] = threading.excepthook
+                threading.excepthook = thread_ended
             jax.config.update = recording_update
         RUNNING[0] += 1
     MADE.keys = []
@@ -267,23 +283,40 @@ def port_code(name: str, what: str, during: bool = False):
         mine, MADE.keys = MADE.keys, []
         with FENCE:
             try:
-                changed = put_back(BASELINE, mine if during else None, name)
-            finally:  # a closed stream is a UserError: the process is still put back
+                changed = put_back(BASELINE, mine if during else None, name, during)
+            finally:  # a closed stream or a replaced module is a UserError: the process is still put back
                 RUNNING[0] -= 1
                 if not RUNNING[0]:
-                    os._exit = EXIT
                     jax.config.update = BASELINE["update"]
     if changed and during:
         from compare.programs import PortError
 
         raise PortError(name, what, PortChanged(f"it changed {', '.join(changed)} while it ran (set back): a port "
-                                                 "must leave JAX's settings, the signal handlers and the streams "
-                                                 "as they were"))
+                                                 "must leave the process as it found it"))
     doing = "importing " + name if what == "importing it" else f"{name}'s {what}"
     for item in changed:
         setting = item.split(" ")[0]
         note = NOTES.get(setting, "{doing} changed " + item + "; it is set back for the run")
         print("note: " + note.format(doing=doing), file=sys.stderr)
+
+
+OURS = ("pure", "flax_port", "nnx_port", "common", "compare")  # what a port's import may not replace
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def thread_ended(args) -> None:
+    """A thread that a port started and that called os._exit: it ends, with a note, and the command
+    goes on to its verdict (it ended the process with exit 0 and no verdict)."""
+    if isinstance(args.exc_value, PortExited):
+        print(f"note: a thread of a port called os._exit({args.exc_value.code!r}); it was ended, the command goes on",
+              file=sys.stderr)
+        return
+    BASELINE.get("excepthook", threading.__excepthook__)(args)
 
 
 def recording_update(key, value):
@@ -293,7 +326,7 @@ def recording_update(key, value):
     BASELINE["update"](key, value)
 
 
-def put_back(baseline: dict, keys, name: str) -> list[str]:
+def put_back(baseline: dict, keys, name: str, during: bool = False) -> list[str]:
     """Undo what a port changed of the process (of JAX's settings, only `keys` where given: what this
     thread set); what it was, in words."""
     changed = []
@@ -303,18 +336,62 @@ def put_back(baseline: dict, keys, name: str) -> list[str]:
         if now != value and (keys is None or key in keys):
             baseline["update"](key, getattr(value, "value", value))
             changed.append(f"{key} (to {getattr(now, 'value', now)!r})")
-    if threading.current_thread() is threading.main_thread():  # only it can set a handler
+    if threading.current_thread() is threading.main_thread():  # only it can set a handler or an alarm
         for sig, handler in baseline["handlers"].items():
             if signal.getsignal(sig) is not handler:
                 signal.signal(sig, handler)
                 changed.append(f"the handling of {signal.Signals(sig).name}")
+        if hasattr(signal, "alarm") and signal.alarm(0):  # the commands set none: a port's, which would kill us
+            changed.append("an alarm (SIGALRM)")
+    if builtins.print is not baseline["print"]:
+        builtins.print = baseline["print"]
+        changed.append("print")
+    if os.getcwd() != baseline["cwd"]:  # relative output paths would land elsewhere
+        os.chdir(baseline["cwd"])
+        changed.append("the working directory")
+    if current_umask() != baseline["umask"]:
+        os.umask(baseline["umask"])
+        changed.append("the umask")
+    if sys.getrecursionlimit() != baseline["recursion"]:
+        sys.setrecursionlimit(baseline["recursion"])
+        changed.append("the recursion limit")
+    replaced = [m for m, module in baseline["modules"].items() if sys.modules.get(m) is not module]
+    for m in replaced:
+        sys.modules[m] = baseline["modules"][m]
+    closed, streams = [], []
     for attr, stream in zip(("stdout", "stderr"), baseline["streams"]):
         if getattr(sys, attr) is not stream:
             setattr(sys, attr, stream)
             changed.append(f"sys.{attr}")
         if getattr(stream, "closed", False):
-            raise UserError(f"{name} closed sys.{attr}: a port must leave the process's streams open")
+            closed.append(attr)
+            stream = reopened(stream)
+            setattr(sys, attr, stream)
+            changed.append(f"sys.{attr} (closed)")
+        streams.append(stream)
+    baseline["streams"] = tuple(streams)  # a stream made again is the one to keep from then on
+    if replaced and not during:
+        raise UserError(f"{name} replaced this project's module {replaced[0]} when imported: a port must not "
+                        f"replace {', '.join(OURS)}; it would be compared in their place")
+    if closed and not during:
+        raise UserError(f"{name} closed sys.{closed[0]}: a port must leave the process's streams open")
+    if replaced:
+        changed.append(f"the module {replaced[0]}")
     return changed
+
+
+def reopened(stream):
+    """A stream a port closed, made again on its descriptor (Python's standard streams leave it open)."""
+    import io
+
+    try:
+        name = getattr(stream, "name", "")
+        fd = name if isinstance(name, int) else {"<stdout>": 1, "<stderr>": 2}.get(name)
+        fd = stream.buffer.raw.fileno() if fd is None else fd
+        return io.TextIOWrapper(io.BufferedWriter(io.FileIO(fd, "w", closefd=False)), encoding=stream.encoding,
+                                errors=stream.errors, line_buffering=True)
+    except (OSError, ValueError, AttributeError):
+        return open(os.devnull, "w")
 
 
 def describe(err: BaseException) -> str:

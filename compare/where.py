@@ -602,7 +602,7 @@ def main(argv) -> int:
     p.add_argument("--impls", default="pure,flax_port", help="two implementations: names or module paths "
                    "(default pure,flax_port)")
     p.add_argument("--case", default=None, help="a row of `compare check`, by the id it prints (e.g. "
-                   "update-n_embd24_3heads-b8-no_jit): its shape, batch, mode, devices and names; the other "
+                   "update-n_embd24_3heads-no_jit): its shape, batch, mode, devices and names; the other "
                    "flags are then not taken")
     p.add_argument("--steps", type=int, default=1, help="walk this many steps, each from the same state, and "
                    "show the first where the two part (default 1)")

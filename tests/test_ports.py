@@ -545,11 +545,11 @@ def test_a_port_calling_os_exit_is_a_failure_never_a_pass(tmp_path, monkeypatch,
     import, one line, exit 2 (fifth hostile pass)."""
     import os
 
-    exit_before = os._exit
     name = port(tmp_path, monkeypatch, EXITS_IN_FORWARD)
     code, rows, out = check_table(name, capsys, "--modes", "jit")
     assert code == 1 and f"{name}'s forward called os._exit(0): a port's function must return" in out, out
-    assert os._exit is exit_before  # the process's own again once no port's code runs
+    with pytest.raises(impls.PortExited):  # fenced from then on: a thread the port started may call it later
+        os._exit(0)
     name = port(tmp_path, monkeypatch, AT_IMPORT.format(body="os._exit(0)"))
     assert_user_error(call(check.main, name), f"{name}: importing it called os._exit(0)")
 
@@ -638,3 +638,64 @@ def test_the_fence_reads_jax_settings_process_wide():
         done.set()
         thread.join()
     assert not jax.config._value_holders["jax_disable_jit"].get_global()
+
+
+HIJACKS_PURE = """
+import sys, types
+import pure as real
+
+fake = types.ModuleType("pure")
+fake.impl, fake.__file__, fake.__spec__ = real.impl, real.__file__, real.__spec__
+sys.modules["pure"] = fake
+
+
+def impl():
+    return real.impl()
+"""
+
+CHANGES_THE_PROCESS = """
+import builtins, dataclasses, os, sys
+import pure
+
+
+def impl():
+    def forward(params, tokens, cfg):
+        {body}
+        return pure.impl().forward(params, tokens, cfg)
+    return dataclasses.replace(pure.impl(), forward=forward)
+"""
+
+
+@pytest.mark.parametrize("body, says", [
+    ("os.chdir('/')", "the working directory"), ("sys.setrecursionlimit(60)", "the recursion limit"),
+    ("builtins.print = lambda *a, **k: None", "print"), ("raise GeneratorExit('x')", "raised GeneratorExit: x"),
+])
+def test_what_a_ports_function_changes_is_put_back_and_its_failure(body, says, tmp_path, monkeypatch):
+    """A port's function that moved the working directory (relative outputs were written to /),
+    lowered the recursion limit (pure got the blame), replaced print (no verdict, exit 0), or raised
+    GeneratorExit (a traceback): put back, and that function's failure (sixth hostile pass)."""
+    import builtins
+    import os
+
+    import jax
+
+    from common.config import Config
+    from compare.programs import PortError
+
+    before = os.getcwd(), sys.getrecursionlimit(), builtins.print
+    cfg = Config(vocab_size=27)
+    params = impls.get("pure").init_state(cfg, key=jax.random.PRNGKey(0))[0]
+    with pytest.raises(PortError) as failed:
+        impls.get(port(tmp_path, monkeypatch, CHANGES_THE_PROCESS.format(body=body))).forward(
+            params, jax.numpy.zeros(cfg.block_size, "int32"), cfg)
+    assert says in str(failed.value) and (os.getcwd(), sys.getrecursionlimit(), builtins.print) == before
+
+
+def test_a_port_replacing_a_twin_module_is_refused(tmp_path, monkeypatch):
+    """sys.modules["pure"] replaced by a port's import: `compare --impls pure,PORT` compared the
+    port with itself and said bitwise equal, exit 0 (sixth hostile pass)."""
+    import pure
+
+    name = port(tmp_path, monkeypatch, HIJACKS_PURE)
+    assert_user_error(call(check.main, name), f"{name} replaced this project's module pure when imported")
+    assert sys.modules["pure"] is pure
