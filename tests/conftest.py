@@ -368,7 +368,7 @@ NUMERICAL = ("test_compare.py", "test_batch.py", "test_equinox.py", "test_where.
 # 15 s after the grid's cases of its pair); the short ones last, so no worker runs alone long.
 ORDER = ("test_compare.py", "test_batch.py", "test_shell.py", "test_models.py", "test_checkpoint.py", "test_cli.py",
          "test_nnx.py", "test_compare_cli.py", "test_lesson.py", "test_ports.py", "test_where.py", "test_equinox.py",
-         "test_against.py", "test_golden.py", "test_safety.py", "test_docs.py", "test_data.py")
+         "test_safety.py", "test_golden.py", "test_against.py", "test_docs.py", "test_data.py")
 
 
 # Files that run on the worker of another, after it (one unit of pytest-xdist's loadfile scheduling):
