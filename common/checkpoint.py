@@ -214,6 +214,9 @@ def check_outputs(outputs, inputs=()) -> None:
         if not mine:
             raise UserError(f"{flag} {path} exists without this project's mark ({ours.kind}); "
                             "it is left alone: remove it or choose another path")
+    for flag, path, ours in outputs:  # last: the refusals above say more about such a path
+        if path and ours is is_checkpoint and not path.lower().endswith(".npz"):  # an archive under any name
+            raise UserError(f"{flag} {path}: a checkpoint is an .npz archive: give a path ending in .npz")
 
 
 def before_final_step(path: str) -> None:

@@ -26,15 +26,34 @@ is one of this project's `python -m` entry points (never inside pytest or a prog
 - Any other failure to write standard output (`> /dev/full`) is one line on stderr and exit 2.
 - Text that the output's encoding cannot hold (a name with é under PYTHONIOENCODING=ascii, the
   lesson's box-drawing characters under latin-1) is written escaped (`\xe9`, `\u2502`), never fatal:
-  standard output and standard error both use errors="backslashreplace".
+  standard output and standard error both use errors=ESCAPE. A file name that is not UTF-8
+  (Linux allows any bytes) reaches Python as surrogate escapes and is shown as its bytes, `o\xff.npz`
+  as `ls -b` shows it, not as the surrogate `o\udcff.npz` that names no byte the user can type.
 - Colour (`has_colour`) only on a terminal that shows it: a TTY, no NO_COLOR, TERM not "dumb".
 """
 
+import codecs
 import io
 import os
 import signal
 import sys
 import time
+
+ESCAPE = "microgpt-escape"  # the error handler of this project's standard output and error
+
+
+def escape(err: UnicodeEncodeError):
+    """What an output's encoding cannot hold, escaped: a byte of a non-UTF-8 file name (a surrogate
+    escape, U+DC80-U+DCFF) as that byte, \\xff; any other character as backslashreplace writes it."""
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    text = err.object[err.start:err.end]
+    return "".join(f"\\x{ord(ch) - 0xDC00:02x}" if 0xDC80 <= ord(ch) <= 0xDCFF
+                   else f"\\x{ord(ch):02x}" if ord(ch) <= 0xFF
+                   else f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}" for ch in text), err.end
+
+
+codecs.register_error(ESCAPE, escape)
 
 EXIT = os._exit  # the process's own: a port's code finds os._exit fenced (compare/impls.py)
 
@@ -119,7 +138,7 @@ def install() -> None:
         is_fd_1 = False
     if is_fd_1:
         old.flush()
-        sys.stdout = io.TextIOWrapper(io.BufferedWriter(_Stdout()), encoding=old.encoding, errors="backslashreplace",
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(_Stdout()), encoding=old.encoding, errors=ESCAPE,
                                       line_buffering=True)
     else:
         escape_unencodable(sys.stdout)
@@ -145,16 +164,16 @@ def reopen_closed_descriptors() -> None:
             os.close(null)
     if sys.stdout is None:
         sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
-                                      errors="backslashreplace", line_buffering=True)
+                                      errors=ESCAPE, line_buffering=True)
     if sys.stderr is None:
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
-                                      errors="backslashreplace", line_buffering=True)
+                                      errors=ESCAPE, line_buffering=True)
 
 
 def escape_unencodable(stream) -> None:
     """What `stream`'s encoding cannot hold is written escaped from now on, not raised."""
     try:
-        stream.reconfigure(errors="backslashreplace")
+        stream.reconfigure(errors=ESCAPE)
     except (AttributeError, ValueError, OSError):  # not a TextIOWrapper, or closed
         pass
 

@@ -70,6 +70,7 @@ def bad_input_cases(tmp_path):
         (["--temperature", "1e39"], "float32 can hold"),
         (["--save", str(tmp_path / "no" / "dir" / "w.npz")], "does not exist"),
         (["--save", "-"], "writes a file, not standard output"),  # it wrote a file named "-"
+        (["--save", str(tmp_path / "weights")], "give a path ending in .npz"),  # an archive under any name
         (["--save", str(tmp_path / "a\nb.npz")], "holds a control character"),  # a two-line "saved" line
     ]
 

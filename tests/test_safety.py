@@ -147,6 +147,17 @@ def test_any_stdout_encoding_escapes_what_it_cannot_hold(tmp_path):
     assert r.stdout.isascii() and any(c in ACCENTED for c in r.stdout.encode().decode("unicode_escape"))
 
 
+def test_a_file_name_that_is_not_utf8_is_shown_as_its_bytes(tmp_path):
+    """Linux file names are bytes; one that is not UTF-8 is shown as ls -b shows it (o\\xff.npz), not
+    as the surrogate escape Python holds (o\\udcff.npz names no byte a user can type); failing twin:
+    the stream's old errors="backslashreplace" printed the surrogate."""
+    missing = os.fsdecode(bytes(tmp_path) + b"/nope\xff.txt")
+    r = run_module("pure", "--data", missing, env={"PYTHONIOENCODING": "utf-8"})
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "nope\\xff.txt does not exist" in r.stderr and "udc" not in r.stderr
+    assert "o\udcff\u00e9\u2501.npz".encode("ascii", shell.ESCAPE) == b"o\\xff\\xe9\\u2501.npz"
+
+
 def test_a_control_character_in_the_data_is_refused_with_its_line(tmp_path):
     for text, where in (("emma\nol\x1bivia\n", "line 2 holds a control character (ESC, U+001B)"),
                         ("emma\r\nava\r\nzo\x07e\n", "line 3 holds a control character (BEL, U+0007)"),
