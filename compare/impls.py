@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import importlib
 import importlib.util
+import inspect
 import itertools
 import os
 import signal
@@ -137,8 +138,8 @@ def guarded(label: str, function: str, fn):
         try:
             with port_code(label, function, during=True):
                 out = fn(*args, **kwargs)
-        except (UserError, PortError, MemoryError):
-            raise  # out of memory is the run's size, said as such by common/cli.py (exit 2), not the port's fault
+        except (UserError, PortError):
+            raise
         except BaseException as err:  # SystemExit, os._exit, and a port's own BaseException subclass, included
             if isinstance(err, KeyboardInterrupt) and not ports_own(err):
                 raise  # the user's Ctrl-C, in a test calling the commands in-process
@@ -146,6 +147,12 @@ def guarded(label: str, function: str, fn):
             if isinstance(err, RuntimeError) and ("RESOURCE_EXHAUSTED" in text or "Out of memory" in text):
                 raise
             raise PortError(label, function, err) from None
+        if inspect.iscoroutine(out) or inspect.isgenerator(out) or inspect.isasyncgen(out):
+            kind = type(out).__name__
+            out.close()  # unawaited, it would warn on stderr when collected
+            raise PortError(label, function, TypeError(
+                f"it returned a {kind} (an async def, or a yield in its body): the Impl's functions are plain "
+                "functions that return their values (common/impl.py)"))
         if function in FLAT:
             flat = (out[0] if isinstance(out, tuple) else None) if function == "state_to_flat" else out
             check_flat_names(label, function, flat)

@@ -444,12 +444,33 @@ def test_a_forward_giving_nan_is_named_as_nan_without_numpy_warnings(tmp_path, m
 
 
 def test_out_of_memory_inside_a_port_is_the_runs_size_not_the_ports_fault(tmp_path, monkeypatch):
-    """The guard leaves XLA's RESOURCE_EXHAUSTED (and MemoryError) to the commands' out-of-memory line,
-    exit 2, as for the twins; only the port's own exceptions are its fault (exit 1)."""
+    """The guard leaves XLA's RESOURCE_EXHAUSTED to the commands' out-of-memory line, exit 2, as for
+    the twins (XLA ran out for the run's size); Python's MemoryError inside a port is the port's own
+    allocation (the twins ran this size: the floor of common/devices.py let it through) and is its
+    failure, exit 1 (it got the size advice, sixth hostile pass)."""
     name = port(tmp_path, monkeypatch, RAISING.format(
         action="raise RuntimeError('RESOURCE_EXHAUSTED: Out of memory while trying to allocate 17179869184 bytes.')"))
     code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "2", "--num-samples", "1")
     assert code == 2 and err.strip().startswith("compare: error: out of memory (XLA asked for 16.0 GiB at once)"), err
+    name = port(tmp_path, monkeypatch, RAISING.format(action="raise MemoryError('my cache')"))
+    code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "2", "--num-samples", "1")
+    assert code == 1 and f"{name}'s train_step raised MemoryError: my cache" in err, err
+    assert "--batch-size" not in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("body", ["async def forward(p, t, cfg):\n        return base.forward(p, t, cfg)",
+                                  "def forward(p, t, cfg):\n        yield base.forward(p, t, cfg)"])
+def test_a_forward_that_is_async_or_a_generator_is_one_line_and_no_warning(tmp_path, monkeypatch, body):
+    """An async def (or a yield) returns a coroutine (a generator) instead of the logits: one line naming
+    it, exit 1, and no "coroutine was never awaited" RuntimeWarning on stderr (sixth hostile pass)."""
+    from compare import where
+
+    name = port(tmp_path, monkeypatch, "import dataclasses\nimport pure\n\n\ndef impl():\n    base = pure.impl()\n\n"
+                f"    {body}\n    return dataclasses.replace(base, forward=forward)\n")
+    code, out, err = call(where.main, "--impls", f"pure,{name}")
+    kind = "coroutine" if "async" in body else "generator"
+    assert code == 1 and f"different: {name}'s forward raised TypeError: it returned a {kind}" in out, (out, err)
+    assert err == "", err  # no "coroutine ... was never awaited" RuntimeWarning
 
 
 NAN_AFTER_3 = """
