@@ -13,7 +13,7 @@ import textwrap
 
 import numpy as np
 
-from common import checkpoint, outputs, shell
+from common import checkpoint, hosts, outputs, shell
 from common.config import FLOAT32_MAX, Config
 from common.data import Tokenizer, control_character, data_file, load_names, training_batches
 from common.devices import check_batch_flags, check_memory, data_mesh
@@ -115,6 +115,7 @@ def add_batch_flags(p: argparse.ArgumentParser, devices: bool = True) -> None:
         p.add_argument("--devices", type=int, default=1,
                        help="split each step's names over this many devices, data parallel (default 1; on CPU "
                        "set XLA_FLAGS=--xla_force_host_platform_device_count=N first)")
+        hosts.add_flags(p)
 
 
 def sample_parser(prog: str) -> Parser:
@@ -178,7 +179,7 @@ def check_jax_variables() -> None:
             raise UserError(f"{name}={value} is set: {why}: unset {name}")
 
 
-def check_jax_environment() -> None:
+def check_jax_environment(args=None) -> None:
     """JAX settings from the environment that would end a command in a traceback, as one line each:
     every command calls it before its first JAX work (through setup_jax, or itself)."""
     # XLA reads XLA_FLAGS when its backend starts and aborts the process on a bad value (92 lines of a
@@ -193,6 +194,7 @@ def check_jax_environment() -> None:
     if jax.config.jax_enable_x64:  # JAX_ENABLE_X64 in the environment: every array would turn float64
         raise UserError("JAX_ENABLE_X64 is set: the trainers and checks compute in float32 (`compare --against "
                         "float64` is the float64 run): unset JAX_ENABLE_X64")
+    hosts.join(args)  # a worker of several processes joins the others before the backend starts
     try:
         jax.devices()  # the backend starts here, not in the middle of a compile
     except RuntimeError as err:
@@ -207,7 +209,7 @@ def setup_jax(args) -> None:
     (common/compiles.py: cpu_fingerprint), unless --no-cache."""
     from common.data import cache_dir
 
-    check_jax_environment()  # before jax is imported: it reads the environment then
+    check_jax_environment(args)  # before jax is imported: it reads the environment then
     import jax
 
     from common.compiles import cpu_fingerprint
@@ -240,6 +242,7 @@ def run_cli(main, argv=None) -> int:
             check_jax_variables()
         code = main(argv) or 0
         sys.stdout.flush()  # the last lines' write errors are reported here, not at interpreter exit
+        hosts.leave_together()
         return code
     except UserError as err:
         return report(str(err) + saved_since(before))
@@ -311,11 +314,13 @@ def prepare_run(args, runs: int = 1):
     check_sampling_flags(args)
     if args.log_every < 1:
         raise UserError(f"log-every={args.log_every}: use 1 or more")
+    hosts.only_process_zero(args)
     check_outputs(args, args.data)
     docs = load_names(args.data)
     tok = Tokenizer.from_names(docs)
     cfg = make_config(args, tok.vocab_size, steps=args.steps, lr=args.lr)
     check_batch_flags(args.batch_size, args.devices, cfg.num_steps, cfg.block_size)
+    hosts.check_flags(args)
     check_memory(cfg, args.batch_size, runs)
     batches = training_batches(docs, tok, cfg.block_size, cfg.num_steps, args.seed, args.batch_size)
     return docs, tok, cfg, batches
@@ -326,7 +331,8 @@ def batch_note(args) -> str:
     """Nothing for microgpt's one name a step on one device (its output stays as it was)."""
     if args.batch_size == 1 and args.devices == 1:
         return ""
-    return f", {args.batch_size} names a step on {args.devices} device{'s' if args.devices > 1 else ''}"
+    over = f" over {hosts.count(args)} processes" if hosts.count(args) > 1 else ""
+    return f", {args.batch_size} names a step on {args.devices} device{'s' if args.devices > 1 else ''}{over}"
 
 
 def trainer_main(impl_factory, prog: str, argv) -> int:
@@ -341,6 +347,8 @@ def trainer_main(impl_factory, prog: str, argv) -> int:
     )
     args = train_parser(prog, textwrap.fill(description, 78), commands).parse_args(argv)
     docs, tok, cfg, batches = prepare_run(args)
+    if hosts.launching(args):  # the input is checked once, here; the workers run the rest
+        return hosts.launch(args, argv, prog)
     setup_jax(args)
     import jax
 
@@ -356,7 +364,7 @@ def trainer_main(impl_factory, prog: str, argv) -> int:
         on_log=lambda i, loss, mean, since: print(format_step(i, cfg.num_steps, loss, mean, since)), mesh=mesh,
     )
     names, timings.sample_compile_s, timings.sample_s = sample_names(
-        impl, impl.params_of(state), tok, cfg, key=sample_key, num_samples=args.num_samples,
+        impl, hosts.local(impl.params_of(state)), tok, cfg, key=sample_key, num_samples=args.num_samples,
         temperature=args.temperature, jit=not args.no_jit,
     )
     for i, name in enumerate(names, 1):

@@ -137,14 +137,14 @@ def check_memory(cfg, batch_size: int, runs: int = 1, available=None, batches: b
         )
 
 
-def data_mesh(devices: int):
-    """A mesh over the first `devices` devices, one axis named "data".
+def data_mesh(devices: int, local: bool = False):
+    """A mesh over the first `devices` devices (of this process's own, with `local`), one axis named "data".
 
     Built with jax.sharding.Mesh and an Auto axis type: jax.make_mesh defaults to Explicit axes in
     jax 0.10.2, under which the embedding lookup (a gather) fails with a sharding-type error."""
     import jax
 
-    available = jax.devices()
+    available = jax.local_devices() if local else jax.devices()
     if devices > len(available):
         hint = (f"on a CPU host set XLA_FLAGS=--xla_force_host_platform_device_count={devices} before starting"
                 if available[0].platform == "cpu" else "use fewer devices")
@@ -173,6 +173,14 @@ def place_batches(batches, mesh):
 
     def put(col):
         spec = (None, AXIS) if np.ndim(col) == 3 else ()
-        return jax.device_put(col, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*spec)))
+        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*spec))
+        if sharding.is_fully_addressable:
+            return jax.device_put(col, sharding)
+        # several processes (common/hosts.py): each holds every name, and puts only its own devices' rows
+        if not spec:
+            return jax.make_array_from_process_local_data(sharding, np.asarray(col), np.shape(col))
+        rows = [index[1] for index in sharding.addressable_devices_indices_map(np.shape(col)).values()]
+        start, stop = min(r.start for r in rows), max(r.stop for r in rows)
+        return jax.make_array_from_process_local_data(sharding, np.asarray(col)[:, start:stop], np.shape(col))
 
     return type(batches)(*(put(col) for col in batches))

@@ -202,8 +202,70 @@ def show(result: Result, candidate: str, reference: str) -> Result:
     return result
 
 
+# ----------------------------------------------------------------------------- over several processes
+
+PROCESS_RUN = ("--steps", "10", "--log-every", "10", "--batch-size", "8", "--num-samples", "4")
+
+
+@dataclasses.dataclass
+class ProcessRow:
+    """A row of `check --processes N`: a line of `python -m compare --processes N` run on the pair."""
+    label: str
+    level: str
+    detail: str
+    command: str  # what reproduces it
+
+
+def process_rows(candidate: str, reference: str, processes: int) -> list[ProcessRow]:
+    """`python -m compare --impls CANDIDATE,REFERENCE --processes N --devices N` (one device a process,
+    8 names a step, one 10-step chunk), in a fresh interpreter of its own as a user would start it:
+    the pair's verdict over N processes, and the candidate over N processes against one device."""
+    import json
+    import subprocess
+    import tempfile
+
+    from common import shell
+    from compare.bench import child_pythonpath
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory(prefix="microgpt-check-") as folder:
+        shell.temporaries.add(folder)
+        out = os.path.join(folder, "verdict.json")
+        argv = [sys.executable, "-m", "compare", "--impls", f"{candidate},{reference}", *PROCESS_RUN,
+                "--devices", str(processes), "--processes", str(processes), "--json", out]
+        try:
+            done = subprocess.run(argv, env=dict(os.environ, PYTHONPATH=child_pythonpath(root)), cwd=os.getcwd(),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=600)
+            payload = json.load(open(out)) if done.returncode in (0, 1) and os.path.exists(out) else None
+        except subprocess.TimeoutExpired:
+            done, payload = None, None
+        finally:
+            shell.temporaries.discard(folder)
+    where = f"{PROCESS_RUN[5]} names, {processes} processes"
+    again = " ".join(["python -m compare", *argv[3:-2]])
+    if payload is None:
+        said = done.stderr.strip().splitlines() if done is not None else []
+        why = "it ran past 600 s" if done is None else (said or [f"exit {done.returncode}"])[-1]
+        return [ProcessRow(f"{'updates':<8} {'default':<16} {'jit':<7} {where}", DIFFERENT,
+                           f"error: python -m compare --processes {processes} failed: {why}", again)]
+    pair = next(iter(payload["pairs"].values()))
+    alone = payload["against_one_device"]
+    return [ProcessRow(f"{'updates':<8} {'default':<16} {'jit':<7} {where}", pair["same_state_chunks"]["level"],
+                       describe_level(pair["same_state_chunks"]), again),
+            ProcessRow(f"{'updates':<8} {'default':<16} {'jit':<7} {where} vs 1 device",
+                       alone["same_state_chunks"]["level"], describe_level(alone["same_state_chunks"]), again)]
+
+
+def describe_level(verdict: dict) -> str:
+    """A Verdict.as_dict() as the table's last column."""
+    worst = verdict.get("first_over") or verdict.get("largest")
+    if not worst:
+        return "0"
+    return f"{worst['ulps']:.3g} ulps of scale in {worst['name']}{list(worst['element'])}"
+
+
 def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | None = None,
-        tier: str = "quick", modes=None) -> int:
+        tier: str = "quick", modes=None, processes: int = 1) -> int:
     """Print the table and the verdict; write `json_path`; return the exit code."""
     from compare.where import command_for
 
@@ -231,8 +293,13 @@ def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | N
         results = [show(judge(cand, case, ref, tier), candidate, reference) for case in grid]
     finally:  # on Ctrl-C or an error, start no further compile; the ones running end first
         pool.shutdown(wait=True, cancel_futures=True)
-    counts = {lv: sum(r.level == lv for r in results) for lv in LEVELS}
-    level = max((r.level for r in results), key=LEVELS.index)
+    rows = process_rows(candidate, reference, processes) if processes > 1 else []
+    for row in rows:
+        print(f"{row.label:<40} {row.level:<26} {row.detail}")
+        if row.level != BITWISE:
+            print(f"{'':<4}reproduce: {row.command}")
+    counts = {lv: sum(r.level == lv for r in results + rows) for lv in LEVELS}
+    level = max((r.level for r in results + rows), key=LEVELS.index)
     failed = [r for r in results if r.level == DIFFERENT]
     where_lines = []
     if failed:
@@ -242,8 +309,8 @@ def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | N
         for line in where_lines:
             print(line)
     summary = ", ".join(f"{n} {lv}" for lv, n in counts.items() if n)
-    print(f"verdict: {level}: {summary} of {len(results)} checks ({time.perf_counter() - t0:.0f} s)")
-    code = 1 if failed else 0
+    print(f"verdict: {level}: {summary} of {len(results) + len(rows)} checks ({time.perf_counter() - t0:.0f} s)")
+    code = 1 if failed or any(r.level == DIFFERENT for r in rows) else 0
     if json_path:
         from common import outputs
 
@@ -255,6 +322,7 @@ def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | N
             "checks": [{"case": str(r.case), **dataclasses.asdict(r.case), "level": r.level, "expected": r.expected,
                         "missing": r.missing, "verdict": r.verdict.as_dict()} for r in results],
             "first_failure": {"case": str(failed[0].case), "where": where_lines} if failed else None,
+            "processes": [dataclasses.asdict(r) for r in rows],
         }
         outputs.write_json(json_path, payload)  # marked as this program's, written atomically
         print(f"verdict written to {json_path}")
@@ -277,6 +345,8 @@ def main(argv) -> int:
     p.add_argument("--modes", default=None, help="comma-separated, some of jit, no_jit (default both: no_jit "
                    "runs op by op and takes most of a warm run's time)")
     p.add_argument("--json", metavar="PATH", help="also write every check's verdict as JSON")
+    p.add_argument("--processes", type=int, default=1, help="also run both over this many local processes (python "
+                   "-m compare --processes N, one device each): the pair, and the candidate against one device")
     p.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
     args = p.parse_args(argv)
     from common.cli import setup_jax
@@ -287,4 +357,6 @@ def main(argv) -> int:
     shapes = None if args.shapes is None else [s.strip() for s in args.shapes.split(",") if s.strip()]
     modes = None if args.modes is None else [m.strip() for m in args.modes.split(",") if m.strip()]
     cases(shapes, devices=False, tier=tier, modes=modes)  # refuses an unknown shape or mode before any work
-    return run(args.module, args.against, shapes, args.json, tier, modes)
+    if not 1 <= args.processes <= 8:
+        raise UserError(f"processes={args.processes}: use 1 (none) to 8 local processes")
+    return run(args.module, args.against, shapes, args.json, tier, modes, args.processes)

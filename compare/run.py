@@ -11,11 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from common import checkpoint, outputs
+from common import checkpoint, hosts, outputs
 from common.cli import plural, prepare_run, setup_jax, train_parser
 from common.devices import data_mesh, place_batches, place_state
 from common.runner import check_chunk, chunk_size, compiled, init_state, sample_names, stack_slice
 from compare import impls as impls_mod
+from compare.tolerances import PROCESSES_CAUSE, PROCESSES_ULPS
 from compare.verdict import BITWISE, DIFFERENT, ROUNDING, Verdict, ulps_of_scale
 
 LEVELS = [BITWISE, ROUNDING, DIFFERENT]
@@ -199,6 +200,8 @@ def main(argv) -> int:
     t_start = time.perf_counter()
     names = parse_impls(args.impls)
     docs, tok, cfg, batches = prepare_run(args, runs=len(names))  # checks --save, --plot and --json too
+    if hosts.launching(args):  # the input is checked once, here; the workers run the rest
+        return hosts.launch(args, argv, "compare")
     setup_jax(args)
     import jax
 
@@ -211,6 +214,10 @@ def main(argv) -> int:
     states = [state0] + [convert.state(state0, impls[0], impl, cfg) for impl in impls[1:]]
     mesh = data_mesh(args.devices)  # one device too: the same code path; the batch split along "data"
     states = [place_state(s, mesh) for s in states]
+    # Over several processes, the first implementation also runs each chunk on one device of this
+    # process alone, from the same state: the split over processes judged against no split at all
+    one = data_mesh(1, local=True) if hosts.count(args) > 1 else None
+    alone = Verdict(bound_ulps=PROCESSES_ULPS) if one is not None else None
     n_params = sum(int(np.size(v)) for v in impls[0].to_flat(impls[0].params_of(state0)).values())
     print(f"compare: {len(docs)} names, vocab {cfg.vocab_size}, {n_params} parameters in each, seed {args.seed}; "
           f"one initialisation converted into {', '.join(names)}")
@@ -222,6 +229,9 @@ def main(argv) -> int:
         runners = list(pool.map(
             lambda impl, s: compiled(trajectory_steps(impl, cfg), s, first, jit=not args.no_jit), impls, states
         ))
+    if one is not None:
+        run_alone = compiled(trajectory_steps(impls[0], cfg), place_state(hosts.local(states[0]), one),
+                             place_batches(stack_slice(batches, 0, k), one), jit=True)
     compile_s = time.perf_counter() - t0
 
     labels = impls_mod.labels(names)  # pure, flax_port, nnx_port; a module path by its last part (equinox_port)
@@ -271,6 +281,11 @@ def main(argv) -> int:
                 synced = per_step(impls[j].to_flat(runners[j](from_i, chunk)[1][1]), k)
             for s, (a, b) in enumerate(zip(steps_i, synced)):
                 verdicts[(i, j)].add(a, b, step=start + s + 1)
+        if one is not None:
+            single = run_alone(place_state(hosts.local(befores[0]), one), place_batches(stack_slice(batches, start,
+                                                                                                start + k), one))
+            for s, (a, b) in enumerate(zip(per_step(flats[0], k), per_step(impls[0].to_flat(single[1][1]), k))):
+                alone.add(a, b, step=start + s + 1)
         diffs, labels = step_differences(flats, names, pairs)
         for j, row in enumerate(diffs):
             step = start + j + 1
@@ -295,7 +310,7 @@ def main(argv) -> int:
     params = [impl.params_of(s) for impl, s in zip(impls, states)]
     with ThreadPoolExecutor(2) as pool:
         sampled = list(pool.map(
-            lambda impl, p: sample_names(impl, p, tok, cfg, key=sample_key, num_samples=args.num_samples,
+            lambda impl, p: sample_names(impl, hosts.local(p), tok, cfg, key=sample_key, num_samples=args.num_samples,
                                          temperature=args.temperature, jit=not args.no_jit)[0],
             impls, params,
         ))
@@ -324,12 +339,19 @@ def main(argv) -> int:
     if len(pairs) > 1:
         for (i, j), line in lines.items():
             print(f"  {names[i]} ~ {names[j]}: {line}")
+    if alone is not None:
+        alone_line = alone.line(f"parameters of every {k}-step chunk run from the same state",
+                                cause=PROCESSES_CAUSE)
+        print(f"  {names[0]} over {hosts.count(args)} processes ~ {names[0]} on 1 device: {alone_line}")
     worst = max(pairs, key=lambda pr: (LEVELS.index(verdicts[pr].level), LEVELS.index(drift[pr].level)))
     level = verdicts[worst].level if verdicts[worst].level != BITWISE else drift[worst].level
-    code = 1 if level == DIFFERENT else 0
+    code = 1 if level == DIFFERENT or (alone is not None and alone.level == DIFFERENT) else 0
     if not same_names and level == BITWISE:
         code, level = 1, DIFFERENT  # bitwise-equal weights and one key cannot sample different names
         names_line += " although the weights are bitwise equal"
+    if alone is not None:  # the split over processes, in the last line too
+        largest = f", largest {alone.largest.ulps:.3g} ulps" if alone.largest else ""
+        names_line += f"; over {hosts.count(args)} processes against 1 device: {alone.level}{largest}"
     if len(pairs) == 1:
         print(f"verdict: {lines[worst]}; {names_line}")
     elif level == BITWISE:
@@ -346,6 +368,10 @@ def main(argv) -> int:
                                                  "free_runs": drift[(i, j)].as_dict(), "line": lines[(i, j)]}
                       for i, j in pairs},
         }
+        if alone is not None:
+            payload["processes"] = hosts.count(args)
+            payload["against_one_device"] = {"implementation": names[0], "same_state_chunks": alone.as_dict(),
+                                             "line": alone_line}
         outputs.write_json(args.json, payload)
         print(f"verdict written to {args.json}")
     return code

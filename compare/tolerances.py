@@ -191,3 +191,9 @@ BATCH_VS_NAMES_ULPS = 256
 # over the 51 measured here. Gradients summed twice across devices (a manual psum where
 # jit or shard_map already sums) are N times too large, millions of ulps: caught by far.
 DEVICES_ULPS = 256
+
+# `python -m compare --processes N`: the first implementation's chunks over N processes (gloo's sum
+# across them) against the same chunks on one device of process 0, from the same state.
+PROCESSES_ULPS = 1e9  # MEASURING
+PROCESSES_CAUSE = ("the sum of the gradients across devices and processes, in another order than one device's "
+                   "(compare/tolerances.py: PROCESSES_ULPS)")

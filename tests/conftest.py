@@ -294,7 +294,7 @@ def run_module(module: str, *args: str, env=None, cwd=None, timeout=600):
     """Run `python -m module args` the way a user does (extra `env` on top of ours)."""
     import subprocess
 
-    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", module, *args], cwd=cwd or ROOT, env=env,
         capture_output=True, text=True, timeout=timeout,
@@ -366,9 +366,9 @@ NUMERICAL = ("test_compare.py", "test_batch.py", "test_equinox.py", "test_where.
 # back from the tests' cache rather than compiling them again (the lesson's checks, ports, where,
 # the Equinox port: measured 2026-12-07, the lesson's build took 33 s from an empty cache and
 # 15 s after the grid's cases of its pair); the short ones last, so no worker runs alone long.
-ORDER = ("test_compare.py", "test_batch.py", "test_shell.py", "test_models.py", "test_checkpoint.py", "test_cli.py",
-         "test_nnx.py", "test_compare_cli.py", "test_lesson.py", "test_ports.py", "test_where.py", "test_equinox.py",
-         "test_safety.py", "test_golden.py", "test_against.py", "test_docs.py", "test_data.py")
+ORDER = ("test_compare.py", "test_batch.py", "test_hosts.py", "test_shell.py", "test_models.py", "test_checkpoint.py",
+         "test_cli.py", "test_nnx.py", "test_compare_cli.py", "test_lesson.py", "test_ports.py", "test_where.py",
+         "test_equinox.py", "test_safety.py", "test_golden.py", "test_against.py", "test_docs.py", "test_data.py")
 
 
 # Files that run on the worker of another, after it (one unit of pytest-xdist's loadfile scheduling):

@@ -36,8 +36,10 @@ def test_equinox_port_matches_pure(port_case):  # the failing twin: tests/test_p
 
 
 def test_compare_check_on_the_command_line(tmp_path, capsys):
+    """The quick grid at the default shape, and the rows over 2 processes (`--processes 2`: python -m
+    compare on the pair in local processes, and the port over them against one device)."""
     out_json = tmp_path / "check.json"
-    code = run_cli(check.main, [PORT, "--shapes", "default", "--json", str(out_json)])
+    code = run_cli(check.main, [PORT, "--shapes", "default", "--json", str(out_json), "--processes", "2"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.startswith(f"compare check {PORT} against pure: ")
@@ -48,6 +50,10 @@ def test_compare_check_on_the_command_line(tmp_path, capsys):
     assert payload["exit_code"] == 0 and payload["level"] in verdict and payload["tier"] == "quick"
     assert len(payload["checks"]) == len(check.cases(shapes=["default"]))
     assert payload["first_failure"] is None
+    rows = payload["processes"]
+    assert [r["label"].split()[-1] for r in rows] == ["processes", "device"], rows
+    assert rows[0]["level"] == "bitwise equal" and rows[1]["level"] in ("bitwise equal", "equal to float32 rounding")
+    assert f"{len(payload['checks']) + 2} checks" in verdict
 
 
 # ----------------------------------------------------------------------------- taps

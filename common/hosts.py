@@ -1,0 +1,375 @@
+"""Several processes on JAX's multi-process runtime: the same run split over processes, on one
+machine (`--processes N`, the way to try it and the way the tests run it) or on several hosts
+(`--coordinator HOST:PORT --num-processes N --process-id I` on each).
+
+A command given either set of flags is a launcher: it checks its input, starts its worker
+processes (N local ones, or the one of this host) with MICROGPT_WORKER set, and waits for them.
+A worker joins the others through jax.distributed.initialize before JAX's backend starts, with
+CPU collectives over gloo; from then on jax.devices() lists every process's devices, the mesh of
+common/devices.py spans them, and the train steps do not change: jit inserts the cross-process
+sum of the gradients as it inserts the cross-device one. Every process reads the same names,
+shuffles them with the same seed and initialises from the same key; each puts only its own rows
+of a step on its devices (common/devices.py: place_batches). Process 0 prints and writes
+(--save, --plot, --json); the others' standard output goes nowhere.
+
+The launcher owns the faults: the first worker to fail (an error, a signal, XLA's abort) ends the
+run; the others are stopped within STOP_S seconds; the line names that process and why, and the
+exit code is 2 for bad input, 1 otherwise. A worker's stderr is read by the launcher: gloo's and
+XLA's log lines are dropped, the project's own lines pass (process 0's) or make the failure's line.
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from common import shell
+from common.errors import UserError
+
+WORKER = "MICROGPT_WORKER"  # set by the launcher in the environment of the processes it starts
+MAX_PROCESSES = 64  # local processes: each is an interpreter with JAX (about 0.4 GB resident)
+STOP_S = 3.0  # a failed run's other workers: SIGTERM, then SIGKILL after this long
+GRACE_S = 0.3  # after the first failure seen, how long the others have to show theirs (see wait)
+# A peer that stops answering (its host gone) is noticed by JAX's heartbeat in this many seconds;
+# the launcher notices a local worker's end at once.
+HEARTBEAT_S = 20
+DEVICE_COUNT_FLAG = re.compile(r"--xla_force_host_platform_device_count=\S*")
+NOISE = re.compile(r"^(\[Gloo\]|[EWIF]\d{4} \d\d:\d\d:\d\d|\s+@ |\*\*\* |=== |external/|RPC: |\d+$|The tasks|"
+                   r"absl::|I0000 |W0000 |E0000 |WARNING: All log messages|$)")
+
+
+def add_flags(p) -> None:
+    g = p.add_argument_group("several processes (docs/batches-and-devices.md)")
+    g.add_argument("--processes", type=int, default=1,
+                   help="start this many local processes on 127.0.0.1 and split the run over them; --devices "
+                   "stays the count over all of them (default 1)")
+    g.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="on several hosts: process 0's address, the same on every host (with --num-processes "
+                   "and --process-id)")
+    g.add_argument("--num-processes", type=int, help="on several hosts: how many processes in all")
+    g.add_argument("--process-id", type=int, help="on several hosts: this one's number, 0 to N-1 (0 prints and saves)")
+    g.add_argument("--connect-timeout", type=float, default=120.0,
+                   help="seconds a process waits for all the others to join (default 120)")
+
+
+def is_worker() -> bool:
+    return os.environ.get(WORKER) == "1"
+
+
+def count(args) -> int:
+    """The number of processes the run is split over (1 without these flags)."""
+    if getattr(args, "coordinator", None):
+        return args.num_processes
+    return getattr(args, "processes", 1) or 1
+
+
+def process_id(args) -> int:
+    return args.process_id if getattr(args, "coordinator", None) else 0
+
+
+def address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UserError(f"--coordinator {text}: give HOST:PORT, e.g. 10.0.0.1:8476 (a port from 1 to 65535)")
+    return host, int(port)
+
+
+def check_flags(args) -> None:
+    """The several-process flags, before any process starts (and again in each worker)."""
+    if not hasattr(args, "processes"):
+        return
+    n = args.processes
+    if not 1 <= n <= MAX_PROCESSES:
+        raise UserError(f"processes={n}: use 1 to {MAX_PROCESSES} local processes")
+    given = [f for f in ("coordinator", "num_processes", "process_id") if getattr(args, f) is not None]
+    if given and len(given) < 3:
+        missing = [f"--{f.replace('_', '-')}" for f in ("coordinator", "num_processes", "process_id") if f not in
+                   [g for g in given]]
+        raise UserError(f"{', '.join(missing)} missing: on several hosts give --coordinator, --num-processes and "
+                        "--process-id together (or --processes N for local processes)")
+    if given and n > 1 and not is_worker():
+        raise UserError("--processes starts local processes with their own coordinator: give either --processes or "
+                        "--coordinator with --num-processes and --process-id")
+    if given:
+        address(args.coordinator)
+        if not 1 <= args.num_processes <= 1024:
+            raise UserError(f"num-processes={args.num_processes}: use 1 to 1024")
+        if not 0 <= args.process_id < args.num_processes:
+            raise UserError(f"process-id={args.process_id}: with --num-processes {args.num_processes} it is a number "
+                            f"from 0 to {args.num_processes - 1}")
+    if not 1 <= args.connect_timeout <= 3600:
+        raise UserError(f"connect-timeout={args.connect_timeout:g}: use 1 to 3600 seconds")
+    total = count(args)
+    if total > 1:
+        if args.devices % total:
+            raise UserError(f"devices={args.devices} does not split over {total} processes: --devices counts the "
+                            "devices of all processes; give a multiple of the process count")
+        if args.no_jit:
+            raise UserError("--no-jit runs op by op in one process: drop it, or drop the several-process flags")
+
+
+# ----------------------------------------------------------------------------- the launcher
+
+def launching(args) -> bool:
+    """This command starts workers and waits for them (the several-process flags, and not a worker)."""
+    return hasattr(args, "processes") and not is_worker() and (args.processes > 1 or args.coordinator is not None)
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now (the coordinator binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Process 0's coordinator binds HOST:PORT; XLA's service crashes (SIGSEGV) where it cannot."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, port))
+    except OSError as err:
+        raise UserError(f"--coordinator {host}:{port}: process 0 cannot listen there ({err.strerror or err}): choose "
+                        "a free port, or the address of this host") from None
+
+
+def die_with_parent() -> None:
+    """In a worker before exec: the kernel sends SIGTERM if the launcher dies, even by SIGKILL (Linux's
+    PR_SET_PDEATHSIG), so that no worker is left behind blocked in a collective."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
+class Worker:
+    def __init__(self, index: int, popen: subprocess.Popen, show: bool):
+        self.index, self.popen, self.show = index, popen, show
+        self.lines: list[str] = []  # its own lines (not gloo's or XLA's log), the last ones
+        self.fatal: str | None = None  # XLA's fatal log line, if it aborted
+        self.joined = False  # it reached the others (JOINED_LINE)
+        self.traceback = False  # it is writing a traceback: not shown, the launcher's line says why
+        self.output_error: Exception | None = None  # writing process 0's lines failed (a closed pipe)
+        self.reader = threading.Thread(target=self.read, daemon=True)
+        self.reader.start()
+        if popen.stdout is not None:
+            self.pump = threading.Thread(target=self.print_lines, daemon=True)
+            self.pump.start()
+
+    def print_lines(self) -> None:
+        """Process 0's standard output, but gloo's "[Gloo] Rank ..." lines (written there by its C++)."""
+        for raw in self.popen.stdout:
+            line = raw.decode("utf-8", "surrogateescape")
+            if line.startswith("[Gloo]"):
+                continue
+            try:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            except Exception as err:  # shell.OutputClosed, OutputFailed: the main thread reports it
+                self.output_error = err
+                return
+
+    def read(self) -> None:
+        for raw in self.popen.stderr:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if line == JOINED_LINE:
+                self.joined = True
+                continue
+            if line.startswith("F") and re.match(r"F\d{4} ", line) and self.fatal is None:
+                self.fatal = line.split("] ", 1)[-1]
+            if NOISE.match(line):
+                continue
+            self.lines = (self.lines + [line])[-50:]
+            self.traceback = self.traceback or line.startswith("Traceback (")  # its last line makes the failure's
+            ending = re.match(rf"{re.escape(shell.prog)}(?: \S+)?: (error|interrupted|terminated)", line)
+            if self.show and not self.traceback and not ending:  # the launcher's own line says those
+                shell.say(line)
+
+
+def launch(args, argv: list[str], module: str) -> int:
+    """Start the workers of this machine, wait for them, and turn the first failure into one line."""
+    n = count(args)
+    env = dict(os.environ, **{WORKER: "1"})
+    env["XLA_FLAGS"] = DEVICE_COUNT_FLAG.sub("", env.get("XLA_FLAGS", "")).strip()  # the worker sets its own count
+    if args.coordinator is None:  # local processes, with a coordinator of their own on the loopback address
+        port = free_port()
+        extra = [["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(n), "--process-id", str(i)]
+                 for i in range(n)]
+        ids = list(range(n))
+    else:
+        extra, ids = [[]], [args.process_id]
+        if args.process_id == 0:
+            check_port_free(*address(args.coordinator))
+    workers = []
+    try:
+        for i, more in zip(ids, extra):
+            popen = subprocess.Popen([sys.executable, "-m", module, *argv, *more], env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE if i == 0 else subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     preexec_fn=die_with_parent)
+            shell.children.add(popen.pid)
+            workers.append(Worker(i, popen, show=(i == 0)))
+        return wait(workers, n, args.coordinator or f"127.0.0.1:{port}")
+    finally:
+        stop([w for w in workers if w.popen.poll() is None])
+        for w in workers:
+            shell.children.discard(w.popen.pid)
+
+
+def wait(workers: list[Worker], n: int, coordinator: str) -> int:
+    """Until every worker ended well (0), or one failed: then the others are stopped and the one
+    that failed first is named. When one process dies, the others fail a moment later in their
+    next collective (gloo's connection reset): of the workers ended within GRACE_S of the first
+    failure seen, one killed by a signal, or one with an error line of this project, is the cause."""
+    while True:
+        for w in workers:
+            if w.output_error is not None:  # nobody reads the output: as a closed pipe ends a one-process run
+                stop([x for x in workers if x.popen.poll() is None])
+                raise w.output_error
+        codes = [w.popen.poll() for w in workers]
+        if any(code not in (None, 0) for code in codes):
+            time.sleep(GRACE_S)
+            codes = [w.popen.poll() for w in workers]
+            ended = [(w, code) for w, code in zip(workers, codes) if code not in (None, 0)]
+            w, code = min(ended, key=lambda wc: (wc[1] >= 0, wc[1] != 2, wc[0].index))
+            others = [x for x in workers if x is not w and x.popen.poll() is None]
+            stop(others)
+            w.reader.join(timeout=2)
+            return failed(w, code, n, len(others), coordinator)
+        if all(code == 0 for code in codes):
+            for w in workers:
+                w.reader.join(timeout=2)
+                if hasattr(w, "pump"):
+                    w.pump.join(timeout=2)
+                if w.output_error is not None:
+                    raise w.output_error
+            return 0
+        time.sleep(0.05)
+
+
+def stop(workers: list[Worker]) -> None:
+    for w in workers:
+        try:
+            w.popen.send_signal(signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.monotonic() + STOP_S
+    for w in workers:
+        try:
+            w.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            w.popen.kill()
+            w.popen.wait()
+
+
+def failed(w: Worker, code: int, n: int, stopped: int, coordinator: str) -> int:
+    """The one line for the first worker that failed, and the launcher's exit code."""
+    prefix = re.compile(rf"^{re.escape(shell.prog)}(?: \S+)?: (?:error: )?")
+    own = [line for line in w.lines if prefix.match(line)]
+    if w.fatal and not w.joined:  # JAX aborts (no exception) where it cannot reach the coordinator
+        how = "within the --connect-timeout" if "DEADLINE_EXCEEDED" in w.fatal else f"({w.fatal[:200]})"
+        shell.say(f"{shell.prog}: error: process {w.index} of {n} could not reach the coordinator {coordinator} {how} "
+                  f"(all {n} processes must start, each with its own --process-id): check the address, and that "
+                  "every process runs; nothing was saved")
+        return 2
+    if own:
+        why = prefix.sub("", own[-1])
+    elif w.fatal:
+        why = f"JAX's runtime aborted it: {w.fatal[:300]}"
+    elif code < 0:
+        why = f"it was killed by {signal.Signals(-code).name}"
+    else:
+        why = f"it ended with exit {code}" + (f": {w.lines[-1][:300]}" if w.lines else "")
+    who = f"process {w.index} of {n}"
+    rest = f"; the other {stopped} were stopped" if stopped > 1 else "; the other was stopped" if stopped else ""
+    saved = "" if "nothing was saved" in why else "; nothing was saved"
+    shell.say(f"{shell.prog}: error: {who}: {' '.join(why.split())}{rest}{saved}")
+    return 2 if code == 2 else 1
+
+
+# ----------------------------------------------------------------------------- a worker
+
+def join(args) -> None:
+    """In a worker, before JAX's backend starts: join the other processes (a no-op for one process)."""
+    if not (is_worker() and getattr(args, "coordinator", None)):
+        return
+    import jax
+
+    if DEVICE_COUNT_FLAG.search(os.environ.get("XLA_FLAGS", "")):
+        raise UserError("XLA_FLAGS sets --xla_force_host_platform_device_count: under several processes --devices "
+                        "gives each process its share; drop it from XLA_FLAGS")
+    host, port = address(args.coordinator)
+    n, i = args.num_processes, args.process_id
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.config.update("jax_num_cpu_devices", args.devices // n)
+    if host in ("127.0.0.1", "localhost", "::1"):
+        loopback_gloo()
+    try:
+        jax.distributed.initialize(
+            coordinator_address=f"{host}:{port}", num_processes=n, process_id=i,
+            coordinator_bind_address=f"{host}:{port}" if i == 0 else None,  # only that address listens
+            initialization_timeout=int(args.connect_timeout), heartbeat_timeout_seconds=HEARTBEAT_S,
+        )
+    except Exception as err:  # JAX's own error types moved between versions; the message says which
+        text = " ".join(str(err).split())
+        if "DEADLINE_EXCEEDED" in text or "timed out" in text.lower():
+            raise UserError(f"process {i} of {n} could not reach the coordinator {host}:{port} within "
+                            f"{args.connect_timeout:g} s (all {n} processes must start, each with its own "
+                            "--process-id): check the address and that every process runs") from None
+        raise UserError(f"process {i} of {n} could not join the others through {host}:{port} ({text[:200]}): "
+                        "check --coordinator, or choose another port") from None
+    JOINED[0] = True
+    sys.stderr.write(JOINED_LINE + "\n")
+    sys.stderr.flush()
+    if i != 0:  # only process 0 prints
+        sys.stdout = open(os.devnull, "w")
+
+
+JOINED = [False]
+JOINED_LINE = "microgpt: joined"  # a worker's word to its launcher (not shown)
+
+
+def leave_together() -> None:
+    """A worker whose work is done waits for the others at JAX's shutdown barrier: process 0 holds
+    the coordinator, and a process that loses it before its own end is aborted by JAX's runtime."""
+    if JOINED[0]:
+        import jax
+
+        JOINED[0] = False
+        jax.distributed.shutdown()
+
+
+def loopback_gloo() -> None:
+    """Gloo listens on the address of the machine's host name unless told one (a LAN address, where
+    the host name resolves to it); local processes talk over 127.0.0.1 only."""
+    import functools
+
+    from jax._src.lib import _jax
+
+    make = _jax.make_gloo_tcp_collectives
+    if not isinstance(make, functools.partial):
+        _jax.make_gloo_tcp_collectives = functools.partial(make, hostname="127.0.0.1")
+
+
+def only_process_zero(args) -> None:
+    """A worker other than process 0 writes nothing: its --save, --plot and --json are dropped."""
+    if is_worker() and process_id(args) != 0:
+        for flag in ("save", "plot", "json"):
+            if hasattr(args, flag):
+                setattr(args, flag, None)
+
+
+def local(tree):
+    """Arrays replicated over the processes' mesh as this process's own copies (NumPy), for what runs
+    in each process alone (the sampler: the same program, and the same names, as on one device)."""
+    import jax
+    import numpy as np
+
+    return jax.tree.map(lambda x: np.asarray(x) if isinstance(x, jax.Array) and not x.is_fully_addressable else x,
+                        tree)
