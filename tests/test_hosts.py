@@ -200,3 +200,33 @@ def test_a_coordinator_port_in_use_and_one_never_reached_are_one_line(tmp_path):
     assert r.returncode == 2 and r.stderr.startswith(f"pure: error: process 1 of 2 could not reach the coordinator "
                                                      f"127.0.0.1:{port} within the --connect-timeout"), r.stderr
     assert r.stderr.count("\n") == 1 and not list(tmp_path.iterdir())
+
+
+def test_workers_end_with_their_launcher(tmp_path):
+    """SIGKILL to the launcher (no handler runs): its workers get SIGTERM from the kernel (the
+    parent-death signal) and end; none is left training or blocked in a collective."""
+    p = start_run(tmp_path)
+    try:
+        first_step(p)
+        workers = children_of(p.pid)
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{w}") for w in workers):
+            time.sleep(0.1)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert not [w for w in workers if os.path.exists(f"/proc/{w}")], workers
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_worker_refuses_xla_flags_device_count(monkeypatch):
+    """The launcher drops XLA_FLAGS' device count for its workers; a worker started by hand with it is
+    refused in one line (the two counts would disagree), before it joins anyone."""
+    monkeypatch.setenv(hosts.WORKER, "1")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+    args = type("Args", (), dict(coordinator="127.0.0.1:1", num_processes=2, process_id=1, devices=2,
+                                 connect_timeout=1.0))()
+    with pytest.raises(hosts.UserError, match="XLA_FLAGS sets --xla_force_host_platform_device_count"):
+        hosts.join(args)
