@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 
 from common.errors import UserError
 from common.impl import Impl
@@ -201,7 +202,12 @@ def check_flat_names(label: str, function: str, flat) -> None:
 # that changes one would make the reference's next call fail or differ, and the line blame it
 JAX_SETTINGS = ("jax_enable_x64", "jax_disable_jit", "jax_numpy_dtype_promotion", "jax_default_matmul_precision",
                 "jax_numpy_rank_promotion", "jax_default_prng_impl", "jax_debug_nans", "jax_debug_infs",
-                "jax_enable_checks", "jax_log_compiles")
+                "jax_enable_checks", "jax_log_compiles", "jax_threefry_partitionable")
+# The libraries' public namespaces whose functions a port must not replace (jax.nn.softmax set to
+# another function at a port's import ran in the reference too: a false "bitwise equal", seventh
+# hostile pass); attributes are compared by identity, a few thousand, well under a millisecond.
+LIBRARIES = ("jax", "jax.numpy", "jax.nn", "jax.lax", "jax.random", "jax.scipy.special", "numpy", "optax",
+             "flax.linen", "flax.nnx")
 NOTES = {  # what an import that changed a setting is told (it is set back, and the run goes on)
     "jax_disable_jit": "{doing} turned on jax_disable_jit; the checks choose jit or not themselves, so it "
                        "is turned off again",
@@ -275,8 +281,10 @@ def port_code(name: str, what: str, during: bool = False):
             BASELINE.clear()
             BASELINE.update(settings=settings(), handlers={s: signal.getsignal(s) for s in SIGNALS},
                             streams=(sys.stdout, sys.stderr), update=jax.config.update, print=builtins.print,
-                            cwd=os.getcwd(), umask=current_umask(), recursion=sys.getrecursionlimit(),
-                            modules={m: sys.modules[m] for m in OURS if m in sys.modules})
+                            cwd=working_directory(), umask=current_umask(), recursion=sys.getrecursionlimit(),
+                            modules={m: sys.modules[m] for m in OURS if m in sys.modules},
+                            encodings=[codec_of(sys.stdout), codec_of(sys.stderr)], environ=dict(os.environ),
+                            warnings=list(warnings.filters), logging=logging_state(), libraries=libraries())
             os._exit = port_exit
             if threading.excepthook is not thread_ended:
                 BASELINE["excepthook"] = threading.excepthook
@@ -308,6 +316,47 @@ def port_code(name: str, what: str, during: bool = False):
 
 
 OURS = ("pure", "flax_port", "nnx_port", "common", "compare")  # what a port's import may not replace
+
+
+def working_directory() -> str | None:
+    """The current directory, or None where it was deleted (os.getcwd raises)."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
+
+
+def codec_of(stream):
+    """(encoding, errors) of a text stream, None for another kind."""
+    encoding, errors = getattr(stream, "encoding", None), getattr(stream, "errors", None)
+    return (encoding, errors) if isinstance(encoding, str) and isinstance(errors, str) else None
+
+
+def logging_state():
+    import logging
+
+    root = logging.getLogger()
+    return (root.level, tuple(root.handlers), logging.getLogger("jax").level, logging.root.manager.disable)
+
+
+def restore_logging(state) -> None:
+    import logging
+
+    root = logging.getLogger()
+    root.setLevel(state[0])
+    root.handlers[:] = list(state[1])
+    logging.getLogger("jax").setLevel(state[2])
+    logging.disable(state[3])
+
+
+def libraries() -> dict:
+    """{module: {attribute: value}} of LIBRARIES' loaded modules, their public attributes."""
+    found = {}
+    for name in LIBRARIES:
+        module = sys.modules.get(name)
+        if module is not None:
+            found[name] = {a: v for a, v in vars(module).items() if not a.startswith("_")}
+    return found
 
 
 def current_umask() -> int:
@@ -353,15 +402,48 @@ def put_back(baseline: dict, keys, name: str, during: bool = False) -> list[str]
     if builtins.print is not baseline["print"]:
         builtins.print = baseline["print"]
         changed.append("print")
-    if os.getcwd() != baseline["cwd"]:  # relative output paths would land elsewhere
+    if baseline["cwd"] is not None and working_directory() != baseline["cwd"]:  # relative paths would land elsewhere
         os.chdir(baseline["cwd"])
         changed.append("the working directory")
+    if dict(os.environ) != baseline["environ"]:  # JAX_* and XLA_FLAGS read later would blame the user's shell
+        before = baseline["environ"]
+        names = sorted(set(os.environ).symmetric_difference(before)
+                       | {k for k in os.environ if k in before and os.environ[k] != before[k]})
+        os.environ.clear()
+        os.environ.update(baseline["environ"])
+        changed.append(f"the environment ({', '.join(names[:3])})")
+    # at an import only: while a function runs, another thread (a compile, JAX's catch_warnings) may
+    # hold a filter of its own for a moment
+    if not during and warnings.filters != baseline["warnings"]:  # "error" turned our own warnings into failures
+        warnings.filters[:] = baseline["warnings"]
+        warnings._filters_mutated() if hasattr(warnings, "_filters_mutated") else None
+        changed.append("the warnings filters")
+    if not during and logging_state() != baseline["logging"]:  # basicConfig(DEBUG): hundreds of JAX's lines
+        restore_logging(baseline["logging"])
+        changed.append("the logging configuration")
+    for stream, codec in zip((sys.stdout, sys.stderr), baseline["encodings"]):
+        if codec is not None and codec_of(stream) != codec:  # a strict ascii stdout raised on a sampled é
+            try:
+                stream.reconfigure(encoding=codec[0], errors=codec[1])
+            except (AttributeError, ValueError, OSError):
+                pass
+            changed.append(f"the encoding of sys.{'stdout' if stream is sys.stdout else 'stderr'}")
     if current_umask() != baseline["umask"]:
         os.umask(baseline["umask"])
         changed.append("the umask")
     if sys.getrecursionlimit() != baseline["recursion"]:
         sys.setrecursionlimit(baseline["recursion"])
         changed.append("the recursion limit")
+    patched = [f"{m}.{a}" for m, attrs in libraries().items() for a, value in attrs.items()
+               if m in baseline["libraries"] and baseline["libraries"][m].get(a, value) is not value]
+    for item in patched:
+        module, _, attr = item.rpartition(".")
+        setattr(sys.modules[module], attr, baseline["libraries"][module][attr])
+    if patched and not during:  # before any check ran: refused, as a replaced module of ours
+        raise UserError(f"{name} replaced {patched[0]} when imported: the reference would run it too, and the "
+                        "comparison would hide the change; keep such a function inside the port")
+    if patched:
+        changed.append(f"{patched[0]} (a library function the reference runs too)")
     replaced = [m for m, module in baseline["modules"].items() if sys.modules.get(m) is not module]
     for m in replaced:
         sys.modules[m] = baseline["modules"][m]

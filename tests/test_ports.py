@@ -713,6 +713,61 @@ def test_what_a_ports_function_changes_is_put_back_and_its_failure(body, says, t
     assert says in str(failed.value) and (os.getcwd(), sys.getrecursionlimit(), builtins.print) == before
 
 
+@pytest.mark.parametrize("change, says", [
+    ("os.environ['JAX_DISABLE_JIT'] = '1'", "the environment (JAX_DISABLE_JIT)"),
+    ("import warnings; warnings.simplefilter('error')", "the warnings filters"),
+    ("import logging; logging.basicConfig(level=logging.DEBUG, force=True)", "the logging configuration"),
+    ("sys.stdout.reconfigure(encoding='ascii', errors='strict')", "the encoding of sys.stdout"),
+    ("import jax; jax.config.update('jax_threefry_partitionable', not jax.config.jax_threefry_partitionable)",
+     "jax_threefry_partitionable"),
+])
+def test_what_a_ports_import_changes_is_put_back_with_a_note(change, says, tmp_path, monkeypatch, capsys):
+    """Seventh hostile pass: an environment variable set at a port's import (the next command's check
+    blamed the user's shell, exit 2), warnings turned into errors (our own warning became a traceback,
+    or pure's failure), DEBUG logging (400 lines of JAX's), a strict ascii stdout (a sampled é raised),
+    another PRNG (pure's own names changed, no word): each set back, with a note. Failing twin: the
+    state compared before and after is what the fence restores, so a change it missed fails here."""
+    import logging
+    import os
+    import warnings
+
+    import jax
+
+    from compare import impls as impls_mod
+
+    before = (dict(os.environ), list(warnings.filters), logging.getLogger().level, tuple(logging.getLogger().handlers),
+              impls_mod.codec_of(sys.stdout), jax.config.jax_threefry_partitionable)
+    impls.get(port(tmp_path, monkeypatch, f"import os, sys\nimport pure\n{change}\n\n\ndef impl():\n"
+                                          "    return pure.impl()\n"))
+    assert says in capsys.readouterr().err
+    assert (dict(os.environ), list(warnings.filters), logging.getLogger().level, tuple(logging.getLogger().handlers),
+            impls_mod.codec_of(sys.stdout), jax.config.jax_threefry_partitionable) == before
+
+
+def test_a_port_replacing_a_library_function_is_refused(tmp_path, monkeypatch):
+    """jax.nn.softmax replaced at a port's import ran in the reference too: check, where and the
+    side-by-side run all said bitwise equal, exit 0 (seventh hostile pass). Refused, and put back;
+    the same replacement inside a function is that function's failure."""
+    import jax
+
+    from compare.programs import PortError
+
+    softmax = jax.nn.softmax
+    name = port(tmp_path, monkeypatch, "import jax\nimport pure\njax.nn.softmax = lambda x, axis=-1: x\n\n\n"
+                                       "def impl():\n    return pure.impl()\n")
+    assert_user_error(call(check.main, name), f"{name} replaced jax.nn.softmax when imported")
+    assert jax.nn.softmax is softmax
+    from common.config import Config
+
+    cfg = Config(vocab_size=27)
+    params = impls.get("pure").init_state(cfg, key=jax.random.PRNGKey(0))[0]
+    with pytest.raises(PortError, match="jax.nn.softmax"):
+        impls.get(port(tmp_path, monkeypatch, CHANGES_THE_PROCESS.format(
+            body="import jax; jax.nn.softmax = lambda x, axis=-1: x"))).forward(
+            params, jax.numpy.zeros(cfg.block_size, "int32"), cfg)
+    assert jax.nn.softmax is softmax
+
+
 def test_a_port_replacing_a_twin_module_is_refused(tmp_path, monkeypatch):
     """sys.modules["pure"] replaced by a port's import: `compare --impls pure,PORT` compared the
     port with itself and said bitwise equal, exit 0 (sixth hostile pass)."""
