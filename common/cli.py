@@ -282,7 +282,7 @@ def saved_since(before: int) -> str:
 def report(message: str) -> int:
     """`prog: error: message` on one line; a message that starts with the program's name already
     ("pure: training diverged ...", where compare names the implementation) does not repeat it."""
-    one_line = " ".join(message.split())  # a server's or the OS's text may carry line breaks
+    one_line = shell.visible(" ".join(message.split()))  # a server's or the OS's text may carry line breaks
     if one_line.startswith(f"{shell.prog}: "):
         one_line = one_line[len(shell.prog) + 2:]
     shell.say(f"{shell.prog}: error: {one_line}")

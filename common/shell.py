@@ -55,6 +55,13 @@ def escape(err: UnicodeEncodeError):
 
 codecs.register_error(ESCAPE, escape)
 
+
+def visible(text: str) -> str:
+    """`text` with its control characters (ESC, BEL, C1) written as escapes, \\x1b: an error line
+    quotes a path or a file's key as given, and raw, ESC [2J would clear the user's screen."""
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+                   if ord(ch) < 0x10000 and not 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text)
+
 EXIT = os._exit  # the process's own: a port's code finds os._exit fenced (compare/impls.py)
 
 # Files being written right now (checkpoint.atomic_write adds its temporary before creating it),

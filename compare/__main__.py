@@ -5,10 +5,18 @@ terminal), `python -m compare lesson --html PATH` (the lesson as a web page), `p
 `python -m compare where` (the first operation where two implementations part), `python -m compare
 golden` / `judge` (a reference's outputs in a file, and a candidate's file judged against them)."""
 
+import os
+import sys
+
+try:  # the current folder last on the path: a names.py or jax.py there must not shadow a dependency
+    if sys.path[0] in ("", os.getcwd()):
+        sys.path.append(sys.path.pop(0))
+except (IndexError, OSError):  # no path, or the current folder was deleted
+    pass
+
 try:
     from common.cli import run_cli
 except ImportError as err:  # a `common` of the current folder comes first on the path: not ours
-    import sys
     from pathlib import Path
 
     ours = Path(__file__).resolve().parents[1] / "common"

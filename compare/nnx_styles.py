@@ -14,8 +14,17 @@ and pure/'s train_step, jitted per step and scanned, for reference.
 """
 
 import argparse
+import os
 import statistics
+import sys
 import time
+
+if __name__ == "__main__":
+    try:  # the current folder last on the path: a names.py or jax.py there must not shadow a dependency
+        if sys.path[0] in ("", os.getcwd()):
+            sys.path.append(sys.path.pop(0))
+    except (IndexError, OSError):  # no path, or the current folder was deleted
+        pass
 
 from common.cli import Parser, check_jax_environment, run_cli
 from common.config import Config

@@ -158,6 +158,26 @@ def test_a_file_name_that_is_not_utf8_is_shown_as_its_bytes(tmp_path):
     assert "o\udcff\u00e9\u2501.npz".encode("ascii", shell.ESCAPE) == b"o\\xff\\xe9\\u2501.npz"
 
 
+def test_an_error_line_writes_the_controls_of_what_it_quotes_escaped(tmp_path):
+    """A --data path or a checkpoint's key holding ESC [2J was quoted raw in the error line: the
+    terminal cleared the screen (seventh hostile pass). Now every error line shows it as \\x1b."""
+    code, out, err = cli("pure", "--data", str(tmp_path / "a\x1b[2Jb\u202e.txt"))
+    assert code == 2 and "a\\x1b[2Jb\\u202e.txt does not exist" in err and "\x1b" not in err, err
+
+
+def test_a_deleted_current_folder_does_not_blame_a_twin(tmp_path):
+    """Run from a folder that was deleted: every compare command said "pure: importing it raised
+    FileNotFoundError" (the port fence read the current folder); the trainers ran (seventh pass)."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = (f"import os, runpy, sys; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); "
+              "sys.argv = ['compare', 'where', '--impls', 'pure,flax_port']; runpy.run_module('compare', "
+              "run_name='__main__')")
+    r = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0 and "importing it raised" not in r.stderr, r.stderr
+
+
 def test_a_control_character_in_the_data_is_refused_with_its_line(tmp_path):
     for text, where in (("emma\nol\x1bivia\n", "line 2 holds a control character (ESC, U+001B)"),
                         ("emma\r\nava\r\nzo\x07e\n", "line 3 holds a control character (BEL, U+0007)"),

@@ -603,12 +603,21 @@ def test_a_replaced_output_keeps_its_permissions_and_default_is_a_file_name(tmp_
     assert load_names("default") == ["ada", "bo"]
 
 
-def test_a_common_package_in_the_current_folder_is_one_line(tmp_path):
-    """`python -m pure` from a folder holding its own `common/` (a likely name): a ModuleNotFoundError
-    traceback; now one line naming it, exit 2, in every entry point (fifth hostile pass)."""
+def test_modules_in_the_current_folder_shadow_nothing(tmp_path):
+    """`python -m pure` from a folder holding its own `common/` (a ModuleNotFoundError traceback, then
+    one line: fifth hostile pass), or a `names.py`, `numpy.py`, `optax.py`, `matplotlib.py` (tracebacks
+    from deep inside, or a plot never written: seventh): the current folder goes last on the path, so
+    this project and its dependencies come first, and a port in that folder is still found. Where a
+    `common` comes first through PYTHONPATH, the entry point says so in one line (its twin)."""
     (tmp_path / "common").mkdir()
     (tmp_path / "common" / "__init__.py").write_text("X = 1\n")
-    for module in ("pure", "flax_port", "nnx_port", "compare", "examples.equinox_port"):
-        r = run_module(module, "--steps", "1", cwd=tmp_path)
-        assert r.returncode == 2 and r.stderr.startswith(f"{module}: error: No module named 'common.cli'"), r.stderr
-        assert len(r.stderr.splitlines()) == 1 and "a folder or module named common here" in r.stderr
+    for shadow in ("names", "numpy", "optax", "matplotlib", "jax"):
+        (tmp_path / f"{shadow}.py").write_text("raise RuntimeError('the wrong module')\n")
+    r = run_module("pure", "--steps", "1", "--num-samples", "1", cwd=tmp_path)  # the names dependency's list
+    assert r.returncode == 0 and r.stderr == "" and "sample  1: " in r.stdout, r.stderr
+    for module in ("flax_port", "nnx_port", "compare", "examples.equinox_port", "compare.nnx_styles"):
+        r = run_module(module, "--help", cwd=tmp_path)
+        assert r.returncode == 0 and r.stderr == "", (module, r.stderr)
+    r = run_module("pure", "--steps", "1", cwd=tmp_path, env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})
+    assert r.returncode == 2 and r.stderr.startswith("pure: error: No module named 'common.cli'"), r.stderr
+    assert len(r.stderr.splitlines()) == 1 and "a folder or module named common here" in r.stderr

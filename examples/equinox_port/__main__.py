@@ -1,9 +1,17 @@
 """`python -m examples.equinox_port`: train the Equinox microgpt, then sample names (`sample` for a checkpoint)."""
 
+import os
+import sys
+
+try:  # the current folder last on the path: a names.py or jax.py there must not shadow a dependency
+    if sys.path[0] in ("", os.getcwd()):
+        sys.path.append(sys.path.pop(0))
+except (IndexError, OSError):  # no path, or the current folder was deleted
+    pass
+
 try:
     from common.cli import run_cli, trainer_main
 except ImportError as err:  # a `common` of the current folder comes first on the path: not ours
-    import sys
     from pathlib import Path
 
     ours = Path(__file__).resolve().parents[2] / "common"
