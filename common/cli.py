@@ -212,7 +212,7 @@ def setup_jax(args) -> None:
     check_jax_environment(args)  # before jax is imported: it reads the environment then
     import jax
 
-    from common.compiles import cpu_fingerprint
+    from common.compiles import cpu_fingerprint, guard_the_cache
 
     if not args.no_cache and cache_dir() is not None:  # no cache directory (HOME empty or unset): compile afresh
         folder = cache_dir() / "jax-compilation-cache" / f"cpu-{cpu_fingerprint()}"  # a program is for one CPU
@@ -224,6 +224,7 @@ def setup_jax(args) -> None:
             raise UserError(f"the compilation cache cannot go in {cache_dir()} ({err.strerror or err}): point "
                             "MICROGPT_CACHE at a writable folder, or pass --no-cache") from None
         jax.config.update("jax_compilation_cache_dir", str(folder))
+        guard_the_cache(str(folder))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 

@@ -7,6 +7,7 @@ cache (common/cli.py's setup_jax; the test session shares one) counts as well, a
 read took: a count means the same with the cache warm or cold (tests/test_models.py checks it)."""
 
 import contextlib
+import os
 
 DEFAULT_EVENT = "/jax/core/compile/backend_compile_duration"
 
@@ -47,3 +48,60 @@ def cpu_fingerprint() -> str:
     except OSError:
         what = ""
     return hashlib.sha256((what or platform.machine() + platform.processor()).encode()).hexdigest()[:12]
+
+
+NOTED = []  # the cache's trouble, said once a process
+
+
+def guard_the_cache(folder: str) -> None:
+    """JAX writes a cache entry in place: a full disk or a file size limit left a cut-off entry that
+    JAX never rewrote, and every later run read it, failed, warned in 6 to 17 lines and compiled
+    again (seventh hostile pass). Here a failed write removes what it began, a failed read removes
+    the entry it read (the next run writes it whole), and either is one note on stderr, once; the
+    run's result does not depend on the cache. JAX's private modules: where they moved, nothing is
+    changed."""
+    import warnings
+
+    try:
+        from jax._src import compilation_cache, lru_cache
+    except ImportError:
+        return
+    put, read = lru_cache.LRUCache.put, compilation_cache.get_executable_and_time
+    if getattr(put, "guarded", False):
+        return
+    suffix = getattr(lru_cache, "_CACHE_SUFFIX", "-cache")
+
+    def note(what: str, err: Exception) -> None:
+        if not NOTED:
+            NOTED.append(err)
+            from common import shell
+
+            reason = getattr(err, "strerror", None) or type(err).__name__
+            shell.say(f"note: the compilation cache in {folder} {what} ({reason}); the run goes on, compiling "
+                      "what it could not read back")
+
+    def guarded_put(self, key, value):
+        try:
+            put(self, key, value)
+        except Exception as err:
+            try:
+                os.unlink(os.path.join(self.path, f"{key}{suffix}"))
+            except OSError:
+                pass
+            note("could not be written", err)
+
+    def guarded_read(cache_key, *args, **kwargs):
+        try:
+            return read(cache_key, *args, **kwargs)
+        except Exception as err:
+            try:
+                os.unlink(os.path.join(folder, f"{cache_key}{suffix}"))
+            except OSError:
+                pass
+            note("held an entry that could not be read, now removed", err)
+            return None, None
+
+    guarded_put.guarded = True
+    lru_cache.LRUCache.put = guarded_put
+    compilation_cache.get_executable_and_time = guarded_read
+    warnings.filterwarnings("ignore", message="Error (reading|writing) persistent compilation cache entry")

@@ -178,6 +178,40 @@ def test_a_deleted_current_folder_does_not_blame_a_twin(tmp_path):
     assert r.returncode == 0 and "importing it raised" not in r.stderr, r.stderr
 
 
+def test_a_cache_write_cut_short_or_an_entry_damaged_is_one_note_once(tmp_path):
+    """JAX writes a cache entry in place: under a file size limit (or a full disk) it left cut-off
+    entries, and every later run printed 6-17 lines about them and compiled again (seventh hostile
+    pass). Now the failed write is one note and leaves nothing behind; a damaged entry read back is
+    one note, removed, and the run after is quiet. Failing twin: without the guard (common/compiles.py)
+    the first run's stderr has JAX's warnings and the cut-off files stay."""
+    import resource
+
+    cache = tmp_path / "cache"
+    env = {"MICROGPT_CACHE": str(cache)}
+    args = ("pure", "--steps", "2", "--num-samples", "1", "--data", str(tmp_path / "n.txt"))
+    (tmp_path / "n.txt").write_text("emma\nava\n")
+    limit = 8192
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    r = subprocess.run([sys.executable, "-m", *args], env={**os.environ, "PYTHONPATH": str(ROOT), **env}, cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300, preexec_fn=limited)
+    assert r.returncode == 0 and r.stderr.startswith("note: the compilation cache in ") and \
+        "could not be written (File too large)" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    entries = list(cache.rglob("*-cache"))
+    assert all(p.stat().st_size < limit for p in entries)  # each whole: the ones at the limit were removed
+    r = run_module(*args, env=env, cwd=tmp_path)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    damaged = max(cache.rglob("*-cache"), key=lambda p: p.stat().st_size)
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    r = run_module(*args, env=env, cwd=tmp_path)
+    assert r.returncode == 0 and "held an entry that could not be read, now removed" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and (not damaged.exists() or damaged.stat().st_size > 100)
+    r = run_module(*args, env=env, cwd=tmp_path)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
 def test_a_control_character_in_the_data_is_refused_with_its_line(tmp_path):
     for text, where in (("emma\nol\x1bivia\n", "line 2 holds a control character (ESC, U+001B)"),
                         ("emma\r\nava\r\nzo\x07e\n", "line 3 holds a control character (BEL, U+0007)"),
