@@ -25,6 +25,7 @@ from common.errors import UserError
 # names.txt at makemore commit 988aa59, named by its full hash: a raw URL pins the file only then
 MAKEMORE_URL = "https://raw.githubusercontent.com/karpathy/makemore/988aa59e4d8fefa526d06f3b453ad116258398d4/names.txt"
 MAKEMORE_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
+MAKEMORE_BYTES = 228_145  # its size: a download is read up to one byte past it
 
 
 def cache_dir() -> Path | None:
@@ -176,13 +177,18 @@ def makemore_names(url: str | None = None) -> list[str]:
             return _parse_names(cached, f"cached {target}")
     try:
         with urllib.request.urlopen(url, timeout=30) as resp:
-            raw = resp.read()
+            raw = resp.read(MAKEMORE_BYTES + 1)  # a server sending without end was read until memory ran out
+            if getattr(resp, "length", None) and len(raw) <= MAKEMORE_BYTES:  # a body cut short of its length
+                raise http.client.IncompleteRead(raw, resp.length)
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:  # a cut-off body too
         reason = getattr(err, "reason", err)
         raise UserError(
             f"download of makemore's names.txt from {url} failed ({reason}): "
             "check the network or pass --data with a local copy"
         ) from None
+    if len(raw) > MAKEMORE_BYTES:
+        raise UserError(f"download from {url} is larger than makemore's names.txt ({MAKEMORE_BYTES:,} bytes): "
+                        "nothing was cached; check MICROGPT_MAKEMORE_URL, or pass --data with a local copy")
     digest = hashlib.sha256(raw).hexdigest()
     if digest != MAKEMORE_SHA256:
         raise UserError(

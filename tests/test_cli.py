@@ -176,6 +176,16 @@ def test_a_corrupt_download_is_refused_and_not_cached(tmp_path, monkeypatch):
         server.close()
 
 
+def test_a_download_larger_than_the_list_is_refused_after_reading_one_byte_past_it(tmp_path, monkeypatch):
+    """A server (or MICROGPT_MAKEMORE_URL=file:///dev/zero) sending without end was read until memory
+    ran out, then blamed on --batch-size (seventh hostile pass); now the read stops one byte past the
+    list's size. Its twin: the list's own size passes (the test above)."""
+    monkeypatch.setenv("MICROGPT_CACHE", str(tmp_path))
+    monkeypatch.setenv("MICROGPT_MAKEMORE_URL", "file:///dev/zero")
+    assert_user_error(cli("pure", "--data", "makemore"), "is larger than makemore's names.txt (228,145 bytes)")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_failed_download_is_one_line_exit_2(tmp_path):
     import os
 
