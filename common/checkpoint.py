@@ -94,7 +94,7 @@ def create_temporary(p: Path) -> tuple[int, str]:
         raise
 
 
-def writable_target(path: str, flag: str = "save") -> Path:
+def writable_target(path: str, flag: str = "--save") -> Path:
     """Fail before training if `path` cannot be written: its directory must exist and take the
     very temporary file a save will create (os.access says yes to root even on a read-only mount,
     and a name can be too long only once the temporary's prefix and suffix are added), and what is
@@ -102,11 +102,11 @@ def writable_target(path: str, flag: str = "save") -> Path:
     a device or FIFO is no place for a file)."""
     p = Path(path)
     if not path:
-        raise UserError(f"--{flag} '': give a file name")
+        raise UserError(f"{flag} '': give a file name")
     if path == "-":  # a Unix tool's "standard output": here it would be a file named "-"
-        raise UserError(f"--{flag} -: this command writes a file, not standard output: give a file name")
+        raise UserError(f"{flag} -: this command writes a file, not standard output: give a file name")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in path):  # a newline would split every line that names it
-        raise UserError(f"--{flag} {path!r}: the name holds a control character (a newline, a tab): "
+        raise UserError(f"{flag} {path!r}: the name holds a control character (a newline, a tab): "
                         "give a plain file name")
     if path.endswith(("/", os.sep)):  # Path() drops the slash: newdir/ would become a file named newdir
         raise UserError(f"cannot save to {path}: it ends with '/', which names a directory; give a file name")
@@ -195,7 +195,7 @@ def check_outputs(outputs, inputs=()) -> None:
     for flag, path, ours in outputs:
         if path is None:
             continue
-        p = writable_target(path, flag.lstrip("-"))
+        p = writable_target(path, flag)
         key = os.path.realpath(p)
         if key in seen:
             raise UserError(f"{seen[key]} and {flag} both name {path}: one would overwrite the other; "
@@ -217,6 +217,8 @@ def check_outputs(outputs, inputs=()) -> None:
     for flag, path, ours in outputs:  # last: the refusals above say more about such a path
         if path and ours is is_checkpoint and not path.lower().endswith(".npz"):  # an archive under any name
             raise UserError(f"{flag} {path}: a checkpoint is an .npz archive: give a path ending in .npz")
+        if path and os.path.basename(path).lower() == ".npz":  # a hidden file named only by its extension
+            raise UserError(f"{flag} {path}: give the file a name before .npz")
 
 
 def before_final_step(path: str) -> None:

@@ -22,9 +22,24 @@ from common.runner import format_sample, format_step, init_state, prompt_tokens,
 
 # ----------------------------------------------------------------------------- parsing
 
+def whole_number(text: str) -> int:
+    """int() of ASCII digits only: Python's int also reads other scripts' digits, so `--steps ２` ran 2
+    steps and `--seed ٤٢` was seed 42, a number the user never typed (seventh hostile pass)."""
+    if not text.strip().lstrip("+-").replace("_", "").isascii():
+        raise ValueError(text)
+    return int(text)
+
+
+whole_number.__name__ = "int"  # argparse's message: "invalid int value: '２'"
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that reports a bad flag in one line (plus the usage hint) and exits 2; the command
     that parsed last names every later error (`pure sample: error: ...`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("type", int, whole_number)  # every type=int flag of every command
 
     def parse_known_args(self, args=None, namespace=None):
         if not shell.prog_pinned:
@@ -51,7 +66,7 @@ def commands_epilog(commands: dict[str, str]) -> str:
 def seed_value(text: str) -> int:
     """A seed JAX accepts: an integer from 0 to 2**32 - 1."""
     try:
-        value = int(text)
+        value = whole_number(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid seed {text!r}: give an integer") from None
     if not 0 <= value < 2**32:

@@ -103,7 +103,7 @@ def main(argv) -> int:
         raise UserError(f"{args.out}: a golden file is an .npz; give a path ending in .npz")
     if not 1 <= args.steps <= 1000:
         raise UserError(f"steps={args.steps}: write between 1 and 1000 steps")
-    checkpoint.check_outputs([("golden", args.out, is_golden)])
+    checkpoint.check_outputs([("OUT", args.out, is_golden)])
     cfg = make_config(args, 27)
     # the floor of common/devices.py with five runs' worth of weights (15 copies): the file holds the
     # inputs, the parameters, gradients and both moments after a step and the parameters after all

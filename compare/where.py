@@ -616,13 +616,23 @@ def main(argv) -> int:
     p.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
     add_model_flags(p)
     args = p.parse_args(argv)
-    if args.case is not None:  # a check's row fixes the rest: a flag given beside it (even at its default)
-        given = [a.option_strings[0] for a in p._actions  # would be ignored
-                 if a.option_strings and a.dest not in ("case", "impls", "no_cache", "help")
-                 and any(x == o or x.startswith(o + "=") for x in argv for o in a.option_strings)]
-        if given:
+
+    def given(*dests: str, but: tuple = ()) -> list[str]:
+        """The flags of `dests` (all but `but` where none) given on the command line, even at their default."""
+        return [a.option_strings[0] for a in p._actions
+                if a.option_strings and (a.dest in dests if dests else a.dest not in but)
+                and any(x == o or x.startswith(o + "=") for x in argv for o in a.option_strings)]
+
+    if args.case is not None:  # a check's row fixes the rest: a flag given beside it would be ignored
+        ignored = given(but=("case", "impls", "no_cache", "help"))
+        if ignored:
             raise UserError(f"--case {args.case} takes its shape, batch, mode, devices and names from the check: "
-                            f"drop {', '.join(given)}")
+                            f"drop {', '.join(ignored)}")
+    if args.sample and given("steps", "batch_size"):  # they were ignored, the header said "4 names a step"
+        raise UserError(f"--sample compares the names sampled from the initialisation, with no step: drop "
+                        f"{', '.join(given('steps', 'batch_size'))}")
+    if not args.sample and given("num_samples"):
+        raise UserError("--num-samples counts the names of --sample: add --sample, or drop --num-samples")
     names = [n.strip() for n in args.impls.split(",") if n.strip()]
     if len(set(names)) != 2 or len(names) != 2:  # as compare, check and the lesson refuse one named twice
         raise UserError(f"--impls {args.impls!r}: name exactly two different implementations, e.g. pure,flax_port")

@@ -62,6 +62,8 @@ def bad_input_cases(tmp_path):
         (["--temperature", "-1"], "temperature=-1.0"),
         (["--num-samples", "0"], "at least 1 name"),
         (["--steps", "ten"], "invalid int value"),
+        (["--steps", "\uff12"], "invalid int value"),  # a fullwidth 2: Python's int reads it, ran 2 steps
+        (["--seed", "\u0664\u0662"], "invalid seed"),  # Arabic-Indic 42: was seed 42
         (["--seed", "99999999999999999999"], "out of range"),
         (["--seed", "-1"], "out of range"),
         (["--lr", "1e39"], "float32 can hold"),
@@ -71,6 +73,7 @@ def bad_input_cases(tmp_path):
         (["--save", str(tmp_path / "no" / "dir" / "w.npz")], "does not exist"),
         (["--save", "-"], "writes a file, not standard output"),  # it wrote a file named "-"
         (["--save", str(tmp_path / "weights")], "give a path ending in .npz"),  # an archive under any name
+        (["--save", str(tmp_path / ".npz")], "give the file a name before .npz"),  # was a hidden file
         (["--save", str(tmp_path / "a\nb.npz")], "holds a control character"),  # a two-line "saved" line
     ]
 

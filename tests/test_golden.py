@@ -565,3 +565,11 @@ def test_golden_and_where_refuse_a_run_past_the_machines_memory_before_compiling
     code = run_cli(where.main, ["--batch-size", "8"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("compare where: error: out of memory before compiling"), err
+
+
+def test_golden_names_its_positional_output_as_such(capsys):
+    """`compare golden 'a<TAB>b.npz'` said `--golden '...'`, a flag that does not exist (seventh
+    hostile pass)."""
+    for out, says in (("a\tb.npz", "compare golden: error: OUT 'a\\tb.npz': the name holds a control character"),):
+        assert run_cli(golden.main, [out]) == 2
+        assert capsys.readouterr().err.startswith(says)

@@ -276,6 +276,12 @@ def test_a_case_of_check_is_reproduced_and_bad_cases_are_one_line(capsys):
     assert "from the check: drop --steps, --sample, --n-embd" in err and len(err.strip().splitlines()) == 1, err
     assert run_cli(where.main, ["--case", "update-default-b8-jit", "--batch-size=1"]) == 2  # its default, still given
     assert "drop --batch-size" in capsys.readouterr().err
+    # --sample walks no step, and --num-samples is --sample's: ignored, until the seventh hostile pass
+    for argv, says in ((["--sample", "--steps", "5", "--batch-size", "4"], "no step: drop --steps, --batch-size"),
+                       (["--num-samples", "3"], "--num-samples counts the names of --sample")):
+        assert run_cli(where.main, argv) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1, err
     # without --case, --batch-size has the trainers' bound (it ran for minutes at 10^8)
     assert run_cli(where.main, ["--batch-size", "100000000"]) == 2
     assert "positions, all held in memory" in capsys.readouterr().err

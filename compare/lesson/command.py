@@ -82,7 +82,7 @@ def main(argv) -> int:
     colour = use_colour(sys.stdout)
     print("\n".join(legend(pair, width) + opening_lines(pair, width)))
     failed = False
-    for topic in args.topics or list(TOPICS):
+    for topic in dict.fromkeys(args.topics) or list(TOPICS):  # a topic named twice is shown once
         v = view(topic, pair)
         outcomes = check_topic(topic, pair) if args.check else None
         failed |= any(o != "PASS" for _, o in outcomes or [])
