@@ -207,19 +207,20 @@ def launch(args, argv: list[str], module: str) -> int:
         extra, ids = [[]], [args.process_id]
         if args.process_id == 0:
             check_port_free(*address(args.coordinator))
-    workers = []
+    workers, popens = [], []
     try:
-        for i, more in zip(ids, extra):
+        for i, more in zip(ids, extra):  # every one started before any reader thread (a fork with threads)
             popen = subprocess.Popen([sys.executable, "-m", module, *argv, *more], env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE if i == 0 else subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      preexec_fn=die_with_parent)
             shell.children.add(popen.pid)
-            workers.append(Worker(i, popen, show=(i == 0)))
+            popens.append((i, popen))
+        workers = [Worker(i, popen, show=(i == 0)) for i, popen in popens]
         return wait(workers, n, args.coordinator or f"127.0.0.1:{port}")
     finally:
-        stop([w for w in workers if w.popen.poll() is None])
-        for w in workers:
-            shell.children.discard(w.popen.pid)
+        stop([popen for _, popen in popens if popen.poll() is None])
+        for _, popen in popens:
+            shell.children.discard(popen.pid)
 
 
 def wait(workers: list[Worker], n: int, coordinator: str) -> int:
@@ -230,7 +231,7 @@ def wait(workers: list[Worker], n: int, coordinator: str) -> int:
     while True:
         for w in workers:
             if w.output_error is not None:  # nobody reads the output: as a closed pipe ends a one-process run
-                stop([x for x in workers if x.popen.poll() is None])
+                stop([x.popen for x in workers if x.popen.poll() is None])
                 raise w.output_error
         codes = [w.popen.poll() for w in workers]
         if any(code not in (None, 0) for code in codes):
@@ -238,7 +239,7 @@ def wait(workers: list[Worker], n: int, coordinator: str) -> int:
             codes = [w.popen.poll() for w in workers]
             ended = [(w, code) for w, code in zip(workers, codes) if code not in (None, 0)]
             w, code = min(ended, key=lambda wc: (wc[1] >= 0, wc[1] != 2, wc[0].index))
-            others = [x for x in workers if x is not w and x.popen.poll() is None]
+            others = [x.popen for x in workers if x is not w and x.popen.poll() is None]
             stop(others)
             w.reader.join(timeout=2)
             return failed(w, code, n, len(others), coordinator)
@@ -253,19 +254,20 @@ def wait(workers: list[Worker], n: int, coordinator: str) -> int:
         time.sleep(0.05)
 
 
-def stop(workers: list[Worker]) -> None:
-    for w in workers:
+def stop(popens: list[subprocess.Popen]) -> None:
+    """SIGTERM (a worker removes its temporaries and ends), then SIGKILL after STOP_S."""
+    for popen in popens:
         try:
-            w.popen.send_signal(signal.SIGTERM)
+            popen.send_signal(signal.SIGTERM)
         except OSError:
             pass
     deadline = time.monotonic() + STOP_S
-    for w in workers:
+    for popen in popens:
         try:
-            w.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+            popen.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            w.popen.kill()
-            w.popen.wait()
+            popen.kill()
+            popen.wait()
 
 
 def failed(w: Worker, code: int, n: int, stopped: int, coordinator: str) -> int:

@@ -35,11 +35,13 @@ def test_equinox_port_matches_pure(port_case):  # the failing twin: tests/test_p
     assert LEVELS.index(result.level) <= LEVELS.index(result.expected), result.describe()
 
 
-def test_compare_check_on_the_command_line(tmp_path, capsys):
-    """The quick grid at the default shape, and the rows over 2 processes (`--processes 2`: python -m
-    compare on the pair in local processes, and the port over them against one device)."""
+@pytest.mark.parametrize("processes", [1, pytest.param(2, marks=pytest.mark.full)])
+def test_compare_check_on_the_command_line(tmp_path, capsys, processes):
+    """The quick grid at the default shape; under --full also the rows over 2 processes (`--processes
+    2`: python -m compare on the pair in local processes, and the port over them against one device;
+    tests/test_hosts.py runs the same command on the twins in the quick tier)."""
     out_json = tmp_path / "check.json"
-    code = run_cli(check.main, [PORT, "--shapes", "default", "--json", str(out_json), "--processes", "2"])
+    code = run_cli(check.main, [PORT, "--shapes", "default", "--json", str(out_json), "--processes", str(processes)])
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.startswith(f"compare check {PORT} against pure: ")
@@ -51,6 +53,9 @@ def test_compare_check_on_the_command_line(tmp_path, capsys):
     assert len(payload["checks"]) == len(check.cases(shapes=["default"]))
     assert payload["first_failure"] is None
     rows = payload["processes"]
+    if processes == 1:
+        assert rows == [] and f"{len(payload['checks'])} checks" in verdict
+        return
     assert [r["label"].split()[-1] for r in rows] == ["processes", "device"], rows
     assert rows[0]["level"] == "bitwise equal" and rows[1]["level"] in ("bitwise equal", "equal to float32 rounding")
     assert f"{len(payload['checks']) + 2} checks" in verdict

@@ -102,7 +102,7 @@ LOOPBACK = ("0100007F:", "0000000000000000FFFF00000100007F:", "00000000000000000
 
 def start_run(tmp_path, *extra: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "pure", "--steps", "200000", "--log-every", "10", "--devices", "2",
+    return subprocess.Popen([sys.executable, "-m", "pure", "--steps", "5000", "--log-every", "10", "--devices", "2",
                              "--batch-size", "2", "--processes", "2", "--save", str(tmp_path / "w.npz"), *extra],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -141,6 +141,7 @@ def test_a_killed_process_ends_the_run_in_bounded_time_with_one_line(tmp_path):
     assert not [w for w in workers if os.path.exists(f"/proc/{w}") and "Z" not in open(f"/proc/{w}/stat").read()]
 
 
+@pytest.mark.full  # the quick tier keeps the killed process; 4-8 s each
 def test_ctrl_c_stops_every_process(tmp_path):
     """Ctrl-C (SIGINT to the terminal's process group): the launcher and both workers end, one line,
     130, nothing saved."""
@@ -179,6 +180,7 @@ def test_bad_process_flags_are_one_line_before_any_process_starts(argv, message)
     assert_user_error(cli("pure", "--steps", "5", *argv), message)
 
 
+@pytest.mark.full  # the quick tier keeps the killed process; 4-8 s each
 def test_a_coordinator_port_in_use_and_one_never_reached_are_one_line(tmp_path):
     """Process 0 where the port is taken: XLA's service crashed (SIGSEGV), now one line before any
     worker starts. Process 1 of 2 whose coordinator never comes: JAX aborts after the timeout, and the
@@ -202,6 +204,7 @@ def test_a_coordinator_port_in_use_and_one_never_reached_are_one_line(tmp_path):
     assert r.stderr.count("\n") == 1 and not list(tmp_path.iterdir())
 
 
+@pytest.mark.full  # the quick tier keeps the killed process; 4-8 s each
 def test_workers_end_with_their_launcher(tmp_path):
     """SIGKILL to the launcher (no handler runs): its workers get SIGTERM from the kernel (the
     parent-death signal) and end; none is left training or blocked in a collective."""

@@ -178,25 +178,22 @@ def test_a_deleted_current_folder_does_not_blame_a_twin(tmp_path):
     assert r.returncode == 0 and "importing it raised" not in r.stderr, r.stderr
 
 
+@pytest.mark.full  # four runs compiling afresh, 15 s
 def test_a_cache_write_cut_short_or_an_entry_damaged_is_one_note_once(tmp_path):
     """JAX writes a cache entry in place: under a file size limit (or a full disk) it left cut-off
     entries, and every later run printed 6-17 lines about them and compiled again (seventh hostile
     pass). Now the failed write is one note and leaves nothing behind; a damaged entry read back is
     one note, removed, and the run after is quiet. Failing twin: without the guard (common/compiles.py)
     the first run's stderr has JAX's warnings and the cut-off files stay."""
-    import resource
-
     cache = tmp_path / "cache"
     env = {"MICROGPT_CACHE": str(cache)}
     args = ("pure", "--steps", "2", "--num-samples", "1", "--data", str(tmp_path / "n.txt"))
     (tmp_path / "n.txt").write_text("emma\nava\n")
     limit = 8192
-
-    def limited():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    r = subprocess.run([sys.executable, "-m", *args], env={**os.environ, "PYTHONPATH": str(ROOT), **env}, cwd=tmp_path,
-                       capture_output=True, text=True, timeout=300, preexec_fn=limited)
+    limited = (f"import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+               f"sys.argv = {list(args)!r}; runpy.run_module('pure', run_name='__main__', alter_sys=True)")
+    r = subprocess.run([sys.executable, "-c", limited], env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stderr.startswith("note: the compilation cache in ") and \
         "could not be written (File too large)" in r.stderr and r.stderr.count("\n") == 1, r.stderr
     entries = list(cache.rglob("*-cache"))
