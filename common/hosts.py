@@ -31,8 +31,9 @@ from common import shell
 from common.errors import UserError
 
 WORKER = "MICROGPT_WORKER"  # set by the launcher in the environment of the processes it starts
-MAX_PROCESSES = 64  # local processes: each is an interpreter with JAX (about 0.4 GB resident)
-STOP_S = 3.0  # a failed run's other workers: SIGTERM, then SIGKILL after this long
+MAX_PROCESSES = 64  # local processes: each is an interpreter of its own with JAX
+STOP_S = 1.5  # a failed run's other workers: SIGTERM, then SIGKILL after this long (one blocked in a
+# collective, in C++, never reaches its Python handler; one in Python ends in milliseconds, its temporaries removed)
 GRACE_S = 0.3  # after the first failure seen, how long the others have to show theirs (see wait)
 # A peer that stops answering (its host gone) is noticed by JAX's heartbeat in this many seconds;
 # the launcher notices a local worker's end at once.

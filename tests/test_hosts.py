@@ -55,9 +55,8 @@ def test_the_verdict_against_one_device_bites(tmp_path):
     makes (a sitecustomize on the workers' path sets PROCESSES_ULPS to 0.01 before compare imports it):
     the line against one device says different, and the run exits 1."""
     (tmp_path / "sitecustomize.py").write_text("import compare.tolerances\ncompare.tolerances.PROCESSES_ULPS = 0.01\n")
-    r = run_module("compare", "--steps", "10", "--log-every", "10", "--impls", "pure,flax_port", "--devices", "2",
-                   "--batch-size", "8", "--processes", "2", "--num-samples", "1", cwd=tmp_path,
-                   env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})
+    r = run_module("compare", *SHORT_RUN, *SPLIT, "--processes", "2", "--num-samples", "4", cwd=tmp_path,
+                   env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})  # the programs of the test above
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert "pure over 2 processes ~ pure on 1 device: different: parameters of every 10-step chunk" in r.stdout
     assert "over 2 processes against 1 device: different" in r.stdout.splitlines()[-1], r.stdout
@@ -101,9 +100,11 @@ LOOPBACK = ("0100007F:", "0000000000000000FFFF00000100007F:", "00000000000000000
 
 
 def start_run(tmp_path, *extra: str) -> subprocess.Popen:
+    """A long `compare` over 2 processes, saving at its end; its 10-step chunks are the programs of
+    the first test's run (compiled once, read back from the cache)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "pure", "--steps", "5000", "--log-every", "10", "--devices", "2",
-                             "--batch-size", "2", "--processes", "2", "--save", str(tmp_path / "w.npz"), *extra],
+    return subprocess.Popen([sys.executable, "-m", "compare", "--steps", "5000", "--log-every", "10", *SPLIT,
+                             "--processes", "2", "--save", str(tmp_path / "w.npz"), *extra],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
@@ -111,7 +112,7 @@ def start_run(tmp_path, *extra: str) -> subprocess.Popen:
 def first_step(p: subprocess.Popen) -> None:
     """Until the run prints its first step: the workers have joined and train."""
     for line in p.stdout:
-        if line.startswith("step "):
+        if line.startswith("step ") and line.split()[1].isdigit():  # a step's row, not the table's header
             return
     raise AssertionError(p.stderr.read())
 
@@ -136,7 +137,7 @@ def test_a_killed_process_ends_the_run_in_bounded_time_with_one_line(tmp_path):
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
     assert p.returncode == 1 and took < hosts.STOP_S + hosts.GRACE_S + 2, (p.returncode, took)
-    assert err == "pure: error: process 1 of 2: it was killed by SIGKILL; the other was stopped; nothing was saved\n"
+    assert err == "compare: error: process 1 of 2: it was killed by SIGKILL; the other was stopped; nothing was saved\n"
     assert not list(tmp_path.iterdir())
     assert not [w for w in workers if os.path.exists(f"/proc/{w}") and "Z" not in open(f"/proc/{w}/stat").read()]
 
@@ -154,7 +155,7 @@ def test_ctrl_c_stops_every_process(tmp_path):
     finally:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
-    assert p.returncode == -signal.SIGINT and err == "pure: interrupted; nothing was saved\n", (p.returncode, err)
+    assert p.returncode == -signal.SIGINT and err == "compare: interrupted; nothing was saved\n", (p.returncode, err)
     time.sleep(0.5)
     assert not [w for w in workers if os.path.exists(f"/proc/{w}") and "Z" not in open(f"/proc/{w}/stat").read()]
     assert not list(tmp_path.iterdir())
