@@ -100,8 +100,8 @@ LOOPBACK = ("0100007F:", "0000000000000000FFFF00000100007F:", "00000000000000000
 
 
 def start_run(tmp_path, *extra: str) -> subprocess.Popen:
-    """A long `compare` over 2 processes, saving at its end; its 10-step chunks are the programs of
-    the first test's run (compiled once, read back from the cache)."""
+    """A long `compare` over 2 processes, saving at its end (5000 steps: its programs are its own, the
+    learning rate's schedule is in them)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen([sys.executable, "-m", "compare", "--steps", "5000", "--log-every", "10", *SPLIT,
                              "--processes", "2", "--save", str(tmp_path / "w.npz"), *extra],
@@ -109,21 +109,24 @@ def start_run(tmp_path, *extra: str) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def first_step(p: subprocess.Popen) -> None:
-    """Until the run prints its first step: the workers have joined and train."""
+def first_step(p: subprocess.Popen, joined: bool = False) -> None:
+    """Until the run prints its first step (the workers train), or with `joined` its first line (the
+    workers have joined, and compile)."""
     for line in p.stdout:
-        if line.startswith("step ") and line.split()[1].isdigit():  # a step's row, not the table's header
+        if joined or line.startswith("step ") and line.split()[1].isdigit():  # a step's row, not the header
             return
     raise AssertionError(p.stderr.read())
 
 
-def test_a_killed_process_ends_the_run_in_bounded_time_with_one_line(tmp_path):
-    """SIGKILL to process 1 mid-run: the launcher stops process 0 and says which one ended and how, in
-    one line, exit 1, within STOP_S and a poll; no checkpoint, no process left. On the way: every socket
-    the workers listen on is on the loopback address (the coordinator, and gloo's)."""
+@pytest.mark.parametrize("when", ["compiling", pytest.param("training", marks=pytest.mark.full)])
+def test_a_killed_process_ends_the_run_in_bounded_time_with_one_line(tmp_path, when):
+    """SIGKILL to process 1 mid-run, while the processes compile (the quick tier: no program to
+    compile first) or train (in a collective): the launcher stops process 0 and says which one ended
+    and how, in one line, exit 1, within STOP_S and a poll; no checkpoint, no process left. On the way:
+    every socket the workers listen on is on the loopback address (the coordinator, and gloo's)."""
     p = start_run(tmp_path)
     try:
-        first_step(p)
+        first_step(p, joined=(when == "compiling"))
         workers = children_of(p.pid)
         assert len(workers) == 2, workers
         addresses = listening(workers)
