@@ -613,7 +613,7 @@ def test_modules_in_the_current_folder_shadow_nothing(tmp_path):
     (tmp_path / "common" / "__init__.py").write_text("X = 1\n")
     for shadow in ("names", "numpy", "optax", "matplotlib", "jax"):
         (tmp_path / f"{shadow}.py").write_text("raise RuntimeError('the wrong module')\n")
-    r = run_module("pure", "--steps", "1", "--num-samples", "1", cwd=tmp_path)  # the names dependency's list
+    r = run_module("pure", *SHORT_RUN, cwd=tmp_path)  # the names dependency's list; the `trained` fixture's programs
     assert r.returncode == 0 and r.stderr == "" and "sample  1: " in r.stdout, r.stderr
     for module in ("flax_port", "nnx_port", "compare", "examples.equinox_port", "compare.nnx_styles"):
         r = run_module(module, "--help", cwd=tmp_path)
