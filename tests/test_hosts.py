@@ -237,3 +237,26 @@ def test_a_worker_refuses_xla_flags_device_count(monkeypatch):
                                  connect_timeout=1.0))()
     with pytest.raises(hosts.UserError, match="XLA_FLAGS sets --xla_force_host_platform_device_count"):
         hosts.join(args)
+
+
+@pytest.mark.full  # two runs a batch size, about 30 s
+@pytest.mark.parametrize("batch", ["8", "32"])
+def test_two_processes_of_two_devices_against_one_process_of_four(tmp_path, batch):
+    """The same 30-step compare as 2 processes x 2 devices and as 1 process x 4 forced host devices:
+    both bitwise pair by pair, and the two checkpoints (pure's weights) within PROCESSES_ULPS of each
+    other; not bitwise: gloo adds the processes' partial sums, one process sums its 4 devices in its
+    own order (measured after 1000 steps of makemore's names: docs/equality.md)."""
+    from compare.tolerances import PROCESSES_ULPS
+    from compare.verdict import Verdict
+
+    runs = {}
+    for name, extra, env in (("two", ["--processes", "2"], {}),
+                             ("one", [], {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})):
+        target = tmp_path / f"{name}.npz"
+        r = run_module("compare", *SHORT_RUN, "--devices", "4", "--batch-size", batch, "--num-samples", "4",
+                       "--save", str(target), *extra, cwd=tmp_path, env=env)
+        assert r.returncode == 0 and "verdict: bitwise equal: every pair" in r.stdout, (r.stdout, r.stderr)
+        runs[name] = checkpoint.load(str(target))[0]
+    verdict = Verdict(bound_ulps=PROCESSES_ULPS)
+    verdict.add(runs["one"], runs["two"])
+    assert verdict.level in ("bitwise equal", "equal to float32 rounding"), verdict.line()
