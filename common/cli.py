@@ -337,7 +337,8 @@ def prepare_run(args, runs: int = 1):
     cfg = make_config(args, tok.vocab_size, steps=args.steps, lr=args.lr)
     check_batch_flags(args.batch_size, args.devices, cfg.num_steps, cfg.block_size)
     hosts.check_flags(args)
-    check_memory(cfg, args.batch_size, runs)
+    local = args.processes if getattr(args, "processes", 1) > 1 else 1  # each local process holds it all
+    check_memory(cfg, args.batch_size, runs * local)
     batches = training_batches(docs, tok, cfg.block_size, cfg.num_steps, args.seed, args.batch_size)
     return docs, tok, cfg, batches
 

@@ -64,14 +64,21 @@ def guard_the_cache(folder: str) -> None:
     changed."""
     import warnings
 
+    import jax
+
     try:
         from jax._src import compilation_cache, compiler, distributed, lru_cache
     except ImportError:
         return
-    put, read = lru_cache.LRUCache.put, compilation_cache.get_executable_and_time
-    if getattr(put, "guarded", False):
-        return
+    put = getattr(getattr(lru_cache, "LRUCache", None), "put", None)
+    read = getattr(compilation_cache, "get_executable_and_time", None)
+    write = getattr(compiler, "_cache_write", None)
+    if not (callable(put) and callable(read) and callable(write)) or getattr(put, "guarded", False):
+        return  # moved in another jax version (tests/test_safety.py checks they are there in both sets)
     suffix = getattr(lru_cache, "_CACHE_SUFFIX", "-cache")
+
+    def current() -> str:  # the folder of now (setup_jax may be called again with another)
+        return getattr(jax.config, "jax_compilation_cache_dir", None) or folder
 
     def note(what: str, err: Exception) -> None:
         if not NOTED:
@@ -79,7 +86,7 @@ def guard_the_cache(folder: str) -> None:
             from common import shell
 
             reason = getattr(err, "strerror", None) or type(err).__name__
-            shell.say(f"note: the compilation cache in {folder} {what} ({reason}); the run goes on, compiling "
+            shell.say(f"note: the compilation cache in {current()} {what} ({reason}); the run goes on, compiling "
                       "what it could not read back")
 
     def guarded_put(self, key, value):
@@ -107,8 +114,6 @@ def guard_the_cache(folder: str) -> None:
                 pass
             note("could not be written", err)
 
-    write = compiler._cache_write
-
     def every_process_writes(*args, **kwargs):
         """JAX writes the cache from process 0 only (a shared file system's contention); here each
         process of a run on one machine compiles programs of its own devices, and process 1 compiled
@@ -128,7 +133,7 @@ def guard_the_cache(folder: str) -> None:
             return read(cache_key, *args, **kwargs)
         except Exception as err:
             try:
-                os.unlink(os.path.join(folder, f"{cache_key}{suffix}"))
+                os.unlink(os.path.join(current(), f"{cache_key}{suffix}"))
             except OSError:
                 pass
             note("held an entry that could not be read, now removed", err)

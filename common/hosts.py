@@ -133,6 +133,7 @@ def check_port_free(host: str, port: int) -> None:
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds: a port in TIME_WAIT is free
             s.bind((host, port))
     except OSError as err:
         raise UserError(f"--coordinator {host}:{port}: process 0 cannot listen there ({err.strerror or err}): choose "
@@ -158,6 +159,7 @@ class Worker:
         self.joined = False  # it reached the others (JOINED_LINE)
         self.traceback = False  # it is writing a traceback: not shown, the launcher's line says why
         self.output_error: Exception | None = None  # writing process 0's lines failed (a closed pipe)
+        self.ended_at: float | None = None  # when the launcher first saw it ended
         self.reader = threading.Thread(target=self.read, daemon=True)
         self.reader.start()
         if popen.stdout is not None:
@@ -170,6 +172,9 @@ class Worker:
             line = raw.decode("utf-8", "surrogateescape")
             if line.startswith("[Gloo]"):
                 continue
+            done = SAVED.match(line.rstrip("\n"))
+            if done:  # a failure after it says what is on disk (common/cli.py: saved_since)
+                shell.written.append(done.group(1) or done.group(2))
             try:
                 sys.stdout.write(line)
                 sys.stdout.flush()
@@ -225,34 +230,58 @@ def launch(args, argv: list[str], module: str) -> int:
 
 
 def wait(workers: list[Worker], n: int, coordinator: str) -> int:
-    """Until every worker ended well (0), or one failed: then the others are stopped and the one
-    that failed first is named. When one process dies, the others fail a moment later in their
-    next collective (gloo's connection reset): of the workers ended within GRACE_S of the first
-    failure seen, one killed by a signal, or one with an error line of this project, is the cause."""
+    """Until every worker ended well (0), or one did not: then the others are stopped and the cause
+    is named (`cause`). compare's "different" verdict is exit 1 with no error line: passed through."""
     while True:
         for w in workers:
             if w.output_error is not None:  # nobody reads the output: as a closed pipe ends a one-process run
                 stop([x.popen for x in workers if x.popen.poll() is None])
                 raise w.output_error
+        now = time.monotonic()
         codes = [w.popen.poll() for w in workers]
+        for w, code in zip(workers, codes):
+            if code is not None and w.ended_at is None:
+                w.ended_at = now
         if any(code not in (None, 0) for code in codes):
-            time.sleep(GRACE_S)
-            codes = [w.popen.poll() for w in workers]
-            ended = [(w, code) for w, code in zip(workers, codes) if code not in (None, 0)]
-            w, code = min(ended, key=lambda wc: (wc[1] >= 0, wc[1] != 2, wc[0].index))
-            others = [x.popen for x in workers if x is not w and x.popen.poll() is None]
-            stop(others)
-            w.reader.join(timeout=2)
-            return failed(w, code, n, len(others), coordinator)
+            time.sleep(GRACE_S)  # the others fail a moment later in their next collective: seen, not blamed
+            for w in workers:
+                if w.popen.poll() is not None and w.ended_at is None:
+                    w.ended_at = time.monotonic()
+            running = [w.popen for w in workers if w.popen.poll() is None]
+            stop(running)
+            for w in workers:  # every line each wrote, process 0's output first
+                w.reader.join(timeout=5)
+                if hasattr(w, "pump"):
+                    w.pump.join(timeout=5)
+            zero = next((w for w in workers if w.index == 0), None)
+            said = zero is not None and (own_lines(zero) or zero.fatal or zero.traceback)
+            if zero is not None and zero.popen.returncode == 1 and not said:
+                return 1  # compare's verdict "different" (every process judges it): process 0's lines say so
+            first = cause(workers)
+            return failed(first, first.popen.returncode, n, len(running), coordinator)
         if all(code == 0 for code in codes):
             for w in workers:
-                w.reader.join(timeout=2)
+                w.reader.join()
                 if hasattr(w, "pump"):
-                    w.pump.join(timeout=2)
+                    w.pump.join()  # process 0 has ended: its last line is in the pipe, however slow the reader
                 if w.output_error is not None:
                     raise w.output_error
             return 0
         time.sleep(0.05)
+
+
+def own_lines(w: Worker) -> list[str]:
+    """Its lines that start with the program's name: its error, interrupted, terminated."""
+    prefix = re.compile(rf"^{re.escape(shell.prog)}(?: \S+)?: ")
+    return [line for line in w.lines if prefix.match(line)]
+
+
+def cause(workers: list[Worker]) -> Worker:
+    """The worker whose end ended the run: one that said why in a line of this project first, then the
+    one seen ended first (a peer aborted by JAX's runtime, or failing in its next collective, ends
+    after it), then the lowest number."""
+    ended = [w for w in workers if w.popen.returncode not in (None, 0) and w.ended_at is not None]
+    return min(ended, key=lambda w: (not own_lines(w), w.ended_at, w.index))
 
 
 def stop(popens: list[subprocess.Popen]) -> None:
@@ -274,7 +303,7 @@ def stop(popens: list[subprocess.Popen]) -> None:
 def failed(w: Worker, code: int, n: int, stopped: int, coordinator: str) -> int:
     """The one line for the first worker that failed, and the launcher's exit code."""
     prefix = re.compile(rf"^{re.escape(shell.prog)}(?: \S+)?: (?:error: )?")
-    own = [line for line in w.lines if prefix.match(line)]
+    own = own_lines(w)
     if w.fatal and not w.joined:  # JAX aborts (no exception) where it cannot reach the coordinator
         how = "within the --connect-timeout" if "DEADLINE_EXCEEDED" in w.fatal else f"({w.fatal[:200]})"
         shell.say(f"{shell.prog}: error: process {w.index} of {n} could not reach the coordinator {coordinator} {how} "
@@ -291,7 +320,8 @@ def failed(w: Worker, code: int, n: int, stopped: int, coordinator: str) -> int:
         why = f"it ended with exit {code}" + (f": {w.lines[-1][:300]}" if w.lines else "")
     who = f"process {w.index} of {n}"
     rest = f"; the other {stopped} were stopped" if stopped > 1 else "; the other was stopped" if stopped else ""
-    saved = "" if "nothing was saved" in why else "; nothing was saved"
+    saved = "" if "saved" in why else f"; already saved: {', '.join(shell.written)}" if shell.written else \
+        "; nothing was saved"
     shell.say(f"{shell.prog}: error: {who}: {' '.join(why.split())}{rest}{saved}")
     return 2 if code == 2 else 1
 
@@ -308,6 +338,7 @@ def join(args) -> None:
         raise UserError("XLA_FLAGS sets --xla_force_host_platform_device_count: under several processes --devices "
                         "gives each process its share; drop it from XLA_FLAGS")
     host, port = address(args.coordinator)
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address keeps its brackets
     n, i = args.num_processes, args.process_id
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.config.update("jax_num_cpu_devices", args.devices // n)
@@ -315,8 +346,8 @@ def join(args) -> None:
         loopback_gloo()
     try:
         jax.distributed.initialize(
-            coordinator_address=f"{host}:{port}", num_processes=n, process_id=i,
-            coordinator_bind_address=f"{host}:{port}" if i == 0 else None,  # only that address listens
+            coordinator_address=where, num_processes=n, process_id=i,
+            coordinator_bind_address=where if i == 0 else None,  # only that address listens
             initialization_timeout=int(args.connect_timeout), heartbeat_timeout_seconds=HEARTBEAT_S,
         )
     except Exception as err:  # JAX's own error types moved between versions; the message says which
@@ -334,6 +365,9 @@ def join(args) -> None:
         sys.stdout = open(os.devnull, "w")
 
 
+# process 0's lines that name a file written whole: the trainers' and compare's "saved PATH", compare's
+# "saved PATH (pure's weights)", "plot written to PATH", "verdict written to PATH"
+SAVED = re.compile(r"^saved (.*?)(?: \([^()]*'s weights\))?$|^(?:plot|verdict) written to (.*)$")
 JOINED = [False]
 JOINED_LINE = "microgpt: joined"  # a worker's word to its launcher (not shown)
 
@@ -361,8 +395,9 @@ def loopback_gloo() -> None:
 
 
 def only_process_zero(args) -> None:
-    """A worker other than process 0 writes nothing: its --save, --plot and --json are dropped."""
-    if is_worker() and process_id(args) != 0:
+    """A process other than 0 writes nothing: its --save, --plot and --json are dropped (on another
+    host, its launcher does not check them either: the paths are process 0's host's)."""
+    if process_id(args) != 0:
         for flag in ("save", "plot", "json"):
             if hasattr(args, flag):
                 setattr(args, flag, None)

@@ -57,7 +57,7 @@ def test_the_verdict_against_one_device_bites(tmp_path):
     (tmp_path / "sitecustomize.py").write_text("import compare.tolerances\ncompare.tolerances.PROCESSES_ULPS = 0.01\n")
     r = run_module("compare", *SHORT_RUN, *SPLIT, "--processes", "2", "--num-samples", "4", cwd=tmp_path,
                    env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})  # the programs of the test above
-    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert r.returncode == 1 and r.stderr == "", (r.stdout, r.stderr)  # a verdict, not a crash of process 0
     assert "pure over 2 processes ~ pure on 1 device: different: parameters of every 10-step chunk" in r.stdout
     assert "over 2 processes against 1 device: different" in r.stdout.splitlines()[-1], r.stdout
 
@@ -260,3 +260,19 @@ def test_two_processes_of_two_devices_against_one_process_of_four(tmp_path, batc
     verdict = Verdict(bound_ulps=PROCESSES_ULPS)
     verdict.add(runs["one"], runs["two"])
     assert verdict.level in ("bitwise equal", "equal to float32 rounding"), verdict.line()
+
+
+@pytest.mark.full  # a 2-process run, 5 s
+def test_process_zero_failing_at_its_save_is_named_not_the_peer_it_leaves(tmp_path):
+    """Process 0 fails alone at the end (here a planted error in the save, as a full disk would be):
+    process 1, left at the shutdown barrier, is then aborted by JAX's runtime. The launcher named
+    process 1 ("killed by SIGABRT", exit 1); the cause is process 0's own line, exit 2 (review)."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import common.checkpoint, common.errors\n\n\ndef save(*a, **k):\n"
+        "    raise common.errors.UserError('cannot save to w.npz (planted): nothing was written there')\n\n\n"
+        "common.checkpoint.save = save\n")
+    r = run_module("compare", *SHORT_RUN, *SPLIT, "--processes", "2", "--num-samples", "4", "--save",
+                   str(tmp_path / "w.npz"), cwd=tmp_path, env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})
+    said = "compare: error: process 0 of 2: cannot save to w.npz (planted)"
+    assert r.returncode == 2 and r.stderr.startswith(said), r.stderr
+    assert r.stderr.count("\n") == 1 and not (tmp_path / "w.npz").exists()

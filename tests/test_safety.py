@@ -178,6 +178,24 @@ def test_a_deleted_current_folder_does_not_blame_a_twin(tmp_path):
     assert r.returncode == 2 and r.stderr.startswith("compare where: error: nosuchport: no module"), r.stderr
 
 
+def test_the_cache_guard_is_in_the_path_jax_takes(tmp_path):
+    """guard_the_cache replaces private functions of JAX: in both version sets they exist and JAX
+    calls them through their modules (were one imported by name, the guard would change nothing,
+    silently). The quick twin of the test below."""
+    import inspect
+
+    from jax._src import compilation_cache, compiler, lru_cache
+
+    from common.compiles import guard_the_cache
+
+    guard_the_cache(str(tmp_path))
+    assert getattr(lru_cache.LRUCache.put, "guarded", False)
+    assert compiler._cache_write.__name__ == "every_process_writes"
+    assert compilation_cache.get_executable_and_time.__name__ == "guarded_read"
+    assert "compilation_cache.get_executable_and_time(" in inspect.getsource(compiler)
+    assert "\n  _cache_write(" in inspect.getsource(compiler)  # called by its name in the module, found at call time
+
+
 @pytest.mark.full  # four runs compiling afresh, 15 s
 def test_a_cache_write_cut_short_or_an_entry_damaged_is_one_note_once(tmp_path):
     """JAX writes a cache entry in place: under a file size limit (or a full disk) it left cut-off
