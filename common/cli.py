@@ -33,17 +33,54 @@ def whole_number(text: str) -> int:
 whole_number.__name__ = "int"  # argparse's message: "invalid int value: '２'"
 
 
+class _Once:
+    """A flag's action that refuses the flag given again with another value: argparse keeps the last
+    one silently, so `--steps 2 --steps 3` ran 3 steps and `sample --load a.npz --load b.npz` read
+    b.npz, a value the user typed ignored (seventh hostile pass). The same value twice ignores nothing."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string is not None and isinstance(parser, Parser):
+            given = parser.given.setdefault(self.dest, (option_string, values))
+            if repr(given[1]) != repr(values):  # (by repr: nan is not equal to itself)
+                name = "/".join(self.option_strings)
+                parser.error(f"{name} given twice ({shell.visible(str(given[1]))}, then "
+                             f"{shell.visible(str(values))}): give it once")
+        super().__call__(parser, namespace, values, option_string)
+
+
+class _StoreOnce(_Once, argparse._StoreAction):
+    pass
+
+
+class _StoreConstOnce(_Once, argparse._StoreConstAction):
+    pass
+
+
+class _StoreTrueOnce(_Once, argparse._StoreTrueAction):
+    pass
+
+
+class _StoreFalseOnce(_Once, argparse._StoreFalseAction):
+    pass
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that reports a bad flag in one line (plus the usage hint) and exits 2; the command
-    that parsed last names every later error (`pure sample: error: ...`)."""
+    that parsed last names every later error (`pure sample: error: ...`); a flag given twice with
+    two values is refused (`_Once`)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.register("type", int, whole_number)  # every type=int flag of every command
+        for name, action in ((None, _StoreOnce), ("store", _StoreOnce), ("store_const", _StoreConstOnce),
+                             ("store_true", _StoreTrueOnce), ("store_false", _StoreFalseOnce)):
+            self.register("action", name, action)
+        self.given: dict[str, tuple[str, object]] = {}
 
     def parse_known_args(self, args=None, namespace=None):
         if not shell.prog_pinned:
             shell.prog = self.prog
+        self.given = {}
         return super().parse_known_args(args, namespace)
 
     commands: tuple[str, ...] = ()  # the subcommands a word after the flags may have meant

@@ -53,9 +53,9 @@ def main(argv):
         from compare import bench
 
         return bench.main(argv[1:])
-    if any(a == "--against" or a.startswith("--against=") for a in argv):
-        from compare import against
+    from compare import against
 
+    if any(against.flag(a) for a in argv):
         return against.main(argv)
     from compare import run
 

@@ -104,6 +104,14 @@ def cast_state(state, side: Side):
         )
 
 
+def flag(word: str) -> bool:
+    """`--against`, or an abbreviation argparse takes for it (`--agains float64` was refused as an
+    unknown argument while `--step 2` was read as --steps): no other flag of `python -m compare`
+    starts with `--a`, so no prefix of it is ambiguous."""
+    name = word.split("=", 1)[0]
+    return len(name) >= 3 and "--against".startswith(name)
+
+
 def trajectory_steps(impl, moment, cfg):
     """k steps in one call, returning each step's loss, then the parameters and Adam's second
     moment after it, both in the seed's flat names."""

@@ -159,9 +159,33 @@ def guarded(label: str, function: str, fn):
             check_flat_names(label, function, flat)
         if function == "state_to_flat":
             check_adam_state(label, out)
+        if function in LOSSES:
+            check_loss_shape(label, function, out, args)
         return out
 
     return call
+
+
+LOSSES = ("train_step", "train_steps", "loss_fn", "batch_loss_fn")  # a loss, or one loss per step
+
+
+def check_loss_shape(label: str, function: str, out, args) -> None:
+    """A loss is a scalar; train_steps' losses are one per step, (k,). Losses of shape (1, k) were read
+    as k losses by the trainers' loop and passed every check (seventh hostile pass)."""
+    import jax
+    import numpy as np
+
+    from compare.programs import PortError
+
+    loss = out[1] if function.startswith("train_step") and isinstance(out, tuple) and len(out) == 2 else out
+    if function.startswith("train_step") and loss is out:
+        raise PortError(label, function, ValueError("it returned no (state, loss) pair (common/impl.py)"))
+    leaves = jax.tree.leaves(args[1]) if len(args) > 1 else []
+    steps = np.shape(leaves[0])[:1] if function == "train_steps" and leaves else ()
+    if np.shape(loss) != steps:
+        want = f"one loss per step, shape {steps}" if function == "train_steps" else "a scalar loss, shape ()"
+        raise PortError(label, function, ValueError(f"its loss has shape {np.shape(loss)}: return {want} "
+                                                    "(common/impl.py)"))
 
 
 def check_adam_state(label: str, out) -> None:

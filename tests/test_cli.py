@@ -75,6 +75,8 @@ def bad_input_cases(tmp_path):
         (["--save", str(tmp_path / "weights")], "give a path ending in .npz"),  # an archive under any name
         (["--save", str(tmp_path / ".npz")], "give the file a name before .npz"),  # was a hidden file
         (["--save", str(tmp_path / "a\nb.npz")], "holds a control character"),  # a two-line "saved" line
+        (["--steps", "2", "--steps=3"], "--steps given twice (2, then 3): give it once"),  # ran 3, silently
+        (["--lr", "0.01", "--step", "2", "--lr=0.02"], "--lr given twice (0.01, then 0.02)"),
     ]
 
 

@@ -245,3 +245,17 @@ def test_every_count_has_an_upper_bound(module, args, message, capsys):
         code = stop.code
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_against_is_read_when_abbreviated_and_refused_when_given_twice():
+    """`--agains float64` was "unrecognized arguments" while `--step 2` was read as --steps: the
+    entry point routes every prefix argparse would take (from `--a`) to --against; and a flag given
+    twice with two values is refused there as everywhere (the last one won, silently)."""
+    from compare import against
+
+    assert [w for w in ("--against", "--agains", "--ag=eager", "--a", "--impls", "--against-x", "-a", "--")
+            if against.flag(w)] == ["--against", "--agains", "--ag=eager", "--a"]
+    assert against.parser().parse_args(["--agains", "float64"]).against == "float64"
+    with pytest.raises(SystemExit) as stop:
+        against.parser().parse_args(["--against", "float64", "--against", "eager"])
+    assert stop.value.code == 2

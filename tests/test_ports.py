@@ -776,3 +776,35 @@ def test_a_port_replacing_a_twin_module_is_refused(tmp_path, monkeypatch):
     name = port(tmp_path, monkeypatch, HIJACKS_PURE)
     assert_user_error(call(check.main, name), f"{name} replaced this project's module pure when imported")
     assert sys.modules["pure"] is pure
+
+
+LOSSES_OF_A_ROW = """
+    import dataclasses
+
+    import pure
+
+
+    def impl():
+        base = pure.impl()
+
+        def train_step(state, batch, cfg):  # planted: the loss as a 1-vector
+            state, loss = base.train_step(state, batch, cfg)
+            return state, loss[None]
+
+        def train_steps(state, batches, cfg):  # planted: the losses as one row, (1, k)
+            state, losses = base.train_steps(state, batches, cfg)
+            return state, losses[None, :]
+        return dataclasses.replace(base, train_step=train_step, train_steps=train_steps)
+    """
+
+
+def test_a_port_giving_losses_of_another_shape_is_named(tmp_path, monkeypatch):
+    """Losses of shape (1, k) from train_steps, or a loss of shape (1,) from train_step, were read as
+    the right ones (the parameters are the pure twin's) and `check` said bitwise equal (seventh
+    hostile pass): each is a row naming the function and the shape asked for, exit 1."""
+    name = port(tmp_path, monkeypatch, LOSSES_OF_A_ROW)
+    code, out, err = call(check.main, name, "--shapes", "default", "--modes", "jit")
+    assert code == 1 and "Traceback" not in out + err, out + err
+    assert f"{name}'s train_steps raised ValueError: its loss has shape (1, 10): return one loss per step, " \
+           "shape (10,)" in out, out
+    assert f"{name}'s train_step raised ValueError: its loss has shape (1,): return a scalar loss, shape ()" in out, out
