@@ -6,6 +6,7 @@ What differs comes in through an `Impl` (common/impl.py).
 """
 
 import argparse
+import dataclasses
 import os
 import re
 import sys
@@ -468,6 +469,11 @@ def config_from_checkpoint(path: str, fields: dict | None, shapes: dict, args) -
         if missing:  # a default filled in would sample another model without a word
             raise UserError(f"checkpoint {path} has a config without {', '.join(missing)}: it was not written whole "
                             "by this program; save it again with --save")
+    unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(Config)})
+    if unknown:  # named, not Python's "Config.__init__() got an unexpected keyword argument" (seventh pass)
+        raise UserError(f"checkpoint {path} has a config with fields this program does not know "
+                        f"({', '.join(shell.visible(str(k)) for k in unknown[:4])}): it was written by another program "
+                        "or version; save it again with --save")
     try:
         cfg = Config(**fields)
     except TypeError as err:
@@ -523,7 +529,10 @@ def sample_main(impl_factory, prog: str, argv) -> int:
     check_sampling_flags(args)
     with checkpoint.open_checkpoint(args.load) as ckpt:  # headers, config and characters only
         cfg = config_from_checkpoint(args.load, ckpt.fields, ckpt.shapes, args)
-        checkpoint.check_params(ckpt.shapes, checkpoint.param_shapes(cfg), f"checkpoint {args.load}")
+        try:
+            checkpoint.check_params(ckpt.shapes, checkpoint.param_shapes(cfg), f"checkpoint {args.load}")
+        except UserError as err:  # its arrays are not its config's model: what to do, after what is wrong
+            raise UserError(f"{err}: its arrays do not match its own config; save it again with --save") from None
         tok = tokenizer_for(args.load, ckpt.chars, cfg, args.data)
         prompt_tokens(tok, args.prefix, cfg)  # fail on a bad prefix before reading or compiling anything
         flat = ckpt.params()  # now that every declared shape is the expected one

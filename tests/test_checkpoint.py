@@ -302,6 +302,9 @@ def with_config(**fields):
      "has an unreadable __config__"),  # n_head twice: json keeps the last, silently
     (lambda a: a.__setitem__("__config__", np.array("[4]")), "is not a JSON object"),
     (lambda a: a.__setitem__("__chars__", np.array("abcdefghijklmnopqrstuvwxyy")), "out of order or repeated"),
+    (with_config(dropout=0.1), "a config with fields this program does not know (dropout)"),  # was Python's call
+    (lambda a: a.__setitem__("X", np.zeros(3, np.float32)),
+     "does not fit the model: extra X (3,): its arrays do not match its own config; save it again with --save"),
 ])
 def test_a_checkpoint_with_bad_contents_is_refused(trained, tmp_path, change, message):
     assert_user_error(cli("flax_port", "sample", "--load", rewritten(trained, tmp_path, change)), message)
