@@ -334,8 +334,17 @@ def main(argv) -> int:
     print(f"compare [{mode}]: compile {compile_s:.2f} s for {len(impls)} train steps, "
           f"train {plural(cfg.num_steps, 'step')} of each {train_s:.3f} s, "
           f"whole run {time.perf_counter() - t_start:.1f} s")
-    names_line = "sampled names identical" if same_names else "sampled names differ"
-    lines = {pair: pair_line(verdicts[pair], drift[pair], cfg.num_steps, k) for pair in pairs}
+    # One key and bitwise-equal weights cannot sample different names: such a pair is different, and
+    # the pair is the one whose names differ (the first pair used to be blamed, and with two
+    # implementations the headline said "bitwise equal" while the exit code was 1)
+    same_pair = {(i, j): sampled[i] == sampled[j] for i, j in pairs}
+    names_only = {pr: not same_pair[pr] and verdicts[pr].level == drift[pr].level == BITWISE for pr in pairs}
+    pair_level = {pr: DIFFERENT if names_only[pr] else
+                  verdicts[pr].level if verdicts[pr].level != BITWISE else drift[pr].level for pr in pairs}
+    lines = {pr: f"{DIFFERENT}: sampled names differ although the parameters are bitwise equal after every one of "
+                 f"{plural(cfg.num_steps, 'step')}" if names_only[pr] else pair_line(verdicts[pr], drift[pr],
+                                                                                    cfg.num_steps, k)
+             for pr in pairs}
     if len(pairs) > 1:
         for (i, j), line in lines.items():
             print(f"  {names[i]} ~ {names[j]}: {line}")
@@ -343,29 +352,32 @@ def main(argv) -> int:
         alone_line = alone.line(f"parameters of every {k}-step chunk run from the same state",
                                 cause=PROCESSES_CAUSE)
         print(f"  {names[0]} over {hosts.count(args)} processes ~ {names[0]} on 1 device: {alone_line}")
-    worst = max(pairs, key=lambda pr: (LEVELS.index(verdicts[pr].level), LEVELS.index(drift[pr].level)))
-    level = verdicts[worst].level if verdicts[worst].level != BITWISE else drift[worst].level
+    worst = max(pairs, key=lambda pr: (LEVELS.index(pair_level[pr]), names_only[pr], LEVELS.index(drift[pr].level)))
+    level = pair_level[worst]
     code = 1 if level == DIFFERENT or (alone is not None and alone.level == DIFFERENT) else 0
-    if not same_names and level == BITWISE:
-        code, level = 1, DIFFERENT  # bitwise-equal weights and one key cannot sample different names
-        names_line += " although the weights are bitwise equal"
+    names_line = "sampled names identical" if same_names else "sampled names differ"
     if alone is not None:  # the split over processes, in the last line too
         largest = f", largest {alone.largest.ulps:.3g} ulps" if alone.largest else ""
         names_line += f"; over {hosts.count(args)} processes against 1 device: {alone.level}{largest}"
+    if names_only[worst]:  # the pair's line says it already
+        names_line = names_line.removeprefix("sampled names differ").removeprefix("; ")
+    tail = f"; {names_line}" if names_line else ""
     if len(pairs) == 1:
-        print(f"verdict: {lines[worst]}; {names_line}")
+        print(f"verdict: {lines[worst]}{tail}")
     elif level == BITWISE:
-        print(f"verdict: {BITWISE}: every pair, parameters after every one of {plural(cfg.num_steps, 'step')}; "
-              f"{names_line}")
+        print(f"verdict: {BITWISE}: every pair, parameters after every one of {plural(cfg.num_steps, 'step')}{tail}")
     else:
-        print(f"verdict: {level} (the least equal pair: {names[worst[0]]} ~ {names[worst[1]]}); {names_line}")
+        why = ", whose sampled names differ" if names_only[worst] else ""
+        print(f"verdict: {level} (the least equal pair: {names[worst[0]]} ~ {names[worst[1]]}{why}){tail}")
     if args.json:
         payload = {
             "level": level, "exit_code": code, "steps": cfg.num_steps, "chunk_steps": k,
             "config": dataclasses.asdict(cfg),
             "sampled_names_identical": same_names,
             "pairs": {f"{names[i]}~{names[j]}": {"same_state_chunks": verdicts[(i, j)].as_dict(),
-                                                 "free_runs": drift[(i, j)].as_dict(), "line": lines[(i, j)]}
+                                                 "free_runs": drift[(i, j)].as_dict(), "line": lines[(i, j)],
+                                                 "level": pair_level[(i, j)],
+                                                 "sampled_names_identical": same_pair[(i, j)]}
                       for i, j in pairs},
         }
         if alone is not None:

@@ -808,3 +808,43 @@ def test_a_port_giving_losses_of_another_shape_is_named(tmp_path, monkeypatch):
     assert f"{name}'s train_steps raised ValueError: its loss has shape (1, 10): return one loss per step, " \
            "shape (10,)" in out, out
     assert f"{name}'s train_step raised ValueError: its loss has shape (1,): return a scalar loss, shape ()" in out, out
+
+
+OTHER_KEY_SAMPLER = """
+    import dataclasses
+
+    import jax
+    import pure
+
+
+    def impl():
+        base = pure.impl()
+
+        def sample_tokens(params, prompt, prompt_len, cfg, *, key, num_samples, temperature):  # planted: another key
+            return base.sample_tokens(params, prompt, prompt_len, cfg, key=jax.random.fold_in(key, 1),
+                                      num_samples=num_samples, temperature=temperature)
+        return dataclasses.replace(base, sample_tokens=sample_tokens)
+    """
+
+
+def test_names_that_differ_under_bitwise_weights_blame_the_pair_whose_names_differ(tmp_path, monkeypatch):
+    """Bitwise-equal weights and one key cannot sample different names. With three implementations the
+    verdict blamed the first pair (pure ~ flax_port, whose names were identical); with two, it read
+    "verdict: bitwise equal: ..." while the exit code was 1 (eighth hostile pass). The pair whose names
+    differ is named, every line says different, the JSON too; the twins alone stay bitwise (the twin)."""
+    name = port(tmp_path, monkeypatch, OTHER_KEY_SAMPLER)
+    out_json = tmp_path / "v.json"
+    code, out, err = call(run.main, "--impls", f"pure,flax_port,{name}", "--steps", "20", "--num-samples", "8",
+                          "--json", str(out_json))
+    assert code == 1 and err == "", err
+    assert "  pure ~ flax_port: bitwise equal" in out, out
+    assert f"  pure ~ {name}: different: sampled names differ although the parameters are bitwise equal" in out, out
+    assert f"verdict: different (the least equal pair: pure ~ {name}, whose sampled names differ)" in out, out
+    pairs = json.loads(out_json.read_text())["pairs"]
+    assert pairs["pure~flax_port"]["level"] == "bitwise equal" and pairs["pure~flax_port"]["sampled_names_identical"]
+    assert pairs[f"pure~{name}"]["level"] == "different" and not pairs[f"pure~{name}"]["sampled_names_identical"]
+    code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "20", "--num-samples", "8")
+    last = out.strip().splitlines()[-1]
+    assert code == 1 and last.startswith("verdict: different: sampled names differ although the parameters"), last
+    code, out, err = call(run.main, "--impls", "pure,flax_port", "--steps", "20", "--num-samples", "8")
+    assert code == 0 and out.strip().splitlines()[-1].endswith("sampled names identical"), out
