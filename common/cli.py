@@ -7,6 +7,7 @@ What differs comes in through an `Impl` (common/impl.py).
 
 import argparse
 import dataclasses
+import hashlib
 import os
 import re
 import sys
@@ -232,15 +233,20 @@ def check_jax_variables() -> None:
             raise UserError(f"{name}={value} is set: {why}: unset {name}")
 
 
-def check_jax_environment(args=None) -> None:
-    """JAX settings from the environment that would end a command in a traceback, as one line each:
-    every command calls it before its first JAX work (through setup_jax, or itself)."""
-    # XLA reads XLA_FLAGS when its backend starts and aborts the process on a bad value (92 lines of a
-    # fatal log): the one flag the docs tell users to set is checked here first
+def check_device_count_flag() -> None:
+    """XLA reads XLA_FLAGS when its backend starts and aborts the process on a bad value (92 lines of a
+    fatal log): the one flag the docs tell users to set is checked first (the launcher of several
+    processes too, before it drops the flag for its workers)."""
     for value in re.findall(r"--xla_force_host_platform_device_count=(\S*)", os.environ.get("XLA_FLAGS", "")):
         if not value.isdigit() or not 1 <= int(value) <= 1024:
             raise UserError(f"XLA_FLAGS: --xla_force_host_platform_device_count={value} is not a device count: give "
                             "a whole number from 1 to 1024 (e.g. =4)")
+
+
+def check_jax_environment(args=None) -> None:
+    """JAX settings from the environment that would end a command in a traceback, as one line each:
+    every command calls it before its first JAX work (through setup_jax, or itself)."""
+    check_device_count_flag()
     check_jax_variables()
     import jax
 
@@ -371,6 +377,7 @@ def prepare_run(args, runs: int = 1):
     hosts.only_process_zero(args)
     check_outputs(args, args.data)
     docs = load_names(args.data)
+    hosts.NAMES_READ["names"] = hashlib.sha256("\n".join(docs).encode("utf-8", "surrogateescape")).hexdigest()
     tok = Tokenizer.from_names(docs)
     cfg = make_config(args, tok.vocab_size, steps=args.steps, lr=args.lr)
     check_batch_flags(args.batch_size, args.devices, cfg.num_steps, cfg.block_size)

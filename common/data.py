@@ -12,8 +12,10 @@ import os
 import random
 import re
 import stat
+import time
 import unicodedata
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import NamedTuple
@@ -167,6 +169,32 @@ def read_names_file(path: str) -> list[str]:
     return _parse_names(read_bounded(path, f"data file {path}"), f"data file {path}")
 
 
+DOWNLOAD_S = 120  # the whole download's limit: urlopen's timeout bounds each read, and a server sending
+# a byte a second held a run for hours (eighth hostile pass); makemore's list takes under a second
+
+
+def download(url: str) -> bytes:
+    """At most one byte past makemore's size (a server sending without end was read until memory ran
+    out), within DOWNLOAD_S seconds in all."""
+    deadline = time.monotonic() + DOWNLOAD_S
+    chunks, size = [], 0
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        read = resp.read1 if hasattr(resp, "read1") else resp.read  # what one receive brings, not a full buffer
+        while size <= MAKEMORE_BYTES:
+            if time.monotonic() > deadline:
+                raise UserError(f"download of makemore's names.txt from {url} took more than {DOWNLOAD_S} s: check "
+                                "the network or pass --data with a local copy")
+            chunk = read(min(65536, MAKEMORE_BYTES + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        raw = b"".join(chunks)
+        if getattr(resp, "length", None) and len(raw) <= MAKEMORE_BYTES:  # a body cut short of its length
+            raise http.client.IncompleteRead(raw, resp.length)
+    return raw
+
+
 def makemore_names(url: str | None = None) -> list[str]:
     """makemore's names.txt, downloaded once, verified, then read from the user cache."""
     url = url or os.environ.get("MICROGPT_MAKEMORE_URL", MAKEMORE_URL)
@@ -176,10 +204,11 @@ def makemore_names(url: str | None = None) -> list[str]:
         if hashlib.sha256(cached).hexdigest() == MAKEMORE_SHA256:
             return _parse_names(cached, f"cached {target}")
     try:
-        with urllib.request.urlopen(url, timeout=30) as resp:
-            raw = resp.read(MAKEMORE_BYTES + 1)  # a server sending without end was read until memory ran out
-            if getattr(resp, "length", None) and len(raw) <= MAKEMORE_BYTES:  # a body cut short of its length
-                raise http.client.IncompleteRead(raw, resp.length)
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme == "file":  # read as --data is: a FIFO there blocked urlopen itself, without end
+            raw = read_bounded(urllib.request.url2pathname(parts.path), f"MICROGPT_MAKEMORE_URL's file {url}")
+        else:
+            raw = download(url)
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:  # a cut-off body too
         reason = getattr(err, "reason", err)
         raise UserError(

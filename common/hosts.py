@@ -30,7 +30,7 @@ import time
 from common import shell
 from common.errors import UserError
 
-WORKER = "MICROGPT_WORKER"  # set by the launcher in the environment of the processes it starts
+WORKER = "MICROGPT_WORKER"  # the launcher's pid, in the environment of the processes it starts
 MAX_PROCESSES = 64  # local processes: each is an interpreter of its own with JAX
 STOP_S = 1.5  # a failed run's other workers: SIGTERM, then SIGKILL after this long (one blocked in a
 # collective, in C++, never reaches its Python handler; one in Python ends in milliseconds, its temporaries removed)
@@ -38,6 +38,7 @@ GRACE_S = 0.3  # after the first failure seen, how long the others have to show 
 # A peer that stops answering (its host gone) is noticed by JAX's heartbeat in this many seconds;
 # the launcher notices a local worker's end at once.
 HEARTBEAT_S = 20
+CONNECT_S = 120.0  # --connect-timeout's default
 DEVICE_COUNT_FLAG = re.compile(r"--xla_force_host_platform_device_count=\S*")
 NOISE = re.compile(r"^(\[Gloo\]|[EWIF]\d{4} \d\d:\d\d:\d\d|\s+@ |\*\*\* |=== |external/|RPC: |\d+$|The tasks|"
                    r"absl::|I0000 |W0000 |E0000 |WARNING: All log messages|$)")
@@ -53,12 +54,17 @@ def add_flags(p) -> None:
                    "and --process-id)")
     g.add_argument("--num-processes", type=int, help="on several hosts: how many processes in all")
     g.add_argument("--process-id", type=int, help="on several hosts: this one's number, 0 to N-1 (0 prints and saves)")
-    g.add_argument("--connect-timeout", type=float, default=120.0,
-                   help="seconds a process waits for all the others to join (default 120)")
+    g.add_argument("--connect-timeout", type=float, default=None,
+                   help=f"seconds a process waits for all the others to join (default {CONNECT_S:g}; only with "
+                   "--processes or --coordinator)")
 
 
 def is_worker() -> bool:
-    return os.environ.get(WORKER) == "1"
+    """Started by a launcher: WORKER holds the pid of this process's parent. A value left in the user's
+    shell (copied from a log, or inherited by a command a worker ran) is not the parent's pid, and is
+    ignored: with "1" honoured, `--processes 2` ran as one process with advice about XLA_FLAGS, and a
+    `--coordinator` run ended in XLA's 19-line abort (eighth hostile pass)."""
+    return os.environ.get(WORKER, "") == str(os.getppid())
 
 
 def count(args) -> int:
@@ -103,6 +109,11 @@ def check_flags(args) -> None:
         if not 0 <= args.process_id < args.num_processes:
             raise UserError(f"process-id={args.process_id}: with --num-processes {args.num_processes} it is a number "
                             f"from 0 to {args.num_processes - 1}")
+    if args.connect_timeout is not None and count(args) == 1 and not args.coordinator:  # it would wait for nobody
+        raise UserError("--connect-timeout is how long several processes wait for each other: give it with "
+                        "--processes or --coordinator, or drop it")
+    if args.connect_timeout is None:
+        args.connect_timeout = CONNECT_S
     if not 1 <= args.connect_timeout <= 3600:
         raise UserError(f"connect-timeout={args.connect_timeout:g}: use 1 to 3600 seconds")
     total = count(args)
@@ -136,8 +147,13 @@ def check_port_free(host: str, port: int) -> None:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds: a port in TIME_WAIT is free
             s.bind((host, port))
     except OSError as err:
-        raise UserError(f"--coordinator {host}:{port}: process 0 cannot listen there ({err.strerror or err}): choose "
-                        "a free port, or the address of this host") from None
+        raise UserError(f"--coordinator {shown(host, port)}: process 0 cannot listen there ({err.strerror or err}): "
+                        "choose a free port, or the address of this host") from None
+
+
+def shown(host: str, port: int) -> str:
+    """HOST:PORT as typed: an IPv6 address in brackets ([::1]:8476, not the ambiguous ::1:8476)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def die_with_parent() -> None:
@@ -156,6 +172,8 @@ class Worker:
         self.index, self.popen, self.show = index, popen, show
         self.lines: list[str] = []  # its own lines (not gloo's or XLA's log), the last ones
         self.fatal: str | None = None  # XLA's fatal log line, if it aborted
+        self.unhealthy: list[int] = []  # the processes JAX's heartbeat lost, as its log lists them
+        self.listing = False  # reading that list: one task number a line
         self.joined = False  # it reached the others (JOINED_LINE)
         self.traceback = False  # it is writing a traceback: not shown, the launcher's line says why
         self.output_error: Exception | None = None  # writing process 0's lines failed (a closed pipe)
@@ -190,6 +208,9 @@ class Worker:
                 continue
             if line.startswith("F") and re.match(r"F\d{4} ", line) and self.fatal is None:
                 self.fatal = line.split("] ", 1)[-1]
+            if self.listing and line.strip().isdigit():
+                self.unhealthy.append(int(line))
+            self.listing = "tasks are unhealthy" in line or (self.listing and line.strip().isdigit())
             if NOISE.match(line):
                 continue
             self.lines = (self.lines + [line])[-50:]
@@ -202,7 +223,10 @@ class Worker:
 def launch(args, argv: list[str], module: str) -> int:
     """Start the workers of this machine, wait for them, and turn the first failure into one line."""
     n = count(args)
-    env = dict(os.environ, **{WORKER: "1"})
+    from common.cli import check_device_count_flag
+
+    check_device_count_flag()  # a malformed count is refused as in one process, before it is dropped
+    env = dict(os.environ, **{WORKER: str(os.getpid())})
     env["XLA_FLAGS"] = DEVICE_COUNT_FLAG.sub("", env.get("XLA_FLAGS", "")).strip()  # the worker sets its own count
     if args.coordinator is None:  # local processes, with a coordinator of their own on the loopback address
         port = free_port()
@@ -310,6 +334,13 @@ def failed(w: Worker, code: int, n: int, stopped: int, coordinator: str) -> int:
                   f"(all {n} processes must start, each with its own --process-id): check the address, and that "
                   "every process runs; nothing was saved")
         return 2
+    lost = sorted(set(w.unhealthy) - {w.index})
+    if w.fatal and lost and not own:  # the heartbeat's verdict: the peer it lost is the cause, not this one
+        who = ", ".join(map(str, lost))
+        shell.say(f"{shell.prog}: error: process {who} of {n} stopped answering JAX's heartbeat: "
+                  "its host is gone, or the process is stopped or hung; the others were stopped; "
+                  + (f"already saved: {', '.join(shell.written)}" if shell.written else "nothing was saved"))
+        return 1
     if own:
         why = prefix.sub("", own[-1])
     elif w.fatal:
@@ -338,7 +369,7 @@ def join(args) -> None:
         raise UserError("XLA_FLAGS sets --xla_force_host_platform_device_count: under several processes --devices "
                         "gives each process its share; drop it from XLA_FLAGS")
     host, port = address(args.coordinator)
-    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address keeps its brackets
+    where = shown(host, port)  # an IPv6 address keeps its brackets
     n, i = args.num_processes, args.process_id
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.config.update("jax_num_cpu_devices", args.devices // n)
@@ -353,16 +384,56 @@ def join(args) -> None:
     except Exception as err:  # JAX's own error types moved between versions; the message says which
         text = " ".join(str(err).split())
         if "DEADLINE_EXCEEDED" in text or "timed out" in text.lower():
-            raise UserError(f"process {i} of {n} could not reach the coordinator {host}:{port} within "
+            raise UserError(f"process {i} of {n} could not reach the coordinator {where} within "
                             f"{args.connect_timeout:g} s (all {n} processes must start, each with its own "
                             "--process-id): check the address and that every process runs") from None
-        raise UserError(f"process {i} of {n} could not join the others through {host}:{port} ({text[:200]}): "
+        raise UserError(f"process {i} of {n} could not join the others through {where} ({text[:200]}): "
                         "check --coordinator, or choose another port") from None
     JOINED[0] = True
     sys.stderr.write(JOINED_LINE + "\n")
     sys.stderr.flush()
+    agree(args, n, i)
     if i != 0:  # only process 0 prints
         sys.stdout = open(os.devnull, "w")
+
+
+# What each process may hold for itself: where it writes (only process 0 does), how long it waits, how
+# it reaches the coordinator and its cache. Every other flag, and the names read, make the run: the
+# processes must agree on them, or each trains its own copy of the "replicated" weights (another
+# --lr: exit 0 and a wrong checkpoint), waits for a step the other never takes (another --steps: a
+# hang), or fails in device_put (another --seed: a line cut from a NumPy print; eighth hostile pass).
+PER_PROCESS = {"process_id", "save", "plot", "json", "connect_timeout", "coordinator", "data", "no_cache", "processes"}
+NAMES_READ: dict[str, str] = {}  # common/cli.py's prepare_run: {"names": a digest of the names the run trains on}
+
+
+def run_facts(args) -> dict:
+    facts = {k: v for k, v in vars(args).items() if k not in PER_PROCESS}
+    return {k: str(v) for k, v in sorted(facts.items())} | NAMES_READ
+
+
+def agree(args, n: int, i: int) -> None:
+    """Every process publishes its run (flags and names) through the coordinator's key-value store
+    and reads every other's; a difference is one line naming the flags, exit 2, in every process."""
+    import json
+
+    from jax._src import distributed
+
+    client = distributed.global_state.client
+    mine = run_facts(args)
+    client.key_value_set(f"microgpt/run/{i}", json.dumps(mine))
+    for j in range(n):
+        if j == i:
+            continue
+        theirs = json.loads(client.blocking_key_value_get(f"microgpt/run/{j}", int(args.connect_timeout * 1000)))
+        differ = [k for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
+        if differ:
+            what = "; ".join("the names read (--data)" if k == "names" else
+                             f"--{k.replace('_', '-')} {shell.visible(str(mine.get(k)))} here, "
+                             f"{shell.visible(str(theirs.get(k)))} on process {j}" for k in differ[:3])
+            leave_together()  # every process finds a difference (not all runs alike: each differs from one), and
+            # process 0, which holds the coordinator, must not leave while another still reads from it
+            raise UserError(f"started for another run than process {j} ({what}): start every process with the same "
+                            "flags and the same names file")  # the launcher's line names this process
 
 
 # process 0's lines that name a file written whole: the trainers' and compare's "saved PATH", compare's

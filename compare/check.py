@@ -245,7 +245,9 @@ def process_rows(candidate: str, reference: str, processes: int) -> list[Process
         finally:
             shell.temporaries.discard(folder)
     where = f"{PROCESS_RUN[PROCESS_RUN.index('--batch-size') + 1]} names, {processes} processes"
-    again = " ".join(["python -m compare", *argv[3:-2]])
+    from compare.where import pythonpath_prefix
+
+    again = pythonpath_prefix(candidate, reference) + " ".join(["uv run python -m compare", *argv[3:-2]])
     if payload is None:
         said = done.stderr.strip().splitlines() if done is not None else []
         why = "it ran past 600 s" if done is None else (said or [f"exit {done.returncode}"])[-1]

@@ -544,6 +544,13 @@ def command_for(case, candidate: str, reference: str) -> str:
     """The `compare where` command that reproduces and localizes a row of `compare check`, to paste
     in the project's folder: with the PYTHONPATH a port outside it was imported from (the command
     said "no module of that name" without it)."""
+    prefix = pythonpath_prefix(candidate, reference)
+    prefix += f"XLA_FLAGS=--xla_force_host_platform_device_count={case.devices} " if case.devices > 1 else ""
+    return f"{prefix}uv run python -m compare where --impls {reference},{candidate} --case {case}"
+
+
+def pythonpath_prefix(candidate: str, reference: str) -> str:
+    """`PYTHONPATH=FOLDERS ` for the ports imported from outside the project (nothing for its own)."""
     import os
     import shlex
     import sys
@@ -560,9 +567,7 @@ def command_for(case, candidate: str, reference: str) -> str:
             base = os.path.dirname(base)
         if base not in paths:
             paths.append(base)
-    prefix = f"PYTHONPATH={shlex.quote(os.pathsep.join(paths))} " if paths else ""
-    prefix += f"XLA_FLAGS=--xla_force_host_platform_device_count={case.devices} " if case.devices > 1 else ""
-    return f"{prefix}uv run python -m compare where --impls {reference},{candidate} --case {case}"
+    return f"PYTHONPATH={shlex.quote(os.pathsep.join(paths))} " if paths else ""
 
 
 def case_report(a: Impl, b: Impl, case) -> Report:

@@ -184,10 +184,48 @@ def test_a_corrupt_download_is_refused_and_not_cached(tmp_path, monkeypatch):
 def test_a_download_larger_than_the_list_is_refused_after_reading_one_byte_past_it(tmp_path, monkeypatch):
     """A server (or MICROGPT_MAKEMORE_URL=file:///dev/zero) sending without end was read until memory
     ran out, then blamed on --batch-size (seventh hostile pass); now the read stops one byte past the
-    list's size. Its twin: the list's own size passes (the test above)."""
+    list's size, and a file:// URL is read as --data is: /dev/zero and a FIFO (which blocked urlopen
+    itself, eighth pass) are not regular files. Its twin: the list's own size passes (the test above)."""
+    import os
+
+    monkeypatch.setenv("MICROGPT_CACHE", str(tmp_path / "cache"))
+    server = _Server(b"emma\n" * 60_000)
+    monkeypatch.setenv("MICROGPT_MAKEMORE_URL", server.url)
+    try:
+        assert_user_error(cli("pure", "--data", "makemore"), "is larger than makemore's names.txt (228,145 bytes)")
+    finally:
+        server.close()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for url in ("file:///dev/zero", f"file://{fifo}"):
+        monkeypatch.setenv("MICROGPT_MAKEMORE_URL", url)
+        assert_user_error(cli("pure", "--data", "makemore"), "is not a regular file")
+    assert not (tmp_path / "cache").exists() or list((tmp_path / "cache").iterdir()) == []
+
+
+def test_a_download_that_trickles_ends_at_its_deadline(tmp_path, monkeypatch):
+    """urlopen's timeout bounds each read: a server sending a byte every two seconds held the run for
+    hours (eighth hostile pass). The download as a whole has DOWNLOAD_S (here shortened)."""
+    import time
+
+    class Trickle:
+        length = None
+
+        def read1(self, n):
+            time.sleep(0.02)
+            return b"e"
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
     monkeypatch.setenv("MICROGPT_CACHE", str(tmp_path))
-    monkeypatch.setenv("MICROGPT_MAKEMORE_URL", "file:///dev/zero")
-    assert_user_error(cli("pure", "--data", "makemore"), "is larger than makemore's names.txt (228,145 bytes)")
+    monkeypatch.setenv("MICROGPT_MAKEMORE_URL", "http://127.0.0.1:9/names.txt")
+    monkeypatch.setattr(data, "DOWNLOAD_S", 0.2)
+    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout: Trickle())
+    assert_user_error(cli("pure", "--data", "makemore"), "took more than 0.2 s")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -59,6 +59,8 @@ def test_compare_check_on_the_command_line(tmp_path, capsys, processes):
     assert [r["label"].split()[-1] for r in rows] == ["processes", "device"], rows
     assert rows[0]["level"] == "bitwise equal" and rows[1]["level"] in ("bitwise equal", "equal to float32 rounding")
     assert f"{len(payload['checks']) + 2} checks" in verdict
+    # the command that reproduces a row, written as `localize:` is (it lacked `uv run`)
+    assert rows[0]["command"].startswith("uv run python -m compare --impls examples.equinox_port,pure "), rows
 
 
 # ----------------------------------------------------------------------------- taps

@@ -179,9 +179,125 @@ def test_ctrl_c_stops_every_process(tmp_path):
     (["--processes", "2", "--coordinator", "h:1", "--num-processes", "2", "--process-id", "0"],
      "give either --processes or --coordinator"),
     (["--processes", "2", "--devices", "2", "--batch-size", "2", "--connect-timeout", "0"], "connect-timeout=0"),
+    (["--connect-timeout", "5"], "--connect-timeout is how long several processes wait"),  # was ignored, silently
 ])
 def test_bad_process_flags_are_one_line_before_any_process_starts(argv, message):
     assert_user_error(cli("pure", "--steps", "5", *argv), message)
+
+
+def test_a_malformed_device_count_is_refused_by_the_launcher_too(monkeypatch):
+    """The launcher drops XLA_FLAGS' device count for its workers (each sets its own share); a malformed
+    one was refused in one process and accepted with --processes (eighth hostile pass)."""
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=abc")
+    assert_user_error(cli("pure", "--steps", "5", "--processes", "2", "--devices", "2", "--batch-size", "2"),
+                      "--xla_force_host_platform_device_count=abc is not a device count")
+
+
+def test_a_worker_is_a_child_of_its_launcher_not_a_variable_in_the_shell(monkeypatch):
+    """MICROGPT_WORKER=1 left in a user's shell made `--processes 2` run as one process (with advice
+    about XLA_FLAGS) and a --coordinator run end in XLA's abort: a worker is the child of the launcher
+    whose pid the variable holds, and anything else is a command as typed."""
+    args = type("Args", (), dict(processes=2, coordinator=None))()
+    for value, worker in (("1", False), (str(os.getpid()), False), (str(os.getppid()), True)):
+        monkeypatch.setenv(hosts.WORKER, value)
+        assert hosts.is_worker() is worker and hosts.launching(args) is not worker, value
+
+
+def coordinated(tmp_path, *extra: tuple[str, ...]) -> list[subprocess.CompletedProcess]:
+    """Two processes started by hand with --coordinator, as on two hosts, each with its own extra flags."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    popens = [subprocess.Popen([sys.executable, "-m", "pure", "--steps", "30", "--devices", "2", "--batch-size", "2",
+                                "--num-samples", "1", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                                "--process-id", str(i), "--connect-timeout", "60", *more], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for i, more in enumerate(extra)]
+    return [subprocess.CompletedProcess(p.args, p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in popens]
+
+
+def test_hosts_started_for_different_runs_are_one_line_each(tmp_path):
+    """Hosts given different training flags: another --lr on process 1 ended exit 0 with a wrong
+    checkpoint (each process trained its own copy of the replicated weights), another --steps hung,
+    another --seed failed in a line cut from a NumPy print (eighth hostile pass). Every process
+    compares its run with the others' through the coordinator before any work: one line naming the
+    flag on each host, exit 2, nothing saved. (With the same flags such a run trains: the launcher's
+    runs above go through the same comparison.)"""
+    r0, r1 = coordinated(tmp_path, ("--save", str(tmp_path / "w.npz")), ("--lr", "0.05", "--seed", "7"))
+    assert (r0.returncode, r1.returncode) == (2, 2), (r0.stderr, r1.stderr)
+    assert r0.stderr == ("pure: error: process 0 of 2: started for another run than process 1 (--lr 0.01 here, 0.05 "
+                         "on process 1; --seed 42 here, 7 on process 1): start every process with the same flags and "
+                         "the same names file; nothing was saved\n"), r0.stderr
+    assert "process 1 of 2: started for another run than process 0 (--lr 0.05 here, 0.01 on process 0;" in r1.stderr
+    assert not list(tmp_path.iterdir())
+
+
+# What process 0 logs (jax 0.12.0.1) when JAX's heartbeat loses process 1 (SIGSTOP), then aborts.
+HEARTBEAT_LOG = """microgpt: joined
+E1207 14:45:22.237132   16808 coordination_service.cc:1518] [8967139057329278114] Use error polling to propagate \
+the following error to all tasks: UNAVAILABLE: The following tasks are unhealthy (stopped sending heartbeats):
+1
+The tasks have crashed. Check the task logs for an earlier error, or scheduler events (e.g. preemption, eviction) \
+to debug further. [type.googleapis.com/tensorflow.CoordinationServiceError='']
+=== Source Location Trace: ===
+external/xla+/xla/pjrt/distributed/coordination/coordination_service.cc:232
+
+F1207 14:45:22.238114   16819 client.h:86] Terminating process because the JAX distributed service detected \
+fatal errors. This most likely indicates that another task died; see the other task logs for more details.
+1
+The tasks have crashed. Check the task logs for an earlier error.
+*** Check failure stack trace: ***
+    @     0x7feb8e5181b4  absl::lts_20260526::log_internal::LogMessage::SendToLog()
+"""
+
+
+def test_a_peer_lost_by_the_heartbeat_is_the_one_named(capsys, monkeypatch):
+    """A host that freezes: JAX's heartbeat aborts process 0, whose log lists the lost task. The line
+    named process 0, the healthy one, with the cause cut at "UNAVAILABLE: The following" (eighth
+    hostile pass); it names the process the heartbeat lost. Its twin: a log without the list names
+    the process that aborted."""
+    import io
+
+    class Ended:
+        stdout = None
+        returncode = -6
+
+        def __init__(self, log):
+            self.stderr = io.BytesIO(log.encode())
+
+        def poll(self):
+            return self.returncode
+
+    for log, says in ((HEARTBEAT_LOG, "pure: error: process 1 of 2 stopped answering JAX's heartbeat: its host is "
+                                      "gone, or the process is stopped or hung; the others were stopped; nothing "
+                                      "was saved\n"),
+                      (HEARTBEAT_LOG.replace("\n1\n", "\n"), "pure: error: process 0 of 2: JAX's runtime aborted it")):
+        w = hosts.Worker(0, Ended(log), show=False)
+        w.reader.join()
+        monkeypatch.setattr(hosts.shell, "prog", "pure")
+        assert hosts.failed(w, -6, 2, 1, "127.0.0.1:1") == 1
+        assert capsys.readouterr().err.startswith(says)
+
+
+@pytest.mark.full  # JAX's heartbeat takes its time: 10-20 s
+def test_a_frozen_process_is_named_by_the_launcher(tmp_path):
+    """The heartbeat's verdict through a real launcher: process 1 stopped (SIGSTOP) mid-training."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.Popen([sys.executable, "-m", "pure", "--steps", "50000", "--devices", "2", "--batch-size", "2",
+                          "--processes", "2", "--log-every", "10"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        first_step(p)
+        victim = next(w for w in children_of(p.pid) if "--process-id\x001\x00" in open(f"/proc/{w}/cmdline").read())
+        os.kill(victim, signal.SIGSTOP)
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 1 and err.startswith("pure: error: process 1 of 2 stopped answering JAX's heartbeat"), err
 
 
 @pytest.mark.full  # the quick tier keeps the killed process; 4-8 s each
@@ -231,7 +347,7 @@ def test_workers_end_with_their_launcher(tmp_path):
 def test_a_worker_refuses_xla_flags_device_count(monkeypatch):
     """The launcher drops XLA_FLAGS' device count for its workers; a worker started by hand with it is
     refused in one line (the two counts would disagree), before it joins anyone."""
-    monkeypatch.setenv(hosts.WORKER, "1")
+    monkeypatch.setenv(hosts.WORKER, str(os.getppid()))
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
     args = type("Args", (), dict(coordinator="127.0.0.1:1", num_processes=2, process_id=1, devices=2,
                                  connect_timeout=1.0))()
@@ -276,3 +392,8 @@ def test_process_zero_failing_at_its_save_is_named_not_the_peer_it_leaves(tmp_pa
     said = "compare: error: process 0 of 2: cannot save to w.npz (planted)"
     assert r.returncode == 2 and r.stderr.startswith(said), r.stderr
     assert r.stderr.count("\n") == 1 and not (tmp_path / "w.npz").exists()
+
+
+def test_an_ipv6_coordinator_is_echoed_as_typed():
+    """`--coordinator [::1]:P` with the port taken said `::1:P` (which reads as host ::1:P, no port)."""
+    assert hosts.shown("::1", 8476) == "[::1]:8476" and hosts.shown("10.0.0.1", 8476) == "10.0.0.1:8476"
