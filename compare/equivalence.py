@@ -42,6 +42,12 @@ SHAPES = {  # the grid of model shapes: the default, and one change at a time ar
     "default": {}, "n_embd32": dict(n_embd=32), "n_embd24_3heads": dict(n_embd=24, n_head=3),
     "2layers": dict(n_layer=2), "block8": dict(block_size=8), "block32": dict(block_size=32),
 }
+# The settings a user can change besides the shape: every shape but the default also runs at another
+# learning rate, a schedule of another length (ten updates then cover a quarter of it) and another
+# temperature, so that a port that hard-codes lr 0.01, 1000 steps or temperature 0.5 is different at
+# a row of the quick tier (`check` passed such ports, bitwise at every row: eighth hostile pass).
+OFF_DEFAULT = dict(learning_rate=0.02, num_steps=40)
+TEMPERATURE, OFF_DEFAULT_TEMPERATURE = 0.5, 0.8
 MODES = ("jit", "no_jit")
 BATCH, DEVICES = 8, 4  # names a step in the batch checks; devices they are split over
 BATCH_KINDS = ("grads", "update", "updates")  # the kinds that take a batch of names
@@ -110,7 +116,11 @@ class Group:
         return self.mode == "jit"
 
     def config(self) -> Config:
-        return Config(vocab_size=VOCAB, **SHAPES[self.shape])
+        return Config(vocab_size=VOCAB, **SHAPES[self.shape], **(OFF_DEFAULT if self.shape != "default" else {}))
+
+    @property
+    def temperature(self) -> float:
+        return TEMPERATURE if self.shape == "default" else OFF_DEFAULT_TEMPERATURE
 
 
 # Without jit (jax.disable_jit()) every operation runs on its own, a lax.scan's body included (once per
@@ -180,7 +190,7 @@ def groups(cases) -> list[Group]:
 
 # ----------------------------------------------------------------------------- the functions under test
 
-def raw(kind: str, impl: Impl, cfg: Config):
+def raw(kind: str, impl: Impl, cfg: Config, temperature: float = TEMPERATURE):
     """The function under test, (x, data) -> outputs in the implementation's own trees; `x` is
     params (logits, grads, samples) or a training state (update, updates)."""
     if kind == "logits":
@@ -194,16 +204,16 @@ def raw(kind: str, impl: Impl, cfg: Config):
         return lambda state, batches: impl.train_steps(state, batches, cfg)
     if kind == "samples":
         return lambda params, data: impl.sample_tokens(
-            params, data[0], data[1], cfg, key=data[2], num_samples=SAMPLES, temperature=jnp.float32(0.5)
+            params, data[0], data[1], cfg, key=data[2], num_samples=SAMPLES, temperature=jnp.float32(temperature)
         )
     raise ValueError(f"unknown kind {kind!r}: one of {KINDS}")
 
 
-def bundle(kinds, impl: Impl, cfg: Config):
+def bundle(kinds, impl: Impl, cfg: Config, temperature: float = TEMPERATURE):
     """Several kinds as one function, (state, {kind: data}) -> {kind: outputs}: under jit, one
     program computes everything a group of checks reads. Each kind is its `raw` function, fed the
     state or the params inside it."""
-    fns = {kind: raw(kind, impl, cfg) for kind in kinds}
+    fns = {kind: raw(kind, impl, cfg, temperature) for kind in kinds}
 
     def run(state, data):
         params = impl.params_of(state)
@@ -231,8 +241,8 @@ def flatten(kind: str, impl: Impl, out) -> dict:
     }
 
 
-def compute(kind: str, impl: Impl, x, data, cfg: Config, variant=identity) -> dict:
-    return flatten(kind, impl, variant(raw(kind, impl, cfg))(x, data))
+def compute(kind: str, impl: Impl, x, data, cfg: Config, variant=identity, temperature: float = TEMPERATURE) -> dict:
+    return flatten(kind, impl, variant(raw(kind, impl, cfg, temperature))(x, data))
 
 
 def expected_level(kind: str, jit: bool) -> str:

@@ -179,7 +179,7 @@ class Runner:
         if made is None:
             import jax
 
-            fn = equivalence.bundle(kinds, self.impl, group.config())
+            fn = equivalence.bundle(kinds, self.impl, group.config(), group.temperature)
             made = jax.jit(fn).lower(*self.inputs(group, kinds=kinds)).compile() if group.jit else fn
             with self.lock:
                 made = self.programs.setdefault((group, kinds), made)

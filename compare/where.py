@@ -47,7 +47,7 @@ import warnings
 import numpy as np
 
 from common.checkpoint import param_shapes
-from common.cli import Parser, add_model_flags, make_config, seed_value, setup_jax
+from common.cli import Parser, add_model_flags, check_sampling_flags, make_config, seed_value, setup_jax
 from common.config import Config
 from common.devices import check_batch_flags, check_memory
 from common.errors import UserError
@@ -591,7 +591,7 @@ def case_report(a: Impl, b: Impl, case) -> Report:
     if case.kind == "samples":
         prompt, n, key = programs.data("samples", group)
         return sample_report(a, b, cfg, prompt=prompt, prompt_len=n, key=key, num_samples=SAMPLES, jit=jit,
-                             start=start)
+                             start=start, temperature=group.temperature)
     if case.kind == "updates":
         return walk(a, b, cfg, programs.data("updates", group), jit=jit, start=start, place=place)
     return locate(a, b, cfg, jit=jit, batch=programs.data("grads", group), start=start, place=place)
@@ -614,6 +614,7 @@ def main(argv) -> int:
     p.add_argument("--sample", action="store_true", help="compare the sampled names position by position, with "
                    "the sampling taps")
     p.add_argument("--num-samples", type=int, default=8, help="names sampled with --sample (default 8)")
+    p.add_argument("--temperature", type=float, default=0.5, help="the temperature of --sample (default 0.5)")
     p.add_argument("--batch-size", type=int, default=1, help="names in a step (default 1)")
     p.add_argument("--seed", type=seed_value, default=0, help="initialisation, names and sampling key (default 0)")
     p.add_argument("--data", default=None, help="names file (default: the census names of the `names` package)")
@@ -636,8 +637,11 @@ def main(argv) -> int:
     if args.sample and given("steps", "batch_size"):  # they were ignored, the header said "4 names a step"
         raise UserError(f"--sample compares the names sampled from the initialisation, with no step: drop "
                         f"{', '.join(given('steps', 'batch_size'))}")
-    if not args.sample and given("num_samples"):
-        raise UserError("--num-samples counts the names of --sample: add --sample, or drop --num-samples")
+    sampling = given("num_samples", "temperature")
+    if not args.sample and sampling:
+        raise UserError(f"{' and '.join(sampling)} {'belongs' if len(sampling) == 1 else 'belong'} to --sample: add "
+                        "--sample, or drop " + ("it" if len(sampling) == 1 else "them"))
+    check_sampling_flags(args)
     names = [n.strip() for n in args.impls.split(",") if n.strip()]
     if len(set(names)) != 2 or len(names) != 2:  # as compare, check and the lesson refuse one named twice
         raise UserError(f"--impls {args.impls!r}: name exactly two different implementations, e.g. pure,flax_port")
@@ -687,7 +691,7 @@ def run(args, names: list[str]):
 
         prompt, n = prompt_tokens(Tokenizer.from_names(docs), "", cfg)
         result = sample_report(a, b, cfg, prompt=prompt, prompt_len=n, key=jax.random.PRNGKey(args.seed),
-                               num_samples=args.num_samples, jit=jit, seed=args.seed)
+                               num_samples=args.num_samples, jit=jit, seed=args.seed, temperature=args.temperature)
     elif args.steps > 1:
         batches = one_batch(cfg, batch_size=args.batch_size, seed=args.seed, data=args.data, steps=args.steps)
         result = walk(a, b, cfg, batches, jit=jit, seed=args.seed)

@@ -134,7 +134,8 @@ def test_the_grids_program_computes_what_each_function_computes_alone(name, grid
         together = run.run(group)
         for kind in kinds:
             x, data = inputs(kind, name, shape)
-            alone = equivalence.compute(kind, impl(name), x, data, group.config(), jax.jit)
+            alone = equivalence.compute(kind, impl(name), x, data, group.config(), jax.jit,
+                                        temperature=group.temperature)
             equivalence.assert_same(kind, together[kind], alone, BITWISE, f"{kind} at {shape}, together and alone")
 
 

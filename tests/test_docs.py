@@ -281,3 +281,23 @@ def test_the_glossarys_bounds_are_the_tolerances():
                 tolerances.DEVICES_ULPS, tolerances.PROCESSES_ULPS]
     assert glossary_bounds(text) == [int(b) for b in expected]
     assert glossary_bounds(text.replace("16 ulps", "32 ulps")) != [int(b) for b in expected]
+
+
+def porting_settings(text: str) -> tuple[float, int, float]:
+    text = " ".join(text.split())
+    found = re.search(r"every other shape at other settings too: lr ([\d.]+), a (\d+)-step schedule and temperature "
+                      r"([\d.]+)", text)
+    assert found, "docs/porting.md no longer states the grid's other settings where this test looks"
+    return float(found.group(1)), int(found.group(2)), float(found.group(3))
+
+
+def test_the_grids_other_settings_in_porting_are_the_grids():
+    """docs/porting.md's settings of the shapes other than the default are compare/equivalence.py's;
+    its twin: an edited one."""
+    from compare import equivalence
+
+    expected = (equivalence.OFF_DEFAULT["learning_rate"], equivalence.OFF_DEFAULT["num_steps"],
+                equivalence.OFF_DEFAULT_TEMPERATURE)
+    text = (ROOT / "docs" / "porting.md").read_text()
+    assert porting_settings(text) == expected
+    assert porting_settings(text.replace("a 40-step schedule", "a 41-step schedule")) != expected

@@ -848,3 +848,30 @@ def test_names_that_differ_under_bitwise_weights_blame_the_pair_whose_names_diff
     assert code == 1 and last.startswith("verdict: different: sampled names differ although the parameters"), last
     code, out, err = call(run.main, "--impls", "pure,flax_port", "--steps", "20", "--num-samples", "8")
     assert code == 0 and out.strip().splitlines()[-1].endswith("sampled names identical"), out
+
+
+HARD_CODED = {  # a port that ignores a setting the user can change -> the quick grid's row that catches it
+    "lr": ("train_step=lambda s, b, cfg: base.train_step(s, b, dataclasses.replace(cfg, learning_rate=0.01)), "
+           "train_steps=lambda s, b, cfg: base.train_steps(s, b, dataclasses.replace(cfg, learning_rate=0.01))",
+           "n_embd24_3heads", "update   n_embd24_3heads"),
+    "steps": ("train_steps=lambda s, b, cfg: base.train_steps(s, b, dataclasses.replace(cfg, num_steps=1000))",
+              "2layers", "updates  2layers"),
+    "temperature": ("sample_tokens=lambda *a, temperature, **k: base.sample_tokens(*a, temperature=0.5, **k)",
+                    "block32", "samples  block32"),
+}
+
+
+@pytest.mark.parametrize("setting", sorted(HARD_CODED))
+def test_a_port_hard_coding_a_setting_is_different_at_a_quick_row(setting, tmp_path, monkeypatch):
+    """A port that ignores cfg.learning_rate, cfg.num_steps or the temperature it is given passed
+    every row of `check` (the grid ran at the defaults only: eighth hostile pass); the shapes other
+    than the default run at other settings (compare/equivalence.py: OFF_DEFAULT), and the row of the
+    quick tier that uses the setting says different. Its twin: the unchanged twin at that shape is
+    bitwise (tests/test_compare.py's grid)."""
+    change, shape, row = HARD_CODED[setting]
+    name = port(tmp_path, monkeypatch, f"import dataclasses\nimport pure\n\n\ndef impl():\n    base = pure.impl()\n"
+                                       f"    return dataclasses.replace(base, {change})\n")
+    code, out, err = call(check.main, name, "--shapes", shape, "--modes", "jit")
+    assert code == 1 and "Traceback" not in out + err, out + err
+    line = next(ln for ln in out.splitlines() if ln.startswith(row))
+    assert " different " in line, out

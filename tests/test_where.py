@@ -278,7 +278,9 @@ def test_a_case_of_check_is_reproduced_and_bad_cases_are_one_line(capsys):
     assert "drop --batch-size" in capsys.readouterr().err
     # --sample walks no step, and --num-samples is --sample's: ignored, until the seventh hostile pass
     for argv, says in ((["--sample", "--steps", "5", "--batch-size", "4"], "no step: drop --steps, --batch-size"),
-                       (["--num-samples", "3"], "--num-samples counts the names of --sample")):
+                       (["--num-samples", "3"], "--num-samples belongs to --sample"),
+                       (["--temperature", "0.8"], "--temperature belongs to --sample"),
+                       (["--sample", "--temperature", "0"], "temperature=0.0: use a temperature from")):
         assert run_cli(where.main, argv) == 2
         err = capsys.readouterr().err
         assert says in err and len(err.strip().splitlines()) == 1, err
