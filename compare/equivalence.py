@@ -141,7 +141,9 @@ FULL = tuple(
 # The quick tier (`uv run pytest`, `compare check`): a covering design, read it by its columns.
 #   kinds  every kind at the default shape, with jit and without, one name a step;
 #   shapes every other shape under jit, with one kind each, so that each kind also runs at one
-#          shape other than the default (the table: each kind at the shape that tests it most);
+#          shape other than the default (the table: each kind at the shape that tests it most), and
+#          sampling at two: a sampler of a port's own that rebuilds the model forgets a layer count
+#          more easily than anything else (ninth hostile pass: bitwise at 1 layer, wrong at 2);
 #   no_jit one shape other than the default without jit: gradients at n_embd 24 with 3 heads, the
 #          shape at which summation order first broke an equality (compare/tolerances.py);
 #   batch  every kind that takes a batch, 8 names a step, with jit and without;
@@ -153,7 +155,7 @@ FULL = tuple(
 QUICK_SHAPES = {  # shape -> the kind it runs under jit
     "n_embd32": ("grads",),  # the other width at which compilation once broke an equality (above)
     "n_embd24_3heads": ("update",),  # gradients and Adam at the first width that broke one
-    "2layers": ("updates",),  # the layer loop, through ten steps of Adam
+    "2layers": ("updates", "samples"),  # the layer loop, through ten steps of Adam and through the sampler
     "block8": ("logits",),  # a shorter context: the causal mask and the position table
     "block32": ("samples",),  # sampling past the default's 16 positions
 }

@@ -318,7 +318,8 @@ def main(argv) -> int:
     print(f"{'':11}" + "".join(f"{n:<{width}}" for n in names).rstrip())
     for i, row in enumerate(zip(*sampled), 1):
         same = all(r == row[0] for r in row)
-        print(f"sample {i:2d}: " + "".join(f"{r:<{width}}" for r in row).rstrip() + ("" if same else "   <- differs"))
+        shown = [r or '""' for r in row]  # an empty name (BOS first) would read as a missing column
+        print(f"sample {i:2d}: " + "".join(f"{r:<{width}}" for r in shown).rstrip() + ("" if same else "   <- differs"))
     same_names = all(s == sampled[0] for s in sampled)
 
     all_losses = [np.concatenate(lo) for lo in losses]
@@ -370,8 +371,11 @@ def main(argv) -> int:
         why = ", whose sampled names differ" if names_only[worst] else ""
         print(f"verdict: {level} (the least equal pair: {names[worst[0]]} ~ {names[worst[1]]}{why}){tail}")
     if args.json:
+        # "level" is the run's, as the exit code: with processes, the weaker of the pairs' and the split's
+        # against one device (it said bitwise while that line said rounding: ninth hostile pass)
+        overall = max(level, alone.level, key=LEVELS.index) if alone is not None else level
         payload = {
-            "level": level, "exit_code": code, "steps": cfg.num_steps, "chunk_steps": k,
+            "level": overall, "pairs_level": level, "exit_code": code, "steps": cfg.num_steps, "chunk_steps": k,
             "config": dataclasses.asdict(cfg),
             "sampled_names_identical": same_names,
             "pairs": {f"{names[i]}~{names[j]}": {"same_state_chunks": verdicts[(i, j)].as_dict(),

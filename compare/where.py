@@ -471,46 +471,92 @@ def sampled(impl: Impl, start, prompt, prompt_len, cfg: Config, *, key, num_samp
 
 def sample_report(a: Impl, b: Impl, cfg: Config, *, prompt, prompt_len, key, num_samples: int = 8,
                   temperature: float = 0.5, jit: bool = True, start=None, seed: int = 0) -> Report:
-    """The sampled names of both, position by position. At the first position where a token differs
-    (the earliest over the names), the taps there: the forward's logits on the tokens so far, what the
-    categorical draws from (where both have Impl.tapped_sample), then the tokens; else the taps of
-    every position, bitwise or not."""
+    """The sampled names of both, position by position. Every position up to a name's first token
+    that differs drew from the same tokens so far, so its sampling taps (the forward's logits, what
+    the categorical draws from, where both have Impl.tapped_sample) are compared there: the table is
+    of the earliest position where a tap is different, else where a token differs, else of every
+    position; the first position where a tap only rounds is named in its own line. Only the first
+    token-differing position was once compared, and a forward wrong everywhere was placed at
+    position 10 with "every earlier sampling tap bitwise equal" (ninth hostile pass)."""
     from compare.programs import start as draw
 
     start = start if start is not None else draw(cfg, seed)
     temperature = np.float32(temperature)
     sa, sb = (sampled(impl, start, prompt, prompt_len, cfg, key=key, num_samples=num_samples,
                       temperature=temperature, jit=jit) for impl in (a, b))
-    apart = np.argwhere(sa["tokens"] != sb["tokens"])  # (name, position) pairs
-    taps = [t for t in ("logits", "scaled") if t in sa and t in sb]
-    if len(apart):
-        name, pos = min(apart.tolist(), key=lambda np_: (np_[1], np_[0]))
-        pick = {t: (sa[t][name, pos], sb[t][name, pos]) for t in taps}
-        pick["token"] = (sa["tokens"][name, pos], sb["tokens"][name, pos])
-        at = f"position {pos} of name {name}"
-        note = (f"sampled: {num_samples} names of {cfg.block_size} positions; the first token that differs is at "
-                f"{at} ({'with' if taps else 'without'} sampling taps: "
-                f"{'both have' if taps else 'one has no'} Impl.tapped_sample)")
+    taps = [t for t in ("logits", "scaled") if t in sa and t in sb and sa[t].shape == sb[t].shape]
+    tokens_a, tokens_b = sa["tokens"], sb["tokens"]
+    same_shape = tokens_a.shape == tokens_b.shape
+    apart = np.argwhere(tokens_a != tokens_b) if same_shape else np.zeros((0, 2), int)  # (name, position)
+    first_token = min(apart.tolist(), key=lambda np_: (np_[1], np_[0])) if len(apart) else None
+    # the taps' level at every comparable position, earliest position first, then name
+    levels = {}
+    if taps and same_shape:
+        names, positions = tokens_a.shape
+        last = np.full(names, positions - 1)
+        for n, p in apart.tolist():
+            last[n] = min(last[n], p)
+        same = np.all([np.all((sa[t] == sb[t]) | (np.isnan(sa[t]) & np.isnan(sb[t])), axis=-1) for t in taps], axis=0)
+        for p in range(positions):
+            for n in range(names):
+                if p <= last[n]:  # bit for bit (most positions) without a row's arithmetic
+                    levels[(n, p)] = BITWISE if same[n, p] else max(
+                        (row_of("sampling", t, sa[t][n, p], sb[t][n, p]).level for t in taps), key=LEVELS.index)
+    ordered = sorted(levels, key=lambda np_: (np_[1], np_[0]))
+    first_different = next((k for k in ordered if levels[k] == DIFFERENT), None)
+    first_rounding = next((k for k in ordered if levels[k] != BITWISE), None)
+    chosen = first_different or (tuple(first_token) if first_token is not None else None)
+
+    def at_position(where):
+        n, p = where
+        pick = {t: (sa[t][n, p], sb[t][n, p]) for t in taps}
+        pick["token"] = (tokens_a[n, p], tokens_b[n, p])
+        return pick, f"position {p} of name {n}"
+
+    shown = f"{num_samples} names of {cfg.block_size} positions"
+    if chosen is not None:
+        pick, at = at_position(chosen)
+        where_tokens = (f"the first token that differs is at position {first_token[1]} of name {first_token[0]}"
+                        if first_token is not None else "every token the same")
+        note = (f"sampled: {shown}; {where_tokens} ({'with' if taps else 'without'} sampling taps: "
+                f"{'both have' if taps else 'one has no'} Impl.tapped_sample"
+                + (", compared at every position up to each name's first token that differs" if taps else "") + ")")
     else:
-        pick = {t: (sa[t], sb[t]) for t in taps} | {"token": (sa["tokens"], sb["tokens"])}
+        pick = {t: (sa[t], sb[t]) for t in taps} | {"token": (tokens_a, tokens_b)}
         at = ""
-        note = f"sampled: {num_samples} names of {cfg.block_size} positions; every token the same"
+        note = f"sampled: {shown}; every token the same"
     rows = [row_of("sampling", t, x, y) for t, (x, y) in pick.items()]
     reasons = {"logits": "the forward's logits on the same tokens so far", "scaled": "the categorical's input (the "
                "logits over the temperature)", "token": "the token drawn with the same key"}
     report_ = summary(rows, {r.tap: pick[r.tap][0] for r in rows}, {r.tap: pick[r.tap][1] for r in rows}, cfg)
 
-    def named(p: Parting | None) -> Parting | None:
+    def named(p: Parting | None, where: str, first_rows, position: int | None) -> Parting | None:
         if p is None:
             return None
-        earlier = explain.before(next(r for r in rows if r.tap == p.tap), rows)
-        why = (f"the tokens before {at or 'every position'} were the same and every earlier sampling tap was "
-               f"{earlier}; {reasons[p.tap]} is not the same ({p.level})")
-        if p.tap == "token" and taps and not report_.rows[0].level == DIFFERENT:
+        earlier = explain.before(next(r for r in first_rows if r.tap == p.tap), first_rows)
+        if position is None:
+            before = f"over every position, every earlier sampling tap was {earlier}"
+        elif not taps:
+            before = f"the tokens before {where} were the same (no sampling tap was compared: one side has none)"
+        else:
+            before = (f"the tokens before {where} were the same and every sampling tap before it bitwise equal"
+                      if position else f"{where} is the first position") + f"; there, every earlier tap was {earlier}"
+        why = f"{before}; {reasons[p.tap]} is not the same ({p.level})"
+        if p.tap == "token" and taps and not first_rows[0].level == DIFFERENT:
             why += " (the distributions drawn from agree: the draw itself, a key split or the categorical)"
-        return dataclasses.replace(p, why=why, at=at)
+        return dataclasses.replace(p, why=why, at=where)
 
-    return Report(rows, report_.level, named(report_.differs), named(report_.rounds), [note])
+    position = chosen[1] if chosen is not None else None
+    differs = named(report_.differs, at, rows, position)
+    rounds = named(report_.rounds, at, rows, position)
+    if first_rounding is not None and chosen is not None and (first_rounding[1], first_rounding[0]) < (
+            chosen[1], chosen[0]):  # a position before the table's where a tap rounds only
+        early, early_at = at_position(first_rounding)
+        early_rows = [row_of("sampling", t, x, y) for t, (x, y) in early.items()]
+        early_report = summary(early_rows, {t: v[0] for t, v in early.items()}, {t: v[1] for t, v in early.items()},
+                               cfg)
+        rounds = named(early_report.rounds, early_at, early_rows, first_rounding[1])
+    return Report(rows, report_.level, differs, rounds, [note])
 
 
 # ----------------------------------------------------------------------------- a row of compare check

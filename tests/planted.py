@@ -273,6 +273,27 @@ def unchanged():
 # A port's mistake -> (builder, how `where` looks: one step, --steps 3 or --sample, the place its
 # `first differs at:` line must name, and what its `why:` must say). tests/test_where.py runs each
 # through a module outside the repo, reached by its path.
+def sampler_norm_eps():
+    """A sampler of the port's own whose forward uses RMSNorm epsilon 1e-3: its logits differ at every
+    position, long before a token does. `where` placed it at the first token that differs and called
+    every earlier sampling tap bitwise equal (ninth hostile pass)."""
+    import pure
+    from common import sampling
+
+    base = pure.impl()
+
+    def tapped_sample(params, prompt, prompt_len, cfg, *, key, num_samples, temperature):
+        wrong = dataclasses.replace(cfg, norm_eps=1e-3)  # the mistake
+        return sampling.sample_tokens(lambda tokens: pure.model.forward(params, tokens, wrong), prompt, prompt_len,
+                                      cfg, key=key, num_samples=num_samples, temperature=temperature, taps=True)
+
+    def sample_tokens(*args, **kwargs):
+        return tapped_sample(*args, **kwargs)[0]
+
+    return dataclasses.replace(base, name="sampler_norm_eps", sample_tokens=sample_tokens,
+                               tapped_sample=tapped_sample)
+
+
 LOCALIZED = {
     "softmax_wrong_axis": (softmax_wrong_axis, "step", "l0.attn_weights (forward)", "the softmax"),
     "positions_off_by_one": (positions_off_by_one, "step", "embed (forward)", "wte[tokens] + wpe[positions]"),
@@ -285,6 +306,8 @@ LOCALIZED = {
     "temperature_after_the_softmax": (temperature_after_the_softmax, "sample", "scaled (sampling, position",
                                       "the categorical's input"),
     "rounds_and_wrong_eps": (rounds_and_wrong_eps, "step", "params/", "eps 1e-6"),
+    "sampler_norm_eps": (sampler_norm_eps, "sample", "logits (sampling, position 0 of name 0)",
+                         "position 0 of name 0 is the first position"),
 }
 
 

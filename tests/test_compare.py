@@ -326,7 +326,7 @@ def test_a_tree_that_does_not_fit_is_refused_naming_each_path():
 # adds a program; a kind more at a shape the tier has adds to the kinds. Raising these is a
 # decision to make the first `uv run pytest` of every clone slower: say so in docs/speed.md.
 QUICK_PROGRAMS_PER_IMPL = 7  # the default shape with one name and with 8, and the five other shapes
-QUICK_KINDS_PER_IMPL = 13  # 5 at the default, 3 with 8 names, 1 at each other shape
+QUICK_KINDS_PER_IMPL = 14  # 5 at the default, 3 with 8 names, 1 at each other shape and sampling at 2 layers
 
 
 def within_budget(cases) -> programs.Cost:

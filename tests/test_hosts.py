@@ -40,6 +40,9 @@ def test_compare_over_two_processes_gives_every_verdict_and_one_checkpoint(tmp_p
         lines[-2], lines[-2]
     verdict = json.loads(out_json.read_text())
     assert verdict["processes"] == 2 and verdict["exit_code"] == 0
+    levels = ("bitwise equal", "equal to float32 rounding", "different")  # the run's level is the weaker of the two
+    split = verdict["against_one_device"]["same_state_chunks"]["level"]
+    assert verdict["level"] == max(verdict["pairs_level"], split, key=levels.index), verdict
     assert verdict["against_one_device"]["same_state_chunks"]["level"] in ("bitwise equal", "equal to float32 rounding")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.json", "w.npz"]  # once, no temporaries left
     flat, fields, chars = checkpoint.load(str(target))

@@ -858,6 +858,9 @@ HARD_CODED = {  # a port that ignores a setting the user can change -> the quick
               "2layers", "updates  2layers"),
     "temperature": ("sample_tokens=lambda *a, temperature, **k: base.sample_tokens(*a, temperature=0.5, **k)",
                     "block32", "samples  block32"),
+    # a sampler that rebuilds the model's config and forgets the layer count (ninth hostile pass)
+    "layers": ("sample_tokens=lambda p, t, n, cfg, **k: base.sample_tokens(p, t, n, dataclasses.replace(cfg, "
+               "n_layer=1), **k)", "2layers", "samples  2layers"),
 }
 
 
@@ -866,7 +869,8 @@ def test_a_port_hard_coding_a_setting_is_different_at_a_quick_row(setting, tmp_p
     """A port that ignores cfg.learning_rate, cfg.num_steps or the temperature it is given passed
     every row of `check` (the grid ran at the defaults only: eighth hostile pass); the shapes other
     than the default run at other settings (compare/equivalence.py: OFF_DEFAULT), and the row of the
-    quick tier that uses the setting says different. Its twin: the unchanged twin at that shape is
+    quick tier that uses the setting says different. So does a sampler that forgets cfg.n_layer
+    (sampling ran at one layer only in the quick tier: ninth pass). Its twin: the unchanged twin at that shape is
     bitwise (tests/test_compare.py's grid)."""
     change, shape, row = HARD_CODED[setting]
     name = port(tmp_path, monkeypatch, f"import dataclasses\nimport pure\n\n\ndef impl():\n    base = pure.impl()\n"
@@ -875,3 +879,14 @@ def test_a_port_hard_coding_a_setting_is_different_at_a_quick_row(setting, tmp_p
     assert code == 1 and "Traceback" not in out + err, out + err
     line = next(ln for ln in out.splitlines() if ln.startswith(row))
     assert " different " in line, out
+
+
+def test_an_empty_sampled_name_is_shown_as_one(tmp_path, monkeypatch):
+    """A name that ends at once (BOS first) printed nothing, and its row read as if it had one column
+    (ninth hostile pass): it is shown as "". The port's first name is empty; pure's is not."""
+    name = port(tmp_path, monkeypatch, "import dataclasses\nimport pure\n\n\ndef impl():\n    base = pure.impl()\n"
+                                       "    return dataclasses.replace(base, sample_tokens=lambda p, t, n, cfg, **k: "
+                                       "base.sample_tokens(p, t, n, cfg, **k).at[0].set(cfg.vocab_size - 1))\n")
+    code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "2", "--num-samples", "2")
+    first = next(ln for ln in out.splitlines() if ln.startswith("sample  1: "))
+    assert code == 1 and first.split()[3:] == ['""', "<-", "differs"], out
