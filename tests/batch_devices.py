@@ -93,6 +93,7 @@ class DevicesTest(chex.TestCase):
 
     @chex.variants(with_jit=True)
     @parameterized.parameters(("flax_port", 2, 1.0))
+    @pytest.mark.full  # the same check as pure's on 4 above, at 2 devices: flax_port's arithmetic is pure's, bit for bit
     def test_n_devices_match_one_within_the_bound_jit(self, which, n, scale):
         self.check_devices_match_one(which, n, scale)
 
@@ -103,6 +104,7 @@ class DevicesTest(chex.TestCase):
                                               DEVICES_ULPS, variant=self.variant)
 
     @chex.variants(with_jit=True)
+    @pytest.mark.full  # what shard_map does, shown (no check of the project's code hangs on it): 3.6 s cold
     def test_shard_map_without_a_psum_already_sums_the_gradients(self):
         (params, _), _ = states(1)
         grads_fn = functools.partial(psum_twice, psum_grads=False)

@@ -142,6 +142,7 @@ def test_compare_bad_input_is_one_line_exit_2(args, message, capsys):
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.full  # 17 s from empty caches; the quick tier times a port's import through bench (test_ports.py)
 def test_bench_prints_every_row_and_writes_json(tmp_path, capsys, monkeypatch):
     """Runs the benchmark tiny, for its output's shape only: no duration is asserted. In-process, with
     two scaling batch sizes and the fresh interpreters (imports, forced devices) left out: they are
@@ -218,7 +219,8 @@ def test_compare_stops_on_divergence_naming_the_step_and_saves_nothing(tmp_path,
     from common.cli import run_cli
 
     target = tmp_path / "w.npz"
-    code = run_cli(run.main, ["--lr", "1e30", "--steps", "50", "--impls", "pure,flax_port", "--save", str(target)])
+    code = run_cli(run.main, ["--lr", "1e30", "--steps", "8", "--log-every", "4", "--num-samples", "1", "--impls",
+                              "pure,flax_port", "--save", str(target)])  # test_ports.py's divergence: pure's programs
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "pure: training diverged at step 2: its update made " in err and "lower --lr" in err

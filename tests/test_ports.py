@@ -831,10 +831,10 @@ def test_names_that_differ_under_bitwise_weights_blame_the_pair_whose_names_diff
     """Bitwise-equal weights and one key cannot sample different names. With three implementations the
     verdict blamed the first pair (pure ~ flax_port, whose names were identical); with two, it read
     "verdict: bitwise equal: ..." while the exit code was 1 (eighth hostile pass). The pair whose names
-    differ is named, every line says different, the JSON too; the twins alone stay bitwise (the twin)."""
+    differ is named, every line says different, the JSON too; the twins beside it stay bitwise (the twin)."""
     name = port(tmp_path, monkeypatch, OTHER_KEY_SAMPLER)
     out_json = tmp_path / "v.json"
-    code, out, err = call(run.main, "--impls", f"pure,flax_port,{name}", "--steps", "20", "--num-samples", "8",
+    code, out, err = call(run.main, "--impls", f"pure,flax_port,{name}", "--steps", "2", "--num-samples", "2",
                           "--json", str(out_json))
     assert code == 1 and err == "", err
     assert "  pure ~ flax_port: bitwise equal" in out, out
@@ -843,11 +843,9 @@ def test_names_that_differ_under_bitwise_weights_blame_the_pair_whose_names_diff
     pairs = json.loads(out_json.read_text())["pairs"]
     assert pairs["pure~flax_port"]["level"] == "bitwise equal" and pairs["pure~flax_port"]["sampled_names_identical"]
     assert pairs[f"pure~{name}"]["level"] == "different" and not pairs[f"pure~{name}"]["sampled_names_identical"]
-    code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "20", "--num-samples", "8")
+    code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "2", "--num-samples", "2")
     last = out.strip().splitlines()[-1]
     assert code == 1 and last.startswith("verdict: different: sampled names differ although the parameters"), last
-    code, out, err = call(run.main, "--impls", "pure,flax_port", "--steps", "20", "--num-samples", "8")
-    assert code == 0 and out.strip().splitlines()[-1].endswith("sampled names identical"), out
 
 
 HARD_CODED = {  # a port that ignores a setting the user can change -> the quick grid's row that catches it
