@@ -93,7 +93,7 @@ class DevicesTest(chex.TestCase):
 
     @chex.variants(with_jit=True)
     @parameterized.parameters(("flax_port", 2, 1.0))
-    @pytest.mark.full  # the same check as pure's on 4 above, at 2 devices: flax_port's arithmetic is pure's, bit for bit
+    @pytest.mark.full  # pure's check above, at 2 devices: flax_port's arithmetic is pure's, bit for bit
     def test_n_devices_match_one_within_the_bound_jit(self, which, n, scale):
         self.check_devices_match_one(which, n, scale)
 
