@@ -169,7 +169,10 @@ def prompt_tokens(tok: Tokenizer, prefix: str, cfg: Config):
             f"--prefix {prefix!r} has {len(prefix)} characters, more than block_size - 1 = "
             f"{cfg.block_size - 1}: give a shorter start"
         )
-    ids = [tok.bos] + tok.encode(prefix)
+    try:
+        ids = [tok.bos] + tok.encode(prefix)
+    except UserError as err:  # the flag named, as the length's message names it
+        raise UserError(f"--prefix {err}") from None
     buf = np.full(cfg.block_size, tok.bos, np.int32)
     buf[: len(ids)] = ids
     return buf, np.int32(len(ids))

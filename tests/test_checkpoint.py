@@ -154,8 +154,8 @@ def test_config_that_does_not_match_the_flags(trained):
 
 
 @pytest.mark.parametrize(
-    "prefix, message", [("KA", "outside the vocabulary"), ("a" * 16, "more than block_size - 1 = 15")]
-)
+    "prefix, message", [("KA", "--prefix 'KA' has characters outside the vocabulary"),  # the flag named (tenth pass)
+                        ("a" * 16, "more than block_size - 1 = 15")])
 def test_bad_prefix(trained, prefix, message):
     assert_user_error(cli("pure", "sample", "--load", trained["pure"], "--prefix", prefix), message)
 
