@@ -27,6 +27,7 @@ design that takes every kind, mode, shape, batch and device count at least once 
 """
 
 import dataclasses
+import string
 
 import jax
 import jax.numpy as jnp
@@ -48,10 +49,17 @@ SHAPES = {  # the grid of model shapes: the default, and one change at a time ar
 # a row of the quick tier (`check` passed such ports, bitwise at every row: eighth hostile pass).
 OFF_DEFAULT = dict(learning_rate=0.02, num_steps=40)
 TEMPERATURE, OFF_DEFAULT_TEMPERATURE = 0.5, 0.8
+# Two more a port may get wrong where the defaults hide it (tenth hostile pass): the vocabulary, which
+# a user's --data sets (a sampler with BOS hard-coded as 26 passed every row of both tiers), and the
+# Adam state a step starts from (a state_from_flat that dropped the step count passed, since every
+# check started at step 0 with zero moments). Every shape but the default has 3 characters more,
+# and its updates start from step OFF_DEFAULT_STEP with moments of a trained model's size.
+ALPHABET = string.ascii_lowercase  # vocab 27: the census names' letters and BOS
+OFF_DEFAULT_ALPHABET = ALPHABET + "-'."  # vocab 30 (sorted first: "'", "-", ".", then a-z; BOS 29)
+OFF_DEFAULT_STEP = 3
 MODES = ("jit", "no_jit")
 BATCH, DEVICES = 8, 4  # names a step in the batch checks; devices they are split over
 BATCH_KINDS = ("grads", "update", "updates")  # the kinds that take a batch of names
-VOCAB = 27  # the grid's tokenizer: 26 letters and BOS
 
 
 def identity(fn):
@@ -116,11 +124,21 @@ class Group:
         return self.mode == "jit"
 
     def config(self) -> Config:
-        return Config(vocab_size=VOCAB, **SHAPES[self.shape], **(OFF_DEFAULT if self.shape != "default" else {}))
+        return Config(vocab_size=len(self.alphabet) + 1, **SHAPES[self.shape],
+                      **(OFF_DEFAULT if self.shape != "default" else {}))
 
     @property
     def temperature(self) -> float:
         return TEMPERATURE if self.shape == "default" else OFF_DEFAULT_TEMPERATURE
+
+    @property
+    def alphabet(self) -> str:
+        return ALPHABET if self.shape == "default" else OFF_DEFAULT_ALPHABET
+
+    @property
+    def start_step(self) -> int:
+        """The Adam step the group's state starts at (compare/programs.py: start)."""
+        return 0 if self.shape == "default" else OFF_DEFAULT_STEP
 
 
 # Without jit (jax.disable_jit()) every operation runs on its own, a lax.scan's body included (once per

@@ -21,6 +21,7 @@ from compare.verdict import BITWISE, ROUNDING, ulps_of_scale
 # What computes each tap (its name within a layer), for a forward row.
 OPERATIONS = {
     "forward()": "the model's own forward(params, tokens)",
+    "loss_fn()": "the model's own loss_fn (or batch_loss_fn), whose gradients are the gradient rows",
     "embed": "wte[tokens] + wpe[positions]",
     "norm_in": "the RMSNorm of the embeddings",
     "norm_attn": "the RMSNorm before attention",
@@ -93,6 +94,11 @@ def why(row, a: dict, b: dict, rows, cfg: Config, start=None) -> str:
     earlier = before(row, rows)
     if getattr(row, "note", ""):
         return f"{row.tap}: {row.note}: the function that makes it returns something else than the other's"
+    if row.tap == "loss_fn()":  # the tapped pass's loss may be right while the function trained on is not
+        return (f"every earlier tap was {earlier}, and the loss of the implementation's own loss_fn (or "
+                f"batch_loss_fn) is not{'' if row.level != ROUNDING else ' bitwise'}: that function itself, outside "
+                f"the tapped pass (the tapped loss above was {'equal' if earlier == 'bitwise equal' else earlier}), "
+                f"and its gradients are the gradient rows below; {row.ulps:.3g} ulps of its scale")
     if row.tap == "forward()":
         return (f"every earlier tap was {earlier}, and the logits of the implementation's own forward(params, "
                 f"tokens) are not{'' if row.level != ROUNDING else ' bitwise'}: forward itself, outside the tapped "

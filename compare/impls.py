@@ -119,7 +119,9 @@ def get(name: str) -> Impl:
         return made
     # named by the path it was given, in every line: a port that copied a twin's Impl kept "pure" (every
     # line blamed the twin), and an Impl's own name may be anything, escapes included
-    return Impl(name=name, **{f: guarded(name, f, fn) if callable(fn) else fn for f, fn in fields.items()})
+    made = Impl(name=name, **{f: guarded(name, f, fn) if callable(fn) else fn for f, fn in fields.items()})
+    made.state_from_flat.round_trip[0] = made.state_to_flat  # the round trip checked through the guard
+    return made
 
 
 FLAT = ("to_flat", "state_to_flat")  # the functions that hand numbers over in the checkpoint's names
@@ -161,9 +163,37 @@ def guarded(label: str, function: str, fn):
             check_adam_state(label, out)
         if function in LOSSES:
             check_loss_shape(label, function, out, args)
+        if function == "state_from_flat":
+            check_round_trip(label, fields_of_state_to_flat[0], args, out)
         return out
 
+    fields_of_state_to_flat = [None]
+    call.round_trip = fields_of_state_to_flat  # set by get(): the port's own state_to_flat
     return call
+
+
+def check_round_trip(label: str, state_to_flat, args, state) -> None:
+    """state_to_flat(state_from_flat(flat, opt)) gives every bit back (common/impl.py). A port whose
+    state_from_flat dropped Adam's step count passed every check, and `where --steps` called the
+    state before the step bitwise equal (tenth hostile pass). Concrete inputs only (not under jit)."""
+    import jax
+    import numpy as np
+
+    from compare.programs import PortError
+
+    given = jax.tree.leaves(args[:2])
+    if state_to_flat is None or len(args) < 2 or any(isinstance(x, jax.core.Tracer) for x in given):
+        return
+    flat, opt = state_to_flat(state)
+    for name, (a, b) in {"step": (args[1].get("step"), opt.get("step")),
+                         **{f"{part}/{k}": (args[1][part][k], opt[part].get(k)) for part in ("m", "v")
+                            for k in args[1].get(part, {})},
+                         **{k: (v, flat.get(k)) for k, v in args[0].items()}}.items():
+        if b is None or np.shape(a) != np.shape(b) or not np.array_equal(np.asarray(a), np.asarray(b)):
+            shown = f" ({np.asarray(a)} came back as {np.asarray(b)})" if np.size(a) == 1 and b is not None else ""
+            raise PortError(label, "state_from_flat", ValueError(
+                f"its state does not hold {name} as given{shown}: state_to_flat(state_from_flat(...)) must give "
+                "every bit back (common/impl.py)"))
 
 
 LOSSES = ("train_step", "train_steps", "loss_fn", "batch_loss_fn")  # a loss, or one loss per step

@@ -23,7 +23,6 @@ tests and the lesson's checks share it. Every implementation starts from one ini
 
 import contextlib
 import dataclasses
-import string
 import threading
 
 from common.config import Config
@@ -32,7 +31,7 @@ from common.impl import Impl
 from compare import equivalence
 from compare.equivalence import BATCH_KINDS, Case, Group
 
-ALPHABET = string.ascii_lowercase  # vocab 27: the census names' letters and BOS
+ALPHABET = equivalence.ALPHABET  # the default shape's: vocab 27, the census names' letters and BOS
 WORD = "kaelyn"  # the name of logits, grads and update
 LONG = ALPHABET  # longer than every block_size of the grid: truncated
 UPDATE_WORDS = [WORD, "emma", "x", LONG, "olivia", "bo", "ava", "zoe", "kaelyn", "mia"]  # ten updates, one name each
@@ -47,7 +46,7 @@ def data(kind: str, group: Group, *, word: str = WORD, seed: int = 0):
     from common.data import Batch, Tokenizer, encode_name, training_batches
     from common.runner import prompt_tokens
 
-    tok, cfg = Tokenizer(ALPHABET), group.config()
+    tok, cfg = Tokenizer(group.alphabet), group.config()
     if group.batch > 1:
         batches = training_batches(BATCH_WORDS, tok, cfg.block_size, 2, seed, batch_size=group.batch)  # (2, B, T)
         return batches if kind == "updates" else Batch(*(col[0] for col in batches))
@@ -66,9 +65,11 @@ STATES: dict = {}  # (impl, shape, seed, scale) -> its state
 LOCK = threading.Lock()
 
 
-def start(cfg: Config, seed: int = 0) -> tuple[dict, dict]:
+def start(cfg: Config, seed: int = 0, step: int = 0) -> tuple[dict, dict]:
     """The initialisation every check starts from, (flat params, {"step", "m", "v"}): every weight
-    N(0, init_std) drawn with NumPy from `seed`, Adam at step 0. Every implementation, reference and
+    N(0, init_std) drawn with NumPy from `seed`, Adam at step 0; or, with `step`, Adam at that step
+    with moments of a trained model's size (m ~ N(0, 0.01), v ~ N(0, 0.01)², both drawn after the
+    weights). Every implementation, reference and
     candidate, gets it through its own state_from_flat; `compare check`, `compare where` and
     `compare golden` all draw it here, so a check's seed is where's. (Drawn with NumPy rather than
     by an implementation's init_state: compiling that costs 1 to 3 s a shape, and no check reads
@@ -80,13 +81,19 @@ def start(cfg: Config, seed: int = 0) -> tuple[dict, dict]:
     from common.checkpoint import param_shapes
 
     with LOCK:
-        if (cfg, seed) not in STARTS:
+        if (cfg, seed, step) not in STARTS:
             rng = np.random.default_rng(seed)
             params = {name: jnp.asarray(cfg.init_std * rng.standard_normal(size), jnp.float32)
                       for name, size in param_shapes(cfg).items()}
-            zeros = {name: jnp.zeros_like(w) for name, w in params.items()}
-            STARTS[cfg, seed] = params, {"step": jnp.int32(0), "m": zeros, "v": dict(zeros)}
-        return STARTS[cfg, seed]
+            if step:
+                m = {name: jnp.asarray(0.01 * rng.standard_normal(w.shape), jnp.float32) for name, w in params.items()}
+                v = {name: jnp.asarray((0.01 * rng.standard_normal(w.shape)) ** 2, jnp.float32)
+                     for name, w in params.items()}
+            else:
+                m = {name: jnp.zeros_like(w) for name, w in params.items()}
+                v = dict(m)
+            STARTS[cfg, seed, step] = params, {"step": jnp.int32(step), "m": m, "v": v}
+        return STARTS[cfg, seed, step]
 
 
 def state(impl: Impl, shape: str, seed: int = 0, scale: float = 1.0):
@@ -98,7 +105,7 @@ def state(impl: Impl, shape: str, seed: int = 0, scale: float = 1.0):
 
     key = (impl, shape, seed, scale)
     if key not in STATES:
-        params, opt = start(Group(shape).config(), seed)
+        params, opt = start(Group(shape).config(), seed, Group(shape).start_step)
         params = {k: v * scale for k, v in params.items()} if scale != 1.0 else params
         made = impl.state_from_flat(params, opt, Group(shape).config())
         if (seed, scale) != (0, 1.0):

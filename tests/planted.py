@@ -294,6 +294,20 @@ def sampler_norm_eps():
                                tapped_sample=tapped_sample)
 
 
+def loss_summed():
+    """A loss_fn that sums the negative log-likelihood over the positions rather than averaging it,
+    beside a tapped_loss that is right: `where` showed the loss row bitwise equal (it is the tapped
+    pass's) and blamed the backward of hidden @ fc2 (tenth hostile pass)."""
+    import pure
+
+    base = pure.impl()
+
+    def loss_fn(params, batch, cfg):  # the mistake: times the number of real positions
+        return base.loss_fn(params, batch, cfg) * jnp.sum(batch.mask)
+
+    return dataclasses.replace(base, name="loss_summed", loss_fn=loss_fn)
+
+
 LOCALIZED = {
     "softmax_wrong_axis": (softmax_wrong_axis, "step", "l0.attn_weights (forward)", "the softmax"),
     "positions_off_by_one": (positions_off_by_one, "step", "embed (forward)", "wte[tokens] + wpe[positions]"),
@@ -308,6 +322,7 @@ LOCALIZED = {
     "rounds_and_wrong_eps": (rounds_and_wrong_eps, "step", "params/", "eps 1e-6"),
     "sampler_norm_eps": (sampler_norm_eps, "sample", "logits (sampling, position 0 of name 0)",
                          "position 0 of name 0 is the first position"),
+    "loss_summed": (loss_summed, "step", "loss_fn() (forward)", "outside the tapped pass"),
 }
 
 

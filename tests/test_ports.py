@@ -859,6 +859,12 @@ HARD_CODED = {  # a port that ignores a setting the user can change -> the quick
     # a sampler that rebuilds the model's config and forgets the layer count (ninth hostile pass)
     "layers": ("sample_tokens=lambda p, t, n, cfg, **k: base.sample_tokens(p, t, n, dataclasses.replace(cfg, "
                "n_layer=1), **k)", "2layers", "samples  2layers"),
+    # a sampler with BOS hard-coded as 26 (the vocabulary is the user's --data: tenth pass)
+    "vocabulary": ("sample_tokens=lambda p, t, n, cfg, **k: base.sample_tokens(p, t, n, dataclasses.replace(cfg, "
+                   "vocab_size=27), **k)", "block32", "samples  block32"),
+    # a state_from_flat that drops Adam's step count (every check started at step 0: tenth pass)
+    "adam step": ("state_from_flat=lambda flat, opt, cfg: base.state_from_flat(flat, {**opt, 'step': 0 * opt['step']}, "
+                  "cfg)", "n_embd24_3heads", "update   n_embd24_3heads"),
 }
 
 
@@ -888,3 +894,26 @@ def test_an_empty_sampled_name_is_shown_as_one(tmp_path, monkeypatch):
     code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "2", "--num-samples", "2")
     first = next(ln for ln in out.splitlines() if ln.startswith("sample  1: "))
     assert code == 1 and first.split()[3:] == ['""', "<-", "differs"], out
+
+
+def test_checks_update_rows_follow_wheres_judgement_on_each_sides_own_inputs(tmp_path, monkeypatch):
+    """An update row beyond the bound is judged as `compare where` judges it (each side's Adam on its own
+    gradients): a right port storing its weights transposed was "different" in check's table while
+    where, printed under it, found nothing beyond rounding (tenth hostile pass). The wiring, with
+    where's report stood in for: rounding there makes the row rounding, with a note; different there
+    (the planted Adam epsilon, as where finds it) keeps it different."""
+    import dataclasses
+
+    from compare import where
+    from compare.equivalence import Case
+    from compare.verdict import DIFFERENT, ROUNDING
+
+    (tmp_path / "eps_port.py").write_text("import planted\n\n\ndef impl():\n"
+                                          "    return planted.PLANTED['adam_eps'][0]()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    case = Case("update", "n_embd24_3heads")
+    assert check.judge("eps_port", case).level == DIFFERENT  # where's own judgement: Adam itself
+    real = where.case_report
+    monkeypatch.setattr(where, "case_report", lambda a, b, c: dataclasses.replace(real(a, b, c), level=ROUNDING))
+    result = check.judge("eps_port", case)
+    assert result.level == ROUNDING and "on each side's own inputs" in result.describe(), result.describe()
