@@ -96,6 +96,9 @@ def main(argv) -> int:
     p.add_argument("out", metavar="OUT.npz", help="the golden file to write")
     p.add_argument("--steps", type=int, default=3, help="Adam steps whose parameters are written (default 3)")
     p.add_argument("--seed", type=seed_value, default=0, help="initialisation and which names (default 0)")
+    p.add_argument("--lr", type=float, default=0.01, help="peak learning rate (default 0.01)")
+    p.add_argument("--schedule-steps", type=int, default=1000, help="the learning rate decays to 0 over this many "
+                   "steps, as the trainers' --steps (default 1000)")
     p.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
     add_model_flags(p)
     args = p.parse_args(argv)
@@ -103,8 +106,13 @@ def main(argv) -> int:
         raise UserError(f"{args.out}: a golden file is an .npz; give a path ending in .npz")
     if not 1 <= args.steps <= 1000:
         raise UserError(f"steps={args.steps}: write between 1 and 1000 steps")
+    if not args.steps <= args.schedule_steps <= 1_000_000:
+        raise UserError(f"schedule-steps={args.schedule_steps}: give from --steps ({args.steps}) to 1,000,000 (the "
+                        "schedule covers the steps written)")
     checkpoint.check_outputs([("OUT", args.out, is_golden)])
-    cfg = make_config(args, 27)
+    # a candidate judged only at lr 0.01 over 1000 steps passed with either hard-coded (tenth hostile pass):
+    # the file's config says what it was made with, and a candidate reads it from there
+    cfg = make_config(args, 27, steps=args.schedule_steps, lr=args.lr)
     # the floor of common/devices.py with five runs' worth of weights (15 copies): the file holds the
     # inputs, the parameters, gradients and both moments after a step and the parameters after all
     # steps, each held as JAX's array and as the NumPy copy written, beside the reference's own state.

@@ -573,3 +573,24 @@ def test_golden_names_its_positional_output_as_such(capsys):
     for out, says in (("a\tb.npz", "compare golden: error: OUT 'a\\tb.npz': the name holds a control character"),):
         assert run_cli(golden.main, [out]) == 2
         assert capsys.readouterr().err.startswith(says)
+
+
+def test_a_golden_file_at_another_rate_and_schedule_catches_a_candidate_that_hard_codes_them(tmp_path, capsys):
+    """`golden --lr --schedule-steps`: the file's config says what it was made with. A candidate that
+    hard-codes microgpt's 0.01 over 1000 steps passed judge at every golden file a user could make
+    (tenth hostile pass); at lr 0.02 over 40 steps it is different, and one reading the config is not."""
+    path = str(tmp_path / "g.npz")
+    assert run_cli(golden.main, [path, "--steps", "2", "--lr", "0.02", "--schedule-steps", "40"]) == 0
+    with np.load(path) as f:
+        g = {k: f[k] for k in f.files}
+    config = json.loads(g["config"].tobytes())
+    assert (config["learning_rate"], config["num_steps"]) == (0.02, 40), config
+    right = candidate(g, tmp_path / "right.npz")
+    hard = dict(g, config=np.frombuffer(json.dumps({**config, "learning_rate": 0.01, "num_steps": 1000}).encode(),
+                                        np.uint8))
+    wrong = candidate(hard, tmp_path / "wrong.npz")
+    capsys.readouterr()
+    assert run_cli(golden.judge_main, [path, right]) == 0
+    assert run_cli(golden.judge_main, [path, wrong]) == 1
+    assert run_cli(golden.main, [str(tmp_path / "h.npz"), "--steps", "5", "--schedule-steps", "4"]) == 2
+    assert "schedule-steps=4: give from --steps (5)" in capsys.readouterr().err
