@@ -111,7 +111,8 @@ def judge(candidate: str | Impl, case: Case, reference: str | Impl = "pure", tie
     if not missing and not error:
         verdict.add(a, b)
     own = ""
-    if case.kind in equivalence.STATE_KINDS and verdict.level == DIFFERENT and not missing and not error:
+    # one update only: where's walk of ten steps runs train_step, not the train_steps this row judged
+    if case.kind == "update" and verdict.level == DIFFERENT and not missing and not error:
         own = judged_on_own_inputs(runner(reference, tier).impl, runner(candidate, tier).impl, case)
     return Result(case, verdict, expected, missing, error, own)
 

@@ -173,9 +173,11 @@ def guarded(label: str, function: str, fn):
 
 
 def check_round_trip(label: str, state_to_flat, args, state) -> None:
-    """state_to_flat(state_from_flat(flat, opt)) gives every bit back (common/impl.py). A port whose
-    state_from_flat dropped Adam's step count passed every check, and `where --steps` called the
-    state before the step bitwise equal (tenth hostile pass). Concrete inputs only (not under jit)."""
+    """state_to_flat(state_from_flat(flat, opt)) gives Adam's state back, bit for bit (common/impl.py): a
+    port whose state_from_flat dropped the step count passed every check, and `where --steps` called
+    the state before the step bitwise equal (tenth hostile pass). Where the weights themselves do not
+    come back, the mapping of the flat names is at fault, and the rows that read it say so (a
+    transposed to_flat is named at its gradient, with why). Concrete inputs only (not under jit)."""
     import jax
     import numpy as np
 
@@ -185,11 +187,16 @@ def check_round_trip(label: str, state_to_flat, args, state) -> None:
     if state_to_flat is None or len(args) < 2 or any(isinstance(x, jax.core.Tracer) for x in given):
         return
     flat, opt = state_to_flat(state)
+
+    def same(a, b) -> bool:
+        return b is not None and np.shape(a) == np.shape(b) and np.array_equal(np.asarray(a), np.asarray(b))
+
+    if not all(same(v, flat.get(k)) for k, v in args[0].items()):
+        return  # the weights' mapping itself (a transpose one way only): the gradient rows name it, with why
     for name, (a, b) in {"step": (args[1].get("step"), opt.get("step")),
                          **{f"{part}/{k}": (args[1][part][k], opt[part].get(k)) for part in ("m", "v")
-                            for k in args[1].get(part, {})},
-                         **{k: (v, flat.get(k)) for k, v in args[0].items()}}.items():
-        if b is None or np.shape(a) != np.shape(b) or not np.array_equal(np.asarray(a), np.asarray(b)):
+                            for k in args[1].get(part, {})}}.items():
+        if not same(a, b):
             shown = f" ({np.asarray(a)} came back as {np.asarray(b)})" if np.size(a) == 1 and b is not None else ""
             raise PortError(label, "state_from_flat", ValueError(
                 f"its state does not hold {name} as given{shown}: state_to_flat(state_from_flat(...)) must give "
