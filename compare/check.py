@@ -76,11 +76,10 @@ class Result:
     expected: str  # what the twins reach on this check (compare/equivalence.py: expected_level)
     missing: list  # output names one side has and the other not
     error: str = ""  # what the candidate did instead of outputs of the right kind: raised, or gave another shape
-    own: str = ""  # an update row beyond the bound that `where` judges rounding on each side's own inputs
 
     @property
     def level(self) -> str:
-        return DIFFERENT if self.missing or self.error else ROUNDING if self.own else self.verdict.level
+        return DIFFERENT if self.missing or self.error else self.verdict.level
 
     def describe(self) -> str:
         if self.error:
@@ -92,7 +91,7 @@ class Result:
             return "0"
         worst = v.first_over or v.largest
         note = "" if LEVELS.index(self.level) <= LEVELS.index(self.expected) else f"; the twins: {self.expected}"
-        return f"{worst.ulps:.3g} ulps of scale in {worst.name}{list(worst.element)}{self.own}{note}"
+        return f"{worst.ulps:.3g} ulps of scale in {worst.name}{list(worst.element)}{note}"
 
 
 def judge(candidate: str | Impl, case: Case, reference: str | Impl = "pure", tier: str | None = None) -> Result:
@@ -110,29 +109,7 @@ def judge(candidate: str | Impl, case: Case, reference: str | Impl = "pure", tie
     verdict = Verdict()
     if not missing and not error:
         verdict.add(a, b)
-    own = ""
-    # one update only: where's walk of ten steps runs train_step, not the train_steps this row judged
-    if case.kind == "update" and verdict.level == DIFFERENT and not missing and not error:
-        own = judged_on_own_inputs(runner(reference, tier).impl, runner(candidate, tier).impl, case)
-    return Result(case, verdict, expected, missing, error, own)
-
-
-def judged_on_own_inputs(reference: Impl, candidate: Impl, case: Case) -> str:
-    """An update row beyond the bound, judged as `compare where` judges it: each step from the same
-    state, each side's Adam on its own gradients (compare/where.py: on_own_inputs). Where it finds
-    nothing beyond rounding, Adam amplified a rounding of the gradients (√v̂ near 0): the row is
-    rounding, and says so. A right port that rounds its gradients otherwise (weights stored
-    transposed) was "different" in check's table while where, printed under it, found nothing
-    beyond rounding (tenth hostile pass). "" otherwise: the row stays different."""
-    from compare.where import case_report
-
-    try:
-        report = case_report(reference, candidate, case)
-    except (programs.PortError, UserError):
-        return ""
-    if report.level == DIFFERENT:
-        return ""
-    return "; on each side's own inputs (as compare where judges it): Adam amplified the gradients' rounding"
+    return Result(case, verdict, expected, missing, error)
 
 
 def unreadable(a: dict, b: dict, reference: str) -> str:
@@ -181,6 +158,12 @@ def localize(candidate: Impl, case: Case, reference: Impl) -> list[str]:
     lines = report.notes + report.summary()
     if report.first is not None:
         lines.append(f"why: {report.first.why}")
+    if report.differs is None:  # the row stays different: where looks at other things, not at less
+        lines.append("note: where finds nothing beyond float32 rounding, and the row stays different: the row "
+                     "judges the two outputs against each other, where judges an update on each side's own "
+                     "gradients (Adam amplifies their rounding where v is near 0), walks train_step (the ten-update "
+                     "rows run train_steps) and lines up the loss of the tapped pass and of loss_fn; compare the "
+                     "row's entry in both by hand, or run `python -m compare` on the pair")
     return lines
 
 

@@ -22,6 +22,7 @@ from compare.verdict import BITWISE, ROUNDING, ulps_of_scale
 OPERATIONS = {
     "forward()": "the model's own forward(params, tokens)",
     "loss_fn()": "the model's own loss_fn (or batch_loss_fn), whose gradients are the gradient rows",
+    "train_step()": "the loss train_step returns (the trainers print it)",
     "embed": "wte[tokens] + wpe[positions]",
     "norm_in": "the RMSNorm of the embeddings",
     "norm_attn": "the RMSNorm before attention",
@@ -94,6 +95,10 @@ def why(row, a: dict, b: dict, rows, cfg: Config, start=None) -> str:
     earlier = before(row, rows)
     if getattr(row, "note", ""):
         return f"{row.tap}: {row.note}: the function that makes it returns something else than the other's"
+    if row.tap == "train_step()":
+        return (f"every earlier tap was {earlier}, and the loss train_step returns (the one the trainers print) is "
+                f"not{'' if row.level != ROUNDING else ' bitwise'}: train_step computes its loss its own way; "
+                f"{row.ulps:.3g} ulps of its scale")
     if row.tap == "loss_fn()":  # the tapped pass's loss may be right while the function trained on is not
         return (f"every earlier tap was {earlier}, and the loss of the implementation's own loss_fn (or "
                 f"batch_loss_fn) is not{'' if row.level != ROUNDING else ' bitwise'}: that function itself, outside "

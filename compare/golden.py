@@ -78,8 +78,8 @@ def write_golden(path: str, cfg: Config, *, steps: int = 3, seed: int = 0, jit: 
     batches = training_batches(docs, tok, cfg.block_size, steps, seed)
     start = programs.start(cfg, seed)
     out = where.outputs(ref, start, name_at(batches, 0), cfg, jit=jit)
-    for extra in ("step", "forward", "loss_fn"):  # Adam's count, forward()'s and loss_fn()'s own outputs,
-        del out[extra]  # which `where` checks too, are not a golden file's entries: its format is fixed
+    for extra in ("step", "forward", "loss_fn", "step_loss"):  # Adam's count, forward()'s, loss_fn()'s and
+        del out[extra]  # train_step()'s own outputs, which `where` checks too, are not a golden file's entries
     stepped, _ = jax.jit(lambda s, b: ref.train_steps(s, b, cfg))(ref.state_from_flat(*start, cfg), batches)
     out |= {f"steps/params/{k}": np.asarray(v) for k, v in ref.state_to_flat(stepped)[0].items()}
     out |= {f"inputs/{k}": np.asarray(v) for k, v in start[0].items()}

@@ -155,7 +155,8 @@ def entry_order(cfg: Config) -> list[tuple[str, str, str]]:
 
     taps, params = tap_names(cfg), list(param_shapes(cfg))
     order = [("forward", t, f"tap/{t}") for t in taps] + [("forward", "forward()", "forward")]
-    order += [("forward", "loss", "loss"), ("forward", "loss_fn()", "loss_fn")]
+    order += [("forward", "loss", "loss"), ("forward", "loss_fn()", "loss_fn"),
+              ("forward", "train_step()", "step_loss")]
     order += [("backward", t, f"tap_grad/{t}") for t in reversed(taps)]
     order += [("gradient", p, f"grad/{p}") for p in reversed(params)]
     order += [("update", f"{part}/{p}", f"{part}/{p}") for part in ("m", "v", "params") for p in params]
@@ -334,8 +335,8 @@ def tapped_step(impl: Impl, cfg: Config, jit: bool):
             lambda z, p: impl.tapped_loss(p, batch, cfg, z), has_aux=True)(zeros, params)
         loss_fn = impl.loss_fn if batch.inputs.ndim == 1 else impl.batch_loss_fn
         own_loss, grads = jax.value_and_grad(loss_fn)(params, batch, cfg)
-        stepped, _ = impl.train_step(state, batch, cfg)
-        return loss, own_loss, taps, tap_grads, grads, stepped
+        stepped, step_loss = impl.train_step(state, batch, cfg)
+        return loss, own_loss, step_loss, taps, tap_grads, grads, stepped
 
     return jax.jit(run) if jit else op_by_op(run)
 
@@ -370,12 +371,12 @@ def outputs(impl: Impl, start: tuple[dict, dict], batch, cfg: Config, *, jit: bo
     if place is not None:
         state, batch = place(state, batch)
     with port_calls(impl, "tapped_loss, loss_fn or train_step"):
-        loss, own_loss, taps, tap_grads, grads, stepped = tapped_step(impl, cfg, jit)(state, batch, zeros)
+        loss, own_loss, step_loss, taps, tap_grads, grads, stepped = tapped_step(impl, cfg, jit)(state, batch, zeros)
     with port_calls(impl, "forward"):  # the model's own function, beside the tapped pass's logits
         forward = forwarded(impl, cfg, jit)(state, batch.inputs)
     with port_calls(impl, "state_to_flat"):
         params, opt = impl.state_to_flat(stepped)
-    flat = {"loss": loss, "loss_fn": own_loss, "step": opt["step"], "forward": forward}
+    flat = {"loss": loss, "loss_fn": own_loss, "step_loss": step_loss, "step": opt["step"], "forward": forward}
     flat |= {f"tap/{t}": v for t, v in taps.items()} | {f"tap_grad/{t}": v for t, v in tap_grads.items()}
     flat |= {f"grad/{p}": v for p, v in impl.to_flat(grads).items()}
     flat |= {f"m/{p}": v for p, v in opt["m"].items()} | {f"v/{p}": v for p, v in opt["v"].items()}

@@ -308,6 +308,20 @@ def loss_summed():
     return dataclasses.replace(base, name="loss_summed", loss_fn=loss_fn)
 
 
+def step_loss_summed():
+    """A train_step returning the summed loss (the trainers print it) while its update is right: the
+    update rows were rounding or bitwise, and `check` took where's word for it (eleventh hostile pass)."""
+    import pure
+
+    base = pure.impl()
+
+    def train_step(state, batch, cfg):
+        state, loss = base.train_step(state, batch, cfg)
+        return state, loss * jnp.sum(batch.mask)  # the mistake
+
+    return dataclasses.replace(base, name="step_loss_summed", train_step=train_step)
+
+
 LOCALIZED = {
     "softmax_wrong_axis": (softmax_wrong_axis, "step", "l0.attn_weights (forward)", "the softmax"),
     "positions_off_by_one": (positions_off_by_one, "step", "embed (forward)", "wte[tokens] + wpe[positions]"),
@@ -323,6 +337,7 @@ LOCALIZED = {
     "sampler_norm_eps": (sampler_norm_eps, "sample", "logits (sampling, position 0 of name 0)",
                          "position 0 of name 0 is the first position"),
     "loss_summed": (loss_summed, "step", "loss_fn() (forward)", "outside the tapped pass"),
+    "step_loss_summed": (step_loss_summed, "step", "train_step() (forward)", "the loss train_step returns"),
 }
 
 

@@ -896,24 +896,15 @@ def test_an_empty_sampled_name_is_shown_as_one(tmp_path, monkeypatch):
     assert code == 1 and first.split()[3:] == ['""', "<-", "differs"], out
 
 
-def test_checks_update_rows_follow_wheres_judgement_on_each_sides_own_inputs(tmp_path, monkeypatch):
-    """An update row beyond the bound is judged as `compare where` judges it (each side's Adam on its own
-    gradients): a right port storing its weights transposed was "different" in check's table while
-    where, printed under it, found nothing beyond rounding (tenth hostile pass). The wiring, with
-    where's report stood in for: rounding there makes the row rounding, with a note; different there
-    (the planted Adam epsilon, as where finds it) keeps it different."""
-    import dataclasses
-
-    from compare import where
-    from compare.equivalence import Case
-    from compare.verdict import DIFFERENT, ROUNDING
-
-    (tmp_path / "eps_port.py").write_text("import planted\n\n\ndef impl():\n"
-                                          "    return planted.PLANTED['adam_eps'][0]()\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    case = Case("update", "n_embd24_3heads")
-    assert check.judge("eps_port", case).level == DIFFERENT  # where's own judgement: Adam itself
-    real = where.case_report
-    monkeypatch.setattr(where, "case_report", lambda a, b, c: dataclasses.replace(real(a, b, c), level=ROUNDING))
-    result = check.judge("eps_port", case)
-    assert result.level == ROUNDING and "on each side's own inputs" in result.describe(), result.describe()
+def test_a_row_that_where_finds_within_rounding_stays_different_and_says_why(tmp_path, monkeypatch):
+    """A port whose train_steps takes the schedule from the scan's own counter (eleventh hostile pass):
+    where walks train_step and finds nothing beyond rounding, and a re-judgement on where's terms
+    excused such rows, a weight decay and a summed loss too. The row stays different, and the line
+    under it says what where does not look at."""
+    name = port(tmp_path, monkeypatch, "import dataclasses\nimport pure\n\n\ndef impl():\n    base = pure.impl()\n"
+                                       "    return dataclasses.replace(base, train_steps=lambda s, b, cfg: "
+                                       "base.train_steps(s, b, dataclasses.replace(cfg, num_steps=1000)))\n")
+    code, out, err = call(check.main, name, "--shapes", "2layers", "--modes", "jit")
+    assert code == 1 and next(ln for ln in out.splitlines() if ln.startswith("updates  2layers")).split()[5] == \
+        "different", out
+    assert "note: where finds nothing beyond float32 rounding, and the row stays different" in out, out
