@@ -322,7 +322,18 @@ def run_lockstep(impl_name: str, cfg, batches, state, sides, *, log_every: int, 
     runners = []
     for side, s in zip(sides, states):
         with side.active():
-            runners.append(compiled(trajectory_steps(impl, moment, cfg), s, first, jit=side.jit))
+            try:
+                runners.append(compiled(trajectory_steps(impl, moment, cfg), s, first, jit=side.jit))
+            except TypeError as err:  # a state leaf train_step gives back in another dtype than it took
+                if "carry" not in str(err) or impl_name in ("pure", "flax_port", "nnx_port"):
+                    raise
+                from compare.programs import PortError
+
+                leaf = " ".join(str(err).split())
+                leaf = leaf[leaf.find("component") + 10:].split(", so the")[0][:160] if "component" in leaf else ""
+                raise PortError(impl_name, "train_step", TypeError(
+                    f"its state comes back in other types than {side.label} gave it ({leaf}): keep each "
+                    "leaf's dtype")) from None
 
     losses, difference, where, crossings = [[], []], [], [], []
     for start in range(0, cfg.num_steps, k):

@@ -180,6 +180,8 @@ def grid_line(grid: list[Case], tier: str) -> str:
     batches = f"batches of {BATCH} names; " if any(c.batch > 1 for c in grid) else ""
     which = ("the quick grid (every kind at the default shape and at one other, every shape; --full runs "
              "every kind at every shape)" if tier == "quick" else "the full grid")
+    if len(shapes) < len(equivalence.SHAPES):  # --shapes: it said "every shape" of a run at one (twelfth pass)
+        which = f"part of {which.split(' (')[0]}: the shapes --shapes names"
     modes = {c.mode for c in grid}
     how = "with jit and without" if len(modes) == 2 else "with jit only" if "jit" in modes else "without jit only"
     return (f"{len(grid)} checks, {which}: {', '.join(equivalence.KINDS)} at {len(shapes)} "
@@ -331,7 +333,8 @@ def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | N
             "modes": sorted({c.mode for c in grid}, key=list(equivalence.MODES).index),
             "devices_seen": device_count(),
             "checks": [{"case": str(r.case), **dataclasses.asdict(r.case), "level": r.level, "expected": r.expected,
-                        "missing": r.missing, "verdict": r.verdict.as_dict()} for r in results],
+                        "missing": r.missing, "error": r.error or None,  # a row that never compared has no
+                        "verdict": None if r.error or r.missing else r.verdict.as_dict()} for r in results],  # verdict
             "first_failure": {"case": str(failed[0].case), "where": where_lines} if failed else None,
             "processes": [dataclasses.asdict(r) for r in rows],
         }

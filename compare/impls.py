@@ -138,6 +138,8 @@ def guarded(label: str, function: str, fn):
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
+        given = args
+        args = tuple(own_copy(a) for a in args)  # a port that edits the dict it is handed edits its copy
         try:
             with port_code(label, function, during=True):
                 out = fn(*args, **kwargs)
@@ -156,6 +158,10 @@ def guarded(label: str, function: str, fn):
             raise PortError(label, function, TypeError(
                 f"it returned a {kind} (an async def, or a yield in its body): the Impl's functions are plain "
                 "functions that return their values (common/impl.py)"))
+        changed = [k for a, c in zip(given, args) for k in edited(a, c)]
+        if changed:  # the grid's shared start was edited in place, and the next implementation blamed
+            raise PortError(label, function, ValueError(
+                f"it changed the dict it was handed in place ({', '.join(changed[:3])}): work on a copy"))
         if function in FLAT:
             flat = (out[0] if isinstance(out, tuple) else None) if function == "state_to_flat" else out
             check_flat_names(label, function, flat)
@@ -201,6 +207,26 @@ def check_round_trip(label: str, state_to_flat, args, state) -> None:
             raise PortError(label, "state_from_flat", ValueError(
                 f"its state does not hold {name} as given{shown}: state_to_flat(state_from_flat(...)) must give "
                 "every bit back (common/impl.py)"))
+
+
+def own_copy(x):
+    """A dict's structure copied (its arrays shared): what a port's function is handed."""
+    return {k: own_copy(v) for k, v in x.items()} if type(x) is dict else x
+
+
+def edited(given, copy, path: str = "") -> list[str]:
+    """The keys of `copy` that no longer hold what `given` held (the same objects), at any depth."""
+    if type(given) is not dict:
+        return []
+    if type(copy) is not dict or set(copy) != set(given):
+        return [path or "its keys"]
+    found = []
+    for k, v in given.items():
+        if type(v) is dict:
+            found += edited(v, copy[k], f"{path}{k}/")
+        elif copy[k] is not v:
+            found.append(f"{path}{k}")
+    return found
 
 
 LOSSES = ("train_step", "train_steps", "loss_fn", "batch_loss_fn")  # a loss, or one loss per step

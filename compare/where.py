@@ -688,14 +688,14 @@ def main(argv) -> int:
     if not args.sample and sampling:
         raise UserError(f"{' and '.join(sampling)} {'belongs' if len(sampling) == 1 else 'belong'} to --sample: add "
                         "--sample, or drop " + ("it" if len(sampling) == 1 else "them"))
-    check_sampling_flags(args)
     names = [n.strip() for n in args.impls.split(",") if n.strip()]
     if len(set(names)) != 2 or len(names) != 2:  # as compare, check and the lesson refuse one named twice
         raise UserError(f"--impls {args.impls!r}: name exactly two different implementations, e.g. pure,flax_port")
     if not 1 <= args.steps <= 1000:
         raise UserError(f"--steps {args.steps}: walk between 1 and 1000 steps")
-    if not 1 <= args.num_samples <= 1000:
+    if not 1 <= args.num_samples <= 1000:  # where's own bound, before the trainers' (10,000) would say theirs
         raise UserError(f"--num-samples {args.num_samples}: sample between 1 and 1000 names")
+    check_sampling_flags(args)  # the temperature
     from compare.programs import PortError
 
     try:

@@ -242,3 +242,22 @@ def test_help_shows_only_the_flags_the_command_takes(capsys):
 def test_an_unknown_against_is_one_line_exit_2_through_the_command():
     r = run_module("compare", "--against", "foo")
     assert_user_error((r.returncode, r.stdout, r.stderr), "argument --against: invalid choice: 'foo'")
+
+
+def test_a_port_whose_state_comes_back_in_other_types_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    """--against float64 runs every float of a state in float64; a port's train_step that gives its
+    floats back as float32 ended in a 30-line TypeError from lax.scan (twelfth hostile pass): one line
+    naming the port and train_step, exit 1. (The twins keep each leaf's dtype: the tests above.)"""
+    from common.cli import run_cli
+
+    (tmp_path / "f32_port.py").write_text(
+        "import dataclasses\nimport jax\nimport jax.numpy as jnp\nimport pure\n\n\ndef impl():\n"
+        "    base = pure.impl()\n\n    def train_step(state, batch, cfg):\n"
+        "        state, loss = base.train_step(state, batch, cfg)\n"
+        "        return jax.tree.map(lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x,"
+        " state), loss\n    return dataclasses.replace(base, train_step=train_step)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = run_cli(against.main, ["--against", "float64", "--impl", "f32_port", "--steps", "3"])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "f32_port's train_step raised TypeError: its state comes back in other types than float64 gave it" in err

@@ -45,7 +45,7 @@ def test_compare_check_on_the_command_line(tmp_path, capsys, processes):
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.startswith(f"compare check {PORT} against pure: ")
-    assert "the quick grid" in out.splitlines()[0]
+    assert "part of the quick grid: the shapes --shapes names" in out.splitlines()[0]  # not "every shape"
     assert ("4-device checks skipped: JAX sees 1 device" in out) == (jax.device_count() < 4)
     verdict = [ln for ln in out.splitlines() if ln.startswith("verdict:")][0]
     payload = json.loads(out_json.read_text())

@@ -803,8 +803,12 @@ def test_a_port_giving_losses_of_another_shape_is_named(tmp_path, monkeypatch):
     the right ones (the parameters are the pure twin's) and `check` said bitwise equal (seventh
     hostile pass): each is a row naming the function and the shape asked for, exit 1."""
     name = port(tmp_path, monkeypatch, LOSSES_OF_A_ROW)
-    code, out, err = call(check.main, name, "--shapes", "default", "--modes", "jit")
+    code, out, err = call(check.main, name, "--shapes", "default", "--modes", "jit", "--json", str(tmp_path / "c.json"))
     assert code == 1 and "Traceback" not in out + err, out + err
+    # in --json, a row that never compared holds its error and no verdict (it said "bitwise equal", compared 0:
+    # twelfth hostile pass)
+    row = next(c for c in json.loads((tmp_path / "c.json").read_text())["checks"] if c["case"] == "updates-default-jit")
+    assert row["level"] == "different" and row["verdict"] is None and "its loss has shape (1, 10)" in row["error"], row
     assert f"{name}'s train_steps raised ValueError: its loss has shape (1, 10): return one loss per step, " \
            "shape (10,)" in out, out
     assert f"{name}'s train_step raised ValueError: its loss has shape (1,): return a scalar loss, shape ()" in out, out
@@ -908,3 +912,34 @@ def test_a_row_that_where_finds_within_rounding_stays_different_and_says_why(tmp
     assert code == 1 and next(ln for ln in out.splitlines() if ln.startswith("updates  2layers")).split()[5] == \
         "different", out
     assert "note: where finds nothing beyond float32 rounding, and the row stays different" in out, out
+
+
+MUTATES = """
+    import dataclasses
+
+    import pure
+
+
+    def impl():
+        base = pure.impl()
+
+        def state_from_flat(flat, opt, cfg):  # planted: the caller's dict edited in place, then undone on a copy
+            flat["lm_head"] = flat["lm_head"].T
+            mine = dict(flat, lm_head=flat["lm_head"].T)
+            return base.state_from_flat(mine, opt, cfg)
+        return dataclasses.replace(base, state_from_flat=state_from_flat)
+    """
+
+
+def test_a_port_editing_the_dict_it_is_handed_is_named_and_harms_no_one(tmp_path, monkeypatch):
+    """A state_from_flat that transposes the caller's lm_head in place: as the reference, pure was
+    blamed for the damaged start the grid shares, rows changing from run to run; as the candidate it
+    passed every row (twelfth hostile pass). The port works on its own copy, and is named."""
+    name = port(tmp_path, monkeypatch, MUTATES)
+    for argv in ([name], ["pure", "--against", name]):
+        code, out, err = call(check.main, *argv, "--shapes", "default", "--modes", "jit")  # a row, or a line
+        assert code == 1 and "pure's" not in out + err, out + err
+        assert f"{name}'s state_from_flat raised ValueError: it changed the dict it was handed in place (lm_head)" in \
+            out + err
+    code, out, err = call(check.main, "flax_port", "--shapes", "default", "--modes", "jit")  # the start unharmed
+    assert code == 0, out
