@@ -353,7 +353,8 @@ def main(argv) -> int:
         alone_line = alone.line(f"parameters of every {k}-step chunk run from the same state",
                                 cause=PROCESSES_CAUSE)
         print(f"  {names[0]} over {hosts.count(args)} processes ~ {names[0]} on 1 device: {alone_line}")
-    worst = max(pairs, key=lambda pr: (LEVELS.index(pair_level[pr]), names_only[pr], LEVELS.index(drift[pr].level)))
+    # a pair whose parameters differ before one whose sampled names alone do
+    worst = max(pairs, key=lambda pr: (LEVELS.index(pair_level[pr]), not names_only[pr], LEVELS.index(drift[pr].level)))
     level = pair_level[worst]
     code = 1 if level == DIFFERENT or (alone is not None and alone.level == DIFFERENT) else 0
     names_line = "sampled names identical" if same_names else "sampled names differ"

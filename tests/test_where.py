@@ -280,6 +280,7 @@ def test_a_case_of_check_is_reproduced_and_bad_cases_are_one_line(capsys):
     for argv, says in ((["--sample", "--steps", "5", "--batch-size", "4"], "no step: drop --steps, --batch-size"),
                        (["--num-samples", "3"], "--num-samples belongs to --sample"),
                        (["--temperature", "0.8"], "--temperature belongs to --sample"),
+                       (["--temp", "0.8"], "--temperature belongs to --sample"),  # abbreviated: got past it
                        (["--sample", "--temperature", "0"], "temperature=0.0: use a temperature from"),
                        # where's own bound, not the trainers' 10,000 (which it then refused: twelfth pass)
                        (["--sample", "--num-samples", "0"], "--num-samples 0: sample between 1 and 1000 names")):
