@@ -235,9 +235,17 @@ def reproduced_by(start, b: dict, cfg: Config, p: str) -> str:
     ON_OWN_INPUTS_ULPS: a sentence saying so, or that none does."""
     grads = {p: b[f"grad/{p}"]}
     keys = [k for k in (f"m/{p}", f"v/{p}", f"params/{p}") if k in b]
+    with np.errstate(all="ignore"):
+        unchanged = adam_step(start, grads, cfg)
+    itself = max(ulps_of_scale(unchanged[k], b[k])[0] for k in keys) if keys else float("inf")
+    if itself <= ON_OWN_INPUTS_ULPS:  # any variant near enough would "reproduce" it too: none is named
+        return (f"microgpt's Adam itself gives the other side's m, v and new {p} from its own gradient, within "
+                f"{itself:.3g} ulps")
     for variant in [*VARIANTS, *fitted(start, grads, b, cfg, p)]:
         with np.errstate(all="ignore"):
             made = adam_step(start, grads, cfg, variant)
+        if all(np.array_equal(made[k], unchanged[k]) for k in keys):
+            continue  # the same numbers as microgpt's Adam from this state (moments restarted at step 0): no cause
         if all(ulps_of_scale(made[k], b[k])[0] <= ON_OWN_INPUTS_ULPS for k in keys):
             return (f"the other side's m, v and new {p} are microgpt's Adam with {variant.says}, within "
                     f"{ON_OWN_INPUTS_ULPS:g} ulps")

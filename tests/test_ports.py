@@ -958,3 +958,21 @@ def test_a_port_editing_what_it_is_handed_harms_no_one(tmp_path, monkeypatch):
         assert code == 0 and "verdict: bitwise equal" in out, out + err
     code, out, err = call(check.main, "flax_port", "--shapes", "default", "--modes", "jit")  # the start unharmed
     assert code == 0, out
+
+
+def test_wheres_why_names_no_adam_variant_that_microgpts_adam_matches_as_well(tmp_path, monkeypatch, capsys):
+    """A weight decay of a few ulps a step (AdamW's p - lr*wd*p, wd 5e-5): the one-step row is within
+    rounding, and its why named "the moments not carried over", which at step 0 is microgpt's Adam
+    itself (twelfth hostile pass), or another variant near enough. Where microgpt's Adam reproduces
+    the other side within the bound, the why says so and names no variant."""
+    from common.cli import run_cli
+    from compare import where
+
+    name = port(tmp_path, monkeypatch, "import dataclasses\nimport pure\n\n\ndef impl():\n    base = pure.impl()\n\n"
+                                       "    def train_step(state, batch, cfg):\n"
+                                       "        (p, o), loss = base.train_step(state, batch, cfg)\n"
+                                       "        return ({k: v - 5e-7 * v for k, v in p.items()}, o), loss\n"
+                                       "    return dataclasses.replace(base, train_step=train_step)\n")
+    run_cli(where.main, ["--impls", f"pure,{name}"])
+    why = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("why: "))
+    assert "microgpt's Adam itself gives the other side's" in why and "carried over" not in why, why
