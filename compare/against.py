@@ -286,8 +286,21 @@ def causes_at(sides, before: tuple[dict, dict], after: tuple[dict, dict], moment
     """What can be seen at one step: ReLU units on their kink for that step's name (pre-activations
     from the parameters each run had before the step), and Adam entries with a near-zero second
     moment after it. Returns (report lines, the causes found in a few words)."""
-    pre = [preactivations(side, flat, batch.inputs, cfg) for side, flat in zip(sides, before)]
-    relu_lines, relu_found = relu_flips(pre[0], pre[1], np.asarray(batch.mask), sides)
+    inputs, masks = np.asarray(batch.inputs), np.asarray(batch.mask)
+    if inputs.ndim == 1:
+        pre = [preactivations(side, flat, inputs, cfg) for side, flat in zip(sides, before)]
+        relu_lines, relu_found = relu_flips(pre[0], pre[1], masks, sides)
+    else:  # B names a step (--batch-size): each name's units (one name's pass was given all B: twelfth pass)
+        relu_lines, relu_found, first = [], [], None
+        for i, (tokens, mask) in enumerate(zip(inputs, masks)):
+            pre = [preactivations(side, flat, tokens, cfg) for side, flat in zip(sides, before)]
+            lines, found = relu_flips(pre[0], pre[1], mask, sides)
+            first = first or lines
+            if found:
+                relu_lines += [ln.replace("ReLU: ", f"ReLU (name {i} of the step's {len(inputs)}): ", 1)
+                               for ln in lines]
+                relu_found += [f"{f} of name {i}" for f in found]
+        relu_lines = relu_lines or [ln.replace("ReLU: ", "ReLU (name 0 of the step's names): ", 1) for ln in first]
     adam_lines, adam_found = near_zero_moments(*moments, *after, where_name, where_index, sides)
     return relu_lines + adam_lines, relu_found + adam_found
 

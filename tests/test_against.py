@@ -261,3 +261,15 @@ def test_a_port_whose_state_comes_back_in_other_types_is_one_line_naming_it(tmp_
     err = capsys.readouterr().err
     assert code == 1 and len(err.strip().splitlines()) == 1, err
     assert "f32_port's train_step raised TypeError: its state comes back in other types than float64 gave it" in err
+
+
+def test_a_batch_of_names_a_step_is_analysed_name_by_name(capsys):
+    """--batch-size 2: the cause analysis at a crossing gave one name's pass both names' tokens and
+    ended in a broadcasting traceback (thirteenth hostile pass); each name's units are looked at."""
+    from common.cli import run_cli
+
+    code = run_cli(against.main, ["--against", "float64", "--seed", "3", "--steps", "200", "--batch-size", "2",
+                                  "--log-every", "200"])
+    out, err = capsys.readouterr()
+    assert code == 0 and err == "", err
+    assert "past 1e-06 of scale: first at step" in out and "ReLU (name " in out, out
