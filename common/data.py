@@ -12,7 +12,7 @@ import os
 import random
 import re
 import stat
-import time
+import threading
 import unicodedata
 import urllib.error
 import urllib.parse
@@ -175,15 +175,34 @@ DOWNLOAD_S = 120  # the whole download's limit: urlopen's timeout bounds each re
 
 def download(url: str) -> bytes:
     """At most one byte past makemore's size (a server sending without end was read until memory ran
-    out), within DOWNLOAD_S seconds in all."""
-    deadline = time.monotonic() + DOWNLOAD_S
+    out), within DOWNLOAD_S seconds in all, the connection and the headers included: a server that
+    answers its headers a line at a time held urlopen itself past any read's timeout (review of the
+    eighth hostile pass). The transfer runs in a thread the caller stops waiting for at the deadline."""
+    done, given_up = {}, threading.Event()
+
+    def fetch():
+        try:
+            done["raw"] = receive(url, given_up)
+        except BaseException as err:  # handed to the caller, which raises it as its own
+            done["error"] = err
+
+    worker = threading.Thread(target=fetch, name="makemore download", daemon=True)
+    worker.start()
+    worker.join(DOWNLOAD_S)
+    if worker.is_alive():
+        given_up.set()  # it stops at its next receive; a process that exits does not wait for it
+        raise UserError(f"download of makemore's names.txt from {url} took more than {DOWNLOAD_S} s: check "
+                        "the network or pass --data with a local copy")
+    if "error" in done:
+        raise done["error"]
+    return done["raw"]
+
+
+def receive(url: str, given_up: threading.Event) -> bytes:
     chunks, size = [], 0
     with urllib.request.urlopen(url, timeout=30) as resp:
         read = resp.read1 if hasattr(resp, "read1") else resp.read  # what one receive brings, not a full buffer
-        while size <= MAKEMORE_BYTES:
-            if time.monotonic() > deadline:
-                raise UserError(f"download of makemore's names.txt from {url} took more than {DOWNLOAD_S} s: check "
-                                "the network or pass --data with a local copy")
+        while size <= MAKEMORE_BYTES and not given_up.is_set():
             chunk = read(min(65536, MAKEMORE_BYTES + 1 - size))
             if not chunk:
                 break

@@ -139,6 +139,7 @@ def guarded(label: str, function: str, fn):
     @functools.wraps(fn)
     def call(*args, **kwargs):
         args = tuple(own_copy(a) for a in args)  # a port that edits a dict it is handed edits its own copy
+        kwargs = {k: own_copy(v) for k, v in kwargs.items()}
         try:
             with port_code(label, function, during=True):
                 out = fn(*args, **kwargs)
@@ -157,13 +158,15 @@ def guarded(label: str, function: str, fn):
             raise PortError(label, function, TypeError(
                 f"it returned a {kind} (an async def, or a yield in its body): the Impl's functions are plain "
                 "functions that return their values (common/impl.py)"))
+        if function.startswith("train_step") and type(out) is list and len(out) == 2:
+            out = tuple(out)  # [state, loss] is the same pair (a jitted step returns the list it builds)
         if function in FLAT:
             flat = (out[0] if isinstance(out, tuple) else None) if function == "state_to_flat" else out
             check_flat_names(label, function, flat)
         if function == "state_to_flat":
             check_adam_state(label, out)
         if function in LOSSES:
-            check_loss_shape(label, function, out, args)
+            check_loss_shape(label, function, out, args[1] if len(args) > 1 else kwargs.get("batches"))
         if function == "state_from_flat":
             check_round_trip(label, fields_of_state_to_flat[0], args, out)
         return out
@@ -223,7 +226,7 @@ def own_copy(x):
 LOSSES = ("train_step", "train_steps", "loss_fn", "batch_loss_fn")  # a loss, or one loss per step
 
 
-def check_loss_shape(label: str, function: str, out, args) -> None:
+def check_loss_shape(label: str, function: str, out, batches) -> None:
     """A loss is a scalar; train_steps' losses are one per step, (k,). Losses of shape (1, k) were read
     as k losses by the trainers' loop and passed every check (seventh hostile pass)."""
     import jax
@@ -234,7 +237,7 @@ def check_loss_shape(label: str, function: str, out, args) -> None:
     loss = out[1] if function.startswith("train_step") and isinstance(out, tuple) and len(out) == 2 else out
     if function.startswith("train_step") and loss is out:
         raise PortError(label, function, ValueError("it returned no (state, loss) pair (common/impl.py)"))
-    leaves = jax.tree.leaves(args[1]) if len(args) > 1 else []
+    leaves = jax.tree.leaves(batches)
     steps = np.shape(leaves[0])[:1] if function == "train_steps" and leaves else ()
     if np.shape(loss) != steps:
         want = f"one loss per step, shape {steps}" if function == "train_steps" else "a scalar loss, shape ()"

@@ -229,6 +229,31 @@ def test_a_download_that_trickles_ends_at_its_deadline(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+
+def test_a_download_whose_headers_never_end_ends_at_its_deadline(tmp_path, monkeypatch):
+    """A server answering its headers a line at a time holds urlopen itself, before any read the
+    deadline looked at (the sixth session's review): the deadline covers the connection too."""
+    import threading
+    import time
+
+    released = threading.Event()
+
+    def headers_forever(url, timeout):
+        released.wait(30)  # a server that never finishes its headers (set free at the end of the test)
+        raise OSError("released")
+
+    monkeypatch.setenv("MICROGPT_CACHE", str(tmp_path))
+    monkeypatch.setenv("MICROGPT_MAKEMORE_URL", "http://127.0.0.1:9/names.txt")
+    monkeypatch.setattr(data, "DOWNLOAD_S", 0.3)
+    monkeypatch.setattr(data.urllib.request, "urlopen", headers_forever)
+    start = time.monotonic()
+    try:
+        assert_user_error(cli("pure", "--data", "makemore"), "took more than 0.3 s")
+        assert time.monotonic() - start < 10
+    finally:
+        released.set()
+    assert list(tmp_path.iterdir()) == []
+
 def test_a_failed_download_is_one_line_exit_2(tmp_path):
     import os
 

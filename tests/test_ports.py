@@ -814,6 +814,24 @@ def test_a_port_giving_losses_of_another_shape_is_named(tmp_path, monkeypatch):
     assert f"{name}'s train_step raised ValueError: its loss has shape (1,): return a scalar loss, shape ()" in out, out
 
 
+
+def test_a_step_returning_a_list_is_its_pair_and_a_keyword_batches_is_read():
+    """[state, loss] is the same pair as (state, loss) (it was refused as "no (state, loss) pair"), and
+    train_steps called with batches= is held to one loss per step like a positional one (the shape
+    check read the second positional argument only): the guard, called as the commands call it."""
+    import numpy as np
+
+    from compare.impls import guarded
+    from compare.programs import PortError
+
+    step = guarded("myport", "train_step", lambda state, batch, cfg: [state, np.float32(1.0)])
+    assert step({"w": 1}, np.zeros(16, np.int32), None) == ({"w": 1}, np.float32(1.0))
+    steps = guarded("myport", "train_steps", lambda state, batches, cfg: (state, np.zeros((1, 10), np.float32)))
+    with pytest.raises(PortError, match=r"its loss has shape \(1, 10\): return one loss per step, shape \(10,\)"):
+        steps({"w": 1}, batches=np.zeros((10, 16), np.int32), cfg=None)
+    right = guarded("myport", "train_steps", lambda state, batches, cfg: (state, np.zeros(10, np.float32)))
+    assert right({"w": 1}, cfg=None, batches=np.zeros((10, 16), np.int32))[1].shape == (10,)
+
 OTHER_KEY_SAMPLER = """
     import dataclasses
 
