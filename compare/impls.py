@@ -213,7 +213,9 @@ def own_copy(x):
     port's function is handed. A port whose state_from_flat transposed the caller's lm_head in place
     damaged the start the grid shares, and the next implementation converted from it was blamed, rows
     changing from run to run (twelfth hostile pass); editing its own copy harms no one (and is common
-    JAX style inside a traced step)."""
+    JAX style inside a traced step). Its cost grows with the leaves, about 0.4 us each: 8 us for
+    microgpt's state of 27 leaves and 12 ms for 30,000 (measured 2026-12-07, a 2-core AMD EPYC,
+    Python 3.12), against a compiled step's 0.2 ms called alone."""
     if type(x) is dict:
         return {k: own_copy(v) for k, v in x.items()}
     if type(x) in (list, tuple):
