@@ -160,6 +160,8 @@ def guarded(label: str, function: str, fn):
                 "functions that return their values (common/impl.py)"))
         if function.startswith("train_step") and type(out) is list and len(out) == 2:
             out = tuple(out)  # [state, loss] is the same pair (a jitted step returns the list it builds)
+        if function in ("train_step", "train_steps") and isinstance(out, tuple) and len(out) == 2 and args:
+            check_same_state(label, function, args[0], out[0])
         if function in FLAT:
             flat = (out[0] if isinstance(out, tuple) else None) if function == "state_to_flat" else out
             check_flat_names(label, function, flat)
@@ -245,6 +247,40 @@ def check_loss_shape(label: str, function: str, out, batches) -> None:
         want = f"one loss per step, shape {steps}" if function == "train_steps" else "a scalar loss, shape ()"
         raise PortError(label, function, ValueError(f"its loss has shape {np.shape(loss)}: return {want} "
                                                     "(common/impl.py)"))
+
+
+def check_same_state(label: str, function: str, given, returned) -> None:
+    """train_step gives back the state it was handed, updated: the same structure, shapes and dtypes.
+    A step returning ((state, 0), loss), or Adam's step count as float32, was a traceback in the
+    lockstep scan of `python -m compare` and in bench, and `check` called the float32 count bitwise
+    equal (fourteenth hostile pass). Checked on the values or on their abstract shapes under jit."""
+    import jax
+
+    from compare.programs import PortError
+
+    def kind(x):
+        return f"{getattr(x, 'dtype', type(x).__name__)}{list(getattr(x, 'shape', ()))}"
+
+    was, now = jax.tree_util.tree_flatten_with_path(given), jax.tree_util.tree_flatten_with_path(returned)
+    if was[1] != now[1]:
+        raise PortError(label, function, ValueError(
+            f"it returned a state of another structure than it was handed: {outline(returned)} for "
+            f"{outline(given)}; return the state it is handed, updated (common/impl.py)"))
+    for (path, a), (_, b) in zip(was[0], now[0]):
+        if getattr(a, "dtype", None) != getattr(b, "dtype", None) or getattr(a, "shape", ()) != getattr(b, "shape", ()):
+            raise PortError(label, function, ValueError(
+                f"its state's {jax.tree_util.keystr(path) or 'value'} came back as {kind(b)}, handed in as {kind(a)}: "
+                "return the state in the dtypes and shapes it is handed (common/impl.py)"))
+
+
+def outline(tree, depth: int = 3) -> str:
+    """A state's shape in a few characters: ({9 entries}, {3 entries}) for microgpt's (params, opt)."""
+    if isinstance(tree, dict):
+        return f"{{{len(tree)} entries}}"
+    if isinstance(tree, (list, tuple)):
+        inner = ", ".join(outline(v, depth - 1) for v in tree[:4]) + (", ..." if len(tree) > 4 else "")
+        return f"({inner})" if isinstance(tree, tuple) else f"[{inner}]"
+    return getattr(getattr(tree, "dtype", None), "name", None) or type(tree).__name__
 
 
 def check_adam_state(label: str, out) -> None:

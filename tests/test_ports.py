@@ -304,6 +304,43 @@ def test_a_port_that_raises_or_exits_is_one_line_and_exit_1_in_every_command(act
     assert code == 1 and "verdict: different" in out and "Traceback" not in out + err, out + err
 
 
+
+OTHER_STATE = """
+import dataclasses
+
+import jax.numpy as jnp
+import pure
+
+
+def impl():
+    base = pure.impl()
+
+    def train_step(state, batch, cfg):
+        (params, opt), loss = base.train_step(state, batch, cfg)
+        {change}
+    return dataclasses.replace(base, train_step=train_step)
+"""
+
+
+@pytest.mark.parametrize("change, says", [
+    ("return ((params, opt), 0), loss", "it returned a state of another structure than it was handed: "
+                                        "(({9 entries}, {3 entries}), int) for ({9 entries}, {3 entries})"),
+    ("return (params, dict(opt, step=opt['step'].astype(jnp.float32))), loss",
+     "its state's [1]['step'] came back as float32[], handed in as int32[]"),
+], ids=["structure", "dtype"])
+def test_a_step_returning_another_state_is_one_line_in_every_command(change, says, tmp_path, monkeypatch):
+    """A train_step giving back its state in another structure, or Adam's step count as float32: a
+    traceback from the lockstep scan of `compare` and from bench, and `check` called the float32
+    count bitwise equal (fourteenth hostile pass). One line naming what came back, exit 1."""
+    name = port(tmp_path, monkeypatch, OTHER_STATE.format(change=change))
+    code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "2", "--num-samples", "1")
+    assert code == 1 and err.strip().startswith(f"compare: error: {name}'s train_step raised ValueError: {says}"), err
+    code, out, err = call(bench.main, "--impls", f"pure,{name}", "--steps", "2", "--repeats", "1", "--eager-steps", "1",
+                          "--scaling-steps", "2")
+    assert code == 1 and says in err.strip().splitlines()[-1] and "Traceback" not in err, err
+    code, out, err = call(check.main, name, "--shapes", "default", "--modes", "jit")
+    assert code == 1 and says in out and "verdict: different" in out and "Traceback" not in out + err, out + err
+
 def test_a_port_that_exits_when_imported_or_hands_over_other_names_is_named(tmp_path, monkeypatch):
     """sys.exit at import: one line, exit 2 (it ended `compare check` with 0 and no output). A to_flat
     with other names than the checkpoint's: named with what is missing (a KeyError traceback)."""
