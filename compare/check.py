@@ -158,7 +158,11 @@ def localize(candidate: Impl, case: Case, reference: Impl) -> list[str]:
     lines = report.notes + report.summary()
     if report.first is not None:
         lines.append(f"why: {report.first.why}")
-    if report.differs is None:  # the row stays different: where looks at other things, not at less
+    if report.differs is None and case.kind == "samples":
+        lines.append("note: where finds nothing beyond float32 rounding, and the row stays different: where draws "
+                     "with the row's key, names and prompt, compares each side's sample_tokens and its tapped_sample "
+                     "position by position; compare the row's names by hand, or run `python -m compare` on the pair")
+    elif report.differs is None:  # the row stays different: where looks at other things, not at less
         lines.append("note: where finds nothing beyond float32 rounding, and the row stays different: the row "
                      "judges the two outputs against each other, where judges an update on each side's own "
                      "gradients (Adam amplifies their rounding where v is near 0), walks train_step (the ten-update "
@@ -184,8 +188,20 @@ def grid_line(grid: list[Case], tier: str) -> str:
         which = f"part of {which.split(' (')[0]}: the shapes --shapes names"
     modes = {c.mode for c in grid}
     how = "with jit and without" if len(modes) == 2 else "with jit only" if "jit" in modes else "without jit only"
-    return (f"{len(grid)} checks, {which}: {', '.join(equivalence.KINDS)} at {len(shapes)} "
-            f"shape{'s' * (len(shapes) > 1)} ({', '.join(shapes)}), {how}; {batches}{dev}")
+    inits = init_shapes(grid)
+    own = f"; the candidate's own init_state at {len(inits)} shape{'s' * (len(inits) != 1)}" if inits else ""
+    return (f"{checks_of(grid)} checks, {which}: {', '.join(equivalence.KINDS)} at {len(shapes)} "
+            f"shape{'s' * (len(shapes) > 1)} ({', '.join(shapes)}), {how}; {batches}{dev}{own}")
+
+
+def init_shapes(grid: list[Case]) -> list[str]:
+    """The shapes of INIT_SHAPES the grid runs: where the candidate's own init_state is checked."""
+    return [s for s in INIT_SHAPES if s in {c.shape for c in grid}]
+
+
+def checks_of(grid: list[Case]) -> int:
+    """The rows check prints for a grid: its cases and the init_state rows (not the processes')."""
+    return len(grid) + len(init_shapes(grid))
 
 
 def compile_threads() -> int:
@@ -269,6 +285,54 @@ def process_rows(candidate: str, reference: str, processes: int) -> list[Process
                        alone["same_state_chunks"]["level"], describe_level(alone["same_state_chunks"]), again)]
 
 
+INIT_SHAPES = ("default", "2layers", "n_embd24_3heads")  # the layer loop, and another width and head count
+
+
+def init_rows(cand: Impl, candidate: str, reference: str, shapes) -> list[ProcessRow]:
+    """The candidate's own init_state, which the grid never calls (every check starts both from one
+    state drawn with NumPy, `python -m compare` from the first implementation's): Adam at step 0 with
+    zero moments, bit for bit, and weights of the checkpoint's layout, N(0, init_std) (their mean and
+    standard deviation, each weight's and all together). A port starting Adam at step 100 passed
+    every row while its trainer diverged (fourteenth hostile pass)."""
+    import jax
+    import numpy as np
+
+    from common.runner import init_state
+    from compare.where import pythonpath_prefix
+
+    rows = []
+    for shape in shapes:
+        cfg = equivalence.Group(shape).config()
+        label = f"{'init':<8} {shape:<16} {'jit':<7} own"
+        again = pythonpath_prefix(candidate, reference) + (
+            f"uv run python -m compare --impls {candidate},{reference} --steps 10"
+            + "".join(f" --{k.replace('_', '-')} {v}" for k, v in equivalence.SHAPES[shape].items()))
+        try:
+            state = init_state(cand, cfg, key=jax.random.PRNGKey(0))
+            faults = impls.fresh_state_faults(cand, state, cfg)
+        except programs.PortError as err:
+            rows.append(ProcessRow(label, DIFFERENT, f"error: {err}", again))
+            continue
+        if not faults:
+            flat = impls.own_copy(cand.state_to_flat(state)[0])
+            every = np.concatenate([np.ravel(np.asarray(w, np.float64)) for w in flat.values()])
+            std, mean = float(np.std(every)), float(np.mean(every))
+            # sampling error of the std: 0.0009 over microgpt's 4,192 weights, 0.0035 over a 16 x 16
+            # one; the bounds are 10 of them or more (a lecun-normal init is 0.25 at width 16)
+            if abs(std - cfg.init_std) > 0.01 or abs(mean) > 0.01:
+                faults.append(f"its weights have mean {mean:.3g} and std {std:.3g}, not N(0, {cfg.init_std:g})")
+            for name, w in flat.items():
+                if not 0.5 * cfg.init_std <= float(np.std(np.asarray(w))) <= 2 * cfg.init_std:
+                    faults.append(f"{name} has std {float(np.std(np.asarray(w))):.3g}, not {cfg.init_std:g}")
+                    break
+        if faults:
+            rows.append(ProcessRow(label, DIFFERENT, "; ".join(faults), again))
+        else:
+            rows.append(ProcessRow(label, BITWISE, f"Adam at step 0, zero moments; weights N(0, {cfg.init_std:g}): "
+                                                   f"mean {mean:.2g}, std {std:.3g}", again))
+    return rows
+
+
 def describe_level(verdict: dict) -> str:
     """A Verdict.as_dict() as the table's last column."""
     worst = verdict.get("first_over") or verdict.get("largest")
@@ -306,7 +370,8 @@ def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | N
         results = [show(judge(cand, case, ref, tier), candidate, reference) for case in grid]
     finally:  # on Ctrl-C or an error, start no further compile; the ones running end first
         pool.shutdown(wait=True, cancel_futures=True)
-    rows = process_rows(candidate, reference, processes) if processes > 1 else []
+    rows = init_rows(cand, candidate, reference, init_shapes(grid))
+    rows += process_rows(candidate, reference, processes) if processes > 1 else []
     for row in rows:
         print(f"{row.label:<40} {row.level:<26} {row.detail}")
         if row.level != BITWISE:
@@ -336,7 +401,8 @@ def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | N
                         "missing": r.missing, "error": r.error or None,  # a row that never compared has no
                         "verdict": None if r.error or r.missing else r.verdict.as_dict()} for r in results],  # verdict
             "first_failure": {"case": str(failed[0].case), "where": where_lines} if failed else None,
-            "processes": [dataclasses.asdict(r) for r in rows],
+            "init": [dataclasses.asdict(r) for r in rows if r.label.startswith("init")],
+            "processes": [dataclasses.asdict(r) for r in rows if not r.label.startswith("init")],
         }
         outputs.write_json(json_path, payload)  # marked as this program's, written atomically
         print(f"verdict written to {json_path}")

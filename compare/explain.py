@@ -229,26 +229,85 @@ VARIANTS = [
 ]
 
 
-def reproduced_by(start, b: dict, cfg: Config, p: str) -> str:
-    """Which change to microgpt's Adam reproduces side b's m, v and new weights of parameter `p` from
-    its own gradient and `start` (`VARIANTS`, then the fitted ones), each row within
-    ON_OWN_INPUTS_ULPS: a sentence saying so, or that none does."""
+def closest_variant(start, b: dict, cfg: Config, p: str, within: float,
+                    per_entry: bool = False) -> tuple[float, "Variant | None"]:
+    """How far side b's m, v and new weights of parameter `p` are from microgpt's Adam on its own
+    gradient and `start` (the worst of the three), and the first change to it (`VARIANTS`, then the
+    fitted ones) that reproduces all three within `within`, or None. In ulps of each row's scale, or
+    with `per_entry` in `rounding_budget`s."""
     grads = {p: b[f"grad/{p}"]}
     keys = [k for k in (f"m/{p}", f"v/{p}", f"params/{p}") if k in b]
+
+    def apart(made) -> float:
+        if per_entry:
+            return max(in_budgets(start, grads, cfg, made, b, k) for k in keys)
+        return max(ulps_of_scale(made[k], b[k])[0] for k in keys)
+
     with np.errstate(all="ignore"):
         unchanged = adam_step(start, grads, cfg)
-    itself = max(ulps_of_scale(unchanged[k], b[k])[0] for k in keys) if keys else float("inf")
+        itself = apart(unchanged) if keys else float("inf")
+        for variant in [*VARIANTS, *fitted(start, grads, b, cfg, p)]:
+            made = adam_step(start, grads, cfg, variant)
+            if all(np.array_equal(made[k], unchanged[k]) for k in keys):
+                continue  # the same numbers as microgpt's Adam from this state (moments restarted at step 0): no cause
+            if apart(made) <= within:
+                return itself, variant
+    return itself, None
+
+
+def in_budgets(start, grads: dict, cfg: Config, made: dict, b: dict, key: str) -> float:
+    """How far side b's row `key` is from `made` (a float64 step), at its worst entry, in that entry's
+    `rounding_budget`."""
+    off = np.abs(made[key] - np.asarray(b[key], np.float64)) / rounding_budget(start, grads, cfg, key)
+    return float(np.max(off, initial=0.0))
+
+
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def rounding_budget(start, grads: dict, cfg: Config, key: str):
+    """Per entry of row `key` (m/<p>, v/<p> or params/<p>), what float32 rounding of microgpt's Adam
+    step can move it: a float32 ulp of each term it adds and of the result, from the float64 step.
+    A right Adam lands within about one of it wherever its step is small or large against the
+    weight (the shared starts past step 0 hold steps larger than the weights, whose rounding is
+    many ulps of the weights' scale); a weight decay of 5e-5 is several at every weight near the
+    largest."""
+    part, _, p = key.partition("/")
+    params, opt = start
+    g = np.asarray(grads[p], np.float64)
+    m0, v0 = (np.asarray(opt[k][p], np.float64) for k in ("m", "v"))
+    made = adam_step(start, {p: grads[p]}, cfg)
+    ulp = lambda x: np.spacing(np.abs(x).astype(np.float32)).astype(np.float64)  # noqa: E731
+    if part == "m":
+        return ulp((1 - cfg.beta1) * g) + ulp(cfg.beta1 * m0) + ulp(made[key])
+    if part == "v":
+        return ulp((1 - cfg.beta2) * g * g) + ulp(cfg.beta2 * v0) + ulp(made[key])
+    w = np.asarray(params[p], np.float64)
+    step = int(np.asarray(opt["step"]))
+    t = step + 1
+    # the step's relative error: a few roundings, and the bias corrections 1 − beta**t, which cancel
+    # at small t (1 − 0.99 in float32 is 9.5e-7 off relatively): each an ulp of beta**t over it
+    relative = 4 * EPS32 + sum(float(np.spacing(np.float32(beta**t))) / (1 - beta**t) * share
+                               for beta, share in ((cfg.beta1, 1.0), (cfg.beta2, 0.5)))
+    # and m's own rounding carried through the step: where b1·m0 and (1 − b1)·g nearly cancel, m is
+    # small and its rounding large against it
+    m_off = ulp((1 - cfg.beta1) * g) + ulp(cfg.beta1 * m0) + ulp(made[f"m/{p}"])
+    lr = cfg.learning_rate * (1 - step / cfg.num_steps)
+    through = abs(lr) / (1 - cfg.beta1**t) * m_off / (np.sqrt(made[f"v/{p}"] / (1 - cfg.beta2**t)) + cfg.adam_eps)
+    return ulp(w) + ulp(made[key]) + relative * np.abs(made[key] - w) + through
+
+
+def reproduced_by(start, b: dict, cfg: Config, p: str) -> str:
+    """Which change to microgpt's Adam reproduces side b's m, v and new weights of parameter `p` from
+    its own gradient and `start` (`closest_variant`), each row within ON_OWN_INPUTS_ULPS: a sentence
+    saying so, or that none does."""
+    itself, variant = closest_variant(start, b, cfg, p, ON_OWN_INPUTS_ULPS)
     if itself <= ON_OWN_INPUTS_ULPS:  # any variant near enough would "reproduce" it too: none is named
         return (f"microgpt's Adam itself gives the other side's m, v and new {p} from its own gradient, within "
                 f"{itself:.3g} ulps")
-    for variant in [*VARIANTS, *fitted(start, grads, b, cfg, p)]:
-        with np.errstate(all="ignore"):
-            made = adam_step(start, grads, cfg, variant)
-        if all(np.array_equal(made[k], unchanged[k]) for k in keys):
-            continue  # the same numbers as microgpt's Adam from this state (moments restarted at step 0): no cause
-        if all(ulps_of_scale(made[k], b[k])[0] <= ON_OWN_INPUTS_ULPS for k in keys):
-            return (f"the other side's m, v and new {p} are microgpt's Adam with {variant.says}, within "
-                    f"{ON_OWN_INPUTS_ULPS:g} ulps")
+    if variant is not None:
+        return (f"the other side's m, v and new {p} are microgpt's Adam with {variant.says}, within "
+                f"{ON_OWN_INPUTS_ULPS:g} ulps")
     return ("no single change tried (the learning rate of another step, the moments, the bias correction, the "
             "betas, eps, weight decay, a gradient scale) reproduces the other side's")
 

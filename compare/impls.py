@@ -283,6 +283,43 @@ def outline(tree, depth: int = 3) -> str:
     return getattr(getattr(tree, "dtype", None), "name", None) or type(tree).__name__
 
 
+def fresh_state_faults(impl: Impl, state, cfg) -> list[str]:
+    """What in a state just made by `impl.init_state` is not a fresh start: Adam's step count must be 0
+    and its moments zeros, the weights of the checkpoint's names, shapes and dtype, finite. A port
+    starting Adam at step 100 was bitwise equal in `compare` and `check`, which start every
+    implementation from one converted state, while its own trainer diverged (fourteenth hostile pass)."""
+    import numpy as np
+
+    from common.checkpoint import param_shapes
+
+    flat, opt = impl.state_to_flat(state)
+    faults = []
+    step = np.asarray(opt["step"])
+    if step.shape != () or step != 0:
+        faults.append(f"Adam's step count is {step.tolist()}, not 0")
+    moved = [f"{part}/{k}" for part in ("m", "v") for k, x in opt[part].items() if np.any(np.asarray(x) != 0)]
+    if moved:
+        faults.append(f"Adam's moments are not zeros ({', '.join(moved[:3])}{' ...' if len(moved) > 3 else ''})")
+    for name, shape in param_shapes(cfg).items():
+        w = np.asarray(flat[name])
+        if w.shape != tuple(shape) or w.dtype != np.float32:
+            faults.append(f"{name} is {w.dtype}{list(w.shape)}, not float32{list(shape)}")
+        elif not np.all(np.isfinite(w)):
+            faults.append(f"{name} holds NaN or inf")
+    return faults
+
+
+def check_fresh(label: str, impl: Impl, state, cfg) -> None:
+    """`fresh_state_faults` as the PortError of init_state: one line, exit 1."""
+    from compare.programs import PortError
+
+    faults = fresh_state_faults(impl, state, cfg)
+    if faults:
+        err = PortError(label, "init_state", ValueError("no fresh start"))
+        err.args = (f"{label}'s init_state gives no fresh start: {'; '.join(faults)} (common/impl.py)",)
+        raise err
+
+
 def check_adam_state(label: str, out) -> None:
     """state_to_flat's second half: {"step", "m", "v"}, the moments in the flat names."""
     from compare.programs import PortError

@@ -211,6 +211,10 @@ def main(argv) -> int:
     pairs = impls_mod.pairs(range(len(impls)))
     init_key, sample_key = jax.random.split(jax.random.PRNGKey(args.seed))
     state0 = init_state(impls[0], cfg, key=init_key, jit=not args.no_jit)
+    for name, impl in zip(names, impls):  # each starts from the first's state, yet its trainer from its own
+        if impl is impls[0] or name not in impls_mod.NAMES:  # (the twins' own are tested: tests/test_models.py)
+            impls_mod.check_fresh(name, impl, state0 if impl is impls[0] else init_state(impl, cfg, key=init_key),
+                                  cfg)
     states = [state0] + [convert.state(state0, impls[0], impl, cfg) for impl in impls[1:]]
     mesh = data_mesh(args.devices)  # one device too: the same code path; the batch split along "data"
     states = [place_state(s, mesh) for s in states]

@@ -143,6 +143,25 @@ NEAR_ZERO_SECOND_MOMENT = 1e-3
 # 87). The value is ROUNDING_ULPS, so that "equal to float32 rounding" keeps one meaning.
 ON_OWN_INPUTS_ULPS = ROUNDING_ULPS
 
+# An update row within ROUNDING_ULPS of the other side is still a different computation where one
+# side's row is more than OWN_STEP_BUDGETS from pure/optim.py's step in float64 from its own gradient
+# and the shared start, entry by entry in what float32 rounding can move that entry
+# (compare/explain.py: rounding_budget), and a change to Adam (a weight decay, a gradient scale, ...)
+# gives that side's m, v and new weights within VARIANT_BUDGETS (compare/where.py: named_variant). A
+# weight decay of 5e-5 moves every weight 4 to 16 ulps of its scale a step: within rounding of the
+# other side after one step, so `where` called it rounding where `check`'s ten updates said
+# different (the sixth session). Measured 2026-12-07 (the 2-core AMD EPYC, Python 3.12.1, jax
+# 0.12.0.1; one-step updates at the default shape, 2 layers and n_embd 24 / 3 heads, seeds 0-2, from
+# step 0 and from step 3 with trained-size moments, 1 and 8 names, two steps each): pure, flax_port,
+# the Equinox port and a port whose RMSNorm divides (it rounds in the forward pass) at most 0.92 of a
+# budget; microgpt's Adam written as PyTorch writes it (tests/planted.py: lerp, the bias corrections
+# folded into the step) 0.94 under jit, 1.10 op by op, 1.19 under --xla_cpu_max_isa=SSE4_2 (pure 0.93
+# there; AVX2 as native). In ulps of the weights' scale the same right steps reached 7.4 (op by op
+# from step 3, where a few entries' steps are larger than the weights): why the budget is per entry.
+# Weight decay 5e-5: up to 7.8 budgets, the fitted weight decay within 0.67 to 1.07; 2e-5: up to 3.2.
+OWN_STEP_BUDGETS = 2.0
+VARIANT_BUDGETS = 1.5
+
 # ----------------------------------------------------------------------------- batches and devices
 # (compare/batch_checks.py.) Bounds in float32 ulps at each leaf's largest |value|: a gradient
 # entry near 0 that comes out of a cancellation has no meaningful relative error. pure and

@@ -189,6 +189,15 @@ def schedule_one_step_ahead():
     return with_model("schedule_one_step_ahead", change)
 
 
+
+def schedule_stops_decaying(at: int = 500):
+    """The learning rate held from step 500 on (a schedule whose length is hard-coded as 500 steps of
+    decay): every step of the schedule's first 500 is microgpt's."""
+    def change(model, optim):
+        optim.learning_rate = lambda step, cfg: cfg.learning_rate * (1 - jnp.minimum(step, at) / cfg.num_steps)
+
+    return with_model("schedule_stops_decaying", change)
+
 def clipping_left_on(max_norm: float = 0.1):
     """Gradients clipped to a global norm of 0.1 before Adam (a clipping step left in)."""
     def change(model, optim):
@@ -203,6 +212,42 @@ def clipping_left_on(max_norm: float = 0.1):
 
     return with_model("clipping_left_on", change)
 
+
+
+def weight_decay(wd: float = 5e-5):
+    """AdamW's decoupled weight decay p − lr·wd·p left in: 4 to 16 ulps of each weight's scale a step,
+    within rounding of microgpt's Adam after one step, beyond it after ten."""
+    def change(model, optim):
+        real = optim.adam_update
+
+        def adam_update(params, grads, opt_state, cfg):
+            new, state = real(params, grads, opt_state, cfg)
+            lr = optim.learning_rate(opt_state["step"], cfg)
+            return jax.tree.map(lambda n, p: n - lr * wd * p, new, params), state
+
+        optim.adam_update = adam_update
+
+    return with_model("weight_decay", change)
+
+
+def adam_as_pytorch_writes_it():
+    """microgpt's Adam in PyTorch's order of operations: m.lerp(g, 1 − b1), v·b2 + (1 − b2)·g², the bias
+    corrections folded into the step, lr / c1 · m / (√v / √c2 + eps). The same computation,
+    rounded another way: never different (the weight decay's failing twin)."""
+    def change(model, optim):
+        def adam_update(params, grads, opt_state, cfg):
+            b1, b2, eps = cfg.beta1, cfg.beta2, cfg.adam_eps
+            t = opt_state["step"] + 1
+            m = jax.tree.map(lambda g, m: m + (1 - b1) * (g - m), grads, opt_state["m"])
+            v = jax.tree.map(lambda g, v: v * b2 + (1 - b2) * (g * g), grads, opt_state["v"])
+            size = optim.learning_rate(opt_state["step"], cfg) / (1 - b1**t)
+            root = jnp.sqrt(1 - b2**t)
+            new = jax.tree.map(lambda p, m, v: p - size * (m / (jnp.sqrt(v) / root + eps)), params, m, v)
+            return new, {"step": t, "m": m, "v": v}
+
+        optim.adam_update = adam_update
+
+    return with_model("adam_as_pytorch_writes_it", change)
 
 def moments_not_carried():
     """Adam's moments restarted from zero at every step: step 1 is right, step 2 is not."""
@@ -250,6 +295,20 @@ def temperature_after_the_softmax():
     return dataclasses.replace(base, name="temperature_after_the_softmax", sample_tokens=sample_tokens,
                                tapped_sample=tapped_sample)
 
+
+
+def sampler_drops_the_prompt():
+    """A sample_tokens of the port's own that starts every name after BOS (prompt_len 1), the prefix
+    dropped, while its tapped_sample is pure's: where compared the tapped one only and said bitwise
+    equal on the row check called different (fourteenth hostile pass)."""
+    import pure
+
+    base = pure.impl()
+
+    def sample_tokens(params, prompt, prompt_len, cfg, *, key, num_samples, temperature):
+        return base.sample_tokens(params, prompt, 1, cfg, key=key, num_samples=num_samples, temperature=temperature)
+
+    return dataclasses.replace(base, name="sampler_drops_the_prompt", sample_tokens=sample_tokens)
 
 def rounds_and_wrong_eps():
     """A port that rounds differently in its forward pass (RMSNorm by a division, not rsqrt times) and

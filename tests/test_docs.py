@@ -220,10 +220,11 @@ def test_the_check_counts_in_porting_are_the_grids():
     """docs/porting.md's totals for `compare check` (the block shows a run on one device) are the
     grid's own counts (compare/equivalence.py), and an edited one is caught."""
     from compare import equivalence
+    from compare.check import checks_of
 
-    counted = {"quick": len(equivalence.grid("quick")), "full": len(equivalence.grid("full")),
-               "quick without devices": len(equivalence.grid("quick", devices=False)),
-               "full without devices": len(equivalence.grid("full", devices=False))}
+    counted = {"quick": checks_of(equivalence.grid("quick")), "full": checks_of(equivalence.grid("full")),
+               "quick without devices": checks_of(equivalence.grid("quick", devices=False)),
+               "full without devices": checks_of(equivalence.grid("full", devices=False))}
     counted |= dict.fromkeys(["the block's header", "the block's verdict", "the block's total"],
                              counted["quick without devices"])
     text = (ROOT / "docs" / "porting.md").read_text()
@@ -300,4 +301,4 @@ def test_the_grids_other_settings_in_porting_are_the_grids():
                 equivalence.OFF_DEFAULT_TEMPERATURE)
     text = (ROOT / "docs" / "porting.md").read_text()
     assert porting_settings(text) == expected
-    assert porting_settings(text.replace("a 40-step schedule", "a 41-step schedule")) != expected
+    assert porting_settings(text.replace("a 4000-step schedule", "a 4001-step schedule")) != expected

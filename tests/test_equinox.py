@@ -54,11 +54,11 @@ def test_compare_check_on_the_command_line(tmp_path, capsys, processes):
     assert payload["first_failure"] is None
     rows = payload["processes"]
     if processes == 1:
-        assert rows == [] and f"{len(payload['checks'])} checks" in verdict
+        assert rows == [] and f"{len(payload['checks']) + len(payload['init'])} checks" in verdict
         return
     assert [r["label"].split()[-1] for r in rows] == ["processes", "device"], rows
     assert rows[0]["level"] == "bitwise equal" and rows[1]["level"] in ("bitwise equal", "equal to float32 rounding")
-    assert f"{len(payload['checks']) + 2} checks" in verdict
+    assert f"{len(payload['checks']) + len(payload['init']) + 2} checks" in verdict
     # the command that reproduces a row, written as `localize:` is (it lacked `uv run`)
     assert rows[0]["command"].startswith("uv run python -m compare --impls examples.equinox_port,pure "), rows
 

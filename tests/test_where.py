@@ -9,7 +9,7 @@ import numpy as np
 import planted
 import pytest
 
-from compare import programs, where
+from compare import equivalence, programs, where
 from compare.verdict import BITWISE, DIFFERENT, ROUNDING
 
 OTHER = dict(n_embd=24, n_head=3, n_layer=2, block_size=8)  # the other shape: two layers, 3 heads of 8
@@ -110,6 +110,27 @@ def test_where_names_each_planted_difference(eager, plant):
     else:
         assert "a different computation" in report.first.why, report.first.why
 
+
+@pytest.mark.parametrize("start_step", [0, 3])
+def test_adam_rounded_another_way_is_rounding_and_a_weight_decay_is_not(eager, start_step):
+    """A weight decay of 5e-5 is 4 to 16 ulps of a weight's scale a step: within rounding of the other
+    side after one step, so `where` called it rounding while `check`'s ten updates called it
+    different (the sixth session). Each side's step against microgpt's Adam in float64 on its own
+    inputs tells it apart from the same Adam written as PyTorch writes it, which only rounds
+    (the failing twin); from step 0 and from step 3 with trained-size moments (op by op: the
+    programs the planted ports share)."""
+    cfg, start, batch, ref = eager
+    if start_step:
+        cfg = dataclasses.replace(cfg, **equivalence.OFF_DEFAULT)
+        start = programs.start(cfg, 0, start_step)
+        ref = where.outputs(impls()["pure"], start, batch, cfg, jit=False)
+    decayed = where.report(ref, where.outputs(planted.weight_decay(), start, batch, cfg, jit=False), cfg, start=start)
+    assert decayed.level == DIFFERENT and decayed.differs.phase == "update", "\n".join(decayed.lines(""))
+    assert "within rounding of each other after one step" in decayed.differs.why
+    assert "weight decay 5" in decayed.differs.why or "weight decay 4" in decayed.differs.why, decayed.differs.why
+    torch = where.report(ref, where.outputs(planted.adam_as_pytorch_writes_it(), start, batch, cfg, jit=False), cfg,
+                         start=start)
+    assert torch.level == ROUNDING and torch.differs is None and torch.exit_code == 0, "\n".join(torch.lines(""))
 
 @pytest.mark.parametrize("adam_eps", [1e-8, 1.1e-8])
 def test_an_update_adam_amplified_from_a_gradients_rounding_is_judged_on_its_own_inputs(default, adam_eps):
@@ -230,6 +251,18 @@ def test_where_names_what_a_port_gets_wrong_on_its_first_differs_line(mistake, t
         assert "equal to float32 rounding" in rounds and "(update" not in rounds, "\n".join(lines)
         assert any(f"({phase})" in rounds for phase in ("forward", "backward", "gradient")), "\n".join(lines)
 
+
+
+def test_a_sample_tokens_unlike_its_tapped_sample_is_where_the_samples_row_parts(tmp_path, monkeypatch):
+    """check's samples row runs sample_tokens; where ran tapped_sample only, and a port whose own
+    sampler dropped the prompt was "bitwise equal; every token the same" there (fourteenth hostile
+    pass). Each side's sample_tokens is a row too, and the why names whose."""
+    name = port_module(tmp_path, monkeypatch, "sampler_drops_the_prompt", "port_sampler_drops_the_prompt")
+    code, lines = where_says("--impls", f"pure,{name}", "--case", "samples-default-jit")
+    assert code == 1 and any(ln.startswith("first differs at: sample_tokens() (sampling): different")
+                             for ln in lines), "\n".join(lines)
+    why = next(ln for ln in lines if ln.startswith("why: "))
+    assert "the tapped samplers' tokens and taps were bitwise equal" in why and "b's sample_tokens itself" in why
 
 @pytest.mark.parametrize("how", [[], ["--steps", "3"], ["--sample"]], ids=["step", "steps", "sample"])
 def test_the_unchanged_twin_never_parts(how, tmp_path, monkeypatch):
