@@ -55,14 +55,15 @@ TEMPERATURE, OFF_DEFAULT_TEMPERATURE = 0.5, 0.8
 # Adam state a step starts from (a state_from_flat that dropped the step count passed, since every
 # check started at step 0 with zero moments). Every shape but the default has 3 characters more,
 # and its updates start from step OFF_DEFAULT_STEP with moments of a trained model's size; at
-# LATE_SHAPES, three quarters through the schedule, at LATE_STEP: a learning rate that stopped
-# decaying at step 500 of 1000 passed every row, which all ran in the schedule's first steps
-# (fourteenth hostile pass). The bias corrections are 1 there in float32; the other shapes' early
-# start and the default's step 0 are where they are checked.
+# LATE_SHAPES, at LATE_STEP, the schedule's last steps: a learning rate that stopped decaying at step
+# 500 of 1000 passed every row, which all ran in the schedule's first steps (fourteenth hostile
+# pass), and one with a floor at 10% of lr passed a start three quarters through (fifteenth). The
+# bias corrections are 1 there in float32; the other shapes' early start and the default's step 0
+# are where they are checked.
 ALPHABET = string.ascii_lowercase  # vocab 27: the census names' letters and BOS
 OFF_DEFAULT_ALPHABET = ALPHABET + "-'."  # vocab 30 (sorted first: "'", "-", ".", then a-z; BOS 29)
 OFF_DEFAULT_STEP = 3
-LATE_STEP, LATE_SHAPES = 2990, ("2layers",)  # the quick grid's ten updates run at 2 layers
+LATE_STEP, LATE_SHAPES = 3985, ("2layers",)  # the quick grid's ten updates run at 2 layers: 3985 to 3994
 MODES = ("jit", "no_jit")
 BATCH, DEVICES = 8, 4  # names a step in the batch checks; devices they are split over
 BATCH_KINDS = ("grads", "update", "updates")  # the kinds that take a batch of names

@@ -158,6 +158,8 @@ def guarded(label: str, function: str, fn):
             raise PortError(label, function, TypeError(
                 f"it returned a {kind} (an async def, or a yield in its body): the Impl's functions are plain "
                 "functions that return their values (common/impl.py)"))
+        if function in ("sample_tokens", "tapped_sample"):
+            check_sampled(label, function, out)
         if function.startswith("train_step") and type(out) is list and len(out) == 2:
             out = tuple(out)  # [state, loss] is the same pair (a jitted step returns the list it builds)
         if function in ("train_step", "train_steps") and isinstance(out, tuple) and len(out) == 2 and args:
@@ -247,6 +249,32 @@ def check_loss_shape(label: str, function: str, out, batches) -> None:
         want = f"one loss per step, shape {steps}" if function == "train_steps" else "a scalar loss, shape ()"
         raise PortError(label, function, ValueError(f"its loss has shape {np.shape(loss)}: return {want} "
                                                     "(common/impl.py)"))
+
+
+def check_sampled(label: str, function: str, out) -> None:
+    """sample_tokens gives the token ids, an integer array (num_samples, block_size); tapped_sample
+    gives them with a dict of its taps. A sample_tokens returning (tokens, taps), or a pair of token
+    arrays, and a tapped_sample returning tokens alone were tracebacks in compare, bench, check and
+    where (fifteenth hostile pass). On the values, or their abstract shapes under jit."""
+    from compare.programs import PortError
+
+    tokens = out
+    if function == "tapped_sample":
+        if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
+            got = (f"{out.dtype}{list(out.shape)} alone" if hasattr(out, "shape") and hasattr(out, "dtype") else
+                   f"a {type(out).__name__}" + (f" of {len(out)}" if isinstance(out, (tuple, list)) else ""))
+            raise PortError(label, function, ValueError(
+                f"it returned {got}: return (tokens, taps), the token ids and a dict of the sampling taps "
+                "(common/impl.py)"))
+        tokens = out[0]
+    dtype, shape = getattr(tokens, "dtype", None), getattr(tokens, "shape", None)
+    if isinstance(tokens, (tuple, list, dict)) or shape is None or len(shape) != 2 or \
+            getattr(dtype, "kind", "") not in "iu" or dtype is None:
+        got = (f"a {type(tokens).__name__}" + (f" of {len(tokens)}" if isinstance(tokens, (tuple, list, dict)) else "")
+               if shape is None or isinstance(tokens, (tuple, list, dict)) else f"{dtype}{list(shape)}")
+        raise PortError(label, function, ValueError(
+            f"its tokens are {got}: return the token ids, an integer array (num_samples, block_size) "
+            "(common/impl.py)"))
 
 
 def check_same_state(label: str, function: str, given, returned) -> None:

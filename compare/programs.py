@@ -41,8 +41,6 @@ PROMPT = "ka"  # what the sampled names start with
 
 def data(kind: str, group: Group, *, word: str = WORD, seed: int = 0):
     """One kind's input besides the state: tokens, a name, ten names, a batch, or a prompt and key."""
-    import jax
-
     from common.data import Batch, Tokenizer, encode_name, training_batches
     from common.runner import prompt_tokens
 
@@ -57,7 +55,19 @@ def data(kind: str, group: Group, *, word: str = WORD, seed: int = 0):
     if kind == "updates":
         return training_batches([word, *UPDATE_WORDS[1:]], tok, cfg.block_size, 10, seed)
     prompt, n = prompt_tokens(tok, PROMPT, cfg)
-    return prompt, n, jax.random.PRNGKey(seed)
+    return prompt, n, sample_key(seed)
+
+
+SAMPLE_SALT = 2026  # folded into the seed's key: no sampler draws with it by accident
+
+
+def sample_key(seed: int):
+    """The key the sampling checks draw with (the grid's and `where --sample`'s): the seed's key folded
+    with SAMPLE_SALT, so that a sampler that ignores its key and draws with PRNGKey(0), the seed's
+    own key, passes no row (it was bitwise equal in both tiers: fifteenth hostile pass)."""
+    import jax
+
+    return jax.random.fold_in(jax.random.PRNGKey(seed), SAMPLE_SALT)
 
 
 STARTS: dict = {}  # (config, seed) -> the flat initialisation
@@ -145,8 +155,8 @@ class Runner:
     """One implementation on the grid of a tier, started from the grid's initialisation: its
     programs and their outputs, each made once."""
 
-    def __init__(self, impl: Impl, tier: str = "quick"):
-        self.impl, self.tier = impl, tier
+    def __init__(self, impl: Impl, tier: str = "quick", only: frozenset | None = None):
+        self.impl, self.tier, self.only = impl, tier, only  # only: some kinds (`check --kinds`), smaller programs
         self.programs: dict = {}  # (Group, kinds) -> the compiled program (jit) or the bundle (no_jit)
         self.outputs: dict = {}  # Case -> its flat outputs on the grid's inputs
         self.started: dict = {}  # Group (jit) or Case (no_jit) -> a Future: its program compiled, or its outputs
@@ -154,7 +164,7 @@ class Runner:
         self.lock = threading.Lock()
 
     def kinds(self, group: Group) -> tuple[str, ...]:
-        return equivalence.kinds_of(group, self.tier)
+        return tuple(k for k in equivalence.kinds_of(group, self.tier) if self.only is None or k in self.only)
 
     def state(self, shape: str, seed: int = 0, scale: float = 1.0):
         try:
@@ -252,16 +262,18 @@ class Runner:
         return self.outputs[case]
 
 
-RUNNERS: dict = {}  # (impl, tier) -> its Runner
+RUNNERS: dict = {}  # (impl, tier, only) -> its Runner
 
 
-def runner(impl: Impl, tier: str = "quick") -> Runner:
+def runner(impl: Impl, tier: str = "quick", only: frozenset | None = None) -> Runner:
     """One Runner per implementation and tier in a process: the reference's own is shared by every
-    candidate, the twins' by every pair."""
+    candidate, the twins' by every pair. With `only`, a Runner of its own computing those kinds: its
+    programs hold fewer kinds, and their outputs are never mixed with the whole group's (XLA may round
+    a program of other kinds otherwise)."""
     with LOCK:
-        if (impl, tier) not in RUNNERS:
-            RUNNERS[impl, tier] = Runner(impl, tier)
-        return RUNNERS[impl, tier]
+        if (impl, tier, only) not in RUNNERS:
+            RUNNERS[impl, tier, only] = Runner(impl, tier, only)
+        return RUNNERS[impl, tier, only]
 
 
 @contextlib.contextmanager

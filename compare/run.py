@@ -72,6 +72,32 @@ def check_chunks(impls, befores, states, losses, chunk, start: int, cfg, jit: bo
         raise next(iter(failed.values()))
 
 
+def check_train_steps(impl, before, chunk, params: dict, cfg, jit: bool) -> None:
+    """A port's train_steps over the first chunk, from the state its train_step started the chunk from,
+    gives the weights its train_step reached one step at a time (`params`, flat, the chunk's last),
+    within float32 rounding: the lockstep run steps with train_step, the trainers with train_steps,
+    and a train_steps that dropped the chunk's last update was bitwise equal here (fifteenth hostile
+    pass; `check`'s ten-update rows run train_steps). The twins' are held to it by their tests."""
+    from common.errors import PortFailure
+    from common.runner import compile_steps
+    from compare.tolerances import ROUNDING_ULPS
+
+    state, _ = compile_steps(impl, before, chunk, cfg, jit)(before, chunk)
+    flat = impl.to_flat(impl.params_of(state))
+    worst = max((ulps_of_scale(np.asarray(params[n]), np.asarray(flat[n]))[0], n) for n in params)
+    if not worst[0] <= ROUNDING_ULPS:
+        raise PortFailure(f"{impl.name}'s train_steps over the first {len(jax_leaves(chunk)[0])} steps gives other "
+                          f"weights than its train_step one name at a time ({worst[0]:.3g} ulps of {worst[1]}'s "
+                          "scale): the trainers run train_steps, a lax.scan of train_step (common/impl.py); nothing "
+                          "was saved")
+
+
+def jax_leaves(tree) -> list:
+    import jax
+
+    return jax.tree.leaves(tree)
+
+
 def check_shapes(impl, flat: dict, cfg, k: int) -> None:
     """A chunk's parameters in the flat layout, each (k, *the checkpoint's shape): a port whose to_flat
     hands a matrix over transposed is named here (it was a broadcasting traceback further on)."""
@@ -269,6 +295,9 @@ def main(argv) -> int:
             losses[i].append(loss)
             flats.append(impl.to_flat(params))
             check_shapes(impl, flats[-1], cfg, k)
+            if start == 0 and names[i] not in impls_mod.NAMES:  # a port's own train_steps, once
+                check_train_steps(impl, befores[i], chunk, {n: v[-1] for n, v in flats[-1].items()}, cfg,
+                                  jit=not args.no_jit)
         for i, j in pairs:
             if drift[(i, j)].first is None and bitwise_equal(flats[i], flats[j]):
                 # parameters never apart so far, and every step of this chunk agreed: judged as run from one state

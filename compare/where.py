@@ -803,12 +803,11 @@ def run(args, names: list[str]):
     a, b = (impls_mod.resolve(n) for n in names)
     jit = not args.no_jit
     if args.sample:
-        import jax
-
         from common.runner import prompt_tokens
+        from compare import programs
 
         prompt, n = prompt_tokens(Tokenizer.from_names(docs), "", cfg)
-        result = sample_report(a, b, cfg, prompt=prompt, prompt_len=n, key=jax.random.PRNGKey(args.seed),
+        result = sample_report(a, b, cfg, prompt=prompt, prompt_len=n, key=programs.sample_key(args.seed),
                                num_samples=args.num_samples, jit=jit, seed=args.seed, temperature=args.temperature)
     elif args.steps > 1:
         batches = one_batch(cfg, batch_size=args.batch_size, seed=args.seed, data=args.data, steps=args.steps)

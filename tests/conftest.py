@@ -75,7 +75,7 @@ def pytest_configure(config):
 
     The compilation caches of the tests, chosen before pytest-xdist starts its workers (they
     inherit the variable): one for the pytest processes, in which a program one worker compiled the
-    other reads back, and one per test file for the commands its tests run in child processes.
+    other reads back, and one for the commands the tests run in child processes (commands_folder).
 
     They live in pytest's own cache folder (.pytest_cache/, in the checkout, ignored by git), so a
     second run reads back what the first compiled: on this machine the suite takes about 15 minutes
@@ -200,9 +200,7 @@ def private_cache():
     import jax
     import numpy as np
 
-    # until a test file's own folder (commands_cache): what session fixtures run, per worker
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    os.environ["MICROGPT_CACHE"] = str(Path(os.environ[SHARED]) / "commands" / f"session-{worker}")
+    os.environ["MICROGPT_CACHE"] = commands_folder()  # what session fixtures run, as the tests' commands
     # jax 0.10.2 (not 0.12) puts the cache folder's path into every key, through the GPU autotuning
     # cache it points XLA at (CPU has none): keys then changed with the folder a command set, and a
     # warm run missed (measured 2026-11-30, one program, two folders). Off, the key is the program's.
@@ -210,23 +208,33 @@ def private_cache():
     jax.config.update("jax_compilation_cache_dir", str(Path(os.environ[SHARED]) / "in-process"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    from common.compiles import guard_the_cache
+
+    guard_the_cache(os.environ[SHARED])  # the workers' entries written whole too, as the commands' are
     # JAX opens its cache at the first compile and keeps that folder: compile now, so that a command
     # run in-process (setup_jax, with MICROGPT_CACHE's folder) cannot move it.
     jax.jit(lambda x: x + 1)(np.float32(0))
     yield
 
 
+def commands_folder() -> str:
+    """MICROGPT_CACHE of every command the tests run in a child process: one folder for the whole run,
+    so that a program one test file's commands compiled (a trainer's short run, compare's) is read
+    back by the next file's rather than compiled again. Two commands may write one entry at once
+    (the two workers): common/compiles.py writes an entry whole or not at all (a temporary file,
+    then a rename), so a reader never meets half of one. It was a folder per test file, for that
+    reason, and the same programs compiled in each (measured 2026-12-07, this 2-core AMD EPYC,
+    Python 3.12.1, jax 0.12.0.1: docs/speed.md). A test that needs another folder sets its own."""
+    folder = Path(os.environ[SHARED]) / "commands" / "shared"
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def commands_cache(request):
-    """MICROGPT_CACHE for the commands this file's tests run in child processes: the file's own
-    folder. Within one run (the lock of pytest_configure), under --dist loadfile (addopts), a file
-    runs in one worker, and a test waits for its command, so no two processes write one folder at
-    once (JAX writes an entry in place: a reader could see half of it, and the command would print
-    JAX's warning). A test that needs another sets its own."""
-    folder = Path(os.environ[SHARED]) / "commands" / request.path.stem
-    folder.mkdir(parents=True, exist_ok=True)
+    """Each file's tests start with MICROGPT_CACHE at `commands_folder` (a test may have moved it)."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MICROGPT_CACHE", str(folder))
+        mp.setenv("MICROGPT_CACHE", commands_folder())
         yield
 
 

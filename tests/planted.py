@@ -198,6 +198,15 @@ def schedule_stops_decaying(at: int = 500):
 
     return with_model("schedule_stops_decaying", change)
 
+
+def schedule_with_a_floor(floor: float = 0.1):
+    """A learning rate that decays to 10% of lr and stays there (a common min_lr), not to 0: every
+    step before the schedule's last tenth is microgpt's."""
+    def change(model, optim):
+        optim.learning_rate = lambda step, cfg: cfg.learning_rate * jnp.maximum(1 - step / cfg.num_steps, floor)
+
+    return with_model("schedule_with_a_floor", change)
+
 def clipping_left_on(max_norm: float = 0.1):
     """Gradients clipped to a global norm of 0.1 before Adam (a clipping step left in)."""
     def change(model, optim):

@@ -200,8 +200,8 @@ def test_a_program_read_from_the_persistent_cache_counts_as_one_compile():
 
 def test_the_tests_compile_through_pytests_cache_folder(request):
     """What a second run reads back (docs/speed.md): the pytest processes' programs in
-    .pytest_cache/d/microgpt-compiles/cpu-<this CPU>/in-process, each test file's commands in
-    commands/<file>."""
+    .pytest_cache/d/microgpt-compiles/cpu-<this CPU>/in-process, the commands every test file runs in
+    commands/shared."""
     import os
     import secrets
     import tempfile
@@ -225,7 +225,7 @@ def test_the_tests_compile_through_pytests_cache_folder(request):
     before = probes()
     jax.jit(probe_of_the_tests_cache)(np.zeros(3, np.float32))
     assert len(probes() - before) == 1
-    assert os.environ["MICROGPT_CACHE"] == os.path.join(folder, "commands", "test_models")
+    assert os.environ["MICROGPT_CACHE"] == os.path.join(folder, "commands", "shared")
 
 
 def test_a_stopped_runs_entries_go_and_two_runs_never_share_a_folder(tmp_path):

@@ -8,6 +8,7 @@ import contextlib
 import io
 import itertools
 import json
+import re
 import sys
 import textwrap
 
@@ -185,6 +186,10 @@ def test_check_refuses_bad_flags_in_one_line():
     assert_user_error(call(check.main, "examples.equinox_port", "--modes", "eager"), "--modes 'eager'",
                       "choose among jit, no_jit")
     assert_user_error(call(check.main, "examples.equinox_port", "--modes", ","), "--modes ''")
+    assert_user_error(call(check.main, "examples.equinox_port", "--kinds", "samples,tokens"), "--kinds 'samples,tokens'",
+                      "choose among logits, grads, update, updates, samples, init")
+    assert_user_error(call(check.main, "examples.equinox_port", "--kinds", "init", "--shapes", "block8"),
+                      "--kinds init at these shapes and modes leaves no check")
     assert_user_error(call(check.main, "pure"), "name another implementation")
 
 
@@ -305,6 +310,29 @@ def test_a_port_that_raises_or_exits_is_one_line_and_exit_1_in_every_command(act
 
 
 
+
+def test_a_sampler_returning_other_than_its_tokens_is_one_line():
+    """sample_tokens returning (tokens, taps) or a pair of token arrays, tapped_sample returning the
+    tokens alone: tracebacks in compare, bench, check and where (fifteenth hostile pass). The guard
+    every port function runs in names what came back; right ones pass (the failing twins)."""
+    import numpy as np
+
+    from compare.impls import guarded
+    from compare.programs import PortError
+
+    tokens = np.zeros((2, 16), np.int32)
+    for function, out, says in [
+        ("sample_tokens", (tokens, {}), "its tokens are a tuple of 2: return the token ids, an integer array"),
+        ("sample_tokens", (tokens, tokens), "its tokens are a tuple of 2"),
+        ("sample_tokens", tokens.astype(np.float32), "its tokens are float32[2, 16]"),
+        ("tapped_sample", tokens, "it returned int32[2, 16] alone: return (tokens, taps)"),
+        ("tapped_sample", (tokens[0], {}), "its tokens are int32[16]"),
+    ]:
+        with pytest.raises(PortError, match=re.escape(f"myport's {function} raised ValueError: {says}")):
+            guarded("myport", function, lambda *a, **k: out)(None)
+    assert guarded("myport", "sample_tokens", lambda *a, **k: tokens)(None) is tokens
+    assert guarded("myport", "tapped_sample", lambda *a, **k: (tokens, {"logits": 0}))(None)[0] is tokens
+
 OTHER_STATE = """
 import dataclasses
 
@@ -338,9 +366,37 @@ def test_a_step_returning_another_state_is_one_line_in_every_command(change, say
     code, out, err = call(bench.main, "--impls", f"pure,{name}", "--steps", "2", "--repeats", "1", "--eager-steps", "1",
                           "--scaling-steps", "2")
     assert code == 1 and says in err.strip().splitlines()[-1] and "Traceback" not in err, err
-    code, out, err = call(check.main, name, "--shapes", "default", "--modes", "jit")
+    code, out, err = call(check.main, name, "--shapes", "default", "--modes", "jit", "--kinds", "update")
     assert code == 1 and says in out and "verdict: different" in out and "Traceback" not in out + err, out + err
 
+
+
+DROPS_THE_LAST_UPDATE = """
+import dataclasses
+
+import jax
+import pure
+from pure import train
+
+
+def impl():
+    def train_steps(state, batches, cfg):  # the last name's loss, but not its update
+        kept, losses = jax.lax.scan(lambda s, b: train.train_step(s, b, cfg), state,
+                                    jax.tree.map(lambda x: x[:-1], batches))
+        _, last = train.train_step(kept, jax.tree.map(lambda x: x[-1], batches), cfg)
+        return kept, jax.numpy.concatenate([losses, last[None]])
+    return dataclasses.replace(pure.impl(), train_steps=train_steps)
+"""
+
+
+def test_a_train_steps_unlike_its_train_step_is_the_ports_failure_in_the_side_by_side_run(tmp_path, monkeypatch):
+    """The lockstep run steps with train_step and the trainers with train_steps: a port whose
+    train_steps dropped each chunk's last update was bitwise equal there (fifteenth hostile pass).
+    Its train_steps over the first chunk is held to its train_step's weights, one line, exit 1."""
+    name = port(tmp_path, monkeypatch, DROPS_THE_LAST_UPDATE)
+    code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "20", "--num-samples", "1")
+    assert code == 1 and err.strip().startswith(f"compare: error: {name}'s train_steps over the first 10 steps "
+                                                "gives other weights than its train_step one name at a time"), err
 
 OWN_INIT = """
 import dataclasses
@@ -363,8 +419,12 @@ def impl():
 @pytest.mark.parametrize("change, says", [
     ("return params, dict(opt, step=jnp.full((), 100, jnp.int32))", "Adam's step count is 100, not 0"),
     ("return jax.tree.map(lambda w: w * 3, params), opt", "its weights have mean"),
+    ("keys = jax.random.split(key, len(params))\n        return {k: jax.random.uniform(kk, w.shape, minval=-0.1386, "
+     "maxval=0.1386) for (k, w), kk in zip(params.items(), keys)}, opt", "kurtosis 1.7"),
+    ("return {k: 0.08 * jax.random.normal(key, w.shape) for k, w in params.items()}, opt",
+     "begin with the same numbers: one key drew both"),
     ("return params, opt", None),
-], ids=["step_100", "std_0.24", "pure's"])
+], ids=["step_100", "std_0.24", "uniform", "one_key", "pure's"])
 def test_a_port_whose_own_init_is_no_fresh_start_is_different(change, says, tmp_path, monkeypatch):
     """Every check starts both sides from one state, and `python -m compare` from the first
     implementation's: a port whose init_state started Adam at step 100 was bitwise equal in both
@@ -372,7 +432,7 @@ def test_a_port_whose_own_init_is_no_fresh_start_is_different(change, says, tmp_
     init_state to step 0, zero moments and N(0, init_std) weights, and `compare` refuses to start
     from it; pure's own init, through a port, passes (the failing twin)."""
     name = port(tmp_path, monkeypatch, OWN_INIT.format(change=change))
-    code, out, err = call(check.main, name, "--shapes", "default", "--modes", "jit")
+    code, out, err = call(check.main, name, "--shapes", "default", "--kinds", "init")
     row = next(ln for ln in out.splitlines() if ln.startswith("init "))
     if says is None:
         assert code == 0 and "bitwise equal" in row and "Adam at step 0, zero moments" in row, out + err
@@ -882,7 +942,8 @@ def test_a_port_giving_losses_of_another_shape_is_named(tmp_path, monkeypatch):
     the right ones (the parameters are the pure twin's) and `check` said bitwise equal (seventh
     hostile pass): each is a row naming the function and the shape asked for, exit 1."""
     name = port(tmp_path, monkeypatch, LOSSES_OF_A_ROW)
-    code, out, err = call(check.main, name, "--shapes", "default", "--modes", "jit", "--json", str(tmp_path / "c.json"))
+    code, out, err = call(check.main, name, "--shapes", "default", "--modes", "jit", "--kinds", "update,updates",
+                          "--json", str(tmp_path / "c.json"))
     assert code == 1 and "Traceback" not in out + err, out + err
     # in --json, a row that never compared holds its error and no verdict (it said "bitwise equal", compared 0:
     # twelfth hostile pass)
@@ -963,6 +1024,9 @@ HARD_CODED = {  # a port that ignores a setting the user can change -> the quick
     # a sampler with BOS hard-coded as 26 (the vocabulary is the user's --data: tenth pass)
     "vocabulary": ("sample_tokens=lambda p, t, n, cfg, **k: base.sample_tokens(p, t, n, dataclasses.replace(cfg, "
                    "vocab_size=27), **k)", "block32", "samples  block32"),
+    # a sampler that ignores its key and draws with PRNGKey(0), the grid's seed (fifteenth pass)
+    "key": ("sample_tokens=lambda p, t, n, cfg, *, key, **k: base.sample_tokens(p, t, n, cfg, "
+            "key=__import__('jax').random.PRNGKey(0), **k)", "default", "samples  default"),
     # a state_from_flat that drops Adam's step count (every check started at step 0: tenth pass)
     "adam step": ("state_from_flat=lambda flat, opt, cfg: base.state_from_flat(flat, {**opt, 'step': 0 * opt['step']}, "
                   "cfg)", "n_embd24_3heads", "update   n_embd24_3heads"),
@@ -980,20 +1044,22 @@ def test_a_port_hard_coding_a_setting_is_different_at_a_quick_row(setting, tmp_p
     change, shape, row = HARD_CODED[setting]
     name = port(tmp_path, monkeypatch, f"import dataclasses\nimport pure\n\n\ndef impl():\n    base = pure.impl()\n"
                                        f"    return dataclasses.replace(base, {change})\n")
-    code, out, err = call(check.main, name, "--shapes", shape, "--modes", "jit")
+    # the row's kind alone (--kinds): its program holds that kind only, a fraction of the group's compile
+    code, out, err = call(check.main, name, "--shapes", shape, "--modes", "jit", "--kinds", row.split()[0])
     assert code == 1 and "Traceback" not in out + err, out + err
     line = next(ln for ln in out.splitlines() if ln.startswith(row))
     assert " different " in line, out
 
 
 
-def test_a_schedule_that_stops_decaying_halfway_is_different_at_a_quick_row(tmp_path, monkeypatch):
+@pytest.mark.parametrize("builder", ["schedule_stops_decaying()", "schedule_with_a_floor()"])
+def test_a_schedule_that_goes_wrong_late_is_different_at_a_quick_row(builder, tmp_path, monkeypatch):
     """A learning rate held from step 500 on passed every row of both tiers, which all ran in the
-    schedule's first steps (fourteenth hostile pass): the ten updates at 2 layers start three
-    quarters through a 4000-step schedule (compare/equivalence.py: LATE_STEP)."""
-    name = port(tmp_path, monkeypatch, "import planted\n\n\ndef impl():\n"
-                                       "    return planted.schedule_stops_decaying()\n")
-    code, out, err = call(check.main, name, "--shapes", "2layers", "--modes", "jit")
+    schedule's first steps (fourteenth hostile pass), and one with a floor at 10% of lr passed a
+    start three quarters through (fifteenth): the ten updates at 2 layers run the last steps of a
+    4000-step schedule (compare/equivalence.py: LATE_STEP)."""
+    name = port(tmp_path, monkeypatch, f"import planted\n\n\ndef impl():\n    return planted.{builder}\n")
+    code, out, err = call(check.main, name, "--shapes", "2layers", "--modes", "jit", "--kinds", "updates")
     assert code == 1 and " different " in next(ln for ln in out.splitlines() if ln.startswith("updates  2layers")), out
 
 def test_an_empty_sampled_name_is_shown_as_one(tmp_path, monkeypatch):
