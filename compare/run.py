@@ -14,10 +14,11 @@ import numpy as np
 from common import checkpoint, hosts, outputs
 from common.cli import plural, prepare_run, setup_jax, train_parser
 from common.devices import data_mesh, place_batches, place_state
-from common.runner import check_chunk, chunk_size, compiled, init_state, sample_names, stack_slice
+from common.runner import check_chunk, chunk_size, compile_steps, compiled, init_state, sample_names, stack_slice
 from compare import impls as impls_mod
 from compare.tolerances import PROCESSES_CAUSE, PROCESSES_ULPS
 from compare.verdict import BITWISE, DIFFERENT, ROUNDING, Verdict, ulps_of_scale
+from compare.where import port_calls
 
 LEVELS = [BITWISE, ROUNDING, DIFFERENT]
 
@@ -72,24 +73,25 @@ def check_chunks(impls, befores, states, losses, chunk, start: int, cfg, jit: bo
         raise next(iter(failed.values()))
 
 
-def check_train_steps(impl, before, chunk, params: dict, cfg, jit: bool) -> None:
-    """A port's train_steps over the first chunk, from the state its train_step started the chunk from,
-    gives the weights its train_step reached one step at a time (`params`, flat, the chunk's last),
-    within float32 rounding: the lockstep run steps with train_step, the trainers with train_steps,
-    and a train_steps that dropped the chunk's last update was bitwise equal here (fifteenth hostile
-    pass; `check`'s ten-update rows run train_steps). The twins' are held to it by their tests."""
+def check_train_steps(impl, steps, before, chunk, params: dict, start: int) -> None:
+    """A port's train_steps over a chunk (`steps`, compiled once), from the state its train_step started
+    the chunk from, gives the weights its train_step reached one step at a time (`params`, flat, the
+    chunk's last), within float32 rounding: the lockstep run steps with train_step, the trainers with
+    train_steps, and a train_steps that dropped each chunk's last update, or restarted Adam's step
+    count at every call, was bitwise equal here (fifteenth and sixteenth hostile passes; `check`'s
+    ten-update rows run train_steps). Every chunk: a chunk costs microseconds, the program is
+    compiled once. The twins' are held to it by their tests."""
     from common.errors import PortFailure
-    from common.runner import compile_steps
     from compare.tolerances import ROUNDING_ULPS
 
-    state, _ = compile_steps(impl, before, chunk, cfg, jit)(before, chunk)
+    state, _ = steps(before, chunk)
     flat = impl.to_flat(impl.params_of(state))
     worst = max((ulps_of_scale(np.asarray(params[n]), np.asarray(flat[n]))[0], n) for n in params)
     if not worst[0] <= ROUNDING_ULPS:
-        raise PortFailure(f"{impl.name}'s train_steps over the first {len(jax_leaves(chunk)[0])} steps gives other "
-                          f"weights than its train_step one name at a time ({worst[0]:.3g} ulps of {worst[1]}'s "
-                          "scale): the trainers run train_steps, a lax.scan of train_step (common/impl.py); nothing "
-                          "was saved")
+        k = len(jax_leaves(chunk)[0])
+        raise PortFailure(f"{impl.name}'s train_steps over steps {start + 1} to {start + k} gives other weights than "
+                          f"its train_step one step at a time ({worst[0]:.3g} ulps of {worst[1]}'s scale): the "
+                          "trainers run train_steps, a lax.scan of train_step (common/impl.py); nothing was saved")
 
 
 def jax_leaves(tree) -> list:
@@ -236,11 +238,13 @@ def main(argv) -> int:
     impls = [impls_mod.get(n) for n in names]
     pairs = impls_mod.pairs(range(len(impls)))
     init_key, sample_key = jax.random.split(jax.random.PRNGKey(args.seed))
-    state0 = init_state(impls[0], cfg, key=init_key, jit=not args.no_jit)
+    with port_calls(impls[0], "init_state"):  # (jit's check of what it returns is outside the port's guard)
+        state0 = init_state(impls[0], cfg, key=init_key, jit=not args.no_jit)
     for name, impl in zip(names, impls):  # each starts from the first's state, yet its trainer from its own
         if impl is impls[0] or name not in impls_mod.NAMES:  # (the twins' own are tested: tests/test_models.py)
-            impls_mod.check_fresh(name, impl, state0 if impl is impls[0] else init_state(impl, cfg, key=init_key),
-                                  cfg)
+            with port_calls(impl, "init_state"):
+                own = state0 if impl is impls[0] else init_state(impl, cfg, key=init_key)
+            impls_mod.check_fresh(name, impl, own, cfg)
     states = [state0] + [convert.state(state0, impls[0], impl, cfg) for impl in impls[1:]]
     mesh = data_mesh(args.devices)  # one device too: the same code path; the batch split along "data"
     states = [place_state(s, mesh) for s in states]
@@ -282,6 +286,7 @@ def main(argv) -> int:
     divergence = []
     progress = Progress(cfg.num_steps)
     t0 = time.perf_counter()
+    own_steps = {}  # a port's train_steps, compiled for the chunk at its first
     for start in range(0, cfg.num_steps, k):
         chunk = place_batches(stack_slice(batches, start, start + k), mesh)
         flats = []
@@ -295,9 +300,11 @@ def main(argv) -> int:
             losses[i].append(loss)
             flats.append(impl.to_flat(params))
             check_shapes(impl, flats[-1], cfg, k)
-            if start == 0 and names[i] not in impls_mod.NAMES:  # a port's own train_steps, once
-                check_train_steps(impl, befores[i], chunk, {n: v[-1] for n, v in flats[-1].items()}, cfg,
-                                  jit=not args.no_jit)
+            if names[i] not in impls_mod.NAMES:  # a port's own train_steps, as the trainers run it
+                if i not in own_steps:
+                    own_steps[i] = compile_steps(impl, befores[i], chunk, cfg, not args.no_jit)
+                check_train_steps(impl, own_steps[i], befores[i], chunk, {n: v[-1] for n, v in flats[-1].items()},
+                                  start)
         for i, j in pairs:
             if drift[(i, j)].first is None and bitwise_equal(flats[i], flats[j]):
                 # parameters never apart so far, and every step of this chunk agreed: judged as run from one state

@@ -186,8 +186,8 @@ def test_check_refuses_bad_flags_in_one_line():
     assert_user_error(call(check.main, "examples.equinox_port", "--modes", "eager"), "--modes 'eager'",
                       "choose among jit, no_jit")
     assert_user_error(call(check.main, "examples.equinox_port", "--modes", ","), "--modes ''")
-    assert_user_error(call(check.main, "examples.equinox_port", "--kinds", "samples,tokens"), "--kinds 'samples,tokens'",
-                      "choose among logits, grads, update, updates, samples, init")
+    assert_user_error(call(check.main, "examples.equinox_port", "--kinds", "samples,tokens"),
+                      "--kinds 'samples,tokens'", "choose among logits, grads, update, updates, samples, init")
     assert_user_error(call(check.main, "examples.equinox_port", "--kinds", "init", "--shapes", "block8"),
                       "--kinds init at these shapes and modes leaves no check")
     assert_user_error(call(check.main, "pure"), "name another implementation")
@@ -389,14 +389,45 @@ def impl():
 """
 
 
-def test_a_train_steps_unlike_its_train_step_is_the_ports_failure_in_the_side_by_side_run(tmp_path, monkeypatch):
+RESTARTS_THE_STEP_COUNT = """
+import dataclasses
+
+import pure
+from pure import train
+
+
+def impl():
+    def train_steps(state, batches, cfg):  # Adam's step count from 0 at every call, put back after
+        params, opt = state
+        (params, stepped), losses = train.train_steps((params, dict(opt, step=0 * opt["step"])), batches, cfg)
+        return (params, dict(stepped, step=stepped["step"] + opt["step"])), losses
+    return dataclasses.replace(pure.impl(), train_steps=train_steps)
+"""
+
+
+@pytest.mark.parametrize("body, steps", [(DROPS_THE_LAST_UPDATE, "1 to 10"), (RESTARTS_THE_STEP_COUNT, "11 to 20")],
+                         ids=["drops_the_last_update", "restarts_the_step_count"])
+def test_a_train_steps_unlike_its_train_step_is_the_ports_failure_in_the_side_by_side_run(body, steps, tmp_path,
+                                                                                         monkeypatch):
     """The lockstep run steps with train_step and the trainers with train_steps: a port whose
-    train_steps dropped each chunk's last update was bitwise equal there (fifteenth hostile pass).
-    Its train_steps over the first chunk is held to its train_step's weights, one line, exit 1."""
-    name = port(tmp_path, monkeypatch, DROPS_THE_LAST_UPDATE)
+    train_steps dropped each chunk's last update (fifteenth hostile pass), or restarted Adam's step
+    count at each call (sixteenth: right from step 0, so the first chunk alone did not see it), was
+    bitwise equal there. Its train_steps over every chunk is held to its train_step's weights."""
+    name = port(tmp_path, monkeypatch, body)
     code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "20", "--num-samples", "1")
-    assert code == 1 and err.strip().startswith(f"compare: error: {name}'s train_steps over the first 10 steps "
-                                                "gives other weights than its train_step one name at a time"), err
+    assert code == 1 and err.strip().startswith(f"compare: error: {name}'s train_steps over steps {steps} gives other "
+                                                "weights than its train_step one step at a time"), err
+
+
+def test_an_init_state_returning_no_jax_type_is_one_line(tmp_path, monkeypatch):
+    """jit's own check of what init_state returns runs outside the port's guard: a string was a
+    traceback in check's init row and in compare (sixteenth hostile pass)."""
+    name = port(tmp_path, monkeypatch, "import dataclasses\nimport pure\n\n\ndef impl():\n    return dataclasses."
+                                       "replace(pure.impl(), init_state=lambda cfg, *, key: 'state')\n")
+    code, out, err = call(check.main, name, "--shapes", "default", "--kinds", "init")
+    assert code == 1 and f"error: {name}'s init_state raised TypeError" in out and "Traceback" not in out + err, out
+    code, out, err = call(run.main, "--impls", f"{name},pure", "--steps", "2", "--num-samples", "1")
+    assert code == 1 and err.strip().startswith(f"compare: error: {name}'s init_state raised TypeError"), err
 
 OWN_INIT = """
 import dataclasses
