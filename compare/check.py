@@ -194,7 +194,8 @@ def grid_line(grid: list[Case], tier: str, inits: list[str] | None = None, kinds
     how = "with jit and without" if len(modes) == 2 else "with jit only" if "jit" in modes else "without jit only"
     own = f"; the candidate's own init_state at {len(inits)} shape{'s' * (len(inits) != 1)}" if inits else ""
     shown = [k for k in equivalence.KINDS if any(c.kind == k for c in grid)]
-    return (f"{checks_of(grid, inits)} checks, {which}: {', '.join(shown) or 'no kind of the grid'} at {len(shapes)} "
+    n = checks_of(grid, inits)
+    return (f"{n} check{'s' * (n != 1)}, {which}: {', '.join(shown) or 'no kind of the grid'} at {len(shapes)} "
             f"shape{'s' * (len(shapes) > 1)} ({', '.join(shapes)}), {how if grid else 'under jit'}; "
             f"{batches}{dev}{own}")
 
@@ -323,8 +324,8 @@ def init_rows(cand: Impl, candidate: str, reference: str, shapes) -> list[Proces
         cfg = equivalence.Group(shape).config()
         label = f"{'init':<8} {shape:<16} {'jit':<7} own"
         again = pythonpath_prefix(candidate, reference) + (
-            f"uv run python -m compare --impls {candidate},{reference} --steps 10"
-            + "".join(f" --{k.replace('_', '-')} {v}" for k, v in equivalence.SHAPES[shape].items()))
+            f"uv run python -m compare check {candidate}{'' if reference == 'pure' else f' --against {reference}'} "
+            f"--kinds init --shapes {shape}")
         try:
             with port_calls(cand, "init_state"):  # jit's check of what it returns is outside the port's guard
                 state = init_state(cand, cfg, key=jax.random.PRNGKey(0))
@@ -433,7 +434,8 @@ def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | N
         for line in where_lines:
             print(line)
     summary = ", ".join(f"{n} {lv}" for lv, n in counts.items() if n)
-    print(f"verdict: {level}: {summary} of {len(results) + len(rows)} checks ({time.perf_counter() - t0:.0f} s)")
+    total = len(results) + len(rows)
+    print(f"verdict: {level}: {summary} of {total} check{'s' * (total != 1)} ({time.perf_counter() - t0:.0f} s)")
     code = 1 if failed or any(r.level == DIFFERENT for r in rows) else 0
     if json_path:
         from common import outputs

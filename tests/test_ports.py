@@ -469,6 +469,7 @@ def test_a_port_whose_own_init_is_no_fresh_start_is_different(change, says, tmp_
         assert code == 0 and "bitwise equal" in row and "Adam at step 0, zero moments" in row, out + err
         return
     assert code == 1 and "different" in row and says in row, out + err
+    assert f"uv run python -m compare check {name} --kinds init --shapes default" in out, out
     code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "2", "--num-samples", "1")
     if "step" in says:
         assert code == 1 and err.strip() == f"compare: error: {name}'s init_state gives no fresh start: {says} " \
