@@ -205,7 +205,7 @@ def private_cache():
     # cache it points XLA at (CPU has none): keys then changed with the folder a command set, and a
     # warm run missed (measured 2026-11-30, one program, two folders). Off, the key is the program's.
     jax.config.update("jax_persistent_cache_enable_xla_caches", "none")
-    jax.config.update("jax_compilation_cache_dir", str(Path(os.environ[SHARED]) / "in-process"))
+    jax.config.update("jax_compilation_cache_dir", programs_folder())
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     from common.compiles import guard_the_cache
@@ -226,6 +226,21 @@ def commands_folder() -> str:
     reason, and the same programs compiled in each (measured 2026-12-07, this 2-core AMD EPYC,
     Python 3.12.1, jax 0.12.0.1: docs/speed.md). A test that needs another folder sets its own."""
     folder = Path(os.environ[SHARED]) / "commands" / "shared"
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder)
+
+
+def programs_folder() -> str:
+    """The folder the pytest processes compile through: the one a command started with MICROGPT_CACHE
+    at `commands_folder` compiles through (common/cli.py: setup_jax), so that a program a worker
+    compiled in-process is read back by a command the tests run in a child process, and the other
+    way round. JAX's key is the program without its source locations (jax/_src/cache_key.py strips
+    them): pure's train step traced by a test and by `python -m pure` is one entry (checked
+    2026-12-07, jax 0.12.0.1; on jax 0.10.2 the workers' keys leave out the folder's path and the
+    commands' hold it, so there each reads back its own)."""
+    from common.compiles import cpu_fingerprint
+
+    folder = Path(commands_folder()) / "jax-compilation-cache" / f"cpu-{cpu_fingerprint()}"
     folder.mkdir(parents=True, exist_ok=True)
     return str(folder)
 

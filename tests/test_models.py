@@ -199,9 +199,9 @@ def test_a_program_read_from_the_persistent_cache_counts_as_one_compile():
 
 
 def test_the_tests_compile_through_pytests_cache_folder(request):
-    """What a second run reads back (docs/speed.md): the pytest processes' programs in
-    .pytest_cache/d/microgpt-compiles/cpu-<this CPU>/in-process, the commands every test file runs in
-    commands/shared."""
+    """What a second run reads back (docs/speed.md): the pytest processes' programs and those of the
+    commands every test file runs, in one folder under .pytest_cache/d/microgpt-compiles/cpu-<this
+    CPU>/commands/shared."""
     import os
     import secrets
     import tempfile
@@ -219,7 +219,7 @@ def test_the_tests_compile_through_pytests_cache_folder(request):
         return x * unique + 1
 
     def probes():
-        return {f for f in os.listdir(os.path.join(folder, "in-process"))
+        return {f for f in os.listdir(conftest.programs_folder())
                 if f.startswith("jit_probe_of_the_tests_cache-")}
 
     before = probes()
