@@ -256,9 +256,10 @@ def check_jax_environment(args=None) -> None:
     hosts.join(args)  # a worker of several processes joins the others before the backend starts
     try:
         jax.devices()  # the backend starts here, not in the middle of a compile
-    except RuntimeError as err:
-        reason = " ".join(str(err).split())[:200]
+    except (RuntimeError, AssertionError) as err:  # JAX_PLATFORMS=cuda without CUDA's plugin: a bare assert in
+        # jax's xla_bridge, no message (seventeenth hostile pass: a traceback)
         asked = [name for name in ("JAX_PLATFORMS", "JAX_PLATFORM_NAME") if os.environ.get(name)] or ["JAX_PLATFORMS"]
+        reason = " ".join(str(err).split())[:200] or f"no backend for {asked[0]}={os.environ.get(asked[0], '')}"
         raise UserError(f"JAX could not start its backend ({reason}): unset {' and '.join(asked)}, or install jax "
                         "for that platform") from None
 

@@ -63,6 +63,16 @@ def judged(name: str) -> bool:
 
 # ----------------------------------------------------------------------------- golden
 
+NOT_WRITTEN = ("step", "forward", "loss_fn", "step_loss")  # where's own rows a golden file leaves out (write_golden)
+
+
+def expected_entries(cfg: Config) -> list[str]:
+    """The entries to match that `write_golden` writes for `cfg`, in where's order: every tap, the loss,
+    every gradient, m, v and parameter after the first step, and the parameters after the last."""
+    return [key for _, _, key in where.entry_order(cfg) if key not in NOT_WRITTEN] + \
+        [f"steps/params/{p}" for p in param_shapes(cfg)]
+
+
 def write_golden(path: str, cfg: Config, *, steps: int = 3, seed: int = 0, jit: bool = True) -> dict:
     """Run pure from the initialisation for `seed` (compare/programs.py: `start`) on `steps` names and write
     everything to `path`."""
@@ -78,10 +88,14 @@ def write_golden(path: str, cfg: Config, *, steps: int = 3, seed: int = 0, jit: 
     batches = training_batches(docs, tok, cfg.block_size, steps, seed)
     start = programs.start(cfg, seed)
     out = where.outputs(ref, start, name_at(batches, 0), cfg, jit=jit)
-    for extra in ("step", "forward", "loss_fn", "step_loss"):  # Adam's count, forward()'s, loss_fn()'s and
-        del out[extra]  # train_step()'s own outputs, which `where` checks too, are not a golden file's entries
+    for extra in NOT_WRITTEN:  # Adam's count, forward()'s, loss_fn()'s and train_step()'s own outputs, which
+        del out[extra]  # `where` checks too, are not a golden file's entries
     stepped, _ = jax.jit(lambda s, b: ref.train_steps(s, b, cfg))(ref.state_from_flat(*start, cfg), batches)
     out |= {f"steps/params/{k}": np.asarray(v) for k, v in ref.state_to_flat(stepped)[0].items()}
+    bad = [k for k in out if not np.isfinite(out[k]).all()]
+    if bad:  # a learning rate of 1e30: NaN weights no candidate could match (seventeenth hostile pass)
+        raise UserError(f"the reference's training diverged: {bad[0]} holds NaN or inf after {steps} step"
+                        f"{'s' * (steps != 1)}; lower --lr (nothing written)")
     out |= {f"inputs/{k}": np.asarray(v) for k, v in start[0].items()}
     out |= {f"tokens/{f}": np.asarray(v) for f, v in zip(("inputs", "targets", "mask"), batches)}
     out |= {"golden": np.frombuffer(MARKER, np.uint8), "config": np.frombuffer(
@@ -193,6 +207,13 @@ def judge(golden: dict, candidate: dict, path: str = "the golden file") -> tuple
                         "`python -m compare golden`")
     cfg = Config(**json.loads(golden["config"].tobytes()))  # load() has vetted it
     names = [k for k in golden if judged(k)]
+    # the entries its config implies, every one: a golden file with some taken out judged the candidate on
+    # the rest, and with every output taken out ended in a traceback (seventeenth hostile pass)
+    absent = [k for k in expected_entries(cfg) if k not in golden]
+    if absent:
+        lacking = f"{len(absent)} entr{'y' if len(absent) == 1 else 'ies'} its config implies"
+        raise UserError(f"{path} lacks {lacking}, first {absent[0]!r}: write it again with "
+                        "`python -m compare golden`")
     missing = [k for k in names if k not in candidate]
     if missing:
         lacking = f"{len(missing)} entr{'y' if len(missing) == 1 else 'ies'}"

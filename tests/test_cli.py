@@ -500,6 +500,10 @@ def test_jax_settings_from_the_environment_are_one_line(monkeypatch):
     assert_user_error(cli("flax_port", "--steps", "1", "--num-samples", "1"), "JAX could not start its backend",
                       "Failed to open libtpu.so", "unset JAX_PLATFORMS")
     monkeypatch.undo()
+    # a platform whose plugin is not installed: jax asserts with no message (seventeenth hostile pass)
+    r = run_module("pure", "--steps", "1", env={"JAX_PLATFORMS": "cuda"})
+    assert_user_error((r.returncode, r.stdout, r.stderr), "JAX could not start its backend (no backend for "
+                      "JAX_PLATFORMS=cuda): unset JAX_PLATFORMS")
     # a device count XLA would abort on (a fatal log of 92 lines) is refused before JAX starts; a
     # good one is no refusal (here JAX started long ago, so the flag itself changes nothing)
     for value in ("abc", "0", "-2", "99999"):

@@ -531,6 +531,13 @@ def hostile_files(g: dict, folder) -> list[tuple[str, str, str]]:
     for i, change in enumerate((lambda t: t + 100, lambda t: t - 100, lambda t: t.astype(np.float32))):
         tokens = dict(g, **{"tokens/inputs": change(np.asarray(g["tokens/inputs"]))})  # judged "bitwise" once
         out.append(("golden file", npz(f"tokens{i}.npz", tokens), "'tokens/inputs' is not"))
+    # entries taken out of a golden file: with every output gone a traceback, with the update's gone a
+    # candidate whose update entries were all 7.0 was "bitwise equal" (seventeenth hostile pass)
+    given = {k: v for k, v in g.items() if k in ("golden", "config") or k.startswith(("inputs/", "tokens/"))}
+    out.append(("golden file", npz("no_outputs.npz", given), "lacks 74 entries its config implies, first "
+                                                             "'tap/embed'"))
+    no_update = {k: v for k, v in g.items() if not k.startswith(("m/", "v/", "params/", "steps/"))}
+    out.append(("golden file", npz("no_update.npz", no_update), "lacks 36 entries its config implies, first 'm/wte'"))
     return out
 
 
@@ -594,3 +601,9 @@ def test_a_golden_file_at_another_rate_and_schedule_catches_a_candidate_that_har
     assert run_cli(golden.judge_main, [path, wrong]) == 1
     assert run_cli(golden.main, [str(tmp_path / "h.npz"), "--steps", "5", "--schedule-steps", "4"]) == 2
     assert "schedule-steps=4: give from --steps (5)" in capsys.readouterr().err
+    # a rate at which the reference diverges wrote NaN weights no candidate could match, exit 0 (seventeenth
+    # hostile pass): one line, exit 2, nothing written, as the trainers refuse it
+    assert run_cli(golden.main, [str(tmp_path / "nan.npz"), "--steps", "2", "--lr", "1e30"]) == 2
+    err = capsys.readouterr().err
+    assert "the reference's training diverged: steps/params/" in err and "lower --lr (nothing written)" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "nan.npz").exists()
