@@ -233,6 +233,25 @@ def test_the_check_counts_in_porting_are_the_grids():
     assert porting_totals(edited) != counted
 
 
+def where_row_counts(text: str) -> list[int]:
+    """The row counts docs/where.md gives for `where` on the twins at the default shape."""
+    return [int(a or b) for a, b in re.findall(r"abridged to a few of the (\d+) rows|0 of (\d+) entries not bitwise",
+                                               text)]
+
+
+def test_the_row_count_in_where_is_the_tables():
+    """docs/where.md's row count for the twins' table is the count of where's rows at the default shape
+    (it said 67 after the loss rows made it 69: seventeenth hostile pass; tests/test_where.py holds
+    the command to that count), and an edited one is caught."""
+    from common.config import Config
+    from compare import where
+
+    rows = len(where.entry_order(Config(vocab_size=27)))
+    text = (ROOT / "docs" / "where.md").read_text()
+    assert where_row_counts(text) == [rows, rows]
+    assert where_row_counts(text.replace(f"0 of {rows} entries", f"0 of {rows - 2} entries")) != [rows, rows]
+
+
 def test_the_suite_collects_without_pytest_xdist():
     """A run with pytest-xdist left out (`-p no:xdist`): the conftest's scheduling hook is xdist's,
     optional, so pytest knows the suite without it (it was an INTERNALERROR: unknown hook)."""

@@ -201,6 +201,11 @@ def test_where_command_bitwise_other_shape_and_bad_impls(capsys):
     assert code == 0, out
     assert "where: bitwise equal; 0 of " in out and "first differs at: none" in out
     assert "forward   l0.attn_weights        2x8x8" in out
+    code = run_cli(where.main, ["--impls", "pure,flax_port"])  # the table docs/where.md shows (test_docs: its count)
+    out = capsys.readouterr().out
+    from common.config import Config
+
+    assert code == 0 and f"where: bitwise equal; 0 of {len(where.entry_order(Config(vocab_size=27)))} entries " in out
     for impls in ("pure", "pure,pure", "pure, pure", "pure,flax_port,nnx_port"):  # one named twice: as compare refuses
         code = run_cli(where.main, ["--impls", impls])
         err = capsys.readouterr().err
