@@ -429,6 +429,19 @@ def test_an_init_state_returning_no_jax_type_is_one_line(tmp_path, monkeypatch):
     code, out, err = call(run.main, "--impls", f"{name},pure", "--steps", "2", "--num-samples", "1")
     assert code == 1 and err.strip().startswith(f"compare: error: {name}'s init_state raised TypeError"), err
 
+def test_init_rows_follow_the_shapes_whatever_modes_asks():
+    """init_state runs under jit: with --modes no_jit its 2layers row went away (no no_jit case there in
+    the quick grid; `--kinds init` alone was then refused as no check) and the header said "under
+    jit" unexplained (seventeenth hostile pass). The rows follow --shapes alone."""
+    code, out, err = call(check.main, "pure", "--against", "flax_port", "--kinds", "init", "--modes", "no_jit",
+                          "--shapes", "2layers")
+    assert code == 0 and ", under jit; " in out.splitlines()[0], out + err
+    assert [ln.split()[:3] for ln in out.splitlines() if ln.startswith("init ")] == [["init", "2layers", "jit"]], out
+    code, out, err = call(check.main, "pure", "--against", "flax_port", "--kinds", "init,update", "--modes", "no_jit",
+                          "--shapes", "default,2layers")
+    assert code == 0 and "init_state at 2 shapes, under jit whatever --modes says" in out.splitlines()[0], out + err
+
+
 OWN_INIT = """
 import dataclasses
 
