@@ -162,6 +162,19 @@ ON_OWN_INPUTS_ULPS = ROUNDING_ULPS
 OWN_STEP_BUDGETS = 2.0
 VARIANT_BUDGETS = 1.5
 
+# `compare check`'s update rows beyond ROUNDING_ULPS are float32 rounding, judged on each side's own
+# inputs (compare/check.py: on_own_inputs), only where the candidate's weights show no drift along the
+# weights themselves: the t statistic of (its weights minus the reference's run from its own state
+# after the first step) regressed on the weights, at most BIAS_T. Measured 2026-12-07 (the 2-core AMD
+# EPYC, Python 3.12.1, jax 0.12.0.1; the grid's ten updates at the default shape and at 2 layers, and
+# its two updates of 8 names; the one update of 8 names against the float64 step less pure's own
+# rounding of it): right ports (a dividing RMSNorm, microgpt's Adam in PyTorch's order) |t| at most
+# 2.6 (6.7 for that one update against the float64 step alone); a weight decay of 1e-5 228 and 322,
+# 2e-5 270 and 563 (at 2 layers, in the schedule's last steps, the learning rate is too small for a
+# weight decay to show, and the rows are bitwise). The same right ports' remaining steps from their
+# own state: within 4 ulps (342 free).
+BIAS_T = 8.0
+
 # ----------------------------------------------------------------------------- batches and devices
 # (compare/batch_checks.py.) Bounds in float32 ulps at each leaf's largest |value|: a gradient
 # entry near 0 that comes out of a cancellation has no meaningful relative error. pure and

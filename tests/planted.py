@@ -319,11 +319,26 @@ def sampler_drops_the_prompt():
 
     return dataclasses.replace(base, name="sampler_drops_the_prompt", sample_tokens=sample_tokens)
 
+def dividing_rmsnorm(x, cfg):
+    """RMSNorm as a division by the square root, where pure multiplies by rsqrt: the same computation,
+    rounded another way."""
+    return x / jnp.sqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + cfg.norm_eps)
+
+
+def rmsnorm_divides():
+    """A right port that rounds differently in its forward pass: never different (the failing twins
+    of check's update rows judged on each side's own inputs are weight_decay and rounds_and_wrong_eps)."""
+    def change(model, optim):
+        model.rmsnorm = dividing_rmsnorm
+
+    return with_model("rmsnorm_divides", change)
+
+
 def rounds_and_wrong_eps():
     """A port that rounds differently in its forward pass (RMSNorm by a division, not rsqrt times) and
     has a real mistake in its update (Adam's epsilon 1e-6): both must be named, each on its line."""
     def change(model, optim):
-        model.rmsnorm = lambda x, cfg: x / jnp.sqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + cfg.norm_eps)
+        model.rmsnorm = dividing_rmsnorm
         real = optim.adam_update
         optim.adam_update = lambda params, grads, opt_state, cfg: real(
             params, grads, opt_state, dataclasses.replace(cfg, adam_eps=1e-6))

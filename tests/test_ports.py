@@ -429,6 +429,50 @@ def test_an_init_state_returning_no_jax_type_is_one_line(tmp_path, monkeypatch):
     code, out, err = call(run.main, "--impls", f"{name},pure", "--steps", "2", "--num-samples", "1")
     assert code == 1 and err.strip().startswith(f"compare: error: {name}'s init_state raised TypeError"), err
 
+@pytest.mark.parametrize("builder, says", [
+    ("rmsnorm_divides()", None),
+    ("weight_decay(5e-5)", ("the candidate's weights drift along the weights themselves",  # 1e-5 at 8 names
+                            "times what float32 rounding can move an entry from microgpt's Adam")),  # 5e-5: 4 times
+    ("rounds_and_wrong_eps()", ("times what float32 rounding can move an entry from microgpt's Adam",)),
+], ids=["right_port", "weight_decay", "wrong_eps"])
+def test_an_update_row_beyond_the_bound_is_judged_on_each_sides_own_inputs(builder, says, tmp_path, monkeypatch):
+    """A right port whose RMSNorm divides was "different" in check's 8-name update rows (171 and 342
+    ulps: Adam amplifies a near-cancelling gradient's rounding; seventeenth hostile pass): such a row
+    is judged on each side's own inputs (compare/check.py: on_own_inputs) and is rounding. Its
+    failing twins: a weight decay (no budget a step sees it: its drift along the weights does) and
+    a wrong Adam epsilon behind the same rounding (the first step, on its own gradients)."""
+    name = port(tmp_path, monkeypatch, f"import planted\n\n\ndef impl():\n    return planted.{builder}\n")
+    code, out, err = call(check.main, name, "--shapes", "default", "--modes", "jit", "--kinds", "update,updates")
+    rows = [ln for ln in out.splitlines() if ln.startswith(("update ", "updates "))]
+    assert len(rows) == 4 and "Traceback" not in out + err, out + err
+    if says is None:
+        assert code == 0, out
+        for row in rows:  # beyond the bound on this CPU (under SSE4.2 the division rounds as rsqrt does): judged
+            ulps = float(re.search(r" ([0-9.e+-]+) ulps of scale", row).group(1)) if "ulps of scale" in row else 0.0
+            assert " different " not in row and (ulps <= 16 or "judged on each side's own inputs" in row), row
+    else:
+        assert code == 1 and any(" different " in row and any(x in row for x in says) for row in rows), out
+
+
+def test_the_drift_along_the_weights_tells_a_weight_decay_from_rounding():
+    """compare/check.py's last test before an update row is excused: rounding of every weight by up to
+    an ulp is no drift (|t| within BIAS_T); a weight decay of 1e-5 at lr 0.01, a tenth of an ulp of
+    most weights, is, far beyond it."""
+    import numpy as np
+
+    from compare.check import drift_along_weights
+    from compare.tolerances import BIAS_T
+
+    rng = np.random.default_rng(0)
+    w = (0.08 * rng.standard_normal((4192,))).astype(np.float32)
+    ulp = np.spacing(np.abs(w))
+    rounded = w + ulp * rng.integers(-1, 2, w.shape)
+    decayed = (w.astype(np.float64) * (1 - 0.01 * 1e-5)).astype(np.float32)
+    at, against = {"params/w": w}, {"w": w}
+    assert abs(drift_along_weights({"params/w": rounded}, against, at, ["w"])) <= BIAS_T
+    assert drift_along_weights({"params/w": decayed}, against, at, ["w"]) < -10 * BIAS_T
+
+
 def test_init_rows_follow_the_shapes_whatever_modes_asks():
     """init_state runs under jit: with --modes no_jit its 2layers row went away (no no_jit case there in
     the quick grid; `--kinds init` alone was then refused as no check) and the header said "under
