@@ -451,7 +451,8 @@ class open_checkpoint:
         if CONFIG_KEY in self.members:
             try:
                 self.fields = json.loads(str(self._read(CONFIG_KEY)), object_pairs_hook=distinct_keys)
-            except ValueError:  # not JSON, a key given twice, or a number past Python's 4,300-digit limit
+            except (ValueError, RecursionError):  # not JSON, a key given twice, a number past Python's 4,300-digit
+            # limit, or arrays nested past the recursion limit (eighteenth hostile pass)
                 raise self._fail(f"has an unreadable {CONFIG_KEY}: save it again with --save") from None
             if not isinstance(self.fields, dict):
                 raise self._fail(f"has a {CONFIG_KEY} that is not a JSON object: save it again with --save")

@@ -258,7 +258,8 @@ def check_jax_environment(args=None) -> None:
         jax.devices()  # the backend starts here, not in the middle of a compile
     except (RuntimeError, AssertionError) as err:  # JAX_PLATFORMS=cuda without CUDA's plugin: a bare assert in
         # jax's xla_bridge, no message (seventeenth hostile pass: a traceback)
-        asked = [name for name in ("JAX_PLATFORMS", "JAX_PLATFORM_NAME") if os.environ.get(name)] or ["JAX_PLATFORMS"]
+        asked = [name for name in ("JAX_PLATFORMS", "JAX_PLATFORM_NAME", "JAX_NUM_CPU_DEVICES")  # what chose it
+                 if os.environ.get(name)] or ["JAX_PLATFORMS"]
         reason = " ".join(str(err).split())[:200] or f"no backend for {asked[0]}={os.environ.get(asked[0], '')}"
         raise UserError(f"JAX could not start its backend ({reason}): unset {' and '.join(asked)}, or install jax "
                         "for that platform") from None
@@ -318,6 +319,11 @@ def run_cli(main, argv=None) -> int:
     except KeyboardInterrupt:
         shell.say(f"{shell.prog}: interrupted; " + (saved_since(before)[2:] or "nothing was saved"))
         return 130
+    except ValueError as err:  # a JAX setting in the environment that jax refuses when it is imported
+        named = jax_setting_refused(str(err))
+        if named is None:
+            raise
+        return report(named)
     except MemoryError:  # Python's, or NumPy's for an array too large
         return report("out of memory: the run needs more than this machine has: use a smaller --batch-size, "
                       "--n-embd, --n-layer or --block-size, or fewer --steps")
@@ -329,6 +335,19 @@ def run_cli(main, argv=None) -> int:
         size = f" (XLA asked for {int(asked.group(1)) / 2**30:.1f} GiB at once)" if asked else ""
         return report(f"out of memory{size}: the run needs more than this machine has: use a smaller "
                       "--batch-size, --n-embd, --n-layer or --block-size, or fewer --steps")
+
+
+def jax_setting_refused(text: str) -> str | None:
+    """The one line for jax's own refusal of a JAX_* variable at its import ('Invalid value "x" for JAX
+    flag jax_log_compiles', "invalid truth value 'x' for environment 'JAX_...'": a traceback, exit 1,
+    for every command, eighteenth hostile pass); None for any other ValueError."""
+    found = re.search(r'Invalid value "(.*)" for JAX flag (jax_\w+)', text) or \
+        re.search(r"invalid truth value '(.*)' for environment '(JAX_\w+)'", text)
+    if found is None:
+        return None
+    name = found.group(2).upper()
+    return (f"{name}={found.group(1)} is set and jax refuses it when it starts ({text.strip()}): unset {name}, or "
+            "give it a value jax takes")
 
 
 def saved_since(before: int) -> str:

@@ -90,7 +90,7 @@ def is_json(path: str) -> bool:
         return False
     try:
         payload = json.loads(raw)
-    except ValueError:  # UnicodeDecodeError too
+    except (ValueError, RecursionError):  # UnicodeDecodeError too; arrays nested past the recursion limit
         return False
     # the marker as the first key, as write_json puts it and docs/safety.md says: a user's file that
     # merely mentions it further down is not ours

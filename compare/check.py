@@ -529,8 +529,12 @@ def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | N
     if no_batches:  # optional in the contract (common/impl.py): the checks of batches are left out, said so
         grid = [c for c in grid if c.batch == 1]
     if not grid and not inits:
-        raise UserError(f"--kinds {','.join(kinds or [])} at these shapes and modes leaves no check: init runs at "
-                        f"{', '.join(INIT_SHAPES)}, under jit")
+        asked = [k for k in kinds or [] if k != "init"]  # it named init alone, where grads was asked (18th pass)
+        grid_has = (f"the {tier} grid runs no {', '.join(asked)} check there" + (" (--full runs every kind at every "
+                    "shape, with jit and without)" if tier == "quick" else "")) if asked else ""
+        init_at = f"init runs at {', '.join(INIT_SHAPES)}, under jit" if "init" in (kinds or []) else ""
+        raise UserError(f"--kinds {','.join(kinds or [])} at these shapes and modes leaves no check: "
+                        f"{'; '.join(x for x in (grid_has, init_at) if x)}")
     print(f"compare check {candidate} against {reference}: {grid_line(grid, tier, inits, kinds)}")
     if no_batches:
         print(f"note: checks of batches skipped: {' and '.join(no_batches)} has no batch_loss_fn (optional, "

@@ -159,8 +159,9 @@ def load(path: str, what: str) -> dict:
     if what == "golden file" and "config" in entries:
         try:
             fields = json.loads(entries["config"].tobytes())
-        except (ValueError, UnicodeDecodeError) as err:
-            raise UserError(f"{what} {path}: its config is not JSON ({err}): {fix}") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as err:  # nested past the recursion limit too
+            reason = "nested too deep" if isinstance(err, RecursionError) else err
+            raise UserError(f"{what} {path}: its config is not JSON ({reason}): {fix}") from None
         try:
             cfg = Config(**fields)  # Config itself vets the values, one line each
         except TypeError:  # not an object, or keys a Config does not have

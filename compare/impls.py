@@ -85,7 +85,11 @@ def get(name: str) -> Impl:
         if not where.startswith(os.path.join(root, name) + os.sep):  # a pure.py in the current directory
             raise UserError(f"{name} here is {where}, not this project's {name}/: a module of that name comes "
                             "first on the path; rename it, or run from another directory")
-    factory = getattr(module, "impl", None)
+    try:  # a module __getattr__ that raises, a property that does (eighteenth hostile pass: tracebacks)
+        factory = getattr(module, "impl", None)
+    except Exception as err:
+        raise UserError(f"{name}: reading its impl raised {describe(err)}; give the module a plain `def impl()` "
+                        f"({GUIDE})") from None
     if not callable(factory):
         raise UserError(f"{name} has no impl() function: add `def impl(): return common.impl.Impl(...)` "
                         f"to it ({GUIDE})")
@@ -101,7 +105,11 @@ def get(name: str) -> Impl:
         if isinstance(err, KeyboardInterrupt) and not ports_own(err):
             raise
         raise UserError(f"{name}.impl() raised {describe(err)}; fix it to return an Impl") from None
-    if not isinstance(made, Impl):
+    try:
+        an_impl = isinstance(made, Impl)  # reads made.__class__, which an object may make raise
+    except Exception:
+        an_impl = False
+    if not an_impl:
         raise UserError(f"{name}.impl() returned a {type(made).__name__}, not a common.impl.Impl: build one with "
                         f"common.impl.Impl(name=..., init_state=..., ...) ({GUIDE})")
     try:  # an Impl subclass whose attributes raise: one line too

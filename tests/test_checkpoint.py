@@ -300,6 +300,8 @@ def with_config(**fields):
     (lambda a: a.__setitem__("__chars__", np.array("bcdefghijklmnopqrstuvwxyza")), "out of order or repeated"),
     (lambda a: a.__setitem__("__config__", np.array(str(a["__config__"])[:-1] + ', "n_head": 2}')),
      "has an unreadable __config__"),  # n_head twice: json keeps the last, silently
+    (lambda a: a.__setitem__("__config__", np.array("[" * 100_000 + "]" * 100_000)),
+     "has an unreadable __config__"),  # nested past the recursion limit: a RecursionError (eighteenth hostile pass)
     (lambda a: a.__setitem__("__config__", np.array("[4]")), "is not a JSON object"),
     (lambda a: a.__setitem__("__chars__", np.array("abcdefghijklmnopqrstuvwxyy")), "out of order or repeated"),
     (with_config(dropout=0.1), "a config with fields this program does not know (dropout)"),  # was Python's call

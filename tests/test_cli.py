@@ -504,6 +504,12 @@ def test_jax_settings_from_the_environment_are_one_line(monkeypatch):
     r = run_module("pure", "--steps", "1", env={"JAX_PLATFORMS": "cuda"})
     assert_user_error((r.returncode, r.stdout, r.stderr), "JAX could not start its backend (no backend for "
                       "JAX_PLATFORMS=cuda): unset JAX_PLATFORMS")
+    # a JAX_* value jax itself refuses at its import (its ValueError was a traceback, exit 1: eighteenth
+    # hostile pass), in a real child process: jax is imported here already
+    for name, value in (("JAX_LOG_COMPILES", "maybe"), ("JAX_TRACEBACK_FILTERING", "bogus")):
+        r = run_module("pure", "--steps", "1", env={name: value})
+        assert_user_error((r.returncode, r.stdout, r.stderr), f"{name}={value} is set and jax refuses it",
+                          f"unset {name}")
     # a device count XLA would abort on (a fatal log of 92 lines) is refused before JAX starts; a
     # good one is no refusal (here JAX started long ago, so the flag itself changes nothing)
     for value in ("abc", "0", "-2", "99999"):

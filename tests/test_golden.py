@@ -515,6 +515,8 @@ def hostile_files(g: dict, folder) -> list[tuple[str, str, str]]:
     out.append(("candidate", str(bomb), "inflates"))
     bad_config = dict(g, config=np.frombuffer(b"{not json", np.uint8))
     out.append(("golden file", npz("badconfig.npz", bad_config), "config is not"))
+    deep = dict(g, config=np.frombuffer(b"[" * 100_000 + b"]" * 100_000, np.uint8))  # RecursionError: 18th pass
+    out.append(("golden file", npz("deepconfig.npz", deep), "its config is not JSON (nested too deep)"))
     for i, text in enumerate((b"[1, 2]", b'{"n_embd": 16, "colour": "red"}')):  # JSON, but no config
         out.append(("golden file", npz(f"notconfig{i}.npz", dict(g, config=np.frombuffer(text, np.uint8))),
                     "config is not a model config"))

@@ -68,6 +68,11 @@ BROKEN = {  # what the module holds -> what the one line must say
     "raises": ("raise RuntimeError('boom at import')\n", ["importing it raised RuntimeError: boom at import"]),
     "impl_raises": ("def impl():\n    raise KeyError('weights')\n", [".impl() raised KeyError"]),
     "wrong_type": ("def impl():\n    return {'forward': None}\n", [".impl() returned a dict, not a common.impl.Impl"]),
+    # a module __getattr__ and an object whose __class__ raise (eighteenth hostile pass: tracebacks)
+    "getattr_raises": ("def __getattr__(name):\n    raise RuntimeError('no attributes here')\n",
+                       ["reading its impl raised RuntimeError: no attributes here"]),
+    "class_raises": ("class Odd:\n    @property\n    def __class__(self):\n        raise RuntimeError('no class')\n\n\n"
+                     "def impl():\n    return Odd()\n", [".impl() returned a Odd, not a common.impl.Impl"]),
     "no_forward": ("import dataclasses, pure\ndef impl():\n    return dataclasses.replace(pure.impl(), forward=None)\n",
                    ["gives no function for forward"]),
     "taps_not_callable": ("import dataclasses, pure\ndef impl():\n"
@@ -189,7 +194,9 @@ def test_check_refuses_bad_flags_in_one_line():
     assert_user_error(call(check.main, "examples.equinox_port", "--kinds", "samples,tokens"),
                       "--kinds 'samples,tokens'", "choose among logits, grads, update, updates, samples, init")
     assert_user_error(call(check.main, "examples.equinox_port", "--kinds", "init", "--shapes", "block8"),
-                      "--kinds init at these shapes and modes leaves no check")
+                      "--kinds init at these shapes and modes leaves no check", "init runs at default, 2layers")
+    assert_user_error(call(check.main, "examples.equinox_port", "--kinds", "grads", "--shapes", "block8", "--modes",
+                           "no_jit"), "leaves no check: the quick grid runs no grads check there (--full runs")
     assert_user_error(call(check.main, "pure"), "name another implementation")
 
 
