@@ -1219,3 +1219,24 @@ def test_a_cheat_sheet_idiom_no_topic_shows_is_refused(monkeypatch):
         ("a made-up idiom", {"pure": "no such line anywhere(", "flax_port": "nor here("}),))
     with pytest.raises(LookupError, match="a made-up idiom"):
         views_module.cheat_sheet(list(views(("pure", "flax_port")).values()))
+
+
+def test_a_scratch_plot_that_cannot_be_written_is_named_as_such(monkeypatch):
+    """The page's side-by-side run draws its curves in a scratch folder: a file size limit there said
+    `cannot save to /tmp/tmpXXXX/curves.svg`, a path the user never gave (eighteenth hostile pass).
+    The line names the scratch folder and what to do."""
+    import pytest
+
+    from common.errors import UserError
+    from compare import run
+    from compare.lesson import checks
+
+    def full(argv):
+        raise UserError(f"cannot save to {argv[argv.index('--plot') + 1]} (File too large): nothing was written there")
+
+    monkeypatch.setattr(run, "main", full)
+    with pytest.raises(UserError) as caught:
+        checks.side_by_side_run(("pure", "flax_port"), 2, False)
+    said = str(caught.value)
+    assert said.startswith("the loss curves could not be drawn in a scratch folder under ") and "curves.svg" not in said
+    assert said.endswith("point TMPDIR at another folder, or raise the file size limit"), said

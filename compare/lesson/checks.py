@@ -10,6 +10,8 @@ import io
 import os
 from pathlib import Path
 
+from common.errors import UserError
+
 
 def parameter_paths(impl_name: str, cfg) -> dict[str, str]:
     """Checkpoint name -> where `impl_name` keeps that tensor ('l0.wq' -> 'l0/attn/wq/kernel'),
@@ -140,7 +142,15 @@ def side_by_side_run(pair: tuple[str, str], steps: int, no_cache: bool) -> tuple
         shell.prog_pinned = True  # the command is still `compare lesson`: its Ctrl-C and errors say so
         try:
             with contextlib.redirect_stdout(out):
-                run.main(argv)
+                try:
+                    run.main(argv)
+                except UserError as err:  # its scratch plot, not the user's --html (eighteenth hostile pass)
+                    if png not in str(err):
+                        raise
+                    raise UserError(str(err).replace(f"cannot save to {png}", "the loss curves could not be drawn "
+                                                     f"in a scratch folder under {tempfile.gettempdir()}") +
+                                    ": free space there, point TMPDIR at another folder, or raise the file size "
+                                    "limit") from None
             curves = Path(png).read_bytes()
         finally:  # the run's scratch plot is not the user's output
             shell.prog, shell.written[:], shell.prog_pinned = prog, written, False
