@@ -182,10 +182,9 @@ def on_own_inputs(case: Case, ref: programs.Runner, cand: programs.Runner, b: di
                                                   - made["a"][f"params/{p}"]) for p in names}
         carried = ""
     else:
-        params, opt = cand.impl.state_to_flat(cand.impl.state_from_flat(*split_state(first["b"], names), cfg))
         import jax
 
-        state = ref.impl.state_from_flat(params, opt, cfg)
+        state = ref.impl.state_from_flat(*split_state(first["b"], names), cfg)  # the candidate's, as the reference's
         state = jax.tree.unflatten(jax.tree.structure(ref.state(group.shape)), jax.tree.leaves(state))
         fn = equivalence.bundle(("updates",), ref.impl, cfg, group.temperature)  # k - 1 steps: not the grid's program
         fn = jax.jit(fn) if group.jit else equivalence.op_by_op(fn)
@@ -581,7 +580,8 @@ def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | N
             "kinds": kinds or list(CHECK_KINDS),
             "devices_seen": device_count(),
             "checks": [{"case": str(r.case), **dataclasses.asdict(r.case), "level": r.level, "expected": r.expected,
-                        "missing": r.missing, "error": r.error or None,  # a row that never compared has no
+                        "missing": r.missing, "error": r.error or None, "own_inputs": r.own or None,
+                        # a row that never compared has no
                         "verdict": None if r.error or r.missing else r.verdict.as_dict()} for r in results],  # verdict
             "first_failure": {"case": str(failed[0].case), "where": where_lines} if failed else None,
             "init": [dataclasses.asdict(r) for r in rows if r.label.startswith("init")],

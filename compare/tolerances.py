@@ -171,7 +171,7 @@ VARIANT_BUDGETS = 1.5
 # rounding of it): right ports (a dividing RMSNorm, microgpt's Adam in PyTorch's order) |t| at most
 # 2.6 (6.7 for that one update against the float64 step alone); a weight decay of 1e-5 228 and 322,
 # 2e-5 270 and 563 (at 2 layers, in the schedule's last steps, the learning rate is too small for a
-# weight decay to show, and the rows are bitwise). The same right ports' remaining steps from their
+# weight decay to show: 0.001 ulps at most). The same right ports' remaining steps from their
 # own state: within 4 ulps (342 free).
 BIAS_T = 8.0
 
