@@ -79,10 +79,16 @@ def process_id(args) -> int:
 
 
 def address(text: str) -> tuple[str, int]:
+    """HOST:PORT, or [IPV6]:PORT: an IPv6 address goes in brackets, whole ('[::1' was read as host ':',
+    port 1, and shown as [:]:1 -- nineteenth hostile pass)."""
     host, _, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise UserError(f"--coordinator {text}: give HOST:PORT, e.g. 10.0.0.1:8476 (a port from 1 to 65535)")
+    if host.startswith("["):
+        host = host[1:-1] if host.endswith("]") and ":" in host else ""
+    elif ":" in host or "]" in host:
+        host = ""
+    if not host or "[" in host or "]" in host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UserError(f"--coordinator {text}: give HOST:PORT, e.g. 10.0.0.1:8476 or [::1]:8476 (an IPv6 address "
+                        "in brackets, a port from 1 to 65535)")
     return host, int(port)
 
 

@@ -177,6 +177,7 @@ def test_ctrl_c_stops_every_process(tmp_path):
     (["--coordinator", "127.0.0.1:1234"], "--num-processes, --process-id missing"),
     (["--coordinator", "nohost", "--num-processes", "2", "--process-id", "0"], "give HOST:PORT"),
     (["--coordinator", "h:70000", "--num-processes", "2", "--process-id", "0"], "give HOST:PORT"),
+    (["--coordinator", "[::1", "--num-processes", "2", "--process-id", "0"], "--coordinator [::1: give HOST:PORT"),
     (["--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"], "process-id=2: with --num-processes 2 it "
                                                                             "is a number from 0 to 1"),
     (["--coordinator", "h:1", "--num-processes", "0", "--process-id", "0"], "num-processes=0: use 1 to 1024"),
@@ -401,3 +402,12 @@ def test_process_zero_failing_at_its_save_is_named_not_the_peer_it_leaves(tmp_pa
 def test_an_ipv6_coordinator_is_echoed_as_typed():
     """`--coordinator [::1]:P` with the port taken said `::1:P` (which reads as host ::1:P, no port)."""
     assert hosts.shown("::1", 8476) == "[::1]:8476" and hosts.shown("10.0.0.1", 8476) == "10.0.0.1:8476"
+
+
+def test_an_ipv6_coordinator_is_whole_in_brackets_or_refused():
+    """'[::1' was read as host ':' and port 1, shown as [:]:1 and called an address nothing can listen on
+    (eighteenth hostile pass): an address with colons is bracketed whole, and anything else is malformed."""
+    assert hosts.address("[::1]:8476") == ("::1", 8476) and hosts.address("h.example:1") == ("h.example", 1)
+    for text in ("[::1", "[::1]", "::1:8476", "[1.2.3.4]:5", "a]:5", "[[::1]]:5", "[::1]:0"):
+        with pytest.raises(hosts.UserError, match=r"give HOST:PORT, e\.g\. 10\.0\.0\.1:8476 or \[::1\]:8476"):
+            hosts.address(text)
