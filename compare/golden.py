@@ -267,6 +267,13 @@ def steps_on_own_state(rows: list, golden: dict, candidate: dict, cfg: Config) -
     k = len(golden["tokens/inputs"])
     later = f"pure's remaining {k - 1} step{'s' * (k != 2)}" if k > 1 else "pure's (no step left: k = 1)"
     span = f"step {k}" if k == 2 else f"steps 2 to {k}"
+    # the one-step rows judged on their own inputs are where Adam amplified, named: "see the rows above" sent
+    # the reader of steps/params/l0.wk (16.5 ulps) to l0.wk's rows, all within the bound, when the amplified
+    # one was l0.wq's, which steps 2 to k carry into every weight (eighteenth hostile pass)
+    amplified = [row.tap for row in rows if row.own and not row.tap.startswith("steps/")]
+    carried = (f"what the first step carried forward, where Adam amplified a rounding difference of the gradient "
+               f"({', '.join(amplified)}, above)" if amplified else
+               f"the first step's rounding (within the bound in every row above) carried through {span}")
     out = []
     for row in rows:
         if not (row.tap.startswith("steps/") and row.level == DIFFERENT):
@@ -277,8 +284,7 @@ def steps_on_own_state(rows: list, golden: dict, candidate: dict, cfg: Config) -
         against = (f"{row.ulps:.3g} ulps from the golden file's, {ulps:.3g} from {later} run from the candidate's "
                    "own state after step 1 (its params/, m/, v/)")
         if ulps <= ON_OWN_INPUTS_ULPS:
-            note = (f"{against}: what the first step carried forward, where Adam amplified a rounding difference of "
-                    "the gradient (see the rows above); float32 rounding")
+            note = f"{against}: {carried}; float32 rounding"
             out.append(dataclasses.replace(row, level=ROUNDING, own=note))
         else:
             note = (f"{against}, most at {where.element(p, row.shape, at)}, beyond {ON_OWN_INPUTS_ULPS:g}: {span} "
