@@ -117,13 +117,13 @@ def judge(candidate: str | Impl, case: Case, reference: str | Impl = "pure", tie
     if result.level == DIFFERENT and not (missing or error) and case.kind in ("update", "updates"):
         try:
             result.own_level, result.own = on_own_inputs(case, runner(reference, tier, only), runner(candidate, tier,
-                                                                                                      only), b)
+                                                                                                      only), a, b)
         except programs.PortError as err:  # the candidate's own function failing here: the row stays as judged
             result.own = f"not judged on its own inputs: {err}"
     return result
 
 
-def on_own_inputs(case: Case, ref: programs.Runner, cand: programs.Runner, b: dict) -> tuple[str, str]:
+def on_own_inputs(case: Case, ref: programs.Runner, cand: programs.Runner, a: dict, b: dict) -> tuple[str, str]:
     """(level, why) of an update row beyond the bound: float32 rounding where Adam amplified the
     gradients' rounding, else different. A right port that rounds differently in its forward pass
     (RMSNorm as a division) was "different" in the 8-name update rows, 171 and 342 ulps, where a
@@ -138,13 +138,24 @@ def on_own_inputs(case: Case, ref: programs.Runner, cand: programs.Runner, b: di
       - no drift along the weights: the candidate's weights against that run (one update: against the
         float64 step on its own gradients, less the reference's own rounding of that step) regressed on
         the weights, |t| at most BIAS_T: a weight decay's signature, which a budget a step cannot see
-        (1e-5 is about 1.6 of them) and rounding does not have."""
+        (1e-5 is about 1.6 of them) and rounding does not have;
+      - and before all of these, what Adam does not make: the first step's loss (from the shared start)
+        and the step count within the bound against the reference's, and with ten updates the later
+        losses against the reference's run from the candidate's own state. (A train_step returning
+        twice the loss, or tests/planted.py's step_loss_summed, 1.4e7 and 6.4e8 ulps in loss[], was
+        excused as amplified rounding: nineteenth hostile pass.)"""
     import numpy as np
 
     from common.checkpoint import param_shapes
     from compare import explain
     from compare.tolerances import BIAS_T, OWN_STEP_BUDGETS, ROUNDING_ULPS
 
+    not_adam = Verdict()  # the loss of the first step and the step count: the same inputs on both sides
+    not_adam.add({"loss": np.ravel(a["loss"])[:1], "step": a["step"]}, {"loss": np.ravel(b["loss"])[:1],
+                                                                        "step": b["step"]})
+    if not_adam.level == DIFFERENT:
+        return DIFFERENT, (f"{not_adam.largest.describe()} from the shared start: the loss and the step count are "
+                           "not Adam's to amplify")
     group, cfg = case.group, case.config()
     start = programs.start(cfg, 0, group.start_step)
     batch, rest = programs.data("update", group), None
@@ -192,12 +203,12 @@ def on_own_inputs(case: Case, ref: programs.Runner, cand: programs.Runner, b: di
                                                                           feed={"updates": rest}))["updates"])
         carried_on = Verdict()  # the weights, as a golden file's steps are judged (m and v round with the gradients:
         # 15 ulps of v's scale for the dividing port's second step, as in its own rows at one name)
-        carried_on.add({f"params/{p}": again[f"params/{p}"] for p in names}, {f"params/{p}": b[f"params/{p}"]
-                                                                               for p in names})
+        carried_on.add({f"params/{p}": again[f"params/{p}"] for p in names} | {"loss": again["loss"]},
+                       {f"params/{p}": b[f"params/{p}"] for p in names} | {"loss": np.ravel(b["loss"])[1:]})
         if carried_on.level == DIFFERENT:
             return DIFFERENT, (f"{ref.impl.name}'s remaining {rest.inputs.shape[0]} steps run from the candidate's "
-                               f"own state after its first are {carried_on.largest.ulps:.3g} ulps from its own (beyond "
-                               f"{ROUNDING_ULPS:g})")
+                               f"own state after its first are {carried_on.largest.ulps:.3g} ulps from its own in "
+                               f"{carried_on.largest.name} (beyond {ROUNDING_ULPS:g})")
         against = {p: again[f"params/{p}"] for p in names}
         carried = (f", {ref.impl.name}'s remaining {rest.inputs.shape[0]} steps from the candidate's state after its "
                    f"first within {carried_on.largest.describe() if carried_on.largest else 0} of its own")

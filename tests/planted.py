@@ -405,6 +405,21 @@ def step_loss_summed():
     return dataclasses.replace(base, name="step_loss_summed", train_step=train_step)
 
 
+def steps_loss_doubled():
+    """train_steps returning twice each step's loss, its updates right: check's ten-update rows excused
+    it as Adam's amplified rounding once they were judged on each side's own inputs (nineteenth hostile
+    pass: 1.4e7 ulps in loss[], "equal to float32 rounding")."""
+    import pure
+
+    base = pure.impl()
+
+    def train_steps(state, batches, cfg):
+        state, losses = base.train_steps(state, batches, cfg)
+        return state, losses * 2  # the mistake
+
+    return dataclasses.replace(base, name="steps_loss_doubled", train_steps=train_steps)
+
+
 LOCALIZED = {
     "softmax_wrong_axis": (softmax_wrong_axis, "step", "l0.attn_weights (forward)", "the softmax"),
     "positions_off_by_one": (positions_off_by_one, "step", "embed (forward)", "wte[tokens] + wpe[positions]"),

@@ -513,8 +513,8 @@ def test_jax_settings_from_the_environment_are_one_line(monkeypatch):
     # ... and through --processes, where each worker meets it (exit 1 in the launcher: eighteenth pass)
     r = run_module("pure", "--processes", "2", "--devices", "2", "--batch-size", "2", "--steps", "1",
                    env={"JAX_CPU_COLLECTIVES_IMPLEMENTATION": "bogus"})
-    assert_user_error((r.returncode, r.stdout, r.stderr), "process 0 of 2: JAX_CPU_COLLECTIVES_IMPLEMENTATION=bogus "
-                      "is set and jax refuses it", "nothing was saved")
+    assert_user_error((r.returncode, r.stdout, r.stderr), "of 2: JAX_CPU_COLLECTIVES_IMPLEMENTATION=bogus is set and "
+                      "jax refuses it", "nothing was saved")
     # a device count XLA would abort on (a fatal log of 92 lines) is refused before JAX starts; a
     # good one is no refusal (here JAX started long ago, so the flag itself changes nothing)
     for value in ("abc", "0", "-2", "99999"):

@@ -412,18 +412,48 @@ def impl():
 """
 
 
-@pytest.mark.parametrize("body, steps", [(DROPS_THE_LAST_UPDATE, "1 to 10"), (RESTARTS_THE_STEP_COUNT, "11 to 20")],
-                         ids=["drops_the_last_update", "restarts_the_step_count"])
-def test_a_train_steps_unlike_its_train_step_is_the_ports_failure_in_the_side_by_side_run(body, steps, tmp_path,
+@pytest.mark.parametrize("body, steps, what", [
+    (DROPS_THE_LAST_UPDATE, "1 to 10", "weights"),
+    (RESTARTS_THE_STEP_COUNT, "11 to 20", "weights"),
+    ("import planted\n\n\ndef impl():\n    return planted.steps_loss_doubled()\n", "1 to 10", "losses"),
+], ids=["drops_the_last_update", "restarts_the_step_count", "loss_doubled"])
+def test_a_train_steps_unlike_its_train_step_is_the_ports_failure_in_the_side_by_side_run(body, steps, what, tmp_path,
                                                                                          monkeypatch):
     """The lockstep run steps with train_step and the trainers with train_steps: a port whose
     train_steps dropped each chunk's last update (fifteenth hostile pass), or restarted Adam's step
     count at each call (sixteenth: right from step 0, so the first chunk alone did not see it), was
-    bitwise equal there. Its train_steps over every chunk is held to its train_step's weights."""
+    bitwise equal there; so was one returning twice each loss (nineteenth). Its train_steps over every
+    chunk is held to its train_step's weights and losses."""
     name = port(tmp_path, monkeypatch, body)
     code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "20", "--num-samples", "1")
     assert code == 1 and err.strip().startswith(f"compare: error: {name}'s train_steps over steps {steps} gives other "
-                                                "weights than its train_step one step at a time"), err
+                                                f"{what} than its train_step one step at a time"), err
+
+
+STEP_LOSS_SUMMED_THROUGHOUT = """
+import dataclasses
+
+import jax
+import planted
+
+
+def impl():  # train_steps a scan of that train_step, as common/impl.py asks
+    wrong = planted.step_loss_summed()
+    def train_steps(state, batches, cfg):
+        return jax.lax.scan(lambda s, b: wrong.train_step(s, b, cfg), state, batches)
+    return dataclasses.replace(wrong, train_steps=train_steps)
+"""
+
+
+def test_a_train_step_returning_a_wrong_loss_is_different_side_by_side(tmp_path, monkeypatch):
+    """The lockstep run judged the parameters only: a train_step returning the loss summed over the
+    positions, its update right, printed 3.2984 beside 82 and said "bitwise equal" (nineteenth hostile
+    pass). Each step's loss is judged with the parameters."""
+    name = port(tmp_path, monkeypatch, STEP_LOSS_SUMMED_THROUGHOUT)
+    code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "10", "--num-samples", "1")
+    verdict = [ln for ln in out.splitlines() if ln.startswith("verdict:")]
+    assert code == 1 and verdict, out + err
+    assert verdict[0].startswith("verdict: different: ") and "loss[] at step 1" in verdict[0], verdict
 
 
 def test_an_init_state_returning_no_jax_type_is_one_line(tmp_path, monkeypatch):
@@ -459,6 +489,17 @@ def test_an_update_row_beyond_the_bound_is_judged_on_each_sides_own_inputs(build
             assert " different " not in row and (ulps <= 16 or "judged on each side's own inputs" in row), row
     else:
         assert code == 1 and any(" different " in row and any(x in row for x in says) for row in rows), out
+
+
+@pytest.mark.parametrize("builder, kind", [("step_loss_summed", "update"), ("steps_loss_doubled", "updates")])
+def test_a_wrong_loss_beside_a_right_update_is_never_amplified_rounding(builder, kind):
+    """The own-input judgement is for what Adam makes: a train_step (or train_steps) returning a wrong
+    loss beside right weights was "equal to float32 rounding ... Adam amplified the gradients'
+    rounding" (nineteenth hostile pass, 1.4e7 and 6.4e8 ulps in loss[]). Op by op: the ports share
+    their operations with the grid's no_jit cases."""
+    result = check.judge(getattr(planted, builder)(), check.Case(kind, mode="no_jit"))
+    assert result.level == "different" and result.own_level == "different", result.describe()
+    assert "from the shared start: the loss and the step count are not Adam's to amplify" in result.own, result.own
 
 
 def test_the_drift_along_the_weights_tells_a_weight_decay_from_rounding():
