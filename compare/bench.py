@@ -5,7 +5,6 @@ cache off so that compile times are real. Prints one table, then the scaling tab
 step, B = 1, 8, 32, 128, and B = 32 on 1, 2 and 4 devices); `--json PATH` writes the figures.
 """
 
-import argparse
 import dataclasses
 import gc
 import json
@@ -167,6 +166,19 @@ DEVICES_BATCH = 32
 FORCED_DEVICES = "--xla_force_host_platform_device_count=4"
 
 
+# How bench hands its child the file for the devices rows: "<the parent's pid>:<path>". It was a hidden
+# flag, --devices-rows-json, which any user could give (a checkpoint overwritten with no mark check) and
+# which argparse's abbreviations reached from `compare bench --devices 4` (nineteenth hostile pass).
+ROWS_CHILD = "MICROGPT_BENCH_DEVICES_ROWS"
+
+
+def rows_path() -> str | None:
+    """The devices rows' file, in the child forced_devices_rows started; None anywhere else (a value
+    left in a user's shell is not this process's parent's, and is ignored, as hosts.is_worker does)."""
+    parent, _, path = os.environ.get(ROWS_CHILD, "").partition(":")
+    return path if path and parent == str(os.getppid()) else None
+
+
 def forced_devices_rows(args) -> list[dict]:
     """The devices rows measured in a fresh interpreter with 4 forced host devices (XLA reads the
     count when JAX starts). Not in this process: forcing host devices made the one-name step
@@ -182,8 +194,8 @@ def forced_devices_rows(args) -> list[dict]:
         path = os.path.join(tmp, "rows.json")
         data = args.data if args.data in (None, "makemore") else os.path.abspath(args.data)  # the child runs elsewhere
         argv = ["--data", data] * (data is not None) + ["--seed", str(args.seed), "--repeats", str(args.repeats),
-                "--scaling-steps", str(args.scaling_steps), "--devices-rows-json", path,
-                *(["--impls", args.impls] if args.impls else [])]
+                "--scaling-steps", str(args.scaling_steps), *(["--impls", args.impls] if args.impls else [])]
+        env[ROWS_CHILD] = f"{os.getpid()}:{path}"  # honoured only in a child of this process (rows_path)
         # a signal ends this process at once: its handler ends the child and removes the folder
         shell.temporaries.add(tmp)
         try:
@@ -294,7 +306,6 @@ def main(argv) -> int:
                    "(default 200)")
     p.add_argument("--impls", default=None, help="comma-separated names or module paths to time (default: the "
                    "three present); e.g. pure,examples.equinox_port")
-    p.add_argument("--devices-rows-json", help=argparse.SUPPRESS)  # how bench calls itself for the devices rows
     args = p.parse_args(argv)
     for flag, value, most in (("--steps", args.steps, MAX_STEPS), ("--scaling-steps", args.scaling_steps, MAX_STEPS),
                               ("--repeats", args.repeats, MAX_REPEATS), ("--eager-steps", args.eager_steps,
@@ -322,10 +333,11 @@ def main(argv) -> int:
     scaling_cfg = Config(vocab_size=tok.vocab_size, num_steps=args.scaling_steps)
     scaling_states = [pure_state] + [convert.state(pure_state, impls[0], impl, scaling_cfg)  # optax's schedule length
                                      for impl in impls[1:]]
-    if args.devices_rows_json:  # the child of forced_devices_rows
+    child_rows = rows_path()
+    if child_rows:  # the child of forced_devices_rows
         rows = scaling_rows(impls, scaling_states, docs, tok, scaling_cfg, args.seed, args.repeats,
                             [(DEVICES_BATCH, n) for n in SCALING_DEVICES])
-        checkpoint.atomic_write(args.devices_rows_json, lambda f: f.write(json.dumps(rows).encode()))
+        checkpoint.atomic_write(child_rows, lambda f: f.write(json.dumps(rows).encode()))
         return 0
     print(f"compiling and warming up {', '.join(names)} ...", file=sys.stderr)
     timed = [Timed(impl, state, cfg, batches, tok, key=sample_key) for impl, state in zip(impls, states)]

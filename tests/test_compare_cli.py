@@ -2,6 +2,7 @@
 the plot, the benchmark. The lesson (`compare diff`, `compare lesson`) is tests/test_lesson.py."""
 
 import json
+import os
 import re
 
 import pytest
@@ -171,6 +172,25 @@ def test_bench_prints_every_row_and_writes_json(tmp_path, capsys, monkeypatch):
     assert all(figures["results"][n]["compiles_during_training"] == 1 for n in figures["results"])
     assert [(row["batch_size"], row["devices"]) for row in figures["scaling"]] == [(1, 1), (8, 1)]
     assert sorted(children) == ["devices", "nnx_port", "pure"]
+
+
+@pytest.mark.parametrize("argv", [["--devices-rows-json", "mine.json"], ["--devices", "4"]])
+def test_bench_has_no_hidden_flag_that_writes_a_file(argv, tmp_path, monkeypatch, capsys):
+    """bench handed its child the devices rows' file in a hidden flag: any user could give it (a
+    checkpoint overwritten, no mark checked), and `--devices 4` reached it by abbreviation and wrote a
+    file named 4 (nineteenth hostile pass). The child's file now comes in a variable honoured only in a
+    child of the process that set it."""
+    from compare import bench
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:  # argparse's refusal
+        run_cli(bench.main, argv)
+    code, err = stop.value.code, capsys.readouterr().err
+    assert code == 2 and "unrecognized arguments" in err and not list(tmp_path.iterdir()), err
+    for value, honoured in ((f"{os.getppid()}:{tmp_path}/r.json", True), (f"{os.getpid()}:{tmp_path}/r.json", False),
+                            ("1:/tmp/r.json", False), (f"{os.getppid()}:", False)):
+        monkeypatch.setenv(bench.ROWS_CHILD, value)
+        assert (bench.rows_path() is not None) is honoured, value
 
 
 def test_bench_imports_in_a_fresh_interpreter():
