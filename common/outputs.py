@@ -11,6 +11,7 @@ A plot's format follows its extension (.png, .svg, .pdf); any other extension, o
 before any work, since matplotlib would otherwise pick one of its own or write PNG bytes under it.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -110,6 +111,36 @@ def write_json(path: str, payload: dict) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(marked, indent=2).encode()))
 
 
+def temporary_folder(prefix: str) -> str:
+    """tempfile.mkdtemp, or one line naming why no folder for temporary files could be made (a /tmp
+    that is full, or a file-size limit of 0, ended in tempfile's traceback: nineteenth hostile pass)."""
+    import tempfile
+
+    try:
+        return tempfile.mkdtemp(prefix=prefix)
+    except OSError as err:
+        raise UserError(f"no folder for temporary files can be made ({err.strerror or err}): free space in "
+                        f"{os.environ.get('TMPDIR') or '/tmp'}, point TMPDIR at a writable folder, or raise the file "
+                        "size limit") from None
+
+
+@contextlib.contextmanager
+def scratch_folder(prefix: str):
+    """A temporary folder for the length of a block, removed after it, and by the signal handlers
+    should one end the process first (shell.temporaries)."""
+    import shutil
+
+    from common import shell
+
+    folder = temporary_folder(prefix)
+    shell.temporaries.add(folder)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        shell.temporaries.discard(folder)
+
+
 def pyplot():
     """matplotlib.pyplot drawing into files (Agg), whatever the environment asks of matplotlib: a
     MPLBACKEND it does not know ended a run in a traceback after training, before its plot and
@@ -118,7 +149,6 @@ def pyplot():
     (common/shell.py: leave), or create the missing HOME. Then a folder of ours serves while
     matplotlib starts (it reads its configuration and builds its font list then), removed after."""
     import shutil
-    import tempfile
 
     from common import shell
 
@@ -130,7 +160,7 @@ def pyplot():
     scratch = None
     if "MPLCONFIGDIR" not in os.environ and not (os.path.isabs(home) and os.path.isdir(home)
                                                  and os.access(home, os.W_OK)):
-        scratch = tempfile.mkdtemp(prefix="microgpt-matplotlib-")
+        scratch = temporary_folder("microgpt-matplotlib-")
         shell.temporaries.add(scratch)  # a Ctrl-C while matplotlib starts removes it too
         os.environ["MPLCONFIGDIR"] = scratch
     try:

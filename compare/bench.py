@@ -183,34 +183,28 @@ def forced_devices_rows(args) -> list[dict]:
     """The devices rows measured in a fresh interpreter with 4 forced host devices (XLA reads the
     count when JAX starts). Not in this process: forcing host devices made the one-name step
     slower (measured 77 against 52-57 us), which would skew the other rows."""
-    import tempfile
-
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=child_pythonpath(root),
                XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + FORCED_DEVICES).strip())
     from common import shell
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with outputs.scratch_folder("microgpt-bench-") as tmp:
         path = os.path.join(tmp, "rows.json")
         data = args.data if args.data in (None, "makemore") else os.path.abspath(args.data)  # the child runs elsewhere
         argv = ["--data", data] * (data is not None) + ["--seed", str(args.seed), "--repeats", str(args.repeats),
                 "--scaling-steps", str(args.scaling_steps), *(["--impls", args.impls] if args.impls else [])]
         env[ROWS_CHILD] = f"{os.getpid()}:{path}"  # honoured only in a child of this process (rows_path)
-        # a signal ends this process at once: its handler ends the child and removes the folder
-        shell.temporaries.add(tmp)
-        try:
-            with subprocess.Popen([sys.executable, "-m", "compare", "bench", *argv], env=env, cwd=root,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
-                shell.children.add(child.pid)
-                try:
-                    stdout, stderr = child.communicate()
-                except BaseException:  # an exception here (no handler installed: a caller in-process)
-                    child.kill()
-                    raise
-                finally:
-                    shell.children.discard(child.pid)
-        finally:
-            shell.temporaries.discard(tmp)
+        # a signal ends this process at once: its handler ends the child and removes the folder (scratch_folder)
+        with subprocess.Popen([sys.executable, "-m", "compare", "bench", *argv], env=env, cwd=root,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
+            shell.children.add(child.pid)
+            try:
+                stdout, stderr = child.communicate()
+            except BaseException:  # an exception here (no handler installed: a caller in-process)
+                child.kill()
+                raise
+            finally:
+                shell.children.discard(child.pid)
         out = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
         if out.returncode:
             last = (out.stderr.strip().splitlines() or ["no output"])[-1]

@@ -400,14 +400,12 @@ def process_rows(candidate: str, reference: str, processes: int) -> list[Process
     the pair's verdict over N processes, and the candidate over N processes against one device."""
     import json
     import subprocess
-    import tempfile
 
-    from common import shell
+    from common.outputs import scratch_folder
     from compare.bench import child_pythonpath
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with tempfile.TemporaryDirectory(prefix="microgpt-check-") as folder:
-        shell.temporaries.add(folder)
+    with scratch_folder("microgpt-check-") as folder:
         out = os.path.join(folder, "verdict.json")
         argv = [sys.executable, "-m", "compare", "--impls", f"{candidate},{reference}", *PROCESS_RUN,
                 "--devices", str(processes), "--processes", str(processes), "--json", out]
@@ -420,8 +418,6 @@ def process_rows(candidate: str, reference: str, processes: int) -> list[Process
                     payload = json.load(f)
         except subprocess.TimeoutExpired:
             done, payload = None, None
-        finally:
-            shell.temporaries.discard(folder)
     where = f"{PROCESS_RUN[PROCESS_RUN.index('--batch-size') + 1]} names, {processes} processes"
     from compare.where import pythonpath_prefix
 

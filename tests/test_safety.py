@@ -227,6 +227,33 @@ def test_a_cache_write_cut_short_or_an_entry_damaged_is_one_note_once(tmp_path):
     assert r.returncode == 0 and r.stderr == "", r.stderr
 
 
+def test_no_folder_for_temporary_files_is_one_line(tmp_path, monkeypatch, capsys):
+    """With no usable temporary folder (a full /tmp, `ulimit -f 0`), --plot under an unwritable HOME,
+    `compare lesson`, `compare bench` and `check --processes` ended in tempfile's traceback, exit 1
+    (nineteenth hostile pass): every temporary folder of the commands is made by
+    outputs.temporary_folder, which says why in one line."""
+    import tempfile
+
+    from compare import run
+
+    def no_folder(*args, **kwargs):
+        raise FileNotFoundError(2, "No usable temporary directory found in ['/tmp', '/var/tmp']")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", no_folder)
+    monkeypatch.setenv("HOME", str(tmp_path / "nohome"))  # matplotlib then asks for a scratch folder
+    monkeypatch.delenv("MPLCONFIGDIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    code = run_cli(run.main, ["--steps", "2", "--num-samples", "1", "--impls", "pure,flax_port", "--plot", "p.png"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("compare: error: no folder for temporary files can be made (No usable "
+                                        "temporary directory found in") and "point TMPDIR at a writable" in err, err
+    assert err.count("\n") == 1 and not list(tmp_path.iterdir()), err
+    for path in [*(ROOT / "common").glob("*.py"), *(ROOT / "compare").rglob("*.py")]:
+        if path.name != "outputs.py":  # where temporary_folder is
+            text = path.read_text()
+            assert "mkdtemp(" not in text and "TemporaryDirectory(" not in text, path
+
+
 def test_a_control_character_in_the_data_is_refused_with_its_line(tmp_path):
     for text, where in (("emma\nol\x1bivia\n", "line 2 holds a control character (ESC, U+001B)"),
                         ("emma\r\nava\r\nzo\x07e\n", "line 3 holds a control character (BEL, U+0007)"),

@@ -130,11 +130,11 @@ def side_by_side_run(pair: tuple[str, str], steps: int, no_cache: bool) -> tuple
     import tempfile
 
     from common import shell
+    from common.outputs import scratch_folder
     from compare import run
 
     prog, written = shell.prog, list(shell.written)
-    with tempfile.TemporaryDirectory() as tmp:
-        shell.temporaries.add(tmp)  # Ctrl-C ends the process at once: the handler removes the folder
+    with scratch_folder("microgpt-lesson-") as tmp:  # Ctrl-C ends the process at once: the handler removes it
         png = os.path.join(tmp, "curves.svg")
         out = io.StringIO()
         argv = ["--steps", str(steps), "--num-samples", "8", "--plot", png, "--impls", ",".join(pair)]
@@ -154,7 +154,6 @@ def side_by_side_run(pair: tuple[str, str], steps: int, no_cache: bool) -> tuple
             curves = Path(png).read_bytes()
         finally:  # the run's scratch plot is not the user's output
             shell.prog, shell.written[:], shell.prog_pinned = prog, written, False
-            shell.temporaries.discard(tmp)
         lines = out.getvalue().splitlines()
         keep = [ln for ln in lines if ln.startswith(("compare:", "verdict:", "sample", " "))]
     return curves, keep
