@@ -35,6 +35,17 @@ def whole_number(text: str) -> int:
 whole_number.__name__ = "int"  # argparse's message: "invalid int value: '２'"
 
 
+def decimal_number(text: str) -> float:
+    """float() of ASCII only, as whole_number: `--lr ０.０１` ran at 0.01 and `--temperature ٠.٥` at 0.5
+    (nineteenth hostile pass)."""
+    if not text.isascii():
+        raise ValueError(text)
+    return float(text)
+
+
+decimal_number.__name__ = "float"  # argparse's message: "invalid float value: '０.０１'"
+
+
 class _Once:
     """A flag's action that refuses the flag given again with another value: argparse keeps the last
     one silently, so `--steps 2 --steps 3` ran 3 steps and `sample --load a.npz --load b.npz` read
@@ -74,6 +85,7 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.register("type", int, whole_number)  # every type=int flag of every command
+        self.register("type", float, decimal_number)  # and every type=float flag
         for name, action in ((None, _StoreOnce), ("store", _StoreOnce), ("store_const", _StoreConstOnce),
                              ("store_true", _StoreTrueOnce), ("store_false", _StoreFalseOnce)):
             self.register("action", name, action)
@@ -212,6 +224,8 @@ def check_sampling_flags(args) -> None:
 # JAX settings read from the environment that would change what the commands compute, or end them in
 # a traceback: (variable, the values that leave JAX's default, why not)
 FALSE = ("", "0", "false", "f", "no", "n", "off")  # what jax reads as false
+TRUE = ("", "1", "true", "t", "yes", "y", "on")  # and as true
+ALLOWED = ("", "allow", "log", "log_explicit")  # the transfer guards that let an implicit transfer through
 JAX_ENVIRONMENT = (
     ("JAX_DISABLE_JIT", FALSE, "the commands compile ahead of time; `--no-jit` runs a trainer or compare "
                                "op by op"),
@@ -221,6 +235,14 @@ JAX_ENVIRONMENT = (
     ("JAX_DEFAULT_PRNG_IMPL", ("", "threefry2x32"), "the initialisations and samples are threefry's"),
     ("JAX_DEBUG_NANS", FALSE, "a diverged run is named by its step and parameters, not raised mid-step"),
     ("JAX_DEBUG_INFS", FALSE, "a diverged run is named by its step and parameters, not raised mid-step"),
+    # the random bits, as JAX_DEFAULT_PRNG_IMPL: each changed the initialisation, the data order and the
+    # samples without a word, and the commands cannot run at all under the two after them (a traceback:
+    # nineteenth hostile pass)
+    ("JAX_THREEFRY_PARTITIONABLE", TRUE, "the initialisations and samples are those of JAX's default threefry"),
+    ("JAX_RANDOM_SEED_OFFSET", ("", "0"), "the initialisations and samples are those of the seed given"),
+    ("JAX_LEGACY_PRNG_KEY", ("", "allow", "warn"), "the commands make their keys with jax.random.PRNGKey"),
+    *((f"JAX_TRANSFER_GUARD{part}", ALLOWED, "the commands hand arrays between host and device as they need")
+      for part in ("", "_HOST_TO_DEVICE", "_DEVICE_TO_HOST", "_DEVICE_TO_DEVICE")),
 )
 
 

@@ -64,6 +64,8 @@ def bad_input_cases(tmp_path):
         (["--steps", "ten"], "invalid int value"),
         (["--steps", "\uff12"], "invalid int value"),  # a fullwidth 2: Python's int reads it, ran 2 steps
         (["--seed", "\u0664\u0662"], "invalid seed"),  # Arabic-Indic 42: was seed 42
+        (["--lr", "\uff10.\uff10\uff11"], "invalid float value"),  # fullwidth 0.01: ran at 0.01
+        (["--temperature", "\u0660.\u0665"], "invalid float value"),  # Arabic-Indic 0.5: sampled at 0.5
         (["--seed", "99999999999999999999"], "out of range"),
         (["--seed", "-1"], "out of range"),
         (["--lr", "1e39"], "float32 can hold"),
@@ -451,7 +453,10 @@ def test_out_of_memory_is_one_line_exit_2(raised, monkeypatch, capsys):
 
 @pytest.mark.parametrize("name, value", [("JAX_DISABLE_JIT", "1"), ("JAX_NUMPY_DTYPE_PROMOTION", "strict"),
                                          ("JAX_DEFAULT_MATMUL_PRECISION", "nonsense"),
-                                         ("JAX_NUMPY_RANK_PROMOTION", "raise"), ("JAX_DEBUG_NANS", "true")])
+                                         ("JAX_NUMPY_RANK_PROMOTION", "raise"), ("JAX_DEBUG_NANS", "true"),
+                                         # the random bits changed silently, or no run (nineteenth hostile pass)
+                                         ("JAX_THREEFRY_PARTITIONABLE", "0"), ("JAX_RANDOM_SEED_OFFSET", "1"),
+                                         ("JAX_LEGACY_PRNG_KEY", "error"), ("JAX_TRANSFER_GUARD", "disallow")])
 def test_jax_variables_that_change_the_numbers_are_one_line_in_every_command(name, value, monkeypatch):
     """Read by jax at its import: JAX_DISABLE_JIT=1 was a traceback (the ahead-of-time path) or a line
     blaming pure; strict promotion and an unknown precision were tracebacks at whatever import came
@@ -468,7 +473,8 @@ def test_jax_variables_that_change_the_numbers_are_one_line_in_every_command(nam
         run_cli(where.main, ["--help"])
     assert stop.value.code == 0
     monkeypatch.setenv(name, {"JAX_NUMPY_DTYPE_PROMOTION": "standard", "JAX_DEFAULT_MATMUL_PRECISION": "default",
-                              "JAX_NUMPY_RANK_PROMOTION": "allow"}.get(name, "0"))
+                              "JAX_NUMPY_RANK_PROMOTION": "allow", "JAX_THREEFRY_PARTITIONABLE": "1",
+                              "JAX_LEGACY_PRNG_KEY": "allow", "JAX_TRANSFER_GUARD": "allow"}.get(name, "0"))
     from common.cli import check_jax_variables
 
     check_jax_variables()
