@@ -188,6 +188,23 @@ def load(path: str, what: str) -> dict:
                                           and value.max() < top)):
                 raise UserError(f"{what} {path}: {name!r} is not rows of {cfg.block_size} whole numbers from 0 "
                                 f"to {top - 1}: {fix}")
+        # the rows agree with each other, each name has a position to learn from, and the weights are numbers:
+        # 1 row of inputs against 3 of targets, an all-zero mask, NaN in inputs/wte were judged as they were
+        # (nineteenth hostile pass: "no step left: k = 1 ... steps 2 to 1")
+        rows = {name: entries[name].shape[0] for name in ("tokens/inputs", "tokens/targets", "tokens/mask")
+                if name in entries}
+        if len(set(rows.values())) > 1 or 0 in rows.values():
+            said = ", ".join(f"{n} {r}" for n, r in rows.items())
+            raise UserError(f"{what} {path}: its token arrays hold {said} rows: one row per step, the same in each, "
+                            f"at least one; {fix}")
+        if "tokens/mask" in entries and not (np.asarray(entries["tokens/mask"]).sum(axis=1) > 0).all():
+            raise UserError(f"{what} {path}: a row of 'tokens/mask' is all zeros (a name with no position to learn "
+                            f"from: its loss divides by zero); {fix}")
+        for name in param_shapes(cfg):
+            held = entries[f"inputs/{name}"]
+            if held.dtype.kind != "f" or not np.isfinite(held).all():
+                raise UserError(f"{what} {path}: 'inputs/{name}' is not finite floats (the weights every step "
+                                f"starts from); {fix}")
     if what == "candidate":
         for name, value in entries.items():
             # every entry judged is a float; what judge leaves alone (tokens, a marker) may be anything

@@ -536,6 +536,14 @@ def hostile_files(g: dict, folder) -> list[tuple[str, str, str]]:
     for i, change in enumerate((lambda t: t + 100, lambda t: t - 100, lambda t: t.astype(np.float32))):
         tokens = dict(g, **{"tokens/inputs": change(np.asarray(g["tokens/inputs"]))})  # judged "bitwise" once
         out.append(("golden file", npz(f"tokens{i}.npz", tokens), "'tokens/inputs' is not"))
+    # token rows that disagree, a name with no position, NaN weights: judged as they were, with "steps 2 to 1"
+    # in the verdict (nineteenth hostile pass)
+    one_row = dict(g, **{"tokens/inputs": np.asarray(g["tokens/inputs"])[:1]})
+    out.append(("golden file", npz("one_row.npz", one_row), "its token arrays hold tokens/inputs 1, tokens/targets"))
+    no_mask = dict(g, **{"tokens/mask": np.zeros_like(np.asarray(g["tokens/mask"]))})
+    out.append(("golden file", npz("no_mask.npz", no_mask), "a row of 'tokens/mask' is all zeros"))
+    nan_in = dict(g, **{"inputs/wte": np.full_like(np.asarray(g["inputs/wte"]), np.nan)})
+    out.append(("golden file", npz("nan_in.npz", nan_in), "'inputs/wte' is not finite floats"))
     # entries taken out of a golden file: with every output gone a traceback, with the update's gone a
     # candidate whose update entries were all 7.0 was "bitwise equal" (seventeenth hostile pass)
     given = {k: v for k, v in g.items() if k in ("golden", "config") or k.startswith(("inputs/", "tokens/"))}
