@@ -441,6 +441,10 @@ class open_checkpoint:
             if name in (CONFIG_KEY, CHARS_KEY, MARK_KEY):
                 if dtype.kind != "U" or declared > MAX_META_BYTES:
                     raise self._fail(f"has an unreadable {name}: save it again with --save")
+                if shape != () and name != MARK_KEY:  # str() of an array of letters has brackets and line breaks:
+                    # it was called a control character among the characters (nineteenth hostile pass)
+                    raise self._fail(f"has an unreadable {name} (an array of shape {shape} where one string "
+                                     "belongs): save it again with --save")
             elif dtype.kind != "f":
                 raise UserError(f"checkpoint {self.path}: {name} holds {dtype} values, expected floats")
             else:

@@ -303,6 +303,8 @@ def with_config(**fields):
     (lambda a: a.__setitem__("__config__", np.array("[" * 100_000 + "]" * 100_000)),
      "has an unreadable __config__"),  # nested past the recursion limit: a RecursionError (eighteenth hostile pass)
     (lambda a: a.__setitem__("__config__", np.array("[4]")), "is not a JSON object"),
+    (lambda a: a.__setitem__("__chars__", np.array(list(str(a["__chars__"])))),  # letters, not one string: was
+     "has an unreadable __chars__ (an array of shape (26,) where one string belongs)"),  # "a control character"
     (lambda a: a.__setitem__("__chars__", np.array("abcdefghijklmnopqrstuvwxyy")), "out of order or repeated"),
     (with_config(dropout=0.1), "a config with fields this program does not know (dropout)"),  # was Python's call
     (lambda a: a.__setitem__("X", np.zeros(3, np.float32)),
