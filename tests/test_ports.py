@@ -282,6 +282,14 @@ def test_a_port_turning_on_x64_runs_in_float32_with_a_note(tmp_path, monkeypatch
         jax.config.update("jax_enable_x64", False)
     assert f"note: importing {name} turned on jax_enable_x64" in out and code == 0, out
     assert not jax.config.read("jax_enable_x64")
+    # from impl(), which compare calls more than once: the note once (it was printed twice: nineteenth pass)
+    name = port(tmp_path, monkeypatch, "import jax\nimport pure\n\n\ndef impl():\n    jax.config.update("
+                                       "'jax_enable_x64', True)\n    return pure.impl()\n")
+    try:
+        code, _, err = call(run.main, "--impls", f"pure,{name}", "--steps", "2", "--num-samples", "1")
+    finally:
+        jax.config.update("jax_enable_x64", False)
+    assert code == 0 and err.count(f"note: {name}'s impl() turned on jax_enable_x64") == 1, err
 
 
 # ----------------------------------------------------------------------------- a port that misbehaves
@@ -577,7 +585,8 @@ def test_a_port_whose_own_init_is_no_fresh_start_is_different(change, says, tmp_
     assert f"uv run python -m compare check {name} --kinds init --shapes default" in out, out
     code, out, err = call(run.main, "--impls", f"pure,{name}", "--steps", "2", "--num-samples", "1")
     if "step" in says:
-        assert code == 1 and err.strip() == f"compare: error: {name}'s init_state gives no fresh start: {says} " \
+        assert code == 1 and err.strip() == f"compare: error: {name}'s init_state gives no fresh start, as its " \
+                                            f"state_to_flat hands the state over: {says} " \
                                             "(common/impl.py)", err
 
 def test_a_port_that_exits_when_imported_or_hands_over_other_names_is_named(tmp_path, monkeypatch):
