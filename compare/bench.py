@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from common import checkpoint, outputs
-from common.cli import Parser, check_jax_environment, seed_value
+from common.cli import Parser, check_jax_environment, plural, seed_value
 from common.config import Config
 from common.data import Tokenizer, data_file, load_names, training_batches
 from common.errors import UserError
@@ -335,7 +335,7 @@ def main(argv) -> int:
         return 0
     print(f"compiling and warming up {', '.join(names)} ...", file=sys.stderr)
     timed = [Timed(impl, state, cfg, batches, tok, key=sample_key) for impl, state in zip(impls, states)]
-    print(f"timing them, {args.repeats} repeats, the order rotating ...", file=sys.stderr)
+    print(f"timing them, {plural(args.repeats, 'repeat')}, the order rotating ...", file=sys.stderr)
     # What is alive now (three models, their compiled functions, NNX's module graph) lives to the end:
     # frozen, Python's garbage collector stops walking it at every collection the timed loops trigger.
     # Measured: with nnx_port loaded, every implementation's steady step went from 54-57 to 80 us
@@ -355,7 +355,7 @@ def main(argv) -> int:
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"jax {jax.__version__}, {jax.devices()[0].device_kind}"
     )
-    print(f"bench: {len(docs)} names, {cfg.num_steps} steps, {args.repeats} repeats; {machine}")
+    print(f"bench: {len(docs)} names, {plural(cfg.num_steps, 'step')}, {plural(args.repeats, 'repeat')}; {machine}")
     shown = [impl.name for impl in impls]
     ratios = [f"{short(n)}/{short(shown[0])}" for n in shown[1:]]
     print(f"{'':48}" + "".join(f" {n:>12}" for n in shown) + "".join(f" {r:>10}" for r in ratios))

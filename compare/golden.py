@@ -33,7 +33,7 @@ import numpy as np
 
 from common import checkpoint
 from common.checkpoint import param_shapes
-from common.cli import Parser, add_model_flags, make_config, seed_value, setup_jax
+from common.cli import Parser, add_model_flags, make_config, plural, seed_value, setup_jax
 from common.config import Config
 from common.devices import check_memory
 from common.errors import UserError
@@ -136,7 +136,7 @@ def main(argv) -> int:
     setup_jax(args)
     out = write_golden(args.out, cfg, steps=args.steps, seed=args.seed)
     print(f"golden written to {args.out}: {sum(judged(k) for k in out)} entries to match, "
-          f"{len(param_shapes(cfg))} weights and {args.steps} names as inputs")
+          f"{len(param_shapes(cfg))} weights and {plural(args.steps, 'name')} as inputs")
     return 0
 
 

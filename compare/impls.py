@@ -733,7 +733,10 @@ def parse(text: str | None, flag: str = "--impls", minimum: int = 2) -> list[str
     any work; None gives the three present."""
     if text is None:
         return available()
-    names = [n.strip() for n in text.split(",") if n.strip()]
+    names = [n.strip() for n in text.split(",")]
+    if "" in names and len(names) > 1:  # `pure,,flax_port` was read as two (and `where` refused it): as typed
+        raise UserError(f"{flag} {text!r} has an empty entry: name an implementation between every two commas")
+    names = [n for n in names if n]
     if len(names) < minimum or len(set(names)) != len(names):
         need = "at least two different implementations" if minimum > 1 else "different implementations"
         raise UserError(f"{flag} {text!r}: name {need}: of {', '.join(available())}, or module paths whose "

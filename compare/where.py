@@ -47,7 +47,7 @@ import warnings
 import numpy as np
 
 from common.checkpoint import param_shapes
-from common.cli import Parser, add_model_flags, check_sampling_flags, make_config, seed_value, setup_jax
+from common.cli import Parser, add_model_flags, check_sampling_flags, make_config, plural, seed_value, setup_jax
 from common.config import Config
 from common.devices import check_batch_flags, check_memory
 from common.errors import UserError
@@ -561,7 +561,7 @@ def sample_report(a: Impl, b: Impl, cfg: Config, *, prompt, prompt_len, key, num
         pick["token"] = (tokens_a[n, p], tokens_b[n, p])
         return pick, f"position {p} of name {n}"
 
-    shown = f"{num_samples} names of {cfg.block_size} positions"
+    shown = f"{plural(num_samples, 'name')} of {cfg.block_size} positions"
     if chosen is not None:
         pick, at = at_position(chosen)
         where_tokens = (f"the first token that differs is at position {first_token[1]} of name {first_token[0]}"

@@ -129,6 +129,7 @@ def test_rounding_alone_is_the_middle_level_and_exits_0(monkeypatch, capsys):
     (["--plot", "/nonexistent-dir/x.png"], "does not exist"),
     (["--n-embd", "15"], "not divisible"),
     (["--impls", "pure"], "name at least two different implementations"),
+    (["--impls", "pure,,flax_port"], "has an empty entry"),  # read as two (where refused it: nineteenth pass)
     (["--impls", "pure,torch"], "torch: no module of that name can be imported here"),
     (["--plot", "same.png", "--json", "same.png"], "both name same.png"),
 ])
