@@ -221,6 +221,10 @@ def load(path: str, what: str) -> dict:
 def judge(golden: dict, candidate: dict, path: str = "the golden file") -> tuple[Config, where.Report]:
     """The same table as `where`, the golden file (at `path`) as `a` (its scales), the candidate as `b`."""
     if "golden" not in golden or golden["golden"].tobytes() != MARKER:
+        held = golden["golden"].tobytes() if "golden" in golden else b""
+        if held.startswith(MARKER.rsplit(b" ", 1)[0] + b" "):  # another version's ("microgpt golden 9")
+            raise UserError(f"{path} is a golden file of another format ({held.decode('ascii', 'replace')!r}; this "
+                            f"judge reads {MARKER.decode()!r}): write it again with this `python -m compare golden`")
         raise UserError(f"{path} has no golden marker: it is not a golden file; write one with "
                         "`python -m compare golden`")
     cfg = Config(**json.loads(golden["config"].tobytes()))  # load() has vetted it

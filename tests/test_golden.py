@@ -367,6 +367,8 @@ def test_bad_inputs_are_one_line_exit_2(written, tmp_path, capsys):
         ([path, str(tmp_path / "missing.npz")], "does not exist"),
         ([candidate(g, tmp_path / "c.npz"), path], "no golden marker"),
     ]
+    np.savez(tmp_path / "v9.npz", **dict(g, golden=np.frombuffer(b"microgpt golden 9", np.uint8)))
+    cases.append(([str(tmp_path / "v9.npz"), path], "is a golden file of another format ('microgpt golden 9'"))
     small = {k: (v[:, :8] if k.startswith("tap/l0.mlp") else v) for k, v in g.items()}
     np.savez(tmp_path / "shape.npz", **small)
     cases.append(([path, str(tmp_path / "shape.npz")], "another shape"))
