@@ -162,8 +162,8 @@ def on_own_inputs(case: Case, ref: programs.Runner, cand: programs.Runner, a: di
     if case.kind == "updates":
         batches = programs.data("updates", group)
         batch, rest = type(batches)(*(c[0] for c in batches)), type(batches)(*(c[1:] for c in batches))
-    grads = {side: r.run(group, kinds=("grads",), feed={"grads": batch})["grads"] for side, r in (("a", ref),
-                                                                                                   ("b", cand))}
+    stepped = {side: first_step(r, group, batch) for side, r in (("a", ref), ("b", cand))}
+    grads = {side: g for side, (g, _) in stepped.items()}
     apart = Verdict()
     apart.add(grads["a"], grads["b"])
     if apart.level == DIFFERENT:
@@ -171,8 +171,7 @@ def on_own_inputs(case: Case, ref: programs.Runner, cand: programs.Runner, a: di
     names = list(param_shapes(cfg))
     worst, first = (0.0, ""), {}
     for side, r in (("a", ref), ("b", cand)):
-        first[side] = b if side == "b" and case.kind == "update" else \
-            r.run(group, kinds=("update",), feed={"update": batch})["update"]
+        first[side] = b if side == "b" and case.kind == "update" else stepped[side][1]
         for p in names:
             own = {p: np.asarray(grads[side][f"grads/{p}"])}
             with np.errstate(all="ignore"):
@@ -219,6 +218,28 @@ def on_own_inputs(case: Case, ref: programs.Runner, cand: programs.Runner, a: di
     return ROUNDING, (f"judged on each side's own inputs: the first step within {worst[0]:.2g} of microgpt's Adam "
                       f"in float64 on its own gradients{carried}, no drift along the weights (t = {t:.2g}): Adam "
                       "amplified the gradients' rounding where √v̂ is near 0; float32 rounding")
+
+
+# The kinds the own-input judgement reads of a group, besides the update rows it judges: with --kinds
+# update or updates, the group's program computes them too (check's `computed`), and the first step
+# runs through that program with the first step's names (no program of its own; measured 2026-12-08:
+# its test compiled 6 programs a port, 2 to 7 s each, where 2 now serve).
+FIRST_STEP_KINDS = frozenset({"grads", "update"})
+
+
+def computed_kinds(only: frozenset | None) -> frozenset | None:
+    """The kinds the programs compute for `--kinds` `only`: FIRST_STEP_KINDS beside update rows."""
+    return only | FIRST_STEP_KINDS if only is not None and only & {"update", "updates"} else only
+
+
+def first_step(r: programs.Runner, group, batch) -> tuple[dict, dict]:
+    """(gradients, update outputs) of one step from the group's start on `batch`: under jit through the
+    group's compiled program, fed `batch`, where it computes both (it does for every group the commands
+    build); else the two kinds alone (op by op without jit)."""
+    whole = group.jit and FIRST_STEP_KINDS <= set(r.kinds(group))
+    out = r.run(group, kinds=None if whole else tuple(sorted(FIRST_STEP_KINDS)),
+                feed={kind: batch for kind in FIRST_STEP_KINDS})
+    return out["grads"], out["update"]
 
 
 def split_state(flat: dict, names: list[str]) -> tuple[dict, dict]:
@@ -546,7 +567,8 @@ def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | N
         print(f"note: checks of batches skipped: {' and '.join(no_batches)} has no batch_loss_fn (optional, "
               "common/impl.py)")
     print(f"{'check':<40} {'verdict':<26} largest difference")
-    who = (programs.runner(ref, tier, only), programs.runner(cand, tier, only))
+    computed = computed_kinds(only)  # the rows are `only`'s; the programs compute what judging them reads
+    who = (programs.runner(ref, tier, computed), programs.runner(cand, tier, computed))
     pool = ThreadPoolExecutor(compile_threads())
     try:
         # the longest tasks first, so that none is left running alone at the end: a case without jit
@@ -554,7 +576,7 @@ def run(candidate: str, reference: str = "pure", shapes=None, json_path: str | N
         for case in sorted(grid, key=lambda c: c.jit):
             for one in who:
                 one.begin(case, pool)
-        results = [show(judge(cand, case, ref, tier, only), candidate, reference) for case in grid]
+        results = [show(judge(cand, case, ref, tier, computed), candidate, reference) for case in grid]
     finally:  # on Ctrl-C or an error, start no further compile; the ones running end first
         pool.shutdown(wait=True, cancel_futures=True)
     rows = init_rows(cand, candidate, reference, inits)
