@@ -467,10 +467,12 @@ def trainer_main(impl_factory, prog: str, argv) -> int:
         impl, state, cfg, batches, jit=not args.no_jit, log_every=args.log_every,
         on_log=lambda i, loss, mean, since: print(format_step(i, cfg.num_steps, loss, mean, since)), mesh=mesh,
     )
-    names, timings.sample_compile_s, timings.sample_s = sample_names(
-        impl, hosts.local(impl.params_of(state)), tok, cfg, key=sample_key, num_samples=args.num_samples,
-        temperature=args.temperature, jit=not args.no_jit,
-    )
+    names = []  # sampled where the output is seen (hosts.shows): the other processes print nothing
+    if hosts.shows(args):
+        names, timings.sample_compile_s, timings.sample_s = sample_names(
+            impl, hosts.local(impl.params_of(state)), tok, cfg, key=sample_key, num_samples=args.num_samples,
+            temperature=args.temperature, jit=not args.no_jit,
+        )
     for i, name in enumerate(names, 1):
         print(format_sample(i, name))
     if args.save:

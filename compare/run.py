@@ -258,7 +258,7 @@ def main(argv) -> int:
     states = [place_state(s, mesh) for s in states]
     # Over several processes, the first implementation also runs each chunk on one device of this
     # process alone, from the same state: the split over processes judged against no split at all
-    one = data_mesh(1, local=True) if hosts.count(args) > 1 else None
+    one = data_mesh(1, local=True) if hosts.count(args) > 1 and hosts.shows(args) else None
     alone = Verdict(bound_ulps=PROCESSES_ULPS) if one is not None else None
     n_params = sum(int(np.size(v)) for v in impls[0].to_flat(impls[0].params_of(state0)).values())
     print(f"compare: {len(docs)} names, vocab {cfg.vocab_size}, {n_params} parameters in each, seed {args.seed}; "
@@ -361,12 +361,15 @@ def main(argv) -> int:
     train_s = time.perf_counter() - t0
 
     params = [impl.params_of(s) for impl, s in zip(impls, states)]
-    with ThreadPoolExecutor(2) as pool:
-        sampled = list(pool.map(
-            lambda impl, p: sample_names(impl, hosts.local(p), tok, cfg, key=sample_key, num_samples=args.num_samples,
-                                         temperature=args.temperature, jit=not args.no_jit)[0],
-            impls, params,
-        ))
+    sampled = [[] for _ in impls]  # in a process whose output nobody sees: no names (its exit code is process 0's)
+    if hosts.shows(args):
+        with ThreadPoolExecutor(2) as pool:
+            sampled = list(pool.map(
+                lambda impl, p: sample_names(impl, hosts.local(p), tok, cfg, key=sample_key,
+                                             num_samples=args.num_samples, temperature=args.temperature,
+                                             jit=not args.no_jit)[0],
+                impls, params,
+            ))
     width = max(len(n) for n in sum(sampled, []) + names) + 2
     print(f"{'':11}" + "".join(f"{n:<{width}}" for n in names).rstrip())
     for i, row in enumerate(zip(*sampled), 1):
