@@ -235,8 +235,9 @@ def computed_kinds(only: frozenset | None) -> frozenset | None:
 def first_step(r: programs.Runner, group, batch) -> tuple[dict, dict]:
     """(gradients, update outputs) of one step from the group's start on `batch`: under jit through the
     group's compiled program, fed `batch`, where it computes both (it does for every group the commands
-    build); else the two kinds alone (op by op without jit)."""
-    whole = group.jit and FIRST_STEP_KINDS <= set(r.kinds(group))
+    build) and compiled whole; else the two kinds alone (op by op without jit)."""
+    whole = group.jit and FIRST_STEP_KINDS <= set(r.kinds(group)) and not r.errors.get(group)  # (a kind of the
+    # group that fails, a port's sampler that raises, left the group's program uncompiled: the two alone then)
     out = r.run(group, kinds=None if whole else tuple(sorted(FIRST_STEP_KINDS)),
                 feed={kind: batch for kind in FIRST_STEP_KINDS})
     return out["grads"], out["update"]
