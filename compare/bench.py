@@ -166,17 +166,19 @@ DEVICES_BATCH = 32
 FORCED_DEVICES = "--xla_force_host_platform_device_count=4"
 
 
-# How bench hands its child the file for the devices rows: "<the parent's pid>:<path>". It was a hidden
-# flag, --devices-rows-json, which any user could give (a checkpoint overwritten with no mark check) and
-# which argparse's abbreviations reached from `compare bench --devices 4` (nineteenth hostile pass).
+# How bench asks its child for the devices rows: the variable holds the parent's pid, and the child
+# prints the rows as one line of JSON (ROWS_LINE) on its standard output, which the parent reads. It
+# was a hidden flag, --devices-rows-json PATH, which any user could give (a checkpoint overwritten) and
+# `compare bench --devices 4` reached by abbreviation (nineteenth hostile pass); then the variable
+# held a path, and a user's shell is the parent of every command typed in it, so setting it there
+# overwrote a file too (twentieth). The child now writes no file at all.
 ROWS_CHILD = "MICROGPT_BENCH_DEVICES_ROWS"
+ROWS_LINE = "microgpt devices rows: "
 
 
-def rows_path() -> str | None:
-    """The devices rows' file, in the child forced_devices_rows started; None anywhere else (a value
-    left in a user's shell is not this process's parent's, and is ignored, as hosts.is_worker does)."""
-    parent, _, path = os.environ.get(ROWS_CHILD, "").partition(":")
-    return path if path and parent == str(os.getppid()) else None
+def rows_child() -> bool:
+    """This is the child forced_devices_rows started (its parent's pid in ROWS_CHILD)."""
+    return os.environ.get(ROWS_CHILD, "") == str(os.getppid())
 
 
 def forced_devices_rows(args) -> list[dict]:
@@ -186,31 +188,28 @@ def forced_devices_rows(args) -> list[dict]:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=child_pythonpath(root),
                XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + FORCED_DEVICES).strip())
+    env[ROWS_CHILD] = str(os.getpid())
     from common import shell
 
-    with outputs.scratch_folder("microgpt-bench-") as tmp:
-        path = os.path.join(tmp, "rows.json")
-        data = args.data if args.data in (None, "makemore") else os.path.abspath(args.data)  # the child runs elsewhere
-        argv = ["--data", data] * (data is not None) + ["--seed", str(args.seed), "--repeats", str(args.repeats),
-                "--scaling-steps", str(args.scaling_steps), *(["--impls", args.impls] if args.impls else [])]
-        env[ROWS_CHILD] = f"{os.getpid()}:{path}"  # honoured only in a child of this process (rows_path)
-        # a signal ends this process at once: its handler ends the child and removes the folder (scratch_folder)
-        with subprocess.Popen([sys.executable, "-m", "compare", "bench", *argv], env=env, cwd=root,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
-            shell.children.add(child.pid)
-            try:
-                stdout, stderr = child.communicate()
-            except BaseException:  # an exception here (no handler installed: a caller in-process)
-                child.kill()
-                raise
-            finally:
-                shell.children.discard(child.pid)
-        out = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
-        if out.returncode:
-            last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-            raise UserError(f"the devices rows failed in a fresh interpreter ({last})")
-        with open(path) as f:
-            return json.load(f)
+    data = args.data if args.data in (None, "makemore") else os.path.abspath(args.data)  # the child runs elsewhere
+    argv = ["--data", data] * (data is not None) + ["--seed", str(args.seed), "--repeats", str(args.repeats),
+            "--scaling-steps", str(args.scaling_steps), *(["--impls", args.impls] if args.impls else [])]
+    # a signal ends this process at once: its handler ends the child (shell.children)
+    with subprocess.Popen([sys.executable, "-m", "compare", "bench", *argv], env=env, cwd=root,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
+        shell.children.add(child.pid)
+        try:
+            stdout, stderr = child.communicate()
+        except BaseException:  # an exception here (no handler installed: a caller in-process)
+            child.kill()
+            raise
+        finally:
+            shell.children.discard(child.pid)
+    rows = [line[len(ROWS_LINE):] for line in stdout.splitlines() if line.startswith(ROWS_LINE)]
+    if child.returncode or not rows:
+        last = (stderr.strip().splitlines() or [f"exit {child.returncode}, no rows"])[-1]
+        raise UserError(f"the devices rows failed in a fresh interpreter ({last})")
+    return json.loads(rows[-1])
 
 
 def scaling_timer(impl, state, cfg: Config, batches, mesh):
@@ -327,11 +326,10 @@ def main(argv) -> int:
     scaling_cfg = Config(vocab_size=tok.vocab_size, num_steps=args.scaling_steps)
     scaling_states = [pure_state] + [convert.state(pure_state, impls[0], impl, scaling_cfg)  # optax's schedule length
                                      for impl in impls[1:]]
-    child_rows = rows_path()
-    if child_rows:  # the child of forced_devices_rows
+    if rows_child():  # the child of forced_devices_rows: its rows on one line, to its parent's pipe
         rows = scaling_rows(impls, scaling_states, docs, tok, scaling_cfg, args.seed, args.repeats,
                             [(DEVICES_BATCH, n) for n in SCALING_DEVICES])
-        checkpoint.atomic_write(child_rows, lambda f: f.write(json.dumps(rows).encode()))
+        print(ROWS_LINE + json.dumps(rows))
         return 0
     print(f"compiling and warming up {', '.join(names)} ...", file=sys.stderr)
     timed = [Timed(impl, state, cfg, batches, tok, key=sample_key) for impl, state in zip(impls, states)]
