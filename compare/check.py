@@ -26,6 +26,7 @@ compiled once however many tests or candidates use it.
 
 import dataclasses
 import os
+import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -447,6 +448,13 @@ def process_rows(candidate: str, reference: str, processes: int) -> list[Process
     if payload is None:
         said = done.stderr.strip().splitlines() if done is not None else []
         why = "it ran past 600 s" if done is None else (said or [f"exit {done.returncode}"])[-1]
+        if done is not None and done.returncode == 2 and out in why:  # check's own scratch file, not the port:
+            # under `ulimit -f 1` a right port was "different" with a /tmp path (twentieth hostile pass)
+            found = re.search(r"\(([^()]+)\)", why.split(out, 1)[1])  # "... verdict.json (File too large): ..."
+            reason = found.group(1) if found else why
+            raise UserError(f"the several-process rows' verdict could not be written in a scratch folder under "
+                            f"{os.path.dirname(folder)} ({reason}): free space there, point TMPDIR at another "
+                            "folder, or raise the file size limit")
         return [ProcessRow(f"{'updates':<8} {'default':<16} {'jit':<7} {where}", DIFFERENT,
                            f"error: python -m compare --processes {processes} failed: {why}", again)]
     pair = next(iter(payload["pairs"].values()))

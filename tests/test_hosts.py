@@ -411,3 +411,24 @@ def test_an_ipv6_coordinator_is_whole_in_brackets_or_refused():
     for text in ("[::1", "[::1]", "::1:8476", "[1.2.3.4]:5", "a]:5", "[[::1]]:5", "[::1]:0"):
         with pytest.raises(hosts.UserError, match=r"give HOST:PORT, e\.g\. 10\.0\.0\.1:8476 or \[::1\]:8476"):
             hosts.address(text)
+
+
+def test_check_over_processes_whose_scratch_file_cannot_be_written_is_one_line(monkeypatch):
+    """check --processes runs `compare --processes N --json <scratch>`: under `ulimit -f 1` that write
+    failed, and a right port was "different" with a /tmp path in the row, exit 1 (twentieth hostile
+    pass). The scratch file is check's, not the port's: one line naming the folder, exit 2. (The
+    command is faked here: the run itself is the --full test of check over processes.)"""
+    import subprocess as sp
+
+    from common.errors import UserError
+    from compare import check
+
+    def no_room(argv, **kwargs):
+        out = argv[argv.index("--json") + 1]
+        return sp.CompletedProcess(argv, 2, None, f"compare: error: cannot save to {out} (File too large): nothing "
+                                                  "was written there; nothing was saved\n")
+
+    monkeypatch.setattr(sp, "run", no_room)
+    with pytest.raises(UserError, match=r"verdict could not be written in a scratch folder under .* \(File too "
+                                        r"large\): free space there"):
+        check.process_rows("flax_port", "pure", 2)
