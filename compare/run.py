@@ -253,6 +253,16 @@ def main(argv) -> int:
             with port_calls(impl, "init_state"):
                 own = state0 if impl is impls[0] else init_state(impl, cfg, key=init_key)
             impls_mod.check_fresh(name, impl, own, cfg)
+            if name not in impls_mod.NAMES:  # its weights drawn as check's init rows ask (a draw 5% too wide,
+                # or one weight 1.5x, ran from the first implementation's state, unseen: twentieth hostile pass)
+                from common.errors import PortFailure
+                from compare.check import init_faults
+
+                drawn, _ = init_faults({k: np.asarray(w, np.float64) for k, w in impl.state_to_flat(own)[0].items()},
+                                       cfg.init_std)
+                if drawn:
+                    raise PortFailure(f"{name}'s init_state draws other weights than microgpt's: {'; '.join(drawn)} "
+                                      "(compare check's init rows say the same)")
     states = [state0] + [convert.state(state0, impls[0], impl, cfg) for impl in impls[1:]]
     mesh = data_mesh(args.devices)  # one device too: the same code path; the batch split along "data"
     states = [place_state(s, mesh) for s in states]

@@ -567,8 +567,11 @@ def impl():
      "maxval=0.1386) for (k, w), kk in zip(params.items(), keys)}, opt", "kurtosis 1.7"),
     ("return {k: 0.08 * jax.random.normal(key, w.shape) for k, w in params.items()}, opt",
      "begin with the same numbers: one key drew both"),
+    # 5% too wide, and one weight 1.5x: within the bounds before (twentieth hostile pass)
+    ("return jax.tree.map(lambda w: w * 1.05, params), opt", "sampling errors off) and kurtosis"),
+    ("return dict(params, wpe=params['wpe'] * 1.5), opt", "wpe has std"),
     ("return params, opt", None),
-], ids=["step_100", "std_0.24", "uniform", "one_key", "pure's"])
+], ids=["step_100", "std_0.24", "uniform", "one_key", "std_0.084", "wpe_1.5x", "pure's"])
 def test_a_port_whose_own_init_is_no_fresh_start_is_different(change, says, tmp_path, monkeypatch):
     """Every check starts both sides from one state, and `python -m compare` from the first
     implementation's: a port whose init_state started Adam at step 100 was bitwise equal in both
@@ -588,6 +591,8 @@ def test_a_port_whose_own_init_is_no_fresh_start_is_different(change, says, tmp_
         assert code == 1 and err.strip() == f"compare: error: {name}'s init_state gives no fresh start, as its " \
                                             f"state_to_flat hands the state over: {says} " \
                                             "(common/impl.py)", err
+    else:  # its weights, held by compare as by check's init rows (a 5% wider draw ran unseen: twentieth pass)
+        assert code == 1 and f"{name}'s init_state draws other weights than microgpt's: " in err, err
 
 def test_a_port_that_exits_when_imported_or_hands_over_other_names_is_named(tmp_path, monkeypatch):
     """sys.exit at import: one line, exit 2 (it ended `compare check` with 0 and no output). A to_flat
