@@ -699,8 +699,36 @@ def case_report(a: Impl, b: Impl, case) -> Report:
         return sample_report(a, b, cfg, prompt=prompt, prompt_len=n, key=key, num_samples=SAMPLES, jit=jit,
                              start=start, temperature=group.temperature)
     if case.kind == "updates":
-        return walk(a, b, cfg, programs.data("updates", group), jit=jit, start=start, place=place)
-    return locate(a, b, cfg, jit=jit, batch=programs.data("grads", group), start=start, place=place)
+        report = walk(a, b, cfg, programs.data("updates", group), jit=jit, start=start, place=place)
+    else:
+        report = locate(a, b, cfg, jit=jit, batch=programs.data("grads", group), start=start, place=place)
+    if case.kind in ("update", "updates") and report.level != DIFFERENT:
+        return with_the_row(report, a, b, case)
+    return report
+
+
+def with_the_row(report: Report, a: Impl, b: Impl, case) -> Report:
+    """The check's own row beside the walk: the walk runs each step from a shared state, with train_step,
+    where the row runs the case's steps on, with train_steps. A schedule off by one in its denominator
+    (1e-6 of lr a step) stays within rounding at every step of the walk and adds up to 25 ulps over the
+    row's ten; a train_steps returning its losses shifted by one is not walked at all: both were
+    "equal to float32 rounding" or "bitwise equal" here, on the very case check sent the user to
+    (twentieth hostile pass). Such a row is the verdict, with why the walk could not see it."""
+    from compare import check
+
+    row = check.judge(b, case, a)
+    if row.level != DIFFERENT:
+        return report
+    steps = case.kind == "updates"
+    adds_up = "over its steps a small difference adds up (a learning-rate schedule, a decay), or " if steps else ""
+    unwalked = "train_steps, where the walk steps with train_step" if steps else "train_step as the trainers call it"
+    why = (f"the check's row is different ({row.describe()}), while every step walked from a shared state is "
+           f"within float32 rounding: {adds_up}it lies in what the row runs and the walk does not ({unwalked})")
+    tap = "train_steps()" if case.kind == "updates" else "train_step()"
+    worst = row.verdict.first_over or row.verdict.largest
+    ulps = worst.ulps if worst is not None else 0.0
+    return dataclasses.replace(report, level=DIFFERENT, differs=Parting(tap, "update", why, DIFFERENT, ulps,
+                                                                         at=f"the check's {case}"))
 
 
 # ----------------------------------------------------------------------------- the command

@@ -16,7 +16,7 @@ import planted
 import pytest
 
 from common.cli import run_cli
-from compare import against, bench, check, impls, lesson, run
+from compare import against, bench, check, impls, lesson, run, where
 from conftest import assert_user_error
 
 COUNTER = itertools.count()
@@ -1228,14 +1228,38 @@ def test_a_row_that_where_finds_within_rounding_stays_different_and_says_why(tmp
     """A port whose train_steps takes the schedule from the scan's own counter (eleventh hostile pass):
     where walks train_step and finds nothing beyond rounding, and a re-judgement on where's terms
     excused such rows, a weight decay and a summed loss too. The row stays different, and the line
-    under it says what where does not look at."""
+    under it says what where does not look at: where --case now sets the row itself beside its walk
+    (it said "equal to float32 rounding", or "bitwise equal" for a train_steps returning shifted losses,
+    on the very case check sent the user to: twentieth hostile pass)."""
     name = port(tmp_path, monkeypatch, "import dataclasses\nimport pure\n\n\ndef impl():\n    base = pure.impl()\n"
                                        "    return dataclasses.replace(base, train_steps=lambda s, b, cfg: "
                                        "base.train_steps(s, b, dataclasses.replace(cfg, num_steps=1000)))\n")
     code, out, err = call(check.main, name, "--shapes", "2layers", "--modes", "jit")
     assert code == 1 and next(ln for ln in out.splitlines() if ln.startswith("updates  2layers")).split()[5] == \
         "different", out
-    assert "note: where finds nothing beyond float32 rounding, and the row stays different" in out, out
+    assert "first differs at: train_steps() (update, the check's updates-2layers-jit): different" in out, out
+    assert "why: the check's row is different (" in out and "while every step walked from a shared state" in out, out
+    code, out, err = call(where.main, "--impls", f"pure,{name}", "--case", "updates-2layers-jit")
+    assert code == 1 and "where: different" in out and "first differs at: train_steps()" in out, out
+
+
+@pytest.mark.parametrize("change", [
+    # the schedule's denominator off by one: 1e-6 of lr a step, within rounding at every walked step
+    "train_step=lambda s, b, cfg: base.train_step(s, b, dataclasses.replace(cfg, num_steps=cfg.num_steps + 1)), "
+    "train_steps=lambda s, b, cfg: base.train_steps(s, b, dataclasses.replace(cfg, num_steps=cfg.num_steps + 1))",
+    # train_steps' losses shifted by one step: the walk runs train_step alone
+    "train_steps=lambda s, b, cfg: (lambda out: (out[0], __import__('jax').numpy.roll(out[1], 1)))("
+    "base.train_steps(s, b, cfg))",
+], ids=["schedule_off_by_one", "losses_shifted"])
+def test_where_on_the_case_check_names_is_different_where_the_row_is(change, tmp_path, monkeypatch):
+    """`where --case`, the command check prints under a different row, said "equal to float32 rounding"
+    or "bitwise equal" for these two (twentieth hostile pass): its walk steps from a shared state with
+    train_step. The check's row is now judged beside the walk, and names what the walk cannot see."""
+    name = port(tmp_path, monkeypatch, f"import dataclasses\nimport pure\n\n\ndef impl():\n    base = pure.impl()\n"
+                                       f"    return dataclasses.replace(base, {change})\n")
+    code, out, err = call(where.main, "--impls", f"pure,{name}", "--case", "updates-default-jit")
+    said = "first differs at: train_steps() (update, the check's updates-default-jit): different"
+    assert code == 1 and said in out, out + err
 
 
 MUTATES = """
