@@ -239,7 +239,8 @@ JAX_ENVIRONMENT = (
     # samples without a word, and the commands cannot run at all under the two after them (a traceback:
     # nineteenth hostile pass)
     ("JAX_THREEFRY_PARTITIONABLE", TRUE, "the initialisations and samples are those of JAX's default threefry"),
-    ("JAX_RANDOM_SEED_OFFSET", ("", "0"), "the initialisations and samples are those of the seed given"),
+    ("JAX_RANDOM_SEED_OFFSET", lambda v: v == "" or re.fullmatch(r"[+-]?0+", v) is not None,  # 00, +0: jax's 0
+     "the initialisations and samples are those of the seed given"),
     ("JAX_LEGACY_PRNG_KEY", ("", "allow", "warn"), "the commands make their keys with jax.random.PRNGKey"),
     *((f"JAX_TRANSFER_GUARD{part}", ALLOWED, "the commands hand arrays between host and device as they need")
       for part in ("", "_HOST_TO_DEVICE", "_DEVICE_TO_HOST", "_DEVICE_TO_DEVICE")),
@@ -251,7 +252,7 @@ def check_jax_variables() -> None:
     at the import, wherever that is). run_cli checks them before any command runs."""
     for name, fine, why in JAX_ENVIRONMENT:
         value = os.environ.get(name, "")
-        if value.strip().lower() not in fine:
+        if not (fine(value.strip()) if callable(fine) else value.strip().lower() in fine):
             raise UserError(f"{name}={value} is set: {why}: unset {name}")
 
 
