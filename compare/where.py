@@ -721,7 +721,9 @@ def with_the_row(report: Report, a: Impl, b: Impl, case) -> Report:
         return report
     steps = case.kind == "updates"
     adds_up = "over its steps a small difference adds up (a learning-rate schedule, a decay), or " if steps else ""
-    unwalked = "train_steps, where the walk steps with train_step" if steps else "train_step as the trainers call it"
+    unwalked = ("train_steps, where the walk steps with train_step" if steps else  # one update: train_step in both
+                "the row's judgement of the whole step, its loss and its drift along the weights, where the walk "
+                "judges an entry at a time")
     why = (f"the check's row is different ({row.describe()}), while every step walked from a shared state is "
            f"within float32 rounding: {adds_up}it lies in what the row runs and the walk does not ({unwalked})")
     tap = "train_steps()" if case.kind == "updates" else "train_step()"
